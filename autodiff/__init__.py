@@ -1,0 +1,27 @@
+"""autodiff: a small reverse-mode automatic differentiation tape over NumPy/CuPy.
+
+>>> import numpy as np, autodiff as ad
+>>> f = lambda w: ad.sum(ad.log_sigmoid(X @ w))
+>>> value, g = ad.value_and_grad(f)(np.zeros(3))          # doctest: +SKIP
+
+Public contract (see DESIGN.md): :class:`Tensor`, :func:`tensor`, NumPy-named
+functions, :func:`grad`, :func:`value_and_grad`, :class:`no_grad`,
+:func:`primitive` + :func:`defvjp` for new ops, :func:`check_grads`, and
+:mod:`autodiff.backend`. Nested ``grad`` raises :class:`NestedGradError`.
+"""
+from . import backend
+from .core import (Tensor, tensor, register_tensor_like, primitive, defvjp, nograd_primitive, VJP_RULES, grad,
+                   value_and_grad, no_grad, enable_grad, is_grad_enabled, NestedGradError,
+                   unbroadcast)
+from .ops import *  # noqa: F401,F403
+from .ops import __all__ as _ops_all
+from .linalg import cholesky, solve_triangular, solve, slogdet, inv
+from . import operators as _operators  # noqa: F401  (binds Tensor operators)
+from .check import check_grads
+
+__version__ = "0.1.0"
+
+__all__ = ["backend", "Tensor", "tensor", "register_tensor_like", "primitive", "defvjp", "nograd_primitive",
+           "VJP_RULES", "grad", "value_and_grad", "no_grad", "enable_grad",
+           "is_grad_enabled", "NestedGradError", "unbroadcast", "cholesky",
+           "solve_triangular", "solve", "slogdet", "inv", "check_grads"] + list(_ops_all)

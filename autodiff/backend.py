@@ -1,0 +1,127 @@
+"""Array backend: NumPy on the CPU, CuPy on the GPU, chosen by the arrays themselves.
+
+CuPy is optional and imported lazily: nothing here imports it until an array that
+is already a CuPy array shows up, or until the caller asks for the GPU explicitly
+(``to_device(x, "gpu")``, ``gpu_available()``). Special functions and linear
+algebra go through ``scipy.special``/``numpy.linalg`` or ``cupyx.scipy.special``/
+``cupy.linalg`` according to the array module of their inputs.
+"""
+import numpy as np
+
+__all__ = ["get_array_module", "asnumpy", "to_device", "gpu_available", "special",
+           "linalg", "scipy_linalg", "is_cupy", "default_device", "set_default_device",
+           "scatter_add"]
+
+_cupy = None           # the cupy module once imported, False if unavailable
+_default_device = "cpu"
+
+
+def _import_cupy():
+    global _cupy
+    if _cupy is None:
+        try:
+            import cupy
+            _cupy = cupy
+        except Exception:  # ImportError, or CUDA libraries missing at import
+            _cupy = False
+    return _cupy
+
+
+def is_cupy(x):
+    """True when ``x`` is a CuPy array (checked by type, without importing CuPy)."""
+    return type(x).__module__.startswith("cupy")
+
+
+def get_array_module(*xs):
+    """The array module (``numpy`` or ``cupy``) of the arrays among ``xs``.
+
+    Autodiff Tensors count by their ``.data``. CuPy wins if any input is a CuPy
+    array; with no array input at all, NumPy.
+    """
+    for x in xs:
+        d = getattr(x, "data", x) if type(x).__name__ == "Tensor" else x
+        if is_cupy(d):
+            return _import_cupy()
+    return np
+
+
+def gpu_available():
+    """True when CuPy imports and sees at least one CUDA device."""
+    cp = _import_cupy()
+    if not cp:
+        return False
+    try:
+        return cp.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def asnumpy(x):
+    """Return ``x`` (array, scalar or Tensor) as a NumPy array on the host."""
+    if type(x).__name__ == "Tensor":
+        x = x.data
+    if is_cupy(x):
+        return x.get()
+    return np.asarray(x)
+
+
+def to_device(x, device):
+    """Copy an array to ``device`` ("cpu" or "gpu"); a no-op when it is already there."""
+    if device == "cpu":
+        return asnumpy(x)
+    if device == "gpu":
+        if not gpu_available():
+            raise RuntimeError("to_device(x, 'gpu'): no CUDA device available "
+                               "(install zsarray[gpu] and check that CuPy sees a GPU)")
+        return _cupy.asarray(x)
+    raise ValueError(f"device: expected 'cpu' or 'gpu', got {device!r}")
+
+
+def default_device():
+    """The device new arrays go to when nothing else decides ("cpu" unless set)."""
+    return _default_device
+
+
+def set_default_device(device):
+    """Set the device used when no input array decides ("cpu" or "gpu")."""
+    global _default_device
+    if device not in ("cpu", "gpu"):
+        raise ValueError(f"device: expected 'cpu' or 'gpu', got {device!r}")
+    if device == "gpu" and not gpu_available():
+        raise RuntimeError("set_default_device('gpu'): no CUDA device available")
+    _default_device = device
+
+
+def special(x):
+    """``scipy.special`` or ``cupyx.scipy.special`` for the array ``x``."""
+    if is_cupy(x):
+        import cupyx.scipy.special as sp
+        return sp
+    import scipy.special as sp
+    return sp
+
+
+def linalg(x):
+    """``numpy.linalg`` or ``cupy.linalg`` for the array ``x``."""
+    if is_cupy(x):
+        return _import_cupy().linalg
+    return np.linalg
+
+
+def scipy_linalg(x):
+    """``scipy.linalg`` or ``cupyx.scipy.linalg`` for the array ``x``."""
+    if is_cupy(x):
+        import cupyx.scipy.linalg as sl
+        return sl
+    import scipy.linalg as sl
+    return sl
+
+
+def scatter_add(target, index, values):
+    """In place ``target[index] += values`` with repeated indices accumulating."""
+    if is_cupy(target):
+        import cupyx
+        cupyx.scatter_add(target, index, values)
+    else:
+        np.add.at(target, index, values)
+    return target

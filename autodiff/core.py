@@ -1,0 +1,614 @@
+"""The tape: Tensor, primitives with staged VJP rules, and the backward pass.
+
+Design (see STYLE.md 1-4):
+
+* There is no global tape. A Tensor produced by a primitive from inputs that
+  require a gradient keeps its parents and one VJP closure per parent; the graph
+  is reachable only from outputs, and in ``no_grad`` mode nothing is recorded.
+* One rule table, ``VJP_RULES``: primitive name -> one *maker* per positional
+  argument. A maker is staged like HIPS autograd's: ``maker(ans, *args, **kwargs)``
+  runs in the forward pass and returns ``vjp(g)``, which runs in the backward pass.
+  A ``None`` maker means "no gradient flows to this argument". A missing rule
+  raises when the op is recorded, naming the op and argument.
+* Unbroadcasting and dtype restoration happen in exactly one place, the backward
+  loop: a rule may return a cotangent of the broadcast output shape and the loop
+  sums it down to the parent's shape and casts it to the parent's dtype.
+* The backward pass is an iterative reference-counted topological walk (no
+  recursion, so a 10,000-step recurrence is fine); each cotangent is popped as soon
+  as it is used and each node's parents and closures are dropped once processed,
+  so nothing from the forward pass stays alive after ``backward``.
+* Nested differentiation (``grad`` of a function that itself calls ``grad``) is
+  not supported and raises :class:`NestedGradError`: VJP rules are written on raw
+  arrays, so a second-order tape would silently be wrong.
+"""
+import threading
+
+import numpy as np
+
+from . import backend
+
+__all__ = ["Tensor", "tensor", "register_tensor_like", "primitive", "defvjp", "nograd_primitive", "VJP_RULES",
+           "grad", "value_and_grad", "no_grad", "enable_grad", "is_grad_enabled",
+           "NestedGradError", "unbroadcast"]
+
+
+class NestedGradError(NotImplementedError):
+    """Raised when ``grad``/``value_and_grad`` is called while another is tracing."""
+
+
+class _State(threading.local):
+    # Per-thread: whether ops are recorded, and how many grad() calls are tracing.
+    enabled = True
+    depth = 0
+
+
+_state = _State()
+
+#: The one rule table: primitive name -> list of VJP makers, one per positional arg.
+VJP_RULES = {}
+#: Types that stand for a Tensor (e.g. BayesianNet nodes): type -> converter.
+_TENSOR_LIKE = {}
+
+
+def register_tensor_like(cls, to_tensor):
+    """Let instances of ``cls`` be passed to autodiff ops: ``to_tensor(obj) -> Tensor``.
+
+    zsarray registers its BayesianNet nodes this way, so ``ad.exp(bn["z"])`` works
+    like ``ad.exp(bn["z"].tensor)``. Only the slow path (non-Tensor arguments) pays
+    for the lookup.
+    """
+    _TENSOR_LIKE[cls] = to_tensor
+_MISSING = object()
+
+
+class Tensor:
+    """An array with an optional place on the tape.
+
+    Attributes
+    ----------
+    data : numpy.ndarray or cupy.ndarray
+        The raw array.
+    grad : array or None
+        Accumulated gradient of a leaf created with ``requires_grad=True``,
+        filled by :meth:`backward`.
+    requires_grad : bool
+        Whether gradients flow to (or through) this tensor.
+    """
+    # _n (pending consumer count) and _g (cotangent being accumulated) are scratch
+    # space of the backward pass, kept on the node instead of in dicts for speed.
+    # _edges: None for a leaf, ((parent, vjp), ...) for a recorded op, () once freed.
+    __slots__ = ("data", "grad", "requires_grad", "_edges", "_n", "_g", "__weakref__")
+    # NumPy must defer to our reflected operators (ndarray + Tensor -> Tensor.__radd__)
+    __array_ufunc__ = None
+    __array_priority__ = 1000
+
+    def __init__(self, data, requires_grad=False):
+        if type(data) is Tensor:
+            data = data.data
+        elif not (hasattr(data, "__array_interface__") or hasattr(data, "__cuda_array_interface__")):
+            data = np.asarray(data)
+        if requires_grad and data.dtype.kind not in "fc":
+            raise TypeError(f"tensor: only floating-point tensors can require gradients, "
+                            f"got dtype {data.dtype}")
+        self.data = data
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._edges = None
+        self._n = 0
+        self._g = None
+
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+    T = property(lambda self: _ops().transpose(self))
+
+    def __len__(self):
+        return len(self.data)
+
+    def __iter__(self):
+        for i in range(len(self.data)):
+            yield self[i]
+
+    def __repr__(self):
+        g = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({self.data!r}{g})"
+
+    def __bool__(self):
+        return bool(self.data)
+
+    def __float__(self):
+        return float(self.data)
+
+    def __int__(self):
+        return int(self.data)
+
+    def __array__(self, dtype=None, copy=None):
+        a = backend.asnumpy(self.data)
+        return a.astype(dtype) if dtype is not None else a
+
+    __hash__ = object.__hash__
+
+    def item(self):
+        return self.data.item()
+
+    def numpy(self):
+        """The data as a NumPy array on the host (detached from the tape)."""
+        return backend.asnumpy(self.data)
+
+    def detach(self):
+        """A new leaf Tensor sharing ``data``, cut from the tape."""
+        return Tensor(self.data)
+
+    def backward(self, grad=None):
+        """Accumulate d(self)/d(leaf) into ``.grad`` of every leaf that requires it.
+
+        ``grad`` is the seed cotangent (shape of ``self``); it may be omitted only for
+        a single-element tensor. The graph is freed afterwards.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward(): this tensor does not require grad (it depends on "
+                               "no tensor created with requires_grad=True)")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward(): called on a non-scalar Tensor of shape "
+                                   f"{self.shape} without a seed gradient; pass "
+                                   f"backward(grad) with an array of shape {self.shape}")
+            grad = backend.get_array_module(self.data).ones_like(self.data)
+        else:
+            grad = grad.data if type(grad) is Tensor else grad
+            if grad.shape != self.shape:
+                raise ValueError(f"backward(): seed gradient has shape {grad.shape}, "
+                                 f"expected {self.shape}")
+        _backward(self, grad, None)
+
+
+def _ops():
+    from . import ops
+    return ops
+
+
+def tensor(data, requires_grad=False, dtype=None):
+    """Make a leaf Tensor from an array, scalar or nested list.
+
+    Parameters
+    ----------
+    data : array_like (NumPy or CuPy)
+        Kept as is when it is already an array of the requested dtype (no copy).
+    requires_grad : bool
+        Record operations on it so that ``backward`` fills ``.grad``.
+    dtype : optional
+        Cast to this dtype.
+    """
+    if type(data) is Tensor:
+        data = data.data
+    xp = backend.get_array_module(data)
+    data = xp.asarray(data, dtype=dtype)
+    return Tensor(data, requires_grad=requires_grad)
+
+
+_new = Tensor.__new__
+
+
+def _new_node(data, edges):
+    t = _new(Tensor)
+    t.data = data
+    t.grad = None
+    t.requires_grad = True
+    t._edges = edges
+    t._n = 0
+    t._g = None
+    return t
+
+
+def _leaf(data):
+    t = _new(Tensor)
+    t.data = data
+    t.grad = None
+    t.requires_grad = False
+    t._edges = None
+    t._n = 0
+    t._g = None
+    return t
+
+
+def _shape_of(a):
+    return getattr(a, "shape", type(a).__name__)
+
+
+def _reraise(name, err, raw):
+    shapes = ", ".join(str(_shape_of(a)) for a in raw if not isinstance(a, (str, type(None))))
+    msg = f"{name}: {err} (argument shapes: {shapes})"
+    try:
+        new = type(err)(msg)
+    except Exception:
+        new = ValueError(msg)
+    raise new from err
+
+
+def _missing(name, i):
+    return NotImplementedError(f"no VJP rule for argument {i} of '{name}': it cannot be "
+                               f"differentiated (define one with autodiff.defvjp)")
+
+
+def _maker(rules, name, i):
+    maker = rules[i] if i < len(rules) else _MISSING
+    if maker is _MISSING:
+        raise _missing(name, i)
+    return maker
+
+
+def primitive(fun, name=None, nargs=None):
+    """Wrap a function on raw arrays into a tape op.
+
+    The wrapped function accepts Tensors or raw arrays/scalars in any positional
+    argument, always returns a Tensor, and records itself when some Tensor argument
+    requires a gradient. Give it VJP rules with :func:`defvjp`.
+
+    ``nargs=1`` or ``2`` selects a specialised wrapper for unary (with keyword
+    options) and binary (no options) elementwise ops: the per-op path is the hot
+    path of small-array code, so it avoids building argument lists.
+    """
+    name = name or fun.__name__
+    rules = VJP_RULES.setdefault(name, [])
+
+    if nargs == 1:
+        def wrapped(x, **kwargs):
+            if type(x) is not Tensor:
+                conv = _TENSOR_LIKE.get(type(x))
+                if conv is None:
+                    return _leaf(_call(fun, name, (x,), kwargs))
+                x = conv(x)
+            xd = x.data
+            try:
+                ans = fun(xd, **kwargs) if kwargs else fun(xd)
+            except (ValueError, TypeError) as err:
+                _reraise(name, err, (xd,))
+            if x.requires_grad and _state.enabled:
+                maker = rules[0] if rules else _maker(rules, name, 0)
+                if maker is not None:
+                    return _new_node(ans, ((x, maker(ans, xd, **kwargs) if kwargs
+                                            else maker(ans, xd)),))
+            return _leaf(ans)
+    elif nargs == 2:
+        def wrapped(x, y):
+            tx, ty = type(x) is Tensor, type(y) is Tensor
+            if not tx and type(x) in _TENSOR_LIKE:
+                x, tx = _TENSOR_LIKE[type(x)](x), True
+            if not ty and type(y) in _TENSOR_LIKE:
+                y, ty = _TENSOR_LIKE[type(y)](y), True
+            xd = x.data if tx else x
+            yd = y.data if ty else y
+            try:
+                ans = fun(xd, yd)
+            except (ValueError, TypeError) as err:
+                _reraise(name, err, (xd, yd))
+            gx = tx and x.requires_grad
+            gy = ty and y.requires_grad
+            if (gx or gy) and _state.enabled:
+                if gx and gy:
+                    rx, ry = rules[0], rules[1]
+                    if rx is not None and ry is not None:
+                        return _new_node(ans, ((x, rx(ans, xd, yd)), (y, ry(ans, xd, yd))))
+                    gx, gy = rx is not None, ry is not None
+                if gx:
+                    rx = _maker(rules, name, 0)
+                    if rx is not None:
+                        return _new_node(ans, ((x, rx(ans, xd, yd)),))
+                elif gy:
+                    ry = _maker(rules, name, 1)
+                    if ry is not None:
+                        return _new_node(ans, ((y, ry(ans, xd, yd)),))
+            return _leaf(ans)
+    else:
+        def wrapped(*args, **kwargs):
+            if _TENSOR_LIKE:
+                args = [_TENSOR_LIKE[type(a)](a) if type(a) in _TENSOR_LIKE else a
+                        for a in args]
+            raw = [a.data if type(a) is Tensor else a for a in args]
+            ans = _call(fun, name, raw, kwargs)
+            if _state.enabled:
+                parents = None
+                for i, a in enumerate(args):
+                    if type(a) is Tensor and a.requires_grad:
+                        makers = VJP_RULES[name]
+                        maker = _maker(makers, name, i)
+                        if maker is None:
+                            continue
+                        if parents is None:
+                            parents = [(a, maker(ans, *raw, **kwargs))]
+                        else:
+                            parents.append((a, maker(ans, *raw, **kwargs)))
+                if parents is not None:
+                    return _new_node(ans, tuple(parents))
+            return _leaf(ans)
+
+    wrapped.__name__ = name
+    wrapped.__qualname__ = name
+    wrapped.__doc__ = fun.__doc__
+    wrapped.__wrapped__ = fun
+    wrapped._ad_name = name
+    return wrapped
+
+
+def _call(fun, name, raw, kwargs):
+    try:
+        return fun(*raw, **kwargs)
+    except (ValueError, TypeError) as err:
+        _reraise(name, err, raw)
+
+
+def nograd_primitive(fun, name=None):
+    """Wrap a function whose output carries no gradient (sign, floor, argmax, ...).
+
+    Tensor arguments are unwrapped and the raw result is returned as is.
+    """
+    def wrapped(*args, **kwargs):
+        return fun(*[a.data if type(a) is Tensor else a for a in args], **kwargs)
+    wrapped.__name__ = name or fun.__name__
+    wrapped.__doc__ = fun.__doc__
+    return wrapped
+
+
+def defvjp(prim, *makers):
+    """Define the VJP makers of a primitive, one per positional argument.
+
+    Each maker is ``maker(ans, *args, **kwargs) -> (g -> cotangent)``; pass ``None``
+    for arguments that get no gradient. Cotangents may have the broadcast (output)
+    shape: the backward pass sums them down to the argument's shape.
+
+    Example
+    -------
+    >>> square = primitive(lambda x: x * x, name="my_square")
+    >>> defvjp(square, lambda ans, x: lambda g: 2 * x * g)
+    """
+    name = getattr(prim, "_ad_name", None)
+    if name is None:
+        raise TypeError(f"defvjp: {prim!r} is not an autodiff primitive (wrap it with "
+                        f"autodiff.primitive first)")
+    VJP_RULES[name][:] = makers
+
+
+def unbroadcast(g, shape):
+    """Sum a cotangent ``g`` of a broadcast result down to ``shape``."""
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    if extra > 0:
+        g = g.sum(axis=tuple(range(extra)))
+    elif extra < 0:  # a rule returned fewer dims (e.g. a scalar): broadcast up
+        return backend.get_array_module(g).broadcast_to(g, shape).copy()
+    axes = tuple(i for i, (s, gs) in enumerate(zip(shape, g.shape)) if s == 1 and gs != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    if g.shape != shape:
+        g = backend.get_array_module(g).broadcast_to(g, shape).copy()
+    return g
+
+
+def _backward(root, seed, wanted):
+    """Propagate ``seed`` from ``root``.
+
+    ``wanted`` is None (accumulate into ``.grad`` of leaves, as Tensor.backward) or a
+    dict ``id(leaf) -> None`` filled in place with the leaves' cotangents (grad()).
+    """
+    if root._edges is None:  # the root is itself a leaf
+        _deliver(root, seed, wanted)
+        return
+    # Count, for every node, how many recorded consumers it has.
+    leaves = []
+    stack = [root]
+    while stack:
+        for p, _ in stack.pop()._edges:
+            n = p._n
+            p._n = n + 1
+            if n == 0:
+                if p._edges:
+                    stack.append(p)
+                elif p._edges is None:
+                    leaves.append(p)
+    root._g = seed
+    ready = [root]
+    try:
+        while ready:
+            t = ready.pop()
+            g = t._g
+            t._g = None
+            edges = t._edges
+            if edges is None:
+                _deliver(t, g, wanted)
+                continue
+            if not edges:
+                raise RuntimeError("backward(): part of this graph was already freed by an "
+                                   "earlier backward pass; recompute the forward pass")
+            t._edges = ()   # free the graph as we go
+            for p, vjp in edges:
+                gp = vjp(g)
+                d = p.data
+                if gp.shape != d.shape:
+                    gp = unbroadcast(gp, d.shape)
+                if gp.dtype is not d.dtype and gp.dtype != d.dtype:
+                    gp = gp.astype(d.dtype)
+                prev = p._g
+                p._g = gp if prev is None else prev + gp
+                n = p._n - 1
+                p._n = n
+                if n == 0:
+                    ready.append(p)
+    finally:
+        for leaf in leaves:    # leaves outlive this pass: leave them clean
+            leaf._n, leaf._g = 0, None
+
+
+def _deliver(leaf, g, wanted):
+    if wanted is None:
+        leaf.grad = g.copy() if leaf.grad is None else leaf.grad + g
+    elif id(leaf) in wanted:
+        w = wanted[id(leaf)]
+        wanted[id(leaf)] = g if w is None else w + g
+
+
+class no_grad:
+    """Context manager (and decorator) in which no operation is recorded."""
+
+    def __enter__(self):
+        self._prev = _state.enabled
+        _state.enabled = False
+
+    def __exit__(self, *exc):
+        _state.enabled = self._prev
+
+    def __call__(self, fun):
+        def wrapper(*args, **kwargs):
+            with no_grad():
+                return fun(*args, **kwargs)
+        wrapper.__name__ = getattr(fun, "__name__", "wrapper")
+        wrapper.__doc__ = getattr(fun, "__doc__", None)
+        return wrapper
+
+
+class enable_grad(no_grad):
+    """Context manager in which operations are recorded (undoes an outer no_grad)."""
+
+    def __enter__(self):
+        self._prev = _state.enabled
+        _state.enabled = True
+
+
+def is_grad_enabled():
+    """Whether operations are currently recorded on this thread."""
+    return _state.enabled
+
+
+def value_and_grad(fun, argnums=0, has_aux=False):
+    """Make ``f(*args) -> (value, grad)`` from a scalar-valued ``fun``.
+
+    Parameters
+    ----------
+    fun : callable
+        Takes Tensors in the positions ``argnums`` (raw arrays elsewhere) and returns
+        a single-element Tensor, or ``(scalar, aux)`` when ``has_aux``.
+    argnums : int or tuple of int
+        Which positional arguments to differentiate.
+    has_aux : bool
+        ``fun`` returns ``(scalar, aux)``; aux is returned with Tensors replaced by
+        their raw arrays.
+
+    Returns
+    -------
+    callable
+        ``f(*args, **kwargs)`` returning ``(value, grad)`` — or ``((value, aux), grad)``
+        with ``has_aux`` — where value is a raw array and grad is a raw array shaped
+        like its argument (a tuple of them when ``argnums`` is a tuple). NumPy in,
+        NumPy out; CuPy in, CuPy out. Gradients have the dtype of their argument.
+
+    Raises
+    ------
+    NestedGradError
+        When called while another ``grad``/``value_and_grad`` is tracing.
+    """
+    multi = isinstance(argnums, (tuple, list))
+    nums = tuple(argnums) if multi else (argnums,)
+
+    def wrapped(*args, **kwargs):
+        if _state.depth:
+            raise NestedGradError(
+                "nested differentiation is not supported: grad/value_and_grad was called "
+                "inside a function that another grad is differentiating. autodiff records "
+                "first-order VJPs only; for Hessian-vector products use finite differences "
+                "of grad")
+        args = list(args)
+        leaves = []
+        for i in nums:
+            if i >= len(args):
+                raise TypeError(f"value_and_grad: argnums={argnums} but only {len(args)} "
+                                f"positional arguments were given")
+            t = _as_leaf(args[i], i)
+            args[i] = t
+            leaves.append(t)
+        prev = _state.enabled
+        _state.enabled = True
+        _state.depth += 1
+        try:
+            out = fun(*args, **kwargs)
+        finally:
+            _state.depth -= 1
+            _state.enabled = prev
+        aux = None
+        if has_aux:
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TypeError("value_and_grad(has_aux=True): fun must return (scalar, aux)")
+            out, aux = out
+            aux = _strip(aux)
+        val = out.data if type(out) is Tensor else out
+        if getattr(val, "size", 1) != 1:
+            raise TypeError(f"value_and_grad: fun must return a scalar, got shape "
+                            f"{val.shape}; sum or average it first")
+        wanted = {id(t): None for t in leaves}
+        if type(out) is Tensor and out.requires_grad:
+            _backward(out, _ones_like(val), wanted)
+        grads = []
+        for t in leaves:
+            g = wanted[id(t)]
+            if g is None:
+                g = _zeros_like(t.data)
+            elif type(g) is np.ndarray and not g.flags.writeable:
+                g = g.copy()   # a broadcast view from a rule: hand out a real array
+            grads.append(g)
+        grads = tuple(grads) if multi else grads[0]
+        if has_aux:
+            return (val, aux), grads
+        return val, grads
+
+    wrapped.__name__ = f"value_and_grad({getattr(fun, '__name__', 'fun')})"
+    return wrapped
+
+
+def _as_leaf(a, i):
+    """A fresh leaf requiring grad for argument ``i`` of a function being differentiated."""
+    a = a.data if type(a) is Tensor else a
+    if type(a) is not np.ndarray and not backend.is_cupy(a):
+        a = np.asarray(a)
+        if a.dtype.kind in "biu":
+            a = a.astype(float)
+    if a.dtype.kind not in "fc":
+        raise TypeError(f"value_and_grad: argument {i} has dtype {a.dtype}; only "
+                        f"floating-point arguments can be differentiated")
+    t = _new(Tensor)
+    t.data, t.grad, t.requires_grad, t._edges, t._n, t._g = a, None, True, None, 0, None
+    return t
+
+
+def _ones_like(x):
+    if type(x) is np.ndarray:
+        return np.ones(x.shape, x.dtype)
+    return backend.get_array_module(x).ones_like(x)
+
+
+def _zeros_like(x):
+    if type(x) is np.ndarray:
+        return np.zeros(x.shape, x.dtype)
+    return backend.get_array_module(x).zeros_like(x)
+
+
+def grad(fun, argnums=0):
+    """Make ``f(*args) -> grad`` from a scalar-valued ``fun`` (see :func:`value_and_grad`)."""
+    vg = value_and_grad(fun, argnums)
+
+    def wrapped(*args, **kwargs):
+        return vg(*args, **kwargs)[1]
+
+    wrapped.__name__ = f"grad({getattr(fun, '__name__', 'fun')})"
+    return wrapped
+
+
+def _strip(x):
+    if type(x) is Tensor:
+        return x.data
+    if isinstance(x, tuple) and not hasattr(x, "_fields"):
+        return tuple(_strip(v) for v in x)
+    if isinstance(x, list):
+        return [_strip(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _strip(v) for k, v in x.items()}
+    return x

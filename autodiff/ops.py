@@ -1,0 +1,662 @@
+"""NumPy-named differentiable functions, each next to its VJP rule.
+
+Every public function accepts Tensors or raw NumPy/CuPy arrays and scalars and
+returns a Tensor. Rules follow the staged convention of :func:`autodiff.defvjp`:
+``maker(ans, *args, **kwargs) -> (g -> cotangent)``; cotangents may have the
+broadcast output shape (the backward pass sums them down in one place).
+
+Forward computations call ``numpy`` functions, which dispatch to CuPy through the
+``__array_ufunc__``/``__array_function__`` protocols when given CuPy arrays; special
+functions and linear algebra go through :mod:`autodiff.backend` explicitly.
+"""
+import string
+
+import numpy as np
+
+from . import backend
+from .core import Tensor, defvjp, nograd_primitive, primitive
+
+__all__ = [
+    "add", "subtract", "multiply", "divide", "true_divide", "negative", "power",
+    "maximum", "minimum", "where", "clip",
+    "exp", "log", "log1p", "expm1", "sqrt", "square", "abs", "absolute", "sin", "cos",
+    "tanh", "arctan", "sigmoid", "softplus", "log_sigmoid", "relu", "lgamma", "gammaln",
+    "digamma", "erf", "erfc", "cast",
+    "sum", "mean", "max", "min", "prod", "cumsum", "logsumexp", "softmax", "log_softmax",
+    "reshape", "transpose", "swapaxes", "expand_dims", "squeeze", "broadcast_to",
+    "concatenate", "stack", "getitem", "take", "tril", "triu", "diagonal",
+    "matmul", "dot", "einsum", "stop_gradient",
+    "sign", "floor", "ceil", "round", "argmax", "argmin", "isfinite", "isnan",
+    "zeros_like", "ones_like",
+]
+
+
+def _binary(name, fun, rule_x, rule_y):
+    prim = primitive(fun, name, nargs=2)
+    defvjp(prim, rule_x, rule_y)
+    return prim
+
+
+def _unary(name, fun, rule):
+    prim = primitive(fun, name, nargs=1)
+    defvjp(prim, rule)
+    return prim
+
+
+# ----------------------------------------------------------------------------- arithmetic
+
+def _identity(g):
+    return g
+
+
+# Rules whose VJP needs nothing from the forward pass share one function (no closure).
+add = _binary("add", np.add, lambda ans, x, y: _identity, lambda ans, x, y: _identity)
+subtract = _binary("subtract", np.subtract,
+                   lambda ans, x, y: _identity, lambda ans, x, y: np.negative)
+multiply = _binary("multiply", np.multiply,
+                   lambda ans, x, y: lambda g: g * y, lambda ans, x, y: lambda g: g * x)
+divide = _binary("divide", np.true_divide,
+                 lambda ans, x, y: lambda g: g / y,
+                 lambda ans, x, y: lambda g: -g * ans / y)
+true_divide = divide
+negative = _unary("negative", np.negative, lambda ans, x: np.negative)
+
+
+def _log_or_zero(x):
+    # d(x**y)/dy = x**y log x; define it as 0 where x <= 0 (as autograd does at 0).
+    return np.log(np.where(x > 0, x, 1))
+
+
+power = _binary("power", np.power,
+                lambda ans, x, y: lambda g: g * y * np.power(x, np.subtract(y, 1)),
+                lambda ans, x, y: lambda g: g * ans * _log_or_zero(x))
+
+
+def _balanced(x, y, cmp):
+    # Gradient share of x in max/min(x, y): 1 where x wins, 1/2 on ties.
+    return np.where(cmp(x, y), 1.0, np.where(x == y, 0.5, 0.0))
+
+
+maximum = _binary("maximum", np.maximum,
+                  lambda ans, x, y: lambda g: g * _balanced(x, y, np.greater),
+                  lambda ans, x, y: lambda g: g * _balanced(y, x, np.greater))
+minimum = _binary("minimum", np.minimum,
+                  lambda ans, x, y: lambda g: g * _balanced(x, y, np.less),
+                  lambda ans, x, y: lambda g: g * _balanced(y, x, np.less))
+
+where = primitive(np.where, "where")
+defvjp(where, None,
+       lambda ans, c, x, y: lambda g: np.where(c, g, 0),
+       lambda ans, c, x, y: lambda g: np.where(c, 0, g))
+where.__doc__ = "where(condition, x, y): elementwise choice; no gradient to condition."
+
+
+def _clip(x, a_min=None, a_max=None):
+    return np.clip(x, a_min, a_max)
+
+
+clip = primitive(_clip, "clip")
+defvjp(clip, lambda ans, x, a_min=None, a_max=None: lambda g: g * _inside(x, a_min, a_max))
+
+
+def _inside(x, lo, hi):
+    m = np.ones_like(x, dtype=bool)
+    if lo is not None:
+        m = m & (x >= lo)
+    if hi is not None:
+        m = m & (x <= hi)
+    return m
+
+
+# ----------------------------------------------------------------------------- elementwise
+
+def _sp(x):
+    return backend.special(x)
+
+
+exp = _unary("exp", np.exp, lambda ans, x: lambda g: g * ans)
+log = _unary("log", np.log, lambda ans, x: lambda g: g / x)
+log1p = _unary("log1p", np.log1p, lambda ans, x: lambda g: g / (1 + x))
+expm1 = _unary("expm1", np.expm1, lambda ans, x: lambda g: g * (ans + 1))
+sqrt = _unary("sqrt", np.sqrt, lambda ans, x: lambda g: g * 0.5 / ans)
+square = _unary("square", np.square, lambda ans, x: lambda g: g * 2 * x)
+abs = _unary("abs", np.abs, lambda ans, x: lambda g: g * np.sign(x))
+absolute = abs
+sin = _unary("sin", np.sin, lambda ans, x: lambda g: g * np.cos(x))
+cos = _unary("cos", np.cos, lambda ans, x: lambda g: -g * np.sin(x))
+tanh = _unary("tanh", np.tanh, lambda ans, x: lambda g: g * (1 - ans * ans))
+arctan = _unary("arctan", np.arctan, lambda ans, x: lambda g: g / (1 + x * x))
+sigmoid = _unary("sigmoid", lambda x: _sp(x).expit(x),
+                 lambda ans, x: lambda g: g * ans * (1 - ans))
+# softplus(x) = log(1 + e^x), stable for |x| up to the float range via logaddexp.
+softplus = _unary("softplus", lambda x: np.logaddexp(0, x),
+                  lambda ans, x: lambda g: g * _sp(x).expit(x))
+log_sigmoid = _unary("log_sigmoid", lambda x: -np.logaddexp(0, np.negative(x)),
+                     lambda ans, x: lambda g: g * _sp(x).expit(np.negative(x)))
+relu = _unary("relu", lambda x: np.maximum(x, 0), lambda ans, x: lambda g: g * (x > 0))
+lgamma = _unary("lgamma", lambda x: _sp(x).gammaln(x),
+                lambda ans, x: lambda g: g * _sp(x).digamma(x))
+gammaln = lgamma
+digamma = _unary("digamma", lambda x: _sp(x).digamma(x),
+                 lambda ans, x: lambda g: g * _sp(x).polygamma(1, x))
+_TWO_OVER_SQRT_PI = 2.0 / np.sqrt(np.pi)
+erf = _unary("erf", lambda x: _sp(x).erf(x),
+             lambda ans, x: lambda g: g * _TWO_OVER_SQRT_PI * np.exp(-np.square(x)))
+erfc = _unary("erfc", lambda x: _sp(x).erfc(x),
+              lambda ans, x: lambda g: -g * _TWO_OVER_SQRT_PI * np.exp(-np.square(x)))
+
+_cast_p = primitive(lambda x, dtype: x.astype(dtype), "cast")
+defvjp(_cast_p, lambda ans, x, dtype: lambda g: g)   # the backward loop casts back
+
+
+def cast(x, dtype):
+    """cast(x, dtype): convert dtype; the gradient is cast back to x's dtype.
+
+    A cast to a non-floating dtype (int, bool) is not differentiable: the result
+    is a constant, so no integer-typed node ever joins the tape.
+    """
+    if np.dtype(dtype).kind not in "fc":
+        return Tensor(_data(x).astype(dtype))
+    return _cast_p(x, dtype)
+
+
+def _stop_gradient(x):
+    return x
+
+
+stop_gradient = primitive(_stop_gradient, "stop_gradient")
+defvjp(stop_gradient, None)
+stop_gradient.__doc__ = "stop_gradient(x): the value of x, through which no gradient flows."
+
+# Functions with no gradient: they unwrap Tensors and return raw arrays.
+sign = nograd_primitive(np.sign, "sign")
+floor = nograd_primitive(np.floor, "floor")
+ceil = nograd_primitive(np.ceil, "ceil")
+round = nograd_primitive(np.round, "round")
+argmax = nograd_primitive(np.argmax, "argmax")
+argmin = nograd_primitive(np.argmin, "argmin")
+isfinite = nograd_primitive(np.isfinite, "isfinite")
+isnan = nograd_primitive(np.isnan, "isnan")
+zeros_like = nograd_primitive(np.zeros_like, "zeros_like")
+ones_like = nograd_primitive(np.ones_like, "ones_like")
+
+
+# ----------------------------------------------------------------------------- reductions
+
+def _norm_axes(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (tuple, list)):
+        return tuple(a % ndim for a in axis)
+    return (axis % ndim,)
+
+
+def _expand(g, shape, axis, keepdims):
+    """Broadcast a reduced cotangent back to the input ``shape`` (a fresh array)."""
+    if not keepdims and axis is not None:
+        g = np.reshape(g, _kept_shape(shape, axis))
+    xp = np if isinstance(g, (np.ndarray, np.generic)) else backend.get_array_module(g)
+    out = xp.empty(shape, dtype=g.dtype)
+    out[...] = g
+    return out
+
+
+def _kept_shape(shape, axis):
+    axes = _norm_axes(axis, len(shape))
+    return tuple(1 if i in axes else s for i, s in enumerate(shape))
+
+
+def _sum(x, axis=None, keepdims=False):
+    return np.sum(x, axis=axis, keepdims=keepdims)
+
+
+def _mean(x, axis=None, keepdims=False):
+    return np.mean(x, axis=axis, keepdims=keepdims)
+
+
+def _count(shape, axis):
+    n = 1
+    for a in _norm_axes(axis, len(shape)):
+        n *= shape[a]
+    return n
+
+
+sum = primitive(_sum, "sum")
+defvjp(sum, lambda ans, x, axis=None, keepdims=False:
+       (lambda shape: lambda g: _expand(g, shape, axis, keepdims))(np.shape(x)))
+mean = primitive(_mean, "mean")
+defvjp(mean, lambda ans, x, axis=None, keepdims=False:
+       (lambda shape: lambda g: _expand(g, shape, axis, keepdims) / _count(shape, axis))(
+           np.shape(x)))
+
+
+def _extremum_rule(ans, x, axis=None, keepdims=False):
+    # Ties share the cotangent equally.
+    def vjp(g):
+        shape = np.shape(x)
+        a = _expand(ans, shape, axis, keepdims)
+        mask = x == a
+        n = np.sum(mask, axis=axis, keepdims=True)
+        return _expand(g, shape, axis, keepdims) * mask / n
+    return vjp
+
+
+max = primitive(lambda x, axis=None, keepdims=False: np.max(x, axis=axis, keepdims=keepdims),
+                "max")
+defvjp(max, _extremum_rule)
+min = primitive(lambda x, axis=None, keepdims=False: np.min(x, axis=axis, keepdims=keepdims),
+                "min")
+defvjp(min, _extremum_rule)
+
+
+def _prod(x, axis=None, keepdims=False):
+    return np.prod(x, axis=axis, keepdims=keepdims)
+
+
+def _prod_rule(ans, x, axis=None, keepdims=False):
+    # Product of all *other* elements, via exclusive cumulative products from both
+    # sides, so that zeros in x are handled exactly.
+    def vjp(g):
+        shape = np.shape(x)
+        axes = _norm_axes(axis, len(shape))
+        rest = [i for i in range(len(shape)) if i not in axes]
+        xt = np.transpose(x, rest + list(axes))
+        lead = xt.shape[:len(rest)]
+        flat = np.reshape(xt, lead + (-1,))
+        ones = np.ones_like(flat[..., :1])
+        left = np.cumprod(np.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+        right = np.flip(np.cumprod(np.flip(
+            np.concatenate([flat[..., 1:], ones], axis=-1), axis=-1), axis=-1), axis=-1)
+        others = np.reshape(left * right, xt.shape)
+        others = np.transpose(others, np.argsort(rest + list(axes)))
+        return _expand(g, shape, axis, keepdims) * others
+    return vjp
+
+
+prod = primitive(_prod, "prod")
+defvjp(prod, _prod_rule)
+
+
+def _cumsum(x, axis=None):
+    return np.cumsum(x, axis=axis)
+
+
+def _cumsum_rule(ans, x, axis=None):
+    shape = np.shape(x)
+
+    def vjp(g):
+        if axis is None:
+            return np.reshape(np.flip(np.cumsum(np.flip(g))), shape)
+        return np.flip(np.cumsum(np.flip(g, axis), axis=axis), axis)
+    return vjp
+
+
+cumsum = primitive(_cumsum, "cumsum")
+defvjp(cumsum, _cumsum_rule)
+
+
+def _logsumexp(x, axis=None, keepdims=False):
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    if not keepdims:
+        out = np.reshape(out, np.shape(np.sum(m, axis=axis)))
+    return out
+
+
+logsumexp = primitive(_logsumexp, "logsumexp")
+defvjp(logsumexp, lambda ans, x, axis=None, keepdims=False: lambda g:
+       _expand(g, np.shape(x), axis, keepdims)
+       * np.exp(x - _expand(ans, np.shape(x), axis, keepdims)))
+
+
+def _softmax(x, axis=-1):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+softmax = primitive(_softmax, "softmax")
+defvjp(softmax, lambda s, x, axis=-1: lambda g:
+       s * (g - np.sum(g * s, axis=axis, keepdims=True)))
+
+
+def _log_softmax(x, axis=-1):
+    return x - _logsumexp(x, axis=axis, keepdims=True)
+
+
+log_softmax = primitive(_log_softmax, "log_softmax")
+defvjp(log_softmax, lambda ans, x, axis=-1: lambda g:
+       g - np.exp(ans) * np.sum(g, axis=axis, keepdims=True))
+
+
+# ----------------------------------------------------------------------------- shapes
+
+def _reshape(x, shape):
+    return np.reshape(x, shape)
+
+
+def reshape(x, *shape):
+    """reshape(x, shape) or reshape(x, d0, d1, ...)."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return _reshape_p(x, shape)
+
+
+_reshape_p = primitive(_reshape, "reshape")
+defvjp(_reshape_p, lambda ans, x, shape: (lambda s: lambda g: np.reshape(g, s))(np.shape(x)))
+
+
+def _transpose(x, axes=None):
+    return np.transpose(x, axes)
+
+
+def _transpose_rule(ans, x, axes=None):
+    # normalise negative axes first: argsort((-1, 0, 1)) is not the inverse of (2, 0, 1)
+    inv = None if axes is None else tuple(np.argsort([a % np.ndim(x) for a in axes]))
+    return lambda g: np.transpose(g, inv)
+
+
+_transpose_p = primitive(_transpose, "transpose")
+defvjp(_transpose_p, _transpose_rule)
+
+
+def transpose(x, axes=None):
+    """Permute axes (reverse them when ``axes`` is None), as numpy.transpose."""
+    return _transpose_p(x, axes)
+
+
+swapaxes = primitive(lambda x, a1, a2: np.swapaxes(x, a1, a2), "swapaxes")
+defvjp(swapaxes, lambda ans, x, a1, a2: lambda g: np.swapaxes(g, a1, a2))
+
+
+def _shape_rule(ans, x, *args, **kwargs):
+    shape = np.shape(x)
+    return lambda g: np.reshape(g, shape)
+
+
+expand_dims = primitive(lambda x, axis: np.expand_dims(x, axis), "expand_dims")
+defvjp(expand_dims, _shape_rule)
+squeeze = primitive(lambda x, axis=None: np.squeeze(x, axis), "squeeze")
+defvjp(squeeze, _shape_rule)
+broadcast_to = primitive(lambda x, shape: np.broadcast_to(x, shape), "broadcast_to")
+defvjp(broadcast_to, lambda ans, x, shape: lambda g: g)   # unbroadcast sums it back
+
+
+def _varargs_rule(rule):
+    """Rules of an op taking any number of array arguments: rule(i, ans, *args)."""
+    class _ByArg(list):
+        def __len__(self):
+            return 1 << 30
+
+        def __getitem__(self, i):
+            return lambda ans, *args, **kwargs: rule(i, ans, *args, **kwargs)
+    return _ByArg()
+
+
+def _concat_fwd(*arrays, axis=0):
+    return np.concatenate(arrays, axis=axis)
+
+
+def _concat_rule(i, ans, *arrays, axis=0):
+    sizes = [np.shape(a)[axis] for a in arrays]
+    start = int(np.sum(sizes[:i]))
+    stop = start + sizes[i]
+    ax = axis % np.ndim(ans)
+    index = (slice(None),) * ax + (slice(start, stop),)
+    return lambda g: g[index]
+
+
+_concat_p = primitive(_concat_fwd, "concatenate")
+
+
+def _stack_fwd(*arrays, axis=0):
+    return np.stack(arrays, axis=axis)
+
+
+def _stack_rule(i, ans, *arrays, axis=0):
+    ax = axis % np.ndim(ans)
+    index = (slice(None),) * ax + (i,)
+    return lambda g: g[index]
+
+
+_stack_p = primitive(_stack_fwd, "stack")
+
+
+def concatenate(arrays, axis=0):
+    """Join a sequence of arrays/Tensors along an existing axis."""
+    return _concat_p(*arrays, axis=axis)
+
+
+def stack(arrays, axis=0):
+    """Join a sequence of arrays/Tensors along a new axis."""
+    return _stack_p(*arrays, axis=axis)
+
+
+def _raw_index(idx):
+    if type(idx) is Tensor:
+        return idx.data
+    if isinstance(idx, tuple):
+        return tuple(i.data if type(i) is Tensor else i for i in idx)
+    return idx
+
+
+def _is_advanced_int(idx):
+    items = idx if isinstance(idx, tuple) else (idx,)
+    for i in items:
+        if isinstance(i, list):
+            return True
+        kind = getattr(getattr(i, "dtype", None), "kind", None)
+        if kind in ("i", "u") and np.ndim(i) > 0:
+            return True
+    return False
+
+
+def _getitem_rule(ans, x, idx):
+    shape = np.shape(x)
+    advanced = _is_advanced_int(idx)
+
+    def vjp(g):
+        z = _zeros(g, shape)
+        if advanced:  # repeated indices must accumulate
+            backend.scatter_add(z, idx, g)
+        else:
+            z[idx] = g
+        return z
+    return vjp
+
+
+def _zeros(like, shape):
+    return backend.get_array_module(like).zeros(shape, dtype=like.dtype)
+
+
+getitem = primitive(lambda x, idx: x[idx], "getitem")
+defvjp(getitem, _getitem_rule, None)
+
+
+def _take(a, indices, axis=None):
+    return np.take(a, indices, axis=axis)
+
+
+def _take_rule(ans, a, indices, axis=None):
+    shape = np.shape(a)
+
+    def vjp(g):
+        z = _zeros(g, shape)
+        if axis is None:
+            flat = z.reshape(-1)
+            backend.scatter_add(flat, np.ravel(indices), np.ravel(g))
+            return z
+        ax = axis % len(shape)
+        backend.scatter_add(z, (slice(None),) * ax + (indices,), g)
+        return z
+    return vjp
+
+
+take = primitive(_take, "take")
+defvjp(take, _take_rule, None)
+
+tril = primitive(lambda x, k=0: np.tril(x, k), "tril")
+defvjp(tril, lambda ans, x, k=0: lambda g: np.tril(g, k))
+triu = primitive(lambda x, k=0: np.triu(x, k), "triu")
+defvjp(triu, lambda ans, x, k=0: lambda g: np.triu(g, k))
+
+
+def _diagonal(x, offset=0, axis1=0, axis2=1):
+    return np.diagonal(x, offset, axis1, axis2)
+
+
+def _diagonal_rule(ans, x, offset=0, axis1=0, axis2=1):
+    shape = np.shape(x)
+
+    def vjp(g):
+        z = _zeros(g, shape)
+        zm = np.moveaxis(z, (axis1, axis2), (-2, -1))   # a writable view of z
+        n = g.shape[-1]
+        rows = np.arange(n) + (0 if offset >= 0 else -offset)
+        cols = np.arange(n) + (offset if offset >= 0 else 0)
+        if backend.is_cupy(g):
+            rows, cols = backend.to_device(rows, "gpu"), backend.to_device(cols, "gpu")
+        zm[..., rows, cols] = g
+        return z
+    return vjp
+
+
+diagonal = primitive(_diagonal, "diagonal")
+defvjp(diagonal, _diagonal_rule)
+
+
+# ----------------------------------------------------------------------------- products
+
+def _matmul_rule_a(ans, a, b):
+    def vjp(g):
+        if np.ndim(b) == 1:
+            return np.multiply.outer(g, b) if np.ndim(a) > 1 else g * b
+        if np.ndim(a) == 1:
+            return np.matmul(b, g[..., None])[..., 0]
+        return np.matmul(g, np.swapaxes(b, -1, -2))
+    return vjp
+
+
+def _matmul_rule_b(ans, a, b):
+    def vjp(g):
+        if np.ndim(a) == 1:
+            if np.ndim(b) == 1:
+                return g * a
+            return a[:, None] * g[..., None, :]
+        if np.ndim(b) == 1:
+            return np.matmul(np.swapaxes(a, -1, -2), g[..., None])[..., 0]
+        return np.matmul(np.swapaxes(a, -1, -2), g)
+    return vjp
+
+
+matmul = primitive(np.matmul, "matmul")
+defvjp(matmul, _matmul_rule_a, _matmul_rule_b)
+
+
+def dot(a, b):
+    """numpy.dot for scalars, vectors and matrices (use matmul/einsum for N-D)."""
+    na, nb = np.ndim(_data(a)), np.ndim(_data(b))
+    if na == 0 or nb == 0:
+        return multiply(a, b)
+    if na > 2 or nb > 2:
+        raise ValueError(f"dot: operands with ndim {na} and {nb}; dot supports ndim <= 2 "
+                         f"here, use matmul or einsum for stacked products")
+    return matmul(a, b)
+
+
+def _data(x):
+    return x.data if type(x) is Tensor else x
+
+
+def _einsum_parse(subscripts, ndims):
+    """Explicit per-operand and output subscripts with '...' replaced by letters."""
+    subscripts = subscripts.replace(" ", "")
+    ins, out = (subscripts.split("->") + [None])[:2]
+    ins = ins.split(",")
+    if len(ins) != len(ndims):
+        raise ValueError(f"einsum: subscripts name {len(ins)} operands, got {len(ndims)}")
+    free = [c for c in string.ascii_letters if c not in subscripts]
+    n_ell = 0
+    for s, nd in zip(ins, ndims):
+        if "..." in s:
+            n_ell = builtins_max(n_ell, nd - (len(s) - 3))
+    ell = "".join(free[:n_ell])
+    full = []
+    for s, nd in zip(ins, ndims):
+        if "..." in s:
+            k = nd - (len(s) - 3)
+            s = s.replace("...", ell[n_ell - k:])
+        full.append(s)
+    if out is None:
+        counts = {}
+        for s in full:
+            for c in s:
+                counts[c] = counts.get(c, 0) + 1
+        out = ell + "".join(sorted(c for c, n in counts.items() if n == 1 and c not in ell))
+    else:
+        out = out.replace("...", ell)
+    return full, out
+
+
+builtins_max = __builtins__["max"] if isinstance(__builtins__, dict) else __builtins__.max
+
+
+def _einsum_fwd(subscripts, *operands):
+    return np.einsum(subscripts, *operands)
+
+
+def _einsum_rule(i, ans, subscripts, *operands):
+    if i == 0:
+        return None
+    k = i - 1
+    ins, out = _einsum_parse(subscripts, [np.ndim(o) for o in operands])
+    target = ins[k]
+    shape = np.shape(operands[k])
+    others = [o for j, o in enumerate(operands) if j != k]
+    other_subs = [s for j, s in enumerate(ins) if j != k]
+    avail = set(out).union(*other_subs) if other_subs else set(out)
+    uniq = "".join(dict.fromkeys(target))
+    keep = "".join(c for c in uniq if c in avail)
+
+    def vjp(g):
+        r = np.einsum(",".join([out] + other_subs) + "->" + keep, g, *others)
+        if keep != uniq:
+            # letters summed inside this operand only: broadcast back along them
+            sizes = {c: shape[target.index(c)] for c in uniq}
+            r = np.broadcast_to(np.reshape(r, [sizes[c] if c in keep else 1 for c in uniq]),
+                                [sizes[c] for c in uniq])
+        if uniq == target:
+            return r
+        # repeated letters (a diagonal): write r onto the diagonal of zeros
+        z = _zeros(g, shape)
+        view = np.einsum(target + "->" + uniq, z)
+        view[...] = r
+        return z
+    return vjp
+
+
+class _EinsumRules(list):
+    def __len__(self):
+        return 1 << 30
+
+    def __getitem__(self, i):
+        if i == 0:
+            return None
+        return lambda ans, *args: _einsum_rule(i, ans, *args)
+
+
+_einsum_p = primitive(_einsum_fwd, "einsum")
+
+
+def einsum(subscripts, *operands):
+    """numpy.einsum on Tensors/arrays (explicit or implicit output; '...' allowed)."""
+    return _einsum_p(subscripts, *operands)
+
+
+# ----------------------------------------------------------------------------- register
+# Ops taking a variable number of array arguments get one rule indexed by position.
+from .core import VJP_RULES  # noqa: E402
+
+VJP_RULES["concatenate"] = _varargs_rule(_concat_rule)
+VJP_RULES["stack"] = _varargs_rule(_stack_rule)
+VJP_RULES["einsum"] = _EinsumRules()

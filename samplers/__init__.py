@@ -1,0 +1,64 @@
+"""samplers: batched MCMC over any log density on a ``[n_chains, dim]`` array.
+
+>>> import samplers                                               # doctest: +SKIP
+>>> res = samplers.sample(logdensity, x0, n_samples=1000)         # doctest: +SKIP
+>>> res.summary()                                                 # doctest: +SKIP
+
+Kernels are pure steps over NamedTuple states (BlackJAX style)::
+
+    k = samplers.NUTS(logdensity, step_size=0.1)
+    state = k.init(position)            # position [n_chains, dim]
+    state, info = k.step(state, rng)    # every chain advances together
+
+Names are resolved lazily (PEP 562), so ``import samplers`` loads neither
+Numba nor autodiff; the first use of a kernel does.
+"""
+import importlib
+
+__all__ = [
+    # kernels and driver
+    "HMC", "NUTS", "MALA", "RWMH", "sample", "Result", "DivergenceWarning", "KERNELS",
+    # states and infos
+    "HMCState", "RWMHState", "HMCInfo", "NUTSInfo", "LogDensity",
+    # integrators
+    "Integrator", "velocity_verlet", "mclachlan", "yoshida", "INTEGRATORS", "integrate",
+    # warmup and adaptation
+    "window_adaptation", "find_step_size", "dual_averaging", "welford_covariance",
+    "find_reasonable_step_size", "window_schedule",
+    # diagnostics
+    "ess", "ess_tail", "ess_basic", "rhat", "mcse", "summary",
+    # submodules
+    "diagnostics", "kernels", "adaptation", "integrators", "warmup", "base", "driver",
+]
+
+_SUBMODULES = {"diagnostics", "kernels", "adaptation", "integrators", "warmup", "base",
+               "driver", "hmc", "nuts", "mala", "rwmh"}
+
+_WHERE = {
+    "HMC": "hmc", "NUTS": "nuts", "MALA": "mala", "RWMH": "rwmh",
+    "sample": "driver", "Result": "driver", "DivergenceWarning": "driver", "KERNELS": "driver",
+    "HMCState": "base", "RWMHState": "base", "HMCInfo": "base", "NUTSInfo": "base",
+    "LogDensity": "base",
+    "Integrator": "integrators", "velocity_verlet": "integrators", "mclachlan": "integrators",
+    "yoshida": "integrators", "INTEGRATORS": "integrators", "integrate": "integrators",
+    "window_adaptation": "warmup", "find_step_size": "warmup",
+    "dual_averaging": "adaptation", "welford_covariance": "adaptation",
+    "find_reasonable_step_size": "adaptation", "window_schedule": "adaptation",
+    "ess": "diagnostics", "ess_tail": "diagnostics", "ess_basic": "diagnostics",
+    "rhat": "diagnostics", "mcse": "diagnostics", "summary": "diagnostics",
+}
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    mod = _WHERE.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'samplers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

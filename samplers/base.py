@@ -1,0 +1,356 @@
+"""States, infos and the batched log-density wrapper shared by every kernel.
+
+A kernel is a pair of pure functions in the style of BlackJAX
+(``blackjax/base.py``): ``init(position) -> state`` and
+``step(state, rng) -> (state, info)``. States carry only what the next step
+needs (position, log density and its gradient, so nothing is recomputed);
+diagnostics go in the info and never in the state. All arrays are batched
+over chains: positions are ``[C, D]``, per-chain scalars ``[C]``.
+
+:class:`LogDensity` evaluates the log density *and* its gradient for all
+chains in one call. With :mod:`autodiff`, it differentiates
+``sum(logdensity(q))``: chains do not interact, so the gradient of the sum
+with respect to row ``c`` of ``q`` is the gradient of chain ``c``'s log
+density, and one tape pass serves every chain.
+"""
+import sys
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["HMCState", "HMCInfo", "NUTSInfo", "RWMHState", "LogDensity",
+           "array_module", "as_generator", "inverse_mass_parts", "velocity", "draw_momentum",
+           "format_chains", "StatsRecorder", "STAT_KEYS"]
+
+
+class HMCState(NamedTuple):
+    """State of the gradient-based kernels (HMC, NUTS, MALA).
+
+    Attributes
+    ----------
+    position : array, shape [C, D]
+        Current position of each chain.
+    logdensity : array, shape [C]
+        Log density at ``position``.
+    logdensity_grad : array, shape [C, D]
+        Gradient of the log density at ``position``.
+    """
+    position: object
+    logdensity: object
+    logdensity_grad: object
+
+
+class RWMHState(NamedTuple):
+    """State of random-walk Metropolis-Hastings (no gradient needed).
+
+    Attributes
+    ----------
+    position : array, shape [C, D]
+        Current position of each chain.
+    logdensity : array, shape [C]
+        Log density at ``position``.
+    """
+    position: object
+    logdensity: object
+
+
+class HMCInfo(NamedTuple):
+    """Per-chain diagnostics of one HMC, MALA or RWMH transition.
+
+    Attributes
+    ----------
+    acceptance_rate : array, shape [C]
+        Metropolis acceptance probability ``min(1, exp(-delta H))`` (0 where
+        the proposal's energy is not finite).
+    is_accepted : array of bool, shape [C]
+        Whether the proposal was accepted.
+    is_divergent : array of bool, shape [C]
+        Energy error above the divergence threshold (or not finite).
+    energy : array, shape [C]
+        Hamiltonian of the new state (for RWMH: the negative log density).
+    n_grad_evals : array of int, shape [C]
+        Gradient evaluations spent on this transition.
+    """
+    acceptance_rate: object
+    is_accepted: object
+    is_divergent: object
+    energy: object
+    n_grad_evals: object
+
+
+class NUTSInfo(NamedTuple):
+    """Per-chain diagnostics of one NUTS transition.
+
+    Attributes
+    ----------
+    acceptance_rate : array, shape [C]
+        Mean Metropolis acceptance probability ``min(1, exp(-delta H))`` over
+        every point of the trajectory, rejected subtrees included (the
+        statistic Stan adapts the step size on).
+    is_divergent : array of bool, shape [C]
+        Some point had an energy error above the divergence threshold.
+    energy : array, shape [C]
+        Hamiltonian of the selected point (Stan's ``energy__``).
+    n_grad_evals : array of int, shape [C]
+        Gradient evaluations spent by this chain (frozen waiting steps are not
+        counted).
+    tree_depth : array of int, shape [C]
+        Number of completed doublings (Stan's ``treedepth__``).
+    """
+    acceptance_rate: object
+    is_divergent: object
+    energy: object
+    n_grad_evals: object
+    tree_depth: object
+
+
+#: Keys of the per-transition statistics recorded by the driver and the warmup.
+STAT_KEYS = ("acceptance", "divergent", "step_size", "tree_depth", "n_grad_evals", "energy")
+
+
+class StatsRecorder:
+    """Preallocated ``[n, C]`` buffers for the per-transition statistics.
+
+    Parameters
+    ----------
+    n : int
+        Number of transitions recorded.
+    c : int
+        Number of chains.
+    xp : module
+        Array module.
+    """
+
+    def __init__(self, n, c, xp):
+        self.bufs = {"acceptance": xp.empty((n, c)), "divergent": xp.empty((n, c), dtype=bool),
+                     "step_size": xp.empty((n, c)),
+                     "tree_depth": xp.zeros((n, c), dtype=np.int64),
+                     "n_grad_evals": xp.empty((n, c), dtype=np.int64),
+                     "energy": xp.empty((n, c))}
+        self.xp = xp
+
+    def record(self, t, info, step_size):
+        """Store transition ``t``'s info (an HMCInfo or NUTSInfo) and step sizes ``[C]``."""
+        b = self.bufs
+        b["acceptance"][t] = info.acceptance_rate
+        b["divergent"][t] = info.is_divergent
+        b["step_size"][t] = step_size
+        b["n_grad_evals"][t] = info.n_grad_evals
+        b["energy"][t] = info.energy
+        depth = getattr(info, "tree_depth", None)
+        if depth is not None:
+            b["tree_depth"][t] = depth
+
+    def result(self):
+        """Chain-major ``[C, n]`` copies."""
+        return {k: self.xp.ascontiguousarray(v.T) for k, v in self.bufs.items()}
+
+
+# --------------------------------------------------------------------------- arrays
+def array_module(x):
+    """``numpy`` or ``cupy`` according to the type of ``x`` (CuPy imported lazily)."""
+    if type(x).__module__.startswith("cupy"):
+        import cupy
+        return cupy
+    return np
+
+
+def as_generator(rng, xp=np):
+    """Turn ``rng`` (int seed or Generator) into a Generator of module ``xp``.
+
+    Parameters
+    ----------
+    rng : int or numpy.random.Generator or cupy.random.Generator
+        A seed or a generator; never a global seed.
+    xp : module
+        ``numpy`` or ``cupy``: the module of the positions.
+    """
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return xp.random.default_rng(int(rng))
+    if isinstance(rng, np.random.Generator) or type(rng).__module__.startswith("cupy"):
+        return rng
+    raise TypeError("rng: expected an int seed or a numpy.random.Generator / "
+                    f"cupy.random.Generator, got {type(rng).__name__} ({rng!r})")
+
+
+def inverse_mass_parts(inverse_mass, dim, xp, dtype):
+    """Validate an inverse mass matrix and derive the momentum factor.
+
+    Parameters
+    ----------
+    inverse_mass : None or array, shape [D] or [D, D]
+        None is the identity; a vector is a diagonal inverse mass matrix; a
+        matrix a dense one (symmetric positive definite).
+    dim : int
+        Dimension ``D`` of the positions.
+
+    Returns
+    -------
+    inv_mass : array, shape [D] or [D, D]
+    mass_sqrt : array, shape [D] or [D, D]
+        ``M^{1/2}`` (diagonal) or the lower Cholesky factor ``L`` of
+        ``M = inv_mass^{-1}`` (dense), so that ``p = L z`` with ``z ~ N(0, I)``
+        has covariance ``M``.
+    """
+    if inverse_mass is None:
+        inv = xp.ones(dim, dtype=dtype)
+    else:
+        inv = xp.asarray(inverse_mass, dtype=dtype)
+    if inv.shape not in ((dim,), (dim, dim)):
+        raise ValueError(f"inverse_mass: expected shape ({dim},) or ({dim}, {dim}) for "
+                         f"positions of dimension {dim}, got {tuple(inv.shape)}")
+    if inv.ndim == 1:
+        if not bool(xp.all(inv > 0)) or not bool(xp.all(xp.isfinite(inv))):
+            raise ValueError("inverse_mass: a diagonal inverse mass must be finite and "
+                             f"positive, got min {float(inv.min())}")
+        return inv, 1.0 / xp.sqrt(inv)
+    try:
+        # M = inv^{-1}; chol(M) = L with L L^T = M.
+        mass = xp.linalg.inv(inv)
+        mass = 0.5 * (mass + mass.T)
+        chol = xp.linalg.cholesky(mass)
+    except Exception as e:  # LinAlgError
+        raise ValueError("inverse_mass: a dense inverse mass must be symmetric positive "
+                         f"definite ({e})") from None
+    if not bool(xp.all(xp.isfinite(chol))):
+        raise ValueError("inverse_mass: a dense inverse mass must be symmetric positive "
+                         "definite (Cholesky factor of its inverse is not finite)")
+    return inv, chol
+
+
+def velocity(p, inv_mass):
+    """``M^{-1} p`` per chain: ``[C, D]`` from ``[C, D]`` momenta."""
+    if inv_mass.ndim == 1:
+        return p * inv_mass
+    return p @ inv_mass.T
+
+
+def draw_momentum(rng, q, mass_sqrt):
+    """Momenta ``p ~ N(0, M)`` of the shape and dtype of ``q`` ``[C, D]``.
+
+    ``mass_sqrt`` is from :func:`inverse_mass_parts`.
+    """
+    from . import kernels
+    return kernels.sample_momentum(rng, q, mass_sqrt)
+
+
+def format_chains(idx, values, limit=8):
+    """Short text naming chains and their values for error messages."""
+    idx = [int(i) for i in np.asarray(_to_host(idx)).ravel()]
+    vals = np.asarray(_to_host(values))
+    shown = ", ".join(f"chain {i}: {float(vals[k])}" if vals.ndim == 1 else
+                      f"chain {i}: {np.array2string(vals[k], threshold=6)}"
+                      for k, i in enumerate(idx[:limit]))
+    more = f" (and {len(idx) - limit} more)" if len(idx) > limit else ""
+    return shown + more
+
+
+def _to_host(x):
+    return x.get() if type(x).__module__.startswith("cupy") else x
+
+
+def _unwrap(x):
+    """Raw array from an autodiff Tensor (when autodiff is loaded), else ``x``."""
+    ad = sys.modules.get("autodiff")
+    if ad is not None and isinstance(x, ad.Tensor):
+        return x.data
+    return x
+
+
+# --------------------------------------------------------------------------- wrapper
+class LogDensity:
+    """Batched log density and gradient: ``(logp [C], grad [C, D]) = ld(q [C, D])``.
+
+    Parameters
+    ----------
+    logdensity : callable
+        ``logdensity(position [C, D]) -> [C]``, written with :mod:`autodiff`
+        ops (or plain array code when ``grad_fn`` is given).
+    grad_fn : callable, optional
+        ``grad_fn(position [C, D]) -> [C, D]``, the gradient of the log density
+        per chain. When given, autodiff is not used (nor imported).
+
+    Notes
+    -----
+    With autodiff, one ``value_and_grad`` of ``q -> sum(logdensity(q))`` with
+    the per-chain values as auxiliary output evaluates every chain in a single
+    tape pass. The returned shapes are checked on every call (two tuple
+    comparisons): a log density that returns ``[C, 1]`` or a scalar would
+    otherwise broadcast silently into wrong acceptance probabilities.
+    """
+
+    __slots__ = ("logdensity", "grad_fn", "_vg")
+
+    def __init__(self, logdensity, grad_fn=None):
+        if not callable(logdensity):
+            raise TypeError(f"logdensity: expected a callable position [C, D] -> [C], "
+                            f"got {type(logdensity).__name__}")
+        if grad_fn is not None and not callable(grad_fn):
+            raise TypeError(f"grad_fn: expected a callable position [C, D] -> [C, D], "
+                            f"got {type(grad_fn).__name__}")
+        self.logdensity = logdensity
+        self.grad_fn = grad_fn
+        self._vg = None
+
+    def _value_and_grad(self):
+        if self._vg is None:
+            try:
+                import autodiff as ad
+            except ImportError as e:
+                raise ImportError("samplers: differentiating the log density needs the "
+                                  "autodiff package; pass grad_fn= to supply the gradient "
+                                  f"yourself ({e})") from None
+            f = self.logdensity
+
+            def summed(q):
+                lp = f(q)
+                return ad.sum(lp), lp
+
+            self._vg = ad.value_and_grad(summed, has_aux=True)
+        return self._vg
+
+    def value(self, q):
+        """Log density only, ``[C]`` (no gradient; used by RWMH)."""
+        lp = self.logdensity(q)
+        if self.grad_fn is None and sys.modules.get("autodiff") is not None:
+            lp = _unwrap(lp)
+        self._check_value(lp, q)
+        return lp
+
+    def __call__(self, q):
+        """Log density ``[C]`` and its gradient ``[C, D]`` at ``q [C, D]``."""
+        if self.grad_fn is not None:
+            lp = _unwrap(self.logdensity(q))
+            g = _unwrap(self.grad_fn(q))
+        else:
+            (_, lp), g = self._value_and_grad()(q)
+        self._check_value(lp, q)
+        if getattr(g, "shape", None) != q.shape:
+            raise ValueError(f"grad_fn: must return the gradient with the shape of the "
+                             f"position {tuple(q.shape)} ([n_chains, dim]), got shape "
+                             f"{getattr(g, 'shape', type(g).__name__)}")
+        return lp, g
+
+    @staticmethod
+    def _check_value(lp, q):
+        if getattr(lp, "shape", None) != q.shape[:1]:
+            raise ValueError(
+                "logdensity: must return one value per chain, shape "
+                f"({q.shape[0]},) for a position of shape {tuple(q.shape)}, got shape "
+                f"{getattr(lp, 'shape', type(lp).__name__)}; sum over the "
+                "non-chain axes (e.g. sum(..., axis=-1))")
+
+    def check_finite(self, lp, g, where="initial position"):
+        """Raise naming the chains whose log density or gradient is not finite."""
+        xp = array_module(lp)
+        bad = ~xp.isfinite(lp)
+        if bool(bad.any()):
+            idx = xp.nonzero(bad)[0]
+            raise ValueError(f"logdensity is not finite at the {where} of "
+                             f"{int(bad.sum())} chain(s): {format_chains(idx, lp[idx])}")
+        if g is not None:
+            badg = ~xp.isfinite(g).all(axis=1)
+            if bool(badg.any()):
+                idx = xp.nonzero(badg)[0]
+                raise ValueError(f"gradient of logdensity is not finite at the {where} of "
+                                 f"{int(badg.sum())} chain(s): {format_chains(idx, g[idx])}")

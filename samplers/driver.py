@@ -1,0 +1,314 @@
+"""The driver: ``samplers.sample(logdensity, init_position, ...)`` and its :class:`Result`.
+
+``sample`` builds a kernel by name, runs Stan's windowed warmup
+(:mod:`samplers.warmup`) and then ``n_samples * thin`` transitions of every
+chain at once, keeping every ``thin``-th. Draws and per-transition
+statistics are stored in preallocated arrays of the positions' array module
+(NumPy or CuPy) and returned chain-major: ``draws[n_chains, n_samples, dim]``,
+``stats[key][n_chains, n_samples]``.
+"""
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from .base import STAT_KEYS, StatsRecorder, array_module, as_generator
+from .hmc import HMC
+from .mala import MALA
+from .nuts import NUTS
+from .rwmh import RWMH
+from .warmup import window_adaptation
+
+__all__ = ["sample", "Result", "KERNELS", "DivergenceWarning", "STAT_KEYS"]
+
+#: Kernel names accepted by :func:`sample`.
+KERNELS = {"nuts": NUTS, "hmc": HMC, "mala": MALA, "rwmh": RWMH}
+
+#: Default target acceptance rate per kernel when ``target_accept`` is None:
+#: 0.8 for HMC and NUTS (Stan's ``delta``), 0.574 for MALA (Roberts &
+#: Rosenthal 1998), 0.234 for random-walk Metropolis (Roberts, Gelman &
+#: Gilks 1997).
+DEFAULT_TARGET_ACCEPT = {"nuts": 0.8, "hmc": 0.8, "mala": 0.574, "rwmh": 0.234}
+
+_INITS = ("uniform", "zeros")
+
+
+class DivergenceWarning(RuntimeWarning):
+    """Some transitions after warmup were divergent: the draws may be biased."""
+
+
+class Result:
+    """Draws and statistics of :func:`sample`.
+
+    Attributes
+    ----------
+    draws : array, shape [n_chains, n_samples, dim]
+    logdensity : array, shape [n_chains, n_samples]
+        Log density at each draw.
+    stats : dict of str to array, shape [n_chains, n_samples]
+        ``acceptance``, ``divergent``, ``step_size``, ``tree_depth`` (0 for
+        kernels without a tree), ``n_grad_evals``, ``energy``.
+    warmup_stats : dict of str to array, shape [n_chains, n_warmup]
+        The same statistics during warmup.
+    step_size : array, shape [n_chains]
+        Step size (RWMH: proposal scale) used after warmup.
+    inverse_mass : array, shape [dim] or [dim, dim]
+        Inverse mass matrix used after warmup.
+    kernel : object
+        The kernel (with its adapted parameters) that produced the draws.
+    state : NamedTuple
+        The last state, to continue sampling with ``kernel.step``.
+    n_divergent : int
+        Divergent transitions after warmup.
+    """
+
+    def __init__(self, draws, logdensity, stats, warmup_stats, step_size, inverse_mass,
+                 kernel, state):
+        self.draws = draws
+        self.logdensity = logdensity
+        self.stats = stats
+        self.warmup_stats = warmup_stats
+        self.step_size = step_size
+        self.inverse_mass = inverse_mass
+        self.kernel = kernel
+        self.state = state
+        self.n_divergent = int(stats["divergent"].sum())
+
+    @property
+    def n_chains(self):
+        return self.draws.shape[0]
+
+    def __repr__(self):
+        c, n, d = self.draws.shape
+        return (f"Result({type(self.kernel).__name__}: {c} chains x {n} draws of dim {d}, "
+                f"{self.n_divergent} divergent)")
+
+    def summary(self, names=None, quantiles=(0.05, 0.5, 0.95), print_table=True):
+        """Print and return the table of posterior summaries per coordinate.
+
+        Columns: mean, sd, MCSE of the mean, the ``quantiles``, ESS bulk and
+        tail and rank-normalized split R-hat (Vehtari et al. 2021), computed
+        by :func:`samplers.diagnostics.summary`.
+
+        Parameters
+        ----------
+        names : list of str, optional
+            One name per coordinate (``x[0]``, ``x[1]``, ... by default).
+        quantiles : tuple of float
+        print_table : bool
+            Print the table (default True).
+        """
+        from . import diagnostics
+        table = diagnostics.summary(_host(self.draws), names=names, quantiles=quantiles)
+        if print_table:
+            print(table)
+        return table
+
+    def to_arviz(self, var_name="x"):
+        """An ``arviz.InferenceData`` with the draws and the sampler statistics.
+
+        Raises
+        ------
+        ImportError
+            When ArviZ is not installed (``pip install arviz``).
+        """
+        try:
+            import arviz as az
+        except ImportError:
+            raise ImportError("Result.to_arviz() needs ArviZ, which is not installed: "
+                              "pip install arviz") from None
+        s = {k: _host(v) for k, v in self.stats.items()}
+        sample_stats = {"acceptance_rate": s["acceptance"], "diverging": s["divergent"],
+                        "step_size": s["step_size"], "tree_depth": s["tree_depth"],
+                        "n_steps": s["n_grad_evals"], "energy": s["energy"],
+                        "lp": _host(self.logdensity)}
+        return az.from_dict(posterior={var_name: _host(self.draws)}, sample_stats=sample_stats)
+
+
+def _per_chain(step_size, c, xp, dtype):
+    s = xp.asarray(step_size, dtype=dtype)
+    return xp.full(c, s, dtype=dtype) if s.ndim == 0 else s
+
+
+def _host(x):
+    return x.get() if type(x).__module__.startswith("cupy") else np.asarray(x)
+
+
+class _Progress:
+    """tqdm bar with it/s, divergences so far and the current step size; or nothing.
+
+    Off when ``enabled`` is False, when stderr is not a terminal, or when tqdm
+    is not installed. The postfix is refreshed at most twice a second (it
+    reads device arrays).
+    """
+
+    def __init__(self, total, enabled):
+        self.bar = None
+        if not enabled or not sys.stderr.isatty():
+            return
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return
+        self.bar = tqdm(total=total, unit="it", desc="warmup", dynamic_ncols=True)
+        self._next = 0.0
+        self.divergent = 0
+
+    def update(self, phase, info, step_size):
+        bar = self.bar
+        if bar is None:
+            return
+        self.divergent += 0 if phase == "warmup" else int(info.is_divergent.sum())
+        bar.update(1)
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + 0.5
+            eps = float(np.mean(_host(step_size)))
+            bar.set_description(phase, refresh=False)
+            bar.set_postfix(divergent=self.divergent, step_size=f"{eps:.3g}", refresh=False)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _initial_positions(init_position, n_chains, dim, init, rng, xp):
+    if init_position is None:
+        if n_chains is None or dim is None:
+            raise ValueError("init_position: None needs n_chains= and dim= to draw "
+                             f"initial positions (got n_chains={n_chains!r}, dim={dim!r})")
+        if init not in _INITS:
+            raise ValueError(f"init: unknown initialization {init!r}; valid: {list(_INITS)}")
+        shape = (int(n_chains), int(dim))
+        if init == "zeros":
+            return xp.zeros(shape)
+        # Stan's default: uniform(-2, 2) on the unconstrained space.
+        return rng.uniform(-2.0, 2.0, size=shape)
+    q = init_position
+    if not hasattr(q, "ndim"):
+        q = np.asarray(q, dtype=float)
+    if q.ndim != 2:
+        raise ValueError("init_position: expected shape [n_chains, dim], got shape "
+                         f"{tuple(q.shape)}")
+    if n_chains is not None and q.shape[0] != n_chains:
+        raise ValueError(f"n_chains={n_chains} does not match init_position of shape "
+                         f"{tuple(q.shape)} (n_chains, dim)")
+    if dim is not None and q.shape[1] != dim:
+        raise ValueError(f"dim={dim} does not match init_position of shape "
+                         f"{tuple(q.shape)} (n_chains, dim)")
+    if q.dtype.kind != "f":
+        q = q.astype(np.float64)
+    return q.copy()
+
+
+def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel="nuts",
+           rng=0, progress=True, thin=1, dense_mass=False, target_accept=None, grad_fn=None,
+           n_chains=None, init="uniform", *, dim=None, **kernel_options):
+    """Sample ``n_chains`` chains at once with warmup; return a :class:`Result`.
+
+    Parameters
+    ----------
+    logdensity : callable
+        ``logdensity(position [n_chains, dim]) -> [n_chains]``, written with
+        autodiff ops (or plain array code with ``grad_fn``).
+    init_position : array, shape [n_chains, dim], optional
+        Starting points (NumPy or CuPy: the sampler runs on that module).
+        None draws them as ``init`` says, and then needs ``n_chains`` and ``dim``.
+    n_samples : int
+        Draws kept per chain.
+    n_warmup : int
+        Warmup (adaptation) transitions per chain; 0 keeps the given
+        ``step_size`` and ``inverse_mass``.
+    kernel : str
+        ``"nuts"`` (default), ``"hmc"``, ``"mala"`` or ``"rwmh"``.
+    rng : int or numpy.random.Generator or cupy.random.Generator
+        Seed or generator (never a global seed).
+    progress : bool
+        tqdm progress bar (only when stderr is a terminal and tqdm installed).
+    thin : int
+        Keep every ``thin``-th transition.
+    dense_mass : bool
+        Adapt a dense rather than a diagonal inverse mass matrix.
+    target_accept : float, optional
+        Target acceptance rate of step-size adaptation; None means 0.8 for
+        NUTS and HMC, 0.574 for MALA, 0.234 for RWMH.
+    grad_fn : callable, optional
+        ``grad_fn(position) -> [n_chains, dim]`` instead of autodiff.
+    n_chains : int, optional
+        Number of chains (needed when ``init_position`` is None).
+    init : str
+        ``"uniform"`` (Stan's uniform(-2, 2), default) or ``"zeros"``.
+    dim : int, optional
+        Dimension (needed when ``init_position`` is None).
+    **kernel_options
+        Passed to the kernel: ``step_size`` (initial; default 1, RWMH
+        ``scale``), ``inverse_mass`` (initial), ``n_leapfrogs`` (HMC, default
+        10), ``max_tree_depth`` (NUTS), ``integrator``, ``divergence_threshold``.
+
+    Returns
+    -------
+    Result
+
+    Warns
+    -----
+    DivergenceWarning
+        When any transition after warmup diverged (the count is given).
+    """
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel: unknown kernel {kernel!r}; valid kernels: {sorted(KERNELS)}")
+    for name, v, lo in (("n_samples", n_samples, 1), ("n_warmup", n_warmup, 0),
+                        ("thin", thin, 1)):
+        if int(v) != v or v < lo:
+            raise ValueError(f"{name}: expected an integer >= {lo}, got {v!r}")
+    if target_accept is None:
+        target_accept = DEFAULT_TARGET_ACCEPT[kernel]
+    if not 0.0 < target_accept < 1.0:
+        raise ValueError(f"target_accept: expected a value in (0, 1), got {target_accept!r}")
+
+    xp = array_module(init_position) if init_position is not None else np
+    gen = as_generator(rng, xp)
+    q0 = _initial_positions(init_position, n_chains, dim, init, gen, xp)
+
+    opts = dict(kernel_options)
+    step_size = opts.pop("scale" if kernel == "rwmh" else "step_size", 1.0)
+    inverse_mass = opts.pop("inverse_mass", None)
+    if kernel == "hmc":
+        opts.setdefault("n_leapfrogs", 10)
+    size_name = "scale" if kernel == "rwmh" else "step_size"
+    k = KERNELS[kernel](logdensity, **{size_name: step_size}, inverse_mass=inverse_mass,
+                        grad_fn=grad_fn, **opts)
+    state = k.init(q0)
+    c, d = q0.shape
+
+    bar = _Progress(n_warmup + n_samples * thin, progress)
+    try:
+        if n_warmup > 0:
+            state, k, warmup_stats = window_adaptation(
+                k, state, gen, n_warmup, target_accept=target_accept, dense_mass=dense_mass,
+                callback=lambda info, eps: bar.update("warmup", info, eps))
+        else:
+            warmup_stats = {key: xp.zeros((c, 0)) for key in STAT_KEYS}
+        eps_c = _per_chain(k.step_size, c, xp, q0.dtype)
+        draws = xp.empty((n_samples, c, d), dtype=q0.dtype)
+        logp = xp.empty((n_samples, c), dtype=q0.dtype)
+        rec = StatsRecorder(n_samples, c, xp)
+        for i in range(n_samples * thin):
+            state, info = k.step(state, gen)
+            bar.update("sampling", info, eps_c)
+            if (i + 1) % thin == 0:
+                t = (i + 1) // thin - 1
+                draws[t] = state.position
+                logp[t] = state.logdensity
+                rec.record(t, info, eps_c)
+    finally:
+        bar.close()
+    stats = rec.result()
+    inv = xp.ones(d, dtype=q0.dtype) if k.inverse_mass is None else k.inverse_mass
+    res = Result(xp.ascontiguousarray(draws.transpose(1, 0, 2)), xp.ascontiguousarray(logp.T),
+                 stats, warmup_stats, eps_c, inv, k, state)
+    if res.n_divergent:
+        warnings.warn(f"{res.n_divergent} of {c * n_samples} transitions after warmup were "
+                      "divergent; the draws may be biased. Raise target_accept (smaller "
+                      "steps) or reparameterize the model.", DivergenceWarning, stacklevel=2)
+    return res

@@ -1,0 +1,206 @@
+"""NUTS: exact invariance from stationarity, moments within MCSE, tree accounting, errors."""
+import numpy as np
+import pytest
+from scipy import stats
+
+import samplers
+from samplers import NUTS, NUTSInfo
+from samplers.base import LogDensity
+from samplers.diagnostics import mcse
+
+Z = 4.0
+
+
+def check_moments(draws, mean, var, z=Z):
+    """Means and variances of ``draws [C, N, D]`` within ``z`` MCSE of the truth."""
+    draws = np.asarray(draws)
+    zm = np.abs(draws.mean((0, 1)) - mean) / mcse(draws)
+    sq = (draws - mean) ** 2
+    zv = np.abs(sq.mean((0, 1)) - var) / mcse(sq)
+    assert zm.max() < z, f"means off by {zm.max():.2f} MCSE"
+    assert zv.max() < z, f"variances off by {zv.max():.2f} MCSE"
+
+
+def normal(scales):
+    s2 = np.asarray(scales, dtype=float) ** 2
+    return (lambda q: -0.5 * (q * q / s2).sum(1)), (lambda q: -q / s2)
+
+
+def run(kernel, x0, n, rng, burn=0):
+    state = kernel.init(x0)
+    out = []
+    for i in range(n + burn):
+        state, info = kernel.step(state, rng)
+        if i >= burn:
+            out.append(state.position)
+    return np.stack(out, 1), info
+
+
+# ------------------------------------------------------------ exact invariance
+@pytest.mark.parametrize("eps", [0.3, 1.0, 1.7])
+def test_one_step_from_stationarity_1d(eps):
+    # Chains started at exact N(0, 1) draws must still be N(0, 1) after one step.
+    ld, g = normal([1.0])
+    rng = np.random.default_rng(11)
+    c = 40000
+    k = NUTS(ld, step_size=eps, grad_fn=g)
+    s, info = k.step(k.init(rng.standard_normal((c, 1))), rng)
+    y = s.position[:, 0]
+    assert stats.kstest(y, "norm").pvalue > 1e-3
+    assert abs(y.mean()) * np.sqrt(c) < Z
+    assert abs((y ** 2).mean() - 1) / np.sqrt(2 / c) < Z
+    assert abs((y ** 4).mean() - 3) / np.sqrt(96 / c) < Z
+    assert np.abs(y - rng.standard_normal(1)).min() >= 0 and (y != 0).all()
+
+
+@pytest.mark.parametrize("eps,max_depth", [(0.2, 10), (0.5, 10), (0.5, 3)])
+def test_one_step_from_stationarity_deep_trees(eps, max_depth):
+    # Anisotropic scales give trees of depth 1..8, so the U-turn checks inside
+    # subtrees and between merged subtrees all take part; a wrong momentum sum
+    # in any of them biases the variances (seen during development: +10 MCSE).
+    scales = np.array([1.0, 10.0, 0.3])
+    ld, g = normal(scales)
+    rng = np.random.default_rng(5)
+    c = 20000
+    k = NUTS(ld, step_size=eps, grad_fn=g, max_tree_depth=max_depth)
+    s, info = k.step(k.init(rng.standard_normal((c, 3)) * scales), rng)
+    y = s.position / scales
+    assert np.abs(y.mean(0)).max() * np.sqrt(c) < Z
+    assert np.abs((y ** 2).mean(0) - 1).max() / np.sqrt(2 / c) < Z
+    assert np.abs((y ** 4).mean(0) - 3).max() / np.sqrt(96 / c) < Z
+    assert info.tree_depth.max() == max_depth if max_depth == 3 else info.tree_depth.max() >= 5
+
+
+def test_one_step_from_stationarity_dense_mass():
+    cov = np.array([[1.0, 0.9], [0.9, 1.0]])
+    prec = np.linalg.inv(cov)
+    chol = np.linalg.cholesky(cov)
+    rng = np.random.default_rng(6)
+    c = 20000
+    k = NUTS(lambda q: -0.5 * np.einsum("ci,ij,cj->c", q, prec, q), step_size=0.7,
+             inverse_mass=np.array([[1.0, 0.5], [0.5, 1.0]]), grad_fn=lambda q: -q @ prec)
+    s, _ = k.step(k.init(rng.standard_normal((c, 2)) @ chol.T), rng)
+    y = s.position @ np.linalg.inv(chol).T
+    assert np.abs(y.mean(0)).max() * np.sqrt(c) < Z
+    assert np.abs((y ** 2).mean(0) - 1).max() / np.sqrt(2 / c) < Z
+
+
+# ------------------------------------------------------------------ moments
+def test_iid_normal_dim100():
+    ld, g = normal(np.ones(100))
+    rng = np.random.default_rng(0)
+    k = NUTS(ld, step_size=0.4, grad_fn=g)
+    draws, info = run(k, rng.standard_normal((8, 100)), 150, rng)
+    check_moments(draws, 0.0, 1.0)
+    assert isinstance(info, NUTSInfo) and info.acceptance_rate.mean() > 0.7
+
+
+def test_scales_with_diagonal_adaptation():
+    scales = np.logspace(-2, 2, 9)
+    ld, g = normal(scales)
+    res = samplers.sample(ld, np.random.default_rng(2).standard_normal((8, 9)) * scales,
+                          n_samples=200, n_warmup=300, grad_fn=g, rng=2, progress=False)
+    check_moments(res.draws, 0.0, scales ** 2)
+    np.testing.assert_allclose(res.inverse_mass / scales ** 2, 1.0, rtol=0.5)
+    assert res.stats["tree_depth"].mean() < 4      # adapted: short trees suffice
+
+
+def test_correlated_dense_adaptation():
+    cov = np.array([[1.0, 0.99], [0.99, 1.0]])
+    prec = np.linalg.inv(cov)
+    res = samplers.sample(lambda q: -0.5 * np.einsum("ci,ij,cj->c", q, prec, q), None,
+                          n_chains=8, dim=2, n_samples=200, n_warmup=300, dense_mass=True,
+                          grad_fn=lambda q: -q @ prec, rng=3, progress=False)
+    check_moments(res.draws, 0.0, np.diag(cov))
+    assert np.corrcoef(res.draws.reshape(-1, 2).T)[0, 1] == pytest.approx(0.99, abs=0.005)
+    assert res.stats["tree_depth"].mean() < 3      # dense metric removes the correlation
+
+
+def test_funnel_noncentred():
+    ld, g = normal(np.ones(10))
+    rng = np.random.default_rng(4)
+    k = NUTS(ld, step_size=0.5, grad_fn=g)
+    draws, _ = run(k, rng.uniform(-2, 2, (8, 10)), 200, rng, burn=10)
+    check_moments(draws, 0.0, 1.0)
+    v = 3.0 * draws[..., :1]
+    check_moments(v, 0.0, 9.0)
+
+
+# ---------------------------------------------------------------- accounting
+@pytest.mark.parametrize("max_depth", [1, 2, 4])
+def test_tree_depth_and_grad_evals_at_max_depth(max_depth):
+    # A tiny step on a wide target never turns: every chain doubles to the
+    # maximum depth, 2^depth - 1 leapfrogs.
+    ld, g = normal([100.0, 100.0])
+    k = NUTS(ld, step_size=1e-3, max_tree_depth=max_depth, grad_fn=g)
+    _, info = k.step(k.init(np.ones((5, 2))), np.random.default_rng(0))
+    np.testing.assert_array_equal(info.tree_depth, max_depth)
+    np.testing.assert_array_equal(info.n_grad_evals, 2 ** max_depth - 1)
+
+
+def test_grad_evals_are_batched_and_counted():
+    calls = []
+
+    def grad(q):
+        calls.append(q.shape)
+        return -q
+
+    k = NUTS(lambda q: -0.5 * (q * q).sum(1), step_size=0.3, grad_fn=grad)
+    st = k.init(np.random.default_rng(1).standard_normal((6, 3)))
+    calls.clear()
+    _, info = k.step(st, np.random.default_rng(1))
+    assert all(s == (6, 3) for s in calls)              # one batched call per leapfrog
+    assert len(calls) >= info.n_grad_evals.max()        # waiting chains do not count
+    d = info.tree_depth
+    # completed doublings plus at most one partial (rejected) subtree
+    assert ((2 ** d - 1 <= info.n_grad_evals) & (info.n_grad_evals <= 2 ** (d + 1) - 1)).all()
+    assert len(set(info.n_grad_evals.tolist())) > 1      # chains built different trees
+
+
+def test_multistage_integrator_counts_stages():
+    ld, g = normal([100.0])
+    k = NUTS(ld, step_size=1e-3, max_tree_depth=3, integrator="mclachlan", grad_fn=g)
+    _, info = k.step(k.init(np.ones((2, 1))), np.random.default_rng(0))
+    np.testing.assert_array_equal(info.n_grad_evals, 2 * 7)
+
+
+def test_divergence_stops_tree_and_keeps_position():
+    ld, g = normal([1.0, 1.0])
+    k = NUTS(ld, step_size=50.0, grad_fn=g)
+    st = k.init(np.full((4, 2), 0.5))
+    new, info = k.step(st, np.random.default_rng(0))
+    assert info.is_divergent.all()
+    np.testing.assert_array_equal(info.tree_depth, 0)
+    np.testing.assert_array_equal(info.n_grad_evals, 1)
+    np.testing.assert_array_equal(new.position, st.position)
+
+
+def test_info_energy_and_state_consistency():
+    ld, g = normal([1.0, 2.0])
+    k = NUTS(ld, step_size=0.5, grad_fn=g)
+    st = k.init(np.random.default_rng(3).standard_normal((7, 2)))
+    before = [a.copy() for a in st]
+    new, info = k.step(st, np.random.default_rng(3))
+    for a, b in zip(st, before):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(new.logdensity, ld(new.position))
+    np.testing.assert_allclose(new.logdensity_grad, g(new.position))
+    assert (info.energy >= -new.logdensity).all()       # H = K - log p, K >= 0
+    assert ((0 <= info.acceptance_rate) & (info.acceptance_rate <= 1)).all()
+
+
+def test_autodiff_logdensity():
+    ad = pytest.importorskip("autodiff")
+    k = NUTS(lambda q: -0.5 * ad.sum(q * q, axis=1), step_size=0.5)
+    kref = NUTS(LogDensity(lambda q: -0.5 * (q * q).sum(1), grad_fn=lambda q: -q), 0.5)
+    x0 = np.random.default_rng(0).standard_normal((3, 4))
+    s1, i1 = k.step(k.init(x0), np.random.default_rng(9))
+    s2, i2 = kref.step(kref.init(x0), np.random.default_rng(9))
+    np.testing.assert_allclose(s1.position, s2.position, rtol=1e-12)
+    np.testing.assert_array_equal(i1.tree_depth, i2.tree_depth)
+
+
+@pytest.mark.parametrize("depth", [0, 31, 2.5])
+def test_error_bad_max_tree_depth(depth):
+    with pytest.raises(ValueError, match="max_tree_depth: expected an integer in"):
+        NUTS(lambda q: q.sum(1), 0.1, max_tree_depth=depth, grad_fn=lambda q: q)

@@ -1,0 +1,22 @@
+"""zsarray: Bayesian deep learning on NumPy/CuPy arrays, in the spirit of ZhuSuan.
+
+Models are :class:`BayesianNet` s of stochastic and deterministic nodes; gradients
+come from the :mod:`autodiff` tape; MCMC comes from :mod:`samplers`.
+
+>>> import zsarray as zs
+>>> bn = zs.BayesianNet(observed={"y": y})                       # doctest: +SKIP
+>>> w = bn.normal("w", np.zeros(3), std=1., group_ndims=1)
+>>> bn.bernoulli("y", x @ w, group_ndims=1)
+>>> bn.log_joint()
+"""
+from . import distributions
+from .framework import (BayesianNet, StochasticTensor, DeterministicNode, MetaBayesianNet,
+                        meta_bayesian_net)
+from .framework.bn import _install_helpers
+
+_install_helpers()
+
+__version__ = "0.1.0"
+
+__all__ = ["distributions", "BayesianNet", "StochasticTensor", "DeterministicNode",
+           "MetaBayesianNet", "meta_bayesian_net"]

@@ -1,0 +1,95 @@
+"""Meta Bayesian nets: a model-building function that can be re-run with observations.
+
+ZhuSuan's ``@meta_bayesian_net`` re-ran the builder inside a process-global context
+that injected the observations. Here the observations are passed explicitly: the
+builder takes an ``observed`` keyword and hands it to ``BayesianNet(observed)``.
+
+>>> @zs.meta_bayesian_net(scope="model")                       # doctest: +SKIP
+... def build_model(x_dim, z_dim, n_particles, observed=None):
+...     bn = zs.BayesianNet(observed)
+...     z = bn.normal("z", np.zeros(z_dim), std=1., group_ndims=1, n_samples=n_particles)
+...     bn.bernoulli("x", decoder(z), group_ndims=1)
+...     return bn
+>>> model = build_model(784, 40, 10)
+>>> bn = model.observe(x=x_batch, z=z_samples)
+>>> bn.log_joint()
+"""
+import functools
+import inspect
+
+from .bn import BayesianNet, _unknown
+
+__all__ = ["MetaBayesianNet", "meta_bayesian_net"]
+
+
+class MetaBayesianNet:
+    """A builder bound to its arguments; ``observe(**obs)`` builds a fresh BayesianNet.
+
+    Attributes
+    ----------
+    scope : str or None
+        A label for the model (ZhuSuan used it to share TensorFlow variables; here
+        parameters live in ``zs.nn`` modules, so it is only a name).
+    log_joint : callable or None
+        Assign ``fn(bn) -> Tensor`` to override the nets' ``log_joint()``.
+    """
+
+    def __init__(self, builder, args=(), kwargs=None, scope=None):
+        self._builder = builder
+        self._args = tuple(args)
+        self._kwargs = dict(kwargs or {})
+        self.scope = scope
+        self.log_joint = None
+
+    def observe(self, **observed):
+        """Re-run the builder with these observations; returns the new BayesianNet.
+
+        Raises
+        ------
+        ValueError
+            If an observation names a node the model never creates (the closest
+            existing name is suggested).
+        """
+        bn = self._builder(*self._args, observed=observed, **self._kwargs)
+        if not isinstance(bn, BayesianNet):
+            raise TypeError(f"meta_bayesian_net: the builder {self._builder.__name__}() must "
+                            f"return its BayesianNet, got {type(bn).__name__}")
+        for name in observed:
+            if name not in bn._nodes:
+                raise ValueError(_unknown(name, bn._nodes,
+                                          "observe: the model never creates a node named"))
+        missing = [n for n in observed if bn._observed.get(n) is not observed[n]]
+        if missing:
+            raise ValueError(f"meta_bayesian_net: the builder {self._builder.__name__}() did "
+                             f"not pass its observed= argument to BayesianNet(observed) "
+                             f"(observations {missing} were dropped)")
+        bn._meta = self
+        bn._log_joint_fn = self.log_joint
+        return bn
+
+    def __call__(self, **observed):
+        return self.observe(**observed)
+
+    def __repr__(self):
+        return f"MetaBayesianNet({self._builder.__name__}, scope={self.scope!r})"
+
+
+def meta_bayesian_net(scope=None, reuse_variables=False):
+    """Decorator: a builder ``f(*args, observed=None, **kwargs) -> BayesianNet`` becomes
+    a function returning a :class:`MetaBayesianNet` bound to ``args``/``kwargs``.
+
+    ``reuse_variables`` is accepted for ZhuSuan compatibility and ignored (parameters
+    are held by ``zs.nn`` modules, not created by the builder).
+    """
+    del reuse_variables  # kept for ZhuSuan signature compatibility
+
+    def decorator(builder):
+        if "observed" not in inspect.signature(builder).parameters:
+            raise TypeError(f"meta_bayesian_net: the builder {builder.__name__}() must take an "
+                            f"'observed' keyword argument and pass it to BayesianNet(observed)")
+
+        @functools.wraps(builder)
+        def make(*args, **kwargs):
+            return MetaBayesianNet(builder, args, kwargs, scope=scope)
+        return make
+    return decorator
