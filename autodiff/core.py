@@ -287,7 +287,7 @@ def primitive(fun, name=None, nargs=None):
             gy = ty and y.requires_grad
             if (gx or gy) and _state.enabled:
                 if gx and gy:
-                    rx, ry = rules[0], rules[1]
+                    rx, ry = _maker(rules, name, 0), _maker(rules, name, 1)
                     if rx is not None and ry is not None:
                         return _new_node(ans, ((x, rx(ans, xd, yd)), (y, ry(ans, xd, yd))))
                     gx, gy = rx is not None, ry is not None
@@ -396,20 +396,23 @@ def _backward(root, seed, wanted):
         _deliver(root, seed, wanted)
         return
     # Count, for every node, how many recorded consumers it has.
-    leaves = []
+    touched, leaves = [root], []
     stack = [root]
-    while stack:
-        for p, _ in stack.pop()._edges:
-            n = p._n
-            p._n = n + 1
-            if n == 0:
-                if p._edges:
-                    stack.append(p)
-                elif p._edges is None:
-                    leaves.append(p)
-    root._g = seed
-    ready = [root]
     try:
+        while stack:
+            for p, _ in stack.pop()._edges:
+                n = p._n
+                p._n = n + 1
+                if n == 0:
+                    touched.append(p)
+                    if p._edges:
+                        stack.append(p)
+                    elif p._edges is None:
+                        leaves.append(p)
+                    else:
+                        raise RuntimeError(_FREED)
+        root._g = seed
+        ready = [root]
         while ready:
             t = ready.pop()
             g = t._g
@@ -419,8 +422,7 @@ def _backward(root, seed, wanted):
                 _deliver(t, g, wanted)
                 continue
             if not edges:
-                raise RuntimeError("backward(): part of this graph was already freed by an "
-                                   "earlier backward pass; recompute the forward pass")
+                raise RuntimeError(_FREED)
             t._edges = ()   # free the graph as we go
             for p, vjp in edges:
                 gp = vjp(g)
@@ -435,13 +437,21 @@ def _backward(root, seed, wanted):
                 p._n = n
                 if n == 0:
                     ready.append(p)
-    finally:
-        for leaf in leaves:    # leaves outlive this pass: leave them clean
-            leaf._n, leaf._g = 0, None
+    except BaseException:
+        for t in touched:     # leave every node that survives clean for a later pass
+            t._n, t._g = 0, None
+        raise
+    for leaf in leaves:       # leaves outlive this pass (all others are freed)
+        leaf._n, leaf._g = 0, None
+
+
+_FREED = ("backward(): part of this graph was already freed by an earlier backward pass; "
+          "recompute the forward pass")
 
 
 def _deliver(leaf, g, wanted):
     if wanted is None:
+        g = np.array(g) if isinstance(g, np.generic) else g
         leaf.grad = g.copy() if leaf.grad is None else leaf.grad + g
     elif id(leaf) in wanted:
         w = wanted[id(leaf)]
@@ -459,8 +469,10 @@ class no_grad:
         _state.enabled = self._prev
 
     def __call__(self, fun):
+        kind = type(self)
+
         def wrapper(*args, **kwargs):
-            with no_grad():
+            with kind():
                 return fun(*args, **kwargs)
         wrapper.__name__ = getattr(fun, "__name__", "wrapper")
         wrapper.__doc__ = getattr(fun, "__doc__", None)
@@ -547,14 +559,19 @@ def value_and_grad(fun, argnums=0, has_aux=False):
         wanted = {id(t): None for t in leaves}
         if type(out) is Tensor and out.requires_grad:
             _backward(out, _ones_like(val), wanted)
-        grads = []
+        grads, seen = [], set()
         for t in leaves:
             g = wanted[id(t)]
             if g is None:
                 g = _zeros_like(t.data)
-            elif type(g) is np.ndarray and not g.flags.writeable:
-                g = g.copy()   # a broadcast view from a rule: hand out a real array
+            elif isinstance(g, np.generic):
+                g = np.asarray(g)          # 0-d argument: a 0-d array, not a NumPy scalar
+            elif id(g) in seen or (type(g) is np.ndarray and not g.flags.writeable):
+                g = g.copy()   # never hand out one array twice, nor a read-only view
+            seen.add(id(g))
             grads.append(g)
+        if isinstance(val, np.generic):
+            val = np.asarray(val)
         grads = tuple(grads) if multi else grads[0]
         if has_aux:
             return (val, aux), grads

@@ -153,19 +153,25 @@ class _Progress:
             return
         self.bar = tqdm(total=total, unit="it", desc="warmup", dynamic_ncols=True)
         self._next = 0.0
-        self.divergent = 0
+        self.phase = "warmup"
+
+    divergent = 0
 
     def update(self, phase, info, step_size):
         bar = self.bar
         if bar is None:
             return
-        self.divergent += 0 if phase == "warmup" else int(info.is_divergent.sum())
+        # Divergences during warmup are expected (huge trial steps); count after.
+        if phase != "warmup":
+            self.divergent += int(info.is_divergent.sum())
         bar.update(1)
         now = time.monotonic()
-        if now >= self._next:
+        if phase != self.phase or now >= self._next:
             self._next = now + 0.5
+            if phase != self.phase:
+                self.phase = phase
+                bar.set_description(phase, refresh=False)
             eps = float(np.mean(_host(step_size)))
-            bar.set_description(phase, refresh=False)
             bar.set_postfix(divergent=self.divergent, step_size=f"{eps:.3g}", refresh=False)
 
     def close(self):

@@ -144,6 +144,13 @@ def metropolis_hmc_step(kernel, state, rng, n_steps):
     -------
     HMCState, HMCInfo
     """
+    # Diverging trajectories overflow inside the user's log density too; they
+    # are handled (rejected, flagged), so floating-point warnings are noise.
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore", under="ignore"):
+        return _metropolis_hmc_step(kernel, state, rng, n_steps)
+
+
+def _metropolis_hmc_step(kernel, state, rng, n_steps):
     q0, lp0, g0 = state
     inv, msqrt, eps = kernel._params(q0)
     xp = array_module(q0)
@@ -152,13 +159,10 @@ def metropolis_hmc_step(kernel, state, rng, n_steps):
     q, p, g, lp = integrate(q0.copy(), p, g0, lp0, kernel.logdensity, inv, eps, n_steps,
                             kernel.integrator)
     h1 = kernels.kinetic_energy(p, inv) - lp
-    with np.errstate(invalid="ignore", over="ignore"):
-        dh = h1 - h0
-        finite = xp.isfinite(dh)
-        dh = xp.where(finite, dh, xp.inf)
-        accept_prob = xp.exp(xp.minimum(-dh, 0.0))
-        u = rng.random(q0.shape[0], dtype=q0.dtype)
-        accepted = u < accept_prob
+    dh = h1 - h0
+    dh = xp.where(xp.isfinite(dh), dh, xp.inf)
+    accept_prob = xp.exp(xp.minimum(-dh, 0.0))
+    accepted = rng.random(q0.shape[0], dtype=q0.dtype) < accept_prob
     divergent = dh > kernel.divergence_threshold
     a2 = accepted[:, None]
     new = HMCState(xp.where(a2, q, q0), xp.where(accepted, lp, lp0), xp.where(a2, g, g0))

@@ -25,9 +25,9 @@ is built one leapfrog at a time. When step ``n`` (0-based) ends a block of
 ``2^k`` points (``(n + 1) % 2^k == 0``) the block is the merge of two halves,
 and the three checks need the block's start (momentum, ``p_sharp`` and the
 running momentum sum before it), the right half's start, and the point just
-before the right half. Those are kept per level ``k`` as references to
-per-step arrays that are never modified afterwards (``O(depth)`` arrays, no
-copying). Uniform multinomial sampling within a subtree is done
+before the right half. Those are kept per level ``k`` (the array path
+keeps references to per-step arrays that are never modified afterwards; the
+Numba path copies rows into ``[depth + 1, C, D]`` buffers). Uniform multinomial sampling within a subtree is done
 progressively (replace the proposal by point ``n`` with probability ``w_n /
 sum_{i<=n} w_i``), which gives every point of a completed subtree the same
 selection probability ``w_i / W`` as Stan's recursive merges.
@@ -37,13 +37,25 @@ Across chains: every chain builds its own tree, but all chains take their
 finished, or whose current subtree became invalid, gets step size 0 and
 waits; the loop over doublings ends when no chain is extending.
 
+Two implementations of that bookkeeping, which make the same transition from
+the same random stream (tested): for NumPy arrays, three small Numba loops
+over chains (start of a doubling, one tree node, merge into the trajectory),
+so a leapfrog costs one kernel call, one batched gradient call and one
+bookkeeping call whatever the number of chains; for other array modules
+(CuPy), whole-array operations (:meth:`NUTS._step_array`). Both were checked
+against a recursive transcription of Stan's ``build_tree`` (tree depth,
+leapfrog count, acceptance statistic and divergence agree exactly).
+
 Note on the between-subtree checks at the top level: the left part is the
 old trajectory and its point adjacent to the new subtree is the end the
-subtree grew from. (Stan's code takes the momentum stored from the previous
-doubling there, which for three or more doublings in one direction is an
-interior point; using the adjacent end keeps the criterion a function of the
-final binary tree alone, which reversibility needs.)
+subtree grew from. (Stan's ``base_nuts.hpp``, as we read it, sets
+``p_bck_fwd = p_fwd_bck`` there: the first point of the previous forward
+subtree, which after two or more doublings in one direction is an interior
+point of the old trajectory. Using the adjacent end keeps the criterion a
+function of the final binary tree alone, which reversibility needs; the
+checks inside subtrees are Stan's exactly.)
 """
+import numba
 import numpy as np
 
 from .base import NUTSInfo, HMCState, array_module, draw_momentum, velocity
@@ -72,6 +84,162 @@ def _merge_ok(ps_first, ps_last, rho, ps_left_first, p_right_first, ps_right_fir
     ok &= _criterion(ps_left_first, ps_right_first, rho_left + p_right_first)
     ok &= _criterion(ps_left_last, ps_last, rho_right + p_left_last)
     return ok
+
+
+# ----------------------------------------------------------------- Numba path
+# The same bookkeeping as NUTS._step_array, one loop over chains per call; a
+# chain that is not extending is skipped. The diagonal inverse mass comes as a
+# [1, D] view so that both metrics type-check in one function.
+_ONES_STUB = np.ones(1)
+_jit = numba.njit(cache=True, nogil=True, fastmath=False)
+
+
+@_jit
+def _nb_velocity(p, c, inv, dense, out):
+    d_ = p.shape[1]
+    if dense:
+        for i in range(d_):
+            s = 0.0
+            for k in range(d_):
+                s += inv[i, k] * p[c, k]
+            out[i] = s
+    else:
+        for i in range(d_):
+            out[i] = inv[0, i] * p[c, i]
+
+
+@_jit
+def _nb_logaddexp(a, b):
+    m = max(a, b)
+    if m == -np.inf:
+        return -np.inf
+    return m + np.log(np.exp(a - m) + np.exp(b - m))
+
+
+@_jit
+def _nb_begin(fwd, running, eps0, lq, lp_, lg, llp, lps, rq, rp, rg, rlp, rps,
+              q, p, g, lp, prev_p, prev_ps, eps, active, cum, log_w_sub):
+    for c in range(q.shape[0]):
+        if fwd[c]:
+            q[c], p[c], g[c], lp[c] = rq[c], rp[c], rg[c], rlp[c]
+            prev_p[c], prev_ps[c] = rp[c], rps[c]
+            e = eps0[c]
+        else:
+            q[c], p[c], g[c], lp[c] = lq[c], lp_[c], lg[c], llp[c]
+            prev_p[c], prev_ps[c] = lp_[c], lps[c]
+            e = -eps0[c]
+        eps[c] = e if running[c] else 0.0
+        active[c] = running[c]
+        cum[c] = 0.0
+        log_w_sub[c] = -np.inf
+
+
+@_jit
+def _nb_leaf(n, top, last, q, p, g, lp, inv, dense, h0, thr, u, active, eps,
+             sub_q, sub_g, sub_lp, sub_h, log_w_sub, n_leap, sum_metro, divergent,
+             cum, st_p, st_ps, st_cum, pv_p, pv_ps, prev_p, prev_ps, ps):
+    n_active = 0
+    d_ = q.shape[1]
+    for c in range(q.shape[0]):
+        if not active[c]:
+            continue
+        _nb_velocity(p, c, inv, dense, ps)
+        kin = 0.0
+        for i in range(d_):
+            kin += p[c, i] * ps[i]
+        h = 0.5 * kin - lp[c]
+        if h != h:
+            h = np.inf
+        w = h0[c] - h
+        n_leap[c] += 1
+        div = h - h0[c] > thr
+        if div:
+            divergent[c] = True
+        sum_metro[c] += 1.0 if w > 0 else np.exp(w)
+        new_lws = _nb_logaddexp(log_w_sub[c], w)
+        if n == 0 or u[c] < np.exp(w - new_lws):
+            sub_q[c] = q[c]
+            sub_g[c] = g[c]
+            sub_lp[c] = lp[c]
+            sub_h[c] = h
+        log_w_sub[c] = new_lws
+        for k in range(top + 1):
+            for i in range(d_):
+                st_p[k, c, i] = p[c, i]
+                st_ps[k, c, i] = ps[i]
+                st_cum[k, c, i] = cum[c, i]
+                pv_p[k, c, i] = prev_p[c, i]
+                pv_ps[k, c, i] = prev_ps[c, i]
+        for i in range(d_):
+            cum[c, i] += p[c, i]
+        ok = not div
+        for k in range(1, last + 1):
+            if not ok:
+                break
+            a1 = a2 = b1 = b2 = c1 = c2 = 0.0
+            for i in range(d_):
+                rw = cum[c, i] - st_cum[k, c, i]                       # whole block
+                rl = st_cum[k - 1, c, i] - st_cum[k, c, i] + st_p[k - 1, c, i]
+                rr = cum[c, i] - st_cum[k - 1, c, i] + pv_p[k - 1, c, i]
+                a1 += st_ps[k, c, i] * rw
+                a2 += ps[i] * rw
+                b1 += st_ps[k, c, i] * rl
+                b2 += st_ps[k - 1, c, i] * rl
+                c1 += pv_ps[k - 1, c, i] * rr
+                c2 += ps[i] * rr
+            ok = a1 > 0 and a2 > 0 and b1 > 0 and b2 > 0 and c1 > 0 and c2 > 0
+        if ok:
+            n_active += 1
+        else:
+            active[c] = False
+            eps[c] = 0.0
+        for i in range(d_):
+            prev_p[c, i] = p[c, i]
+            prev_ps[c, i] = ps[i]
+    return n_active
+
+
+@_jit
+def _nb_merge(j, u, fwd, running, active, q, g, lp, p_last, ps_last,
+              sub_q, sub_g, sub_lp, sub_h, log_w_sub, log_w, s_q, s_g, s_lp, s_h, depth,
+              rho, cum, st_p, st_ps, pv_p, pv_ps, lq, lp_, lg, llp, lps, rq, rp, rg, rlp, rps):
+    n_running = 0
+    d_ = q.shape[1]
+    for c in range(q.shape[0]):
+        if not running[c]:
+            continue
+        if not active[c]:                  # subtree diverged or turned: stop here
+            running[c] = False
+            continue
+        if u[c] < np.exp(log_w_sub[c] - log_w[c]):
+            s_q[c] = sub_q[c]
+            s_g[c] = sub_g[c]
+            s_lp[c] = sub_lp[c]
+            s_h[c] = sub_h[c]
+        log_w[c] = _nb_logaddexp(log_w[c], log_w_sub[c])
+        depth[c] += 1
+        far = lps if fwd[c] else rps
+        a1 = a2 = b1 = b2 = c1 = c2 = 0.0
+        for i in range(d_):
+            rw = rho[c, i] + cum[c, i]
+            rl = rho[c, i] + st_p[j, c, i]
+            rr = cum[c, i] + pv_p[j, c, i]
+            a1 += far[c, i] * rw
+            a2 += ps_last[c, i] * rw
+            b1 += far[c, i] * rl
+            b2 += st_ps[j, c, i] * rl
+            c1 += pv_ps[j, c, i] * rr
+            c2 += ps_last[c, i] * rr
+            rho[c, i] = rw
+        if fwd[c]:
+            rq[c], rp[c], rg[c], rlp[c], rps[c] = q[c], p_last[c], g[c], lp[c], ps_last[c]
+        else:
+            lq[c], lp_[c], lg[c], llp[c], lps[c] = q[c], p_last[c], g[c], lp[c], ps_last[c]
+        ok = a1 > 0 and a2 > 0 and b1 > 0 and b2 > 0 and c1 > 0 and c2 > 0
+        running[c] = ok
+        if ok:
+            n_running += 1
+    return n_running
 
 
 class NUTS(GradientKernel):
@@ -124,9 +292,89 @@ class NUTS(GradientKernel):
             gradient evaluations and tree depth.
         """
         with np.errstate(invalid="ignore", over="ignore", divide="ignore", under="ignore"):
-            return self._step(state, rng)
+            if type(state.position) is np.ndarray:
+                return self._step_numba(state, rng)
+            return self._step_array(state, rng)
 
-    def _step(self, state, rng):
+    def _step_numba(self, state, rng):
+        """CPU path: the per-leapfrog and per-doubling bookkeeping in Numba.
+
+        Consumes the random stream exactly as :meth:`_step_array` does, so both
+        give the same transition (to rounding); the test suite checks this.
+        """
+        q0, lp0, g0 = state
+        inv, msqrt, eps0 = self._params(q0)
+        ld, integ, thr = self.logdensity, self.integrator, self.divergence_threshold
+        c, d = q0.shape
+        dtype = q0.dtype
+        dense = inv.ndim == 2
+        inv2 = inv if dense else inv[None, :]
+        kmax = self.max_tree_depth + 1
+
+        p0 = draw_momentum(rng, q0, msqrt)
+        ps0 = velocity(p0, inv)
+        h0 = 0.5 * _dot(p0, ps0) - lp0
+        # ends (l: backward, r: forward), current sample, trajectory sums
+        lq, rq = q0.copy(), q0.copy()
+        lp_, rp = p0.copy(), p0.copy()
+        lg, rg = g0.copy(), g0.copy()
+        llp, rlp = lp0.copy(), lp0.copy()
+        lps, rps = ps0.copy(), ps0.copy()
+        rho = p0.copy()
+        s_q, s_g = q0.copy(), g0.copy()
+        s_lp, s_h = lp0.copy(), h0.copy()
+        log_w = np.zeros(c)
+        depth = np.zeros(c, dtype=np.int64)
+        n_leap = np.zeros(c, dtype=np.int64)
+        sum_metro = np.zeros(c)
+        divergent = np.zeros(c, dtype=bool)
+        running = np.ones(c, dtype=bool)
+        # subtree state
+        q = np.empty_like(q0)
+        p = np.empty_like(q0)
+        g = np.empty_like(q0)
+        lp = np.empty(c, dtype=lp0.dtype)
+        eps = np.empty(c, dtype=dtype)
+        active = np.empty(c, dtype=bool)
+        cum = np.empty((c, d), dtype=dtype)
+        log_w_sub = np.empty(c)
+        sub_q, sub_g = np.empty_like(q0), np.empty_like(q0)
+        sub_lp, sub_h = np.empty(c, dtype=lp0.dtype), np.empty(c, dtype=h0.dtype)
+        prev_p, prev_ps = np.empty_like(q0), np.empty_like(q0)
+        st_p, st_ps, st_cum, pv_p, pv_ps = (np.empty((kmax, c, d), dtype=dtype)
+                                            for _ in range(5))
+        scratch = np.empty(d, dtype=dtype)
+
+        for j in range(self.max_tree_depth):
+            fwd = rng.random(c) > 0.5
+            _nb_begin(fwd, running, eps0, lq, lp_, lg, llp, lps, rq, rp, rg, rlp, rps,
+                      q, p, g, lp, prev_p, prev_ps, eps, active, cum, log_w_sub)
+            for n in range(1 << j):
+                q, p, g, lp = integrate(q, p, g, lp, ld, inv, eps, 1, integ)
+                u = rng.random(c) if n else _ONES_STUB
+                top = j if n == 0 else (n & -n).bit_length() - 1
+                m = n + 1
+                last = min((m & -m).bit_length() - 1, j)
+                n_active = _nb_leaf(n, top, last, q, p, g, lp, inv2, dense, h0, thr, u, active,
+                                    eps, sub_q, sub_g, sub_lp, sub_h, log_w_sub, n_leap,
+                                    sum_metro, divergent, cum, st_p, st_ps, st_cum, pv_p, pv_ps,
+                                    prev_p, prev_ps, scratch)
+                if n_active == 0 and n + 1 < (1 << j):
+                    break
+            u = rng.random(c)
+            n_running = _nb_merge(j, u, fwd, running, active, q, g, lp, prev_p, prev_ps,
+                                  sub_q, sub_g, sub_lp, sub_h, log_w_sub, log_w, s_q, s_g, s_lp,
+                                  s_h, depth, rho, cum, st_p, st_ps, pv_p, pv_ps,
+                                  lq, lp_, lg, llp, lps, rq, rp, rg, rlp, rps)
+            if n_running == 0:
+                break
+
+        accept = sum_metro / np.maximum(n_leap, 1)
+        info = NUTSInfo(accept, divergent, s_h, n_leap * integ.n_stages, depth)
+        return HMCState(s_q, s_lp, s_g), info
+
+    def _step_array(self, state, rng):
+        """Array path (NumPy or CuPy): whole-array operations over chains."""
         q0, lp0, g0 = state
         inv, msqrt, eps0 = self._params(q0)
         xp = array_module(q0)

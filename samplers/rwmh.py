@@ -114,8 +114,8 @@ class RWMH:
         z = rng.standard_normal(q0.shape, dtype=q0.dtype)
         step = z * factor if factor.ndim == 1 else z @ factor.T
         q = q0 + scale[:, None] * step
-        lp = self.logdensity.value(q)
-        with np.errstate(invalid="ignore", over="ignore"):
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore", under="ignore"):
+            lp = self.logdensity.value(q)
             dlp = xp.where(xp.isfinite(lp), lp - lp0, -xp.inf)
             accept_prob = xp.exp(xp.minimum(dlp, 0.0))
             accepted = rng.random(q0.shape[0], dtype=q0.dtype) < accept_prob

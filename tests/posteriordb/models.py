@@ -124,6 +124,8 @@ class Model:
         Names of the reported quantities, as in ``reference.json``.
     notes : dict
         Sampler hints (e.g. ``{"dense_mass": True}``).
+    data : dict
+        Arrays of the model's data that tests reuse (e.g. garch's ``y``, ``sigma1``).
     """
 
     name: str
@@ -133,6 +135,7 @@ class Model:
     to_reported: Callable
     param_names: list
     notes: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -491,7 +494,7 @@ def garch_garch11(root):
                          (1.0 - alpha1) * _expit(u[..., 3])], axis=-1)
 
     return Model(name, 4, logdensity, to_unconstrained, to_reported, _param_names(root, name),
-                 {"y": y, "sigma1": sigma1})
+                 data={"y": y, "sigma1": sigma1})
 
 
 def kilpisjarvi_mod_kilpisjarvi(root):

@@ -120,7 +120,7 @@ def test_garch_scan_matches_loop(posteriordb_root):
     m = MODELS[name]
     x, _, _ = load_draws(name)
     x = x[::500]
-    y, sigma1 = m.notes["y"], m.notes["sigma1"]
+    y, sigma1 = m.data["y"], m.data["sigma1"]
     sigma2 = garch_sigma2_reference(y, sigma1, *x.T)
     resid = y - x[:, :1]
     lik = -0.5 * np.sum(resid ** 2 / sigma2 + np.log(sigma2), axis=1)

@@ -1,0 +1,288 @@
+"""Sampler benchmarks: Bayesian logistic regression on scikit-learn's breast cancer data.
+
+Run (benchmarks are disabled by default in pyproject's addopts)::
+
+    PYTHONPATH=. python -m pytest bench/bench_samplers.py --benchmark-enable \
+        -p no:cacheprovider --benchmark-columns=mean,min,rounds
+
+Model: standardized features plus an intercept (D = 31), ``w ~ N(0, 1)``,
+Bernoulli-logit likelihood, float64, log density written with autodiff ops.
+Reported in ``extra_info`` (shown with ``--benchmark-json``) and printed:
+
+* gradient evaluations per second for C in {1, 16, 256, 1024, 4096} chains;
+* fixed-step HMC (10 leapfrogs, eps 0.062) chain-iterations per second for
+  C in {1, 256, 4096};
+* NUTS with 1 and 4 chains: minimum bulk ESS per second of sampling.
+
+With ``numpyro`` importable the same quantities are measured for NumPyro
+(``chain_method="vectorized"``) side by side; otherwise those cases skip.
+"""
+import time
+
+import numpy as np
+import pytest
+
+import samplers
+from samplers.base import LogDensity
+
+ad = pytest.importorskip("autodiff")
+datasets = pytest.importorskip("sklearn.datasets")
+
+EPS_HMC = 0.062
+N_LEAPFROG = 10
+
+
+def _data():
+    x, y = datasets.load_breast_cancer(return_X_y=True)
+    x = (x - x.mean(0)) / x.std(0)
+    x = np.concatenate([np.ones((x.shape[0], 1)), x], axis=1)
+    return x, y.astype(np.float64)
+
+
+X, Y = _data()
+XT = np.ascontiguousarray(X.T)
+D = X.shape[1]
+
+
+def logdensity(w):
+    """``[C, D] -> [C]``: N(0, 1) prior plus Bernoulli-logit likelihood."""
+    logits = w @ XT                                          # [C, N]
+    loglik = ad.sum(Y * logits - ad.softplus(logits), axis=1)
+    return loglik - 0.5 * ad.sum(w * w, axis=1)
+
+
+# A fused, differentiable Bernoulli-logit log likelihood: DESIGN's "Numba
+# kernels become differentiable ops" via autodiff.primitive + defvjp. The
+# forward pass is one parallel loop (one exp and one log1p per element); the
+# VJP recomputes the residual y - sigmoid(logits) in a second loop (one exp),
+# so no [C, N] temporary is kept between the passes.
+import numba  # noqa: E402
+
+
+@numba.njit(cache=True, nogil=True)
+def _value_row(logits, y, out, c):
+    s = 0.0
+    for n in range(logits.shape[1]):
+        t = logits[c, n]
+        s += y[n] * t - (max(t, 0.0) + np.log1p(np.exp(-abs(t))))
+    out[c] = s
+
+
+@numba.njit(cache=True, nogil=True)
+def _resid_row(logits, y, g, out, c):
+    for n in range(logits.shape[1]):
+        t = logits[c, n]
+        e = np.exp(-abs(t))
+        sig = 1.0 / (1.0 + e) if t >= 0 else e / (1.0 + e)
+        out[c, n] = g[c] * (y[n] - sig)
+
+
+@numba.njit(cache=True, nogil=True)
+def _value_serial(logits, y, out):
+    for c in range(logits.shape[0]):
+        _value_row(logits, y, out, c)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _value_parallel(logits, y, out):
+    for c in numba.prange(logits.shape[0]):
+        _value_row(logits, y, out, c)
+
+
+@numba.njit(cache=True, nogil=True)
+def _resid_serial(logits, y, g, out):
+    for c in range(logits.shape[0]):
+        _resid_row(logits, y, g, out, c)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _resid_parallel(logits, y, g, out):
+    for c in numba.prange(logits.shape[0]):
+        _resid_row(logits, y, g, out, c)
+
+
+PARALLEL_MIN_CHAINS = 64   # below this, starting the thread pool costs more than it saves
+
+
+def _bern_logit_fwd(logits, y):
+    out = np.empty(logits.shape[0])
+    f = _value_parallel if logits.shape[0] >= PARALLEL_MIN_CHAINS else _value_serial
+    f(logits, y, out)
+    return out
+
+
+def _bern_logit_vjp(ans, logits, y):
+    def vjp(g):
+        out = np.empty_like(logits)
+        f = _resid_parallel if logits.shape[0] >= PARALLEL_MIN_CHAINS else _resid_serial
+        f(logits, y, np.ascontiguousarray(g), out)
+        return out
+    return vjp
+
+
+bernoulli_logit_loglik = ad.primitive(_bern_logit_fwd, "bench_bernoulli_logit_loglik")
+ad.defvjp(bernoulli_logit_loglik, _bern_logit_vjp, None)
+
+
+def logdensity_fused(w):
+    """As :func:`logdensity`, with the likelihood as one fused Numba primitive."""
+    return bernoulli_logit_loglik(w @ XT, Y) - 0.5 * ad.sum(w * w, axis=1)
+
+
+MODELS = {"ops": logdensity, "fused": logdensity_fused}
+
+
+def _init(c, seed=0):
+    return np.random.default_rng(seed).normal(0.0, 0.1, (c, D))
+
+
+def _report(benchmark, **info):
+    benchmark.extra_info.update(info)
+    print(" ".join(f"{k}={v:,.0f}" if isinstance(v, float) and v >= 100 else
+                   f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                   for k, v in info.items()))
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("c", [1, 16, 256, 1024, 4096])
+def test_grad_evals_per_second(benchmark, c, model):
+    ld = LogDensity(MODELS[model])
+    w = _init(c)
+    ld(w)
+    benchmark(ld, w)
+    mean = benchmark.stats.stats.mean if benchmark.stats else _time(ld, w)
+    _report(benchmark, impl=f"zsarray-{model}", chains=c, grad_evals_per_s=c / mean)
+
+
+def _time(f, *a, n=5):
+    t = time.perf_counter()
+    for _ in range(n):
+        f(*a)
+    return (time.perf_counter() - t) / n
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("c", [1, 256, 4096])
+def test_hmc_chain_iterations_per_second(benchmark, c, model):
+    k = samplers.HMC(MODELS[model], step_size=EPS_HMC, n_leapfrogs=N_LEAPFROG)
+    rng = np.random.default_rng(0)
+    box = [k.init(_init(c))]
+    box[0], _ = k.step(box[0], rng)
+
+    def one():
+        box[0], info = k.step(box[0], rng)
+        return info
+
+    info = benchmark(one)
+    mean = benchmark.stats.stats.mean if benchmark.stats else _time(one)
+    _report(benchmark, impl=f"zsarray-{model}", chains=c, chain_iters_per_s=c / mean,
+            grad_evals_per_s=c * N_LEAPFROG / mean,
+            accept=float(np.mean(info.acceptance_rate)))
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("c", [1, 4])
+def test_nuts_min_ess_per_second(benchmark, c, model):
+    from samplers.diagnostics import ess
+
+    out = {}
+
+    def run():
+        t0 = time.perf_counter()
+        res = samplers.sample(MODELS[model], _init(c, 1), n_samples=1000, n_warmup=1000, rng=1,
+                              progress=False)
+        out["res"], out["total"] = res, time.perf_counter() - t0
+        # time the sampling phase alone: continue from the tuned state
+        rng = np.random.default_rng(2)
+        st, k = res.state, res.kernel
+        draws = np.empty((c, 1000, D))
+        t0 = time.perf_counter()
+        for i in range(1000):
+            st, _ = k.step(st, rng)
+            draws[:, i] = st.position
+        out["sampling"], out["draws"] = time.perf_counter() - t0, draws
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    min_ess = float(ess(out["draws"]).min())
+    res = out["res"]
+    _report(benchmark, impl=f"zsarray-{model}", chains=c, min_ess_bulk=min_ess,
+            min_ess_per_s=min_ess / out["sampling"], sampling_s=out["sampling"],
+            total_s_with_warmup=out["total"], step_size=float(res.step_size[0]),
+            mean_tree_depth=float(res.stats["tree_depth"].mean()))
+
+
+# ------------------------------------------------------------------ NumPyro
+def _numpyro():
+    numpyro = pytest.importorskip("numpyro")
+    import jax
+    import jax.numpy as jnp
+    jax.config.update("jax_enable_x64", True)
+    return numpyro, jax, jnp
+
+
+def _numpyro_potential(jnp):
+    xj, yj = jnp.asarray(X), jnp.asarray(Y)
+
+    def potential(w):
+        logits = xj @ w
+        return -(jnp.sum(yj * logits - jnp.logaddexp(0.0, logits)) - 0.5 * jnp.sum(w * w))
+    return potential
+
+
+@pytest.mark.parametrize("c", [1, 16, 256, 1024, 4096])
+def test_numpyro_grad_evals_per_second(benchmark, c):
+    numpyro, jax, jnp = _numpyro()
+    g = jax.jit(jax.vmap(jax.value_and_grad(_numpyro_potential(jnp))))
+    w = jnp.asarray(_init(c))
+    jax.block_until_ready(g(w))
+    benchmark(lambda: jax.block_until_ready(g(w)))
+    _report(benchmark, impl="numpyro", chains=c,
+            grad_evals_per_s=c / benchmark.stats.stats.mean)
+
+
+@pytest.mark.parametrize("c", [1, 256, 4096])
+def test_numpyro_hmc_chain_iterations_per_second(benchmark, c):
+    numpyro, jax, jnp = _numpyro()
+    from numpyro.infer import HMC as NHMC, MCMC
+    kernel = NHMC(potential_fn=_numpyro_potential(jnp), step_size=EPS_HMC,
+                  trajectory_length=EPS_HMC * N_LEAPFROG, adapt_step_size=False,
+                  adapt_mass_matrix=False)
+    n = 200
+    mcmc = MCMC(kernel, num_warmup=0, num_samples=n, num_chains=c,
+                chain_method="vectorized", progress_bar=False)
+    init = jnp.asarray(_init(c))
+    mcmc.run(jax.random.PRNGKey(0), init_params=init if c > 1 else init[0])   # compile
+
+    def run():
+        mcmc.run(jax.random.PRNGKey(1), init_params=init if c > 1 else init[0])
+        jax.block_until_ready(mcmc.get_samples())
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    _report(benchmark, impl="numpyro", chains=c,
+            chain_iters_per_s=c * n / benchmark.stats.stats.mean)
+
+
+@pytest.mark.parametrize("c", [1, 4])
+def test_numpyro_nuts_min_ess_per_second(benchmark, c):
+    numpyro, jax, jnp = _numpyro()
+    from numpyro.infer import MCMC, NUTS as NNUTS
+    from samplers.diagnostics import ess
+    mcmc = MCMC(NNUTS(potential_fn=_numpyro_potential(jnp)), num_warmup=1000,
+                num_samples=1000, num_chains=c, chain_method="vectorized",
+                progress_bar=False)
+    init = jnp.asarray(_init(c, 1))
+    mcmc.run(jax.random.PRNGKey(0), init_params=init if c > 1 else init[0])   # compile
+    mcmc.warmup(jax.random.PRNGKey(1), init_params=init if c > 1 else init[0])
+    t = {}
+
+    def run():
+        t0 = time.perf_counter()
+        mcmc.run(jax.random.PRNGKey(2), init_params=init if c > 1 else init[0])
+        jax.block_until_ready(mcmc.get_samples())
+        t["s"] = time.perf_counter() - t0
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    draws = np.asarray(mcmc.get_samples(group_by_chain=True)).reshape(c, 1000, D)
+    min_ess = float(ess(draws).min())
+    _report(benchmark, impl="numpyro", chains=c, min_ess_bulk=min_ess,
+            min_ess_per_s=min_ess / t["s"])

@@ -1,0 +1,30 @@
+"""Shared command-line plumbing of the examples: options, device, output folder."""
+import argparse
+import os
+
+import numpy as np
+
+from autodiff import backend
+
+
+def parser(description):
+    """An argparse parser with the options every example takes."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true",
+                   help="a short run (under a minute on 2 CPU cores) for smoke tests")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="run on NumPy (cpu) or CuPy (gpu) arrays")
+    p.add_argument("--out", default="outputs", help="folder for figures (default ./outputs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def to_device(x, device):
+    """``x`` as a float64 array on ``device``."""
+    return backend.to_device(np.asarray(x, dtype=np.float64), device)
+
+
+def figure_path(out, name):
+    os.makedirs(out, exist_ok=True)
+    return os.path.join(out, name)
