@@ -10,7 +10,7 @@ functions, :func:`grad`, :func:`value_and_grad`, :class:`no_grad`,
 :mod:`autodiff.backend`. Nested ``grad`` raises :class:`NestedGradError`.
 """
 from . import backend
-from .core import (Tensor, tensor, register_tensor_like, primitive, defvjp, nograd_primitive, VJP_RULES, grad,
+from .core import (Tensor, tensor, register_tensor_like, unwrap, primitive, defvjp, nograd_primitive, VJP_RULES, grad,
                    value_and_grad, no_grad, enable_grad, is_grad_enabled, NestedGradError,
                    unbroadcast)
 from .ops import *  # noqa: F401,F403
@@ -21,7 +21,7 @@ from .check import check_grads
 
 __version__ = "0.1.0"
 
-__all__ = ["backend", "Tensor", "tensor", "register_tensor_like", "primitive", "defvjp", "nograd_primitive",
+__all__ = ["backend", "Tensor", "tensor", "register_tensor_like", "unwrap", "primitive", "defvjp", "nograd_primitive",
            "VJP_RULES", "grad", "value_and_grad", "no_grad", "enable_grad",
            "is_grad_enabled", "NestedGradError", "unbroadcast", "cholesky",
            "solve_triangular", "solve", "slogdet", "inv", "check_grads"] + list(_ops_all)

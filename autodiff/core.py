@@ -27,7 +27,7 @@ import numpy as np
 
 from . import backend
 
-__all__ = ["Tensor", "tensor", "register_tensor_like", "primitive", "defvjp", "nograd_primitive", "VJP_RULES",
+__all__ = ["Tensor", "tensor", "register_tensor_like", "unwrap", "primitive", "defvjp", "nograd_primitive", "VJP_RULES",
            "grad", "value_and_grad", "no_grad", "enable_grad", "is_grad_enabled",
            "NestedGradError", "unbroadcast"]
 
@@ -58,6 +58,13 @@ def register_tensor_like(cls, to_tensor):
     for the lookup.
     """
     _TENSOR_LIKE[cls] = to_tensor
+
+
+def unwrap(x):
+    """``x`` as a Tensor if it is a registered Tensor-like (e.g. a BayesianNet node),
+    otherwise ``x`` unchanged. Use it where code takes parameters that may be nodes."""
+    conv = _TENSOR_LIKE.get(type(x))
+    return x if conv is None else conv(x)
 _MISSING = object()
 
 

@@ -24,9 +24,11 @@ __all__ = [
     "Integrator", "velocity_verlet", "mclachlan", "yoshida", "INTEGRATORS", "integrate",
     # warmup and adaptation
     "window_adaptation", "find_step_size", "dual_averaging", "welford_covariance",
-    "find_reasonable_step_size", "window_schedule",
+    "find_reasonable_step_size", "window_schedule", "DualAveragingState", "WelfordState",
     # diagnostics
-    "ess", "ess_tail", "ess_basic", "rhat", "mcse", "summary",
+    "ess", "ess_tail", "ess_basic", "rhat", "mcse", "mcse_sd", "summary", "Summary",
+    # leapfrog kernels
+    "kick_drift", "kick", "kinetic_energy", "sample_momentum", "mass_sqrt_from_inverse",
     # submodules
     "diagnostics", "kernels", "adaptation", "integrators", "warmup", "base", "driver",
 ]
@@ -44,8 +46,12 @@ _WHERE = {
     "window_adaptation": "warmup", "find_step_size": "warmup",
     "dual_averaging": "adaptation", "welford_covariance": "adaptation",
     "find_reasonable_step_size": "adaptation", "window_schedule": "adaptation",
+    "DualAveragingState": "adaptation", "WelfordState": "adaptation",
     "ess": "diagnostics", "ess_tail": "diagnostics", "ess_basic": "diagnostics",
-    "rhat": "diagnostics", "mcse": "diagnostics", "summary": "diagnostics",
+    "rhat": "diagnostics", "mcse": "diagnostics", "mcse_sd": "diagnostics",
+    "summary": "diagnostics", "Summary": "diagnostics",
+    "kick_drift": "kernels", "kick": "kernels", "kinetic_energy": "kernels",
+    "sample_momentum": "kernels", "mass_sqrt_from_inverse": "kernels",
 }
 
 

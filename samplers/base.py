@@ -199,23 +199,19 @@ def inverse_mass_parts(inverse_mass, dim, xp, dtype):
     if inv.shape not in ((dim,), (dim, dim)):
         raise ValueError(f"inverse_mass: expected shape ({dim},) or ({dim}, {dim}) for "
                          f"positions of dimension {dim}, got {tuple(inv.shape)}")
-    if inv.ndim == 1:
-        if not bool(xp.all(inv > 0)) or not bool(xp.all(xp.isfinite(inv))):
-            raise ValueError("inverse_mass: a diagonal inverse mass must be finite and "
-                             f"positive, got min {float(inv.min())}")
-        return inv, 1.0 / xp.sqrt(inv)
+    if inv.ndim == 1 and not (bool(xp.all(inv > 0)) and bool(xp.all(xp.isfinite(inv)))):
+        raise ValueError("inverse_mass: a diagonal inverse mass must be finite and "
+                         f"positive, got min {float(inv.min())}")
+    from . import kernels
     try:
-        # M = inv^{-1}; chol(M) = L with L L^T = M.
-        mass = xp.linalg.inv(inv)
-        mass = 0.5 * (mass + mass.T)
-        chol = xp.linalg.cholesky(mass)
-    except Exception as e:  # LinAlgError
+        msqrt = kernels.mass_sqrt_from_inverse(inv)
+    except Exception as e:  # LinAlgError (not positive definite / singular)
         raise ValueError("inverse_mass: a dense inverse mass must be symmetric positive "
                          f"definite ({e})") from None
-    if not bool(xp.all(xp.isfinite(chol))):
+    if not bool(xp.all(xp.isfinite(msqrt))):
         raise ValueError("inverse_mass: a dense inverse mass must be symmetric positive "
-                         "definite (Cholesky factor of its inverse is not finite)")
-    return inv, chol
+                         "definite (the Cholesky factor of its inverse is not finite)")
+    return inv, msqrt
 
 
 def velocity(p, inv_mass):
@@ -251,6 +247,8 @@ def _to_host(x):
 
 def _unwrap(x):
     """Raw array from an autodiff Tensor (when autodiff is loaded), else ``x``."""
+    if type(x) is np.ndarray:
+        return x
     ad = sys.modules.get("autodiff")
     if ad is not None and isinstance(x, ad.Tensor):
         return x.data

@@ -277,7 +277,9 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
     q0 = _initial_positions(init_position, n_chains, dim, init, gen, xp)
 
     opts = dict(kernel_options)
-    step_size = opts.pop("scale" if kernel == "rwmh" else "step_size", 1.0)
+    step_size = opts.pop("step_size", 1.0)
+    if kernel == "rwmh":                      # RWMH calls its step size "scale"
+        step_size = opts.pop("scale", step_size)
     inverse_mass = opts.pop("inverse_mass", None)
     if kernel == "hmc":
         opts.setdefault("n_leapfrogs", 10)

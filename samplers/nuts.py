@@ -91,6 +91,21 @@ def _merge_ok(ps_first, ps_last, rho, ps_left_first, p_right_first, ps_right_fir
 # chain that is not extending is skipped. The diagonal inverse mass comes as a
 # [1, D] view so that both metrics type-check in one function.
 _ONES_STUB = np.ones(1)
+_LEVELS = {}
+
+
+def _levels(j):
+    """Per step ``n`` of a ``2^j`` subtree: ``(n, top, last)``.
+
+    ``top``: the highest level whose block starts at ``n`` (all levels at 0);
+    ``last``: the highest level whose block ends at ``n``.
+    """
+    out = _LEVELS.get(j)
+    if out is None:
+        out = _LEVELS[j] = tuple(
+            (n, j if n == 0 else (n & -n).bit_length() - 1,
+             min(((n + 1) & -(n + 1)).bit_length() - 1, j)) for n in range(1 << j))
+    return out
 _jit = numba.njit(cache=True, nogil=True, fastmath=False)
 
 
@@ -349,12 +364,9 @@ class NUTS(GradientKernel):
             fwd = rng.random(c) > 0.5
             _nb_begin(fwd, running, eps0, lq, lp_, lg, llp, lps, rq, rp, rg, rlp, rps,
                       q, p, g, lp, prev_p, prev_ps, eps, active, cum, log_w_sub)
-            for n in range(1 << j):
+            for n, top, last in _levels(j):
                 q, p, g, lp = integrate(q, p, g, lp, ld, inv, eps, 1, integ)
                 u = rng.random(c) if n else _ONES_STUB
-                top = j if n == 0 else (n & -n).bit_length() - 1
-                m = n + 1
-                last = min((m & -m).bit_length() - 1, j)
                 n_active = _nb_leaf(n, top, last, q, p, g, lp, inv2, dense, h0, thr, u, active,
                                     eps, sub_q, sub_g, sub_lp, sub_h, log_w_sub, n_leap,
                                     sum_metro, divergent, cum, st_p, st_ps, st_cum, pv_p, pv_ps,

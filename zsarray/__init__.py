@@ -9,14 +9,16 @@ come from the :mod:`autodiff` tape; MCMC comes from :mod:`samplers`.
 >>> bn.bernoulli("y", x @ w, group_ndims=1)
 >>> bn.log_joint()
 """
-from . import distributions
+from . import distributions, transforms, nn, optim
 from .framework import (BayesianNet, StochasticTensor, DeterministicNode, MetaBayesianNet,
                         meta_bayesian_net)
 from .framework.bn import _install_helpers
 
 _install_helpers()
 
+from . import variational, evaluation  # noqa: E402  (they build on the framework above)
+
 __version__ = "0.1.0"
 
-__all__ = ["distributions", "BayesianNet", "StochasticTensor", "DeterministicNode",
+__all__ = ["distributions", "transforms", "nn", "optim", "variational", "evaluation", "BayesianNet", "StochasticTensor", "DeterministicNode",
            "MetaBayesianNet", "meta_bayesian_net"]

@@ -170,15 +170,20 @@ class AIS:
     n_adapt : int
         The HMC step size (shared by all chains) is adapted by dual averaging
         (Hoffman & Gelman 2014) towards ``target_acceptance`` during the first
-        ``n_adapt`` temperatures, then frozen at its averaged value. The step size
-        depends only on past transitions, so each transition still leaves its
-        ``f_t`` invariant.
+        ``n_adapt`` temperatures and set to its averaged value at the end of them.
+        Afterwards, since the tempered targets narrow as ``beta`` grows, it keeps
+        tracking the target as in Wu et al. 2017's AIS code (times 1.02 when the mean
+        acceptance is above target, times 0.98 below) unless ``track_step_size`` is
+        False (then it stays frozen). The step size depends only on past
+        transitions, so each transition still leaves its ``f_t`` invariant.
     axis : int
         The particle axis of ``chain_shape``, reduced in the estimate.
     target_acceptance : float
         0.65 (Neal 2011's optimum for HMC).
     delta : float
         Steepness of :func:`sigmoid_schedule`.
+    track_step_size : bool
+        Keep adapting the step size after ``n_adapt`` (see above).
 
     Examples
     --------
@@ -190,7 +195,7 @@ class AIS:
 
     def __init__(self, model, proposal, hmc_kernel_options, observed, latent,
                  n_temperatures=1000, n_adapt=30, axis=0, target_acceptance=0.65,
-                 delta=4.0):
+                 delta=4.0, track_step_size=True):
         if not (isinstance(model, MetaBayesianNet) or callable(model)):
             raise TypeError(f"AIS: model must be a zs.MetaBayesianNet or a log-joint function, "
                             f"got {type(model).__name__}")
@@ -227,6 +232,7 @@ class AIS:
         self.hmc_kernel_options = opts
         self.n_temperatures, self.n_adapt = int(n_temperatures), int(n_adapt)
         self.axis, self.target_acceptance = int(axis), float(target_acceptance)
+        self.track_step_size = bool(track_step_size)
 
     # ---------------------------------------------------------------- densities
     def _log_q(self, values):
@@ -337,6 +343,8 @@ class AIS:
             if t <= self.n_adapt:
                 da = da_update(da, info.acceptance_rate)
                 step_size = da_final(da) if t == self.n_adapt else da.step_size
+            elif self.track_step_size:
+                step_size *= 1.02 if acceptance[t - 1] > self.target_acceptance else 0.98
         log_w = xp.reshape(log_w, chain_shape)
         log_marginal, stderr = _log_mean_and_stderr(log_w, self.axis)
         pos = state.position

@@ -73,7 +73,7 @@ BAD_VALUES = [
     (zd.Categorical(np.zeros(3)), 3, "support 'integer_interval'"),
     (zd.Binomial(0.0, 4), 5, "support 'integer_interval'"),
     (zd.Poisson(1.0), 1.5, "support 'nonnegative_integer'"),
-    (zd.Uniform(0.0, 1.0), 1.0, "support 'interval'"),
+    (zd.Uniform(0.0, 1.0), 1.5, "support 'interval'"),
     (zd.Exponential(1.0), -0.1, "support 'nonnegative'"),
     (zd.Dirichlet(np.ones(3)), np.array([0.5, 0.5, 0.5]), "support 'simplex'"),
     (zd.Concrete(1.0, np.zeros(2)), np.array([0.2, 0.3]), "support 'simplex'"),

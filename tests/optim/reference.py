@@ -7,11 +7,16 @@ subprocess, by the CUDA-simulator tests.
 """
 import numpy as np
 
-__all__ = ["STEPS", "lerp", "sgd", "adam", "adamax", "rmsprop", "run_reference"]
+__all__ = ["STEPS", "CASES", "SHAPES", "lerp", "sgd", "adam", "adamax", "rmsprop", "problem",
+           "run_reference", "run_zsarray"]
 
 
 def lerp(start, end, w):
-    """``torch.lerp``: ``start + w (end - start)`` for ``w < 0.5``, else ``end - (end - start)(1 - w)``."""
+    """``torch.lerp``: ``start + w (end - start)`` if ``w < 0.5``,
+    else ``end - (end - start)(1 - w)``.
+
+    (The second form is exact at ``w = 1``.)
+    """
     return start + w * (end - start) if w < 0.5 else end - (end - start) * (1 - w)
 
 

@@ -252,8 +252,8 @@ def test_progress_bar_absent_without_tqdm(monkeypatch):
 
 
 def test_lazy_public_names():
-    for name in ("HMC", "NUTS", "MALA", "RWMH", "sample", "diagnostics", "kernels",
-                 "summary", "ess", "window_adaptation", "yoshida"):
-        assert getattr(samplers, name) is not None
+    for name in samplers.__all__:
+        assert getattr(samplers, name) is not None, name
+    assert samplers.NUTS is samplers.nuts.NUTS and samplers.ess is samplers.diagnostics.ess
     with pytest.raises(AttributeError, match="no attribute 'Gibbs'"):
         samplers.Gibbs

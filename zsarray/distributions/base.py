@@ -226,11 +226,15 @@ def _data(x):
 
 def _summary(bad, values):
     """'-1.0 (at index (1,)); 2 of 6 entries' for an error message."""
-    idx = np.argwhere(backend.asnumpy(bad))
+    bad = backend.asnumpy(bad)
+    idx = np.argwhere(bad)
     first = tuple(int(i) for i in idx[0]) if len(idx) else ()
     v = backend.asnumpy(values)
-    val = v[first] if v.ndim and len(first) == v.ndim else v
-    return f"{val!r} at index {first}; {len(idx)} of {bad.size} entries"
+    try:
+        val = np.broadcast_to(v, bad.shape)[first]
+    except ValueError:      # values with event dims: show the offending event
+        val = v[first]
+    return f"{np.asarray(val).tolist()!r} at index {first}; {len(idx)} of {bad.size} entries"
 
 
 def _name(self):

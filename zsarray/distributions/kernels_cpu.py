@@ -14,44 +14,79 @@ outputs to ``[n, M]`` (``n`` samples). Three kernels:
 
 Parallelism: ``prange`` over blocks of :data:`BLOCK` columns (times the n rows in the
 forward pass), each block running a contiguous inner loop that LLVM vectorizes. The
-reductions accumulate in float64 whatever the input dtype.
+reductions accumulate in float64 whatever the input dtype. Each kernel is compiled
+twice, serial and ``parallel=True`` (two functions, because Numba's on-disk cache keys
+entries by function, not by the ``parallel`` flag); the public names dispatch on size,
+as :mod:`samplers.kernels.cpu` does: on a busy shared machine a parallel region waits
+for a descheduled worker thread (measured here: 35 us in a tight loop, 16 ms per call
+inside a tape step next to NumPy work), so threads are used only from
+:data:`PARALLEL_MIN_ELEMENTS` elements on.
+
+The cotangents may be any strided view (e.g. the zero-stride broadcast that is the VJP of
+``sum``): the kernels read them in place instead of materializing them.
 """
 import math
+import types
 
 import numba
 import numpy as np
 from numba import prange
 
-__all__ = ["forward", "vjp_z", "vjp_logp", "BLOCK"]
+__all__ = ["forward", "vjp_z", "vjp_logp", "BLOCK", "PARALLEL_MIN_ELEMENTS"]
 
 #: Columns per parallel task.
 BLOCK = 2048
+#: Arrays (n * M) at least this large use the parallel kernels.
+PARALLEL_MIN_ELEMENTS = 1 << 22
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
-_pjit = numba.njit(parallel=True, cache=True, fastmath=False, nogil=True)
+
+def _twins(eps_arg):
+    """Decorator: compile ``f`` serially and in parallel; the returned function calls
+    the parallel one when its argument number ``eps_arg`` (the [n, M] noise) is big."""
+    return lambda f: _compile_twins(f, eps_arg)
 
 
-@_pjit
-def forward(mu, sigma, logstd, eps, z, logp, lognormal):
-    """z, logp [n, M] from mu, sigma = exp(logstd), logstd [M] and eps [n, M], in place."""
+def _compile_twins(f, eps_arg):
+    serial = numba.njit(cache=True, fastmath=False, nogil=True)(f)
+    twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_parallel",
+                              f.__defaults__, f.__closure__)
+    twin.__qualname__ = f.__qualname__ + "_parallel"
+    parallel = numba.njit(cache=True, fastmath=False, nogil=True, parallel=True)(twin)
+
+    def dispatch(*args):
+        return (parallel if args[eps_arg].size >= PARALLEL_MIN_ELEMENTS else serial)(*args)
+    dispatch.__name__, dispatch.__doc__ = f.__name__, f.__doc__
+    dispatch.serial, dispatch.parallel = serial, parallel
+    return dispatch
+
+
+@_twins(3)
+def forward(mu, sigma, c, eps, z, logp, lognormal):
+    """z, logp [n, M] (written in place) from mu, sigma = exp(logstd),
+    c = -logstd - log(2 pi)/2 [M] and eps [n, M]."""
     n, m = eps.shape
     nb = (m + BLOCK - 1) // BLOCK
     for task in prange(n * nb):
         i = task // nb
         lo = (task - i * nb) * BLOCK
         hi = min(lo + BLOCK, m)
-        for j in range(lo, hi):
-            e = eps[i, j]
-            x = mu[j] + sigma[j] * e
-            lp = -0.5 * e * e - logstd[j] - _HALF_LOG_2PI
-            if lognormal:
-                lp -= x
-                x = math.exp(x)
-            z[i, j] = x
-            logp[i, j] = lp
+        er, zr, lr = eps[i], z[i], logp[i]
+        # the branch is outside the inner loops so that both vectorize
+        if lognormal:
+            for j in range(lo, hi):
+                e = er[j]
+                x = mu[j] + sigma[j] * e
+                lr[j] = c[j] - 0.5 * e * e - x
+                zr[j] = math.exp(x)
+        else:
+            for j in range(lo, hi):
+                e = er[j]
+                zr[j] = mu[j] + sigma[j] * e
+                lr[j] = c[j] - 0.5 * e * e
 
 
-@_pjit
+@_twins(3)
 def vjp_z(gz, z, sigma, eps, gmu, glogstd, lognormal):
     """gmu, glogstd [M] (float64, zeroed) += sum_i of the pullback of gz [n, M]."""
     n, m = eps.shape
@@ -60,17 +95,23 @@ def vjp_z(gz, z, sigma, eps, gmu, glogstd, lognormal):
         lo = b * BLOCK
         hi = min(lo + BLOCK, m)
         for i in range(n):
-            for j in range(lo, hi):
-                g = np.float64(gz[i, j])
-                if lognormal:
-                    g *= z[i, j]          # dz/dx = z for z = exp(x)
-                gmu[j] += g
-                glogstd[j] += g * eps[i, j]
+            gr, er = gz[i], eps[i]
+            if lognormal:
+                zr = z[i]
+                for j in range(lo, hi):
+                    g = np.float64(gr[j]) * zr[j]     # dz/dx = z for z = exp(x)
+                    gmu[j] += g
+                    glogstd[j] += g * er[j]
+            else:
+                for j in range(lo, hi):
+                    g = np.float64(gr[j])
+                    gmu[j] += g
+                    glogstd[j] += g * er[j]
         for j in range(lo, hi):
             glogstd[j] *= sigma[j]
 
 
-@_pjit
+@_twins(2)
 def vjp_logp(gl, sigma, eps, gmu, glogstd, c_path, c_score, lognormal):
     """gmu, glogstd [M] (float64, zeroed) += sum_i of the pullback of gl [n, M].
 
@@ -80,18 +121,27 @@ def vjp_logp(gl, sigma, eps, gmu, glogstd, c_path, c_score, lognormal):
     score = (eps/sigma, eps^2 - 1).
     """
     n, m = eps.shape
+    d = c_score - c_path
     nb = (m + BLOCK - 1) // BLOCK
     for b in prange(nb):
         lo = b * BLOCK
         hi = min(lo + BLOCK, m)
-        # sums of g*e, g*e^2 and g over the samples; combined per column at the end
+        # accumulate sum g*e, sum (d g e^2 - c_score g) per column; scale by d/sigma last
         for i in range(n):
-            for j in range(lo, hi):
-                g = np.float64(gl[i, j])
-                e = np.float64(eps[i, j])
-                ge = g * e
-                gmu[j] += ge * (c_score - c_path) / sigma[j]
-                glogstd[j] += ge * e * (c_score - c_path) - c_score * g
-                if lognormal:
-                    gmu[j] -= c_path * g
-                    glogstd[j] -= c_path * sigma[j] * ge
+            gr, er = gl[i], eps[i]
+            if lognormal:
+                for j in range(lo, hi):
+                    g = np.float64(gr[j])
+                    e = np.float64(er[j])
+                    ge = g * e
+                    gmu[j] += ge * d - c_path * g * sigma[j]
+                    glogstd[j] += (ge * e * d - c_score * g) - c_path * sigma[j] * ge
+            else:
+                for j in range(lo, hi):
+                    g = np.float64(gr[j])
+                    e = np.float64(er[j])
+                    ge = g * e
+                    gmu[j] += ge * d
+                    glogstd[j] += ge * e * d - c_score * g
+        for j in range(lo, hi):
+            gmu[j] /= sigma[j]

@@ -26,7 +26,6 @@ cuda = None  # numba.cuda, bound by _kernels() (a global: the simulator patches 
 
 #: Threads per block (a multiple of the warp size).
 THREADS_PER_BLOCK = 256
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 @functools.cache
@@ -35,7 +34,7 @@ def _kernels():
     from numba import cuda
 
     @cuda.jit
-    def forward_k(mu, sigma, logstd, eps, z, logp, lognormal):
+    def forward_k(mu, sigma, c, eps, z, logp, lognormal):
         t = cuda.grid(1)
         m = eps.shape[1]
         if t < eps.shape[0] * m:
@@ -43,7 +42,7 @@ def _kernels():
             j = t - i * m
             e = eps[i, j]
             x = mu[j] + sigma[j] * e
-            lp = -0.5 * e * e - logstd[j] - _HALF_LOG_2PI
+            lp = c[j] - 0.5 * e * e
             if lognormal:
                 lp -= x
                 x = math.exp(x)
@@ -101,9 +100,9 @@ def _launch(kernel, n_threads, like, *args):
     kernel[blocks, tpb, stream](*args)
 
 
-def forward(mu, sigma, logstd, eps, z, logp, lognormal):
+def forward(mu, sigma, c, eps, z, logp, lognormal):
     """As :func:`.kernels_cpu.forward`, on the device."""
-    _launch(_kernels()[1], eps.size, eps, mu, sigma, logstd, eps, z, logp, bool(lognormal))
+    _launch(_kernels()[1], eps.size, eps, mu, sigma, c, eps, z, logp, bool(lognormal))
 
 
 def vjp_z(gz, z, sigma, eps, gmu, glogstd, lognormal):

@@ -318,9 +318,16 @@ class _ConcreteBase(Distribution):
 class ExpConcrete(_ConcreteBase):
     """ExpConcrete: the log of a Concrete variable, on the log-simplex.
 
-    ``y = log_softmax((logits + G) / temperature)``, G iid Gumbel; density
-    ``log p(y) = log (K-1)! + (K-1) log t + sum_k (l_k - t y_k) - K logsumexp(l - t y)``
-    (Maddison et al. 2017, appendix C) -- numerically safer than Concrete at low t.
+    ``y = log_softmax((logits + G) / temperature)``, G iid Gumbel; density w.r.t. the
+    Lebesgue measure of the first K-1 coordinates (as Concrete's)::
+
+        log p(y) = log (K-1)! + (K-1) log t + sum_k (l_k - t y_k) - K logsumexp(l - t y) - y_K
+
+    Numerically safer than Concrete at low t. Note: Maddison et al. (2017, appendix C),
+    TensorFlow's ExpRelaxedOneHotCategorical and ZhuSuan omit the ``- y_K`` term, so
+    their density does not integrate to 1 over the first K-1 coordinates (it integrates
+    to ``E[exp(y_K)]``); the term cancels in a KL between two ExpConcretes with the
+    same K, so variational objectives are unaffected.
     """
     support = c.log_simplex
 
@@ -330,7 +337,8 @@ class ExpConcrete(_ConcreteBase):
     def _log_prob(self, y, p):
         k = self.value_shape[0]
         u = p.logits - ad.expand_dims(p.temperature, -1) * y
-        return self._log_norm(p) + ad.sum(u, axis=-1) - k * ad.logsumexp(u, axis=-1)
+        return (self._log_norm(p) + ad.sum(u, axis=-1) - k * ad.logsumexp(u, axis=-1)
+                - y[..., -1])
 
 
 class Concrete(_ConcreteBase):

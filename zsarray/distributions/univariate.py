@@ -457,9 +457,10 @@ class Uniform(Distribution):
         lo, hi = _raw(self._p.minval), _raw(self._p.maxval)
         bad = ~(hi > lo)
         if bool(np.any(bad)):
+            at = lambda v: np.broadcast_to(backend.asnumpy(v), bad.shape)[
+                backend.asnumpy(bad)][0].item()
             raise ValueError(f"Uniform: maxval must be greater than minval; got "
-                             f"minval={np.broadcast_to(backend.asnumpy(lo), bad.shape)[bad][0]!r}"
-                             f", maxval={np.broadcast_to(backend.asnumpy(hi), bad.shape)[bad][0]!r}")
+                             f"minval={at(lo)!r}, maxval={at(hi)!r}")
 
     def _sample(self, shape, rng, p):
         u = draw(rng, self._xp, "random", size=_full_shape(self, shape),

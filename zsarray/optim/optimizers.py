@@ -180,7 +180,7 @@ class Optimizer:
                     g = xp.ascontiguousarray(g, dtype=data.dtype)
                 state = self.state.setdefault(id(p), {})
                 for k, v in state.items():     # after Module.to(): follow the parameter
-                    if v is not None and not isinstance(v, (int, float)) and type(v) is not type(data):
+                    if hasattr(v, "shape") and type(v) is not type(data):
                         state[k] = backend.to_device(v, "gpu" if backend.is_cupy(data) else "cpu")
                 self._update(data, g, state, group)
         return loss

@@ -121,7 +121,7 @@ class ExponentialLR(LRScheduler):
 
 
 class CosineAnnealingLR(LRScheduler):
-    """Cosine annealing from the base lr to ``eta_min`` over ``T_max`` epochs (SGDR without restarts).
+    """Cosine annealing from the base lr to ``eta_min`` over ``T_max`` epochs (no restarts).
 
     ``lr_t = eta_min + (base_lr - eta_min) (1 + cos(pi t / T_max)) / 2`` for
     ``t <= T_max``, continued as a cosine of period ``2 T_max`` afterwards,
