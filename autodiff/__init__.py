@@ -9,7 +9,12 @@ functions, :func:`grad`, :func:`value_and_grad`, :class:`no_grad`,
 :func:`primitive` + :func:`defvjp` for new ops, :func:`check_grads`, and
 :mod:`autodiff.backend`. Nested ``grad`` raises :class:`NestedGradError`.
 """
+import os as _os
+
 from . import backend
+
+if _os.environ.get("ZSARRAY_MALLOC_TUNING", "1") != "0":
+    backend.tune_allocator()
 from .core import (Tensor, tensor, register_tensor_like, unwrap, primitive, defvjp, nograd_primitive, VJP_RULES, grad,
                    value_and_grad, no_grad, enable_grad, is_grad_enabled, NestedGradError,
                    unbroadcast)

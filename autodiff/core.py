@@ -293,19 +293,17 @@ def primitive(fun, name=None, nargs=None):
             gx = tx and x.requires_grad
             gy = ty and y.requires_grad
             if (gx or gy) and _state.enabled:
-                if gx and gy:
-                    rx, ry = _maker(rules, name, 0), _maker(rules, name, 1)
-                    if rx is not None and ry is not None:
-                        return _new_node(ans, ((x, rx(ans, xd, yd)), (y, ry(ans, xd, yd))))
-                    gx, gy = rx is not None, ry is not None
-                if gx:
-                    rx = _maker(rules, name, 0)
-                    if rx is not None:
-                        return _new_node(ans, ((x, rx(ans, xd, yd)),))
-                elif gy:
-                    ry = _maker(rules, name, 1)
+                try:
+                    rx = rules[0] if gx else None
+                    ry = rules[1] if gy else None
+                except IndexError:
+                    raise _missing(name, 0 if gx and not rules else 1) from None
+                if rx is not None:
                     if ry is not None:
-                        return _new_node(ans, ((y, ry(ans, xd, yd)),))
+                        return _new_node(ans, ((x, rx(ans, xd, yd)), (y, ry(ans, xd, yd))))
+                    return _new_node(ans, ((x, rx(ans, xd, yd)),))
+                if ry is not None:
+                    return _new_node(ans, ((y, ry(ans, xd, yd)),))
             return _leaf(ans)
     else:
         def wrapped(*args, **kwargs):

@@ -29,12 +29,15 @@ __all__ = [
     "ess", "ess_tail", "ess_basic", "rhat", "mcse", "mcse_sd", "summary", "Summary",
     # leapfrog kernels
     "kick_drift", "kick", "kinetic_energy", "sample_momentum", "mass_sqrt_from_inverse",
+    # stochastic-gradient MCMC
+    "SGLD", "PSGLD", "SGHMC", "SGNHT", "SGMCMCInfo", "SGMCMCResult", "cyclical_step_size",
+    "polynomial_decay", "minibatch_grad_estimator", "sample_sgmcmc",
     # submodules
-    "diagnostics", "kernels", "adaptation", "integrators", "warmup", "base", "driver",
+    "sgmcmc", "diagnostics", "kernels", "adaptation", "integrators", "warmup", "base", "driver",
 ]
 
 _SUBMODULES = {"diagnostics", "kernels", "adaptation", "integrators", "warmup", "base",
-               "driver", "hmc", "nuts", "mala", "rwmh"}
+               "driver", "hmc", "nuts", "mala", "rwmh", "sgmcmc"}
 
 _WHERE = {
     "HMC": "hmc", "NUTS": "nuts", "MALA": "mala", "RWMH": "rwmh",
@@ -52,6 +55,9 @@ _WHERE = {
     "summary": "diagnostics", "Summary": "diagnostics",
     "kick_drift": "kernels", "kick": "kernels", "kinetic_energy": "kernels",
     "sample_momentum": "kernels", "mass_sqrt_from_inverse": "kernels",
+    **dict.fromkeys(("SGLD", "PSGLD", "SGHMC", "SGNHT", "SGMCMCInfo", "SGMCMCResult",
+                     "cyclical_step_size", "polynomial_decay", "minibatch_grad_estimator",
+                     "sample_sgmcmc"), "sgmcmc"),
 }
 
 

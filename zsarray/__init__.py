@@ -9,7 +9,7 @@ come from the :mod:`autodiff` tape; MCMC comes from :mod:`samplers`.
 >>> bn.bernoulli("y", x @ w, group_ndims=1)
 >>> bn.log_joint()
 """
-from . import distributions, transforms, nn, optim
+from . import distributions, transforms, nn, optim, flows, datasets
 from .framework import (BayesianNet, StochasticTensor, DeterministicNode, MetaBayesianNet,
                         meta_bayesian_net)
 from .framework.bn import _install_helpers
@@ -17,8 +17,9 @@ from .framework.bn import _install_helpers
 _install_helpers()
 
 from . import variational, evaluation  # noqa: E402  (they build on the framework above)
+from .inference import HMC, NUTS, MALA, RWMH  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["distributions", "transforms", "nn", "optim", "variational", "evaluation", "BayesianNet", "StochasticTensor", "DeterministicNode",
-           "MetaBayesianNet", "meta_bayesian_net"]
+__all__ = ["distributions", "transforms", "nn", "optim", "flows", "datasets", "variational", "evaluation", "BayesianNet", "StochasticTensor", "DeterministicNode",
+           "MetaBayesianNet", "meta_bayesian_net", "HMC", "NUTS", "MALA", "RWMH"]

@@ -284,8 +284,9 @@ def interval(low, high):
     return Interval(low, high)
 
 
-_BY_NAME = {"real": identity, "positive": exp, "unit_interval": sigmoid,
-            "simplex": stick_breaking, "ordered": ordered,
+_BY_NAME = {"real": identity, "real_vector": identity, "real_matrix": identity,
+            "positive": exp, "nonnegative": exp, "unit_interval": sigmoid,
+            "probability": sigmoid, "simplex": stick_breaking, "ordered": ordered,
             "positive_ordered": positive_ordered, "corr_cholesky": cholesky_corr}
 
 
@@ -301,6 +302,9 @@ def biject_to(support):
     if name in _BY_NAME:
         return _BY_NAME[name]
     if name == "interval":
+        if getattr(support, "lower", None) is None or getattr(support, "upper", None) is None:
+            raise ValueError(f"biject_to: the interval support {support!r} does not carry its "
+                             f"bounds (lower/upper)")
         return Interval(support.lower, support.upper)
     if name == "greater_than":
         return LowerBounded(support.lower)

@@ -47,6 +47,9 @@ SCRIPT = textwrap.dedent("""
                     gm, gs = np.zeros(m), np.zeros(m)
                     k.vjp_z(g, z, sig, eps, gm, gs, lognormal)
                     res = [z, lp, gm, gs]
+                    gm, gs = np.zeros(m), np.zeros(m)       # one cotangent row for all samples
+                    k.vjp_z(g[:1], z, sig, eps, gm, gs, lognormal)
+                    res += [gm, gs]
                     for cp, cs in ((1.0, 1.0), (1.0, 0.0), (0.0, 1.0)):
                         gm, gs = np.zeros(m), np.zeros(m)
                         k.vjp_logp(g, sig, eps, gm, gs, cp, cs, lognormal)
@@ -60,7 +63,7 @@ SCRIPT = textwrap.dedent("""
                     lp, x = lp - x, np.exp(x)
                     gz = g * x
                 ref = [x, lp, gz.sum(0), (gz * eps).sum(0) * sig]
-                for a, b, c in zip(outs["gpu"], outs["cpu"], ref + [None] * 6):
+                for a, b, c in zip(outs["gpu"], outs["cpu"], ref + [None] * 8):
                     np.testing.assert_allclose(a, b, **tol[dtype])
                     if c is not None:
                         np.testing.assert_allclose(a, c, **tol[dtype])

@@ -129,3 +129,17 @@ def test_is_reparameterized_false_stops_gradient(case):
 
     g = ad.grad(objective)(case.params[name])
     assert np.all(g == 0)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_log_prob_parameter_gradients(case):
+    """Gradients of log_prob w.r.t. every float parameter, by random-projection finite
+    differences (autodiff.check_grads)."""
+    x = make(case).sample(3, rng=5).data
+    names = [k for k, v in case.params.items() if v.dtype.kind == "f"]
+
+    def f(*ps):
+        params = {**case.params, **dict(zip(names, ps))}
+        return make(case, params, validate_args=False).log_prob(x)
+
+    ad.check_grads(f, *[case.params[k] for k in names], rtol=1e-5, atol=1e-7)

@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 
-import autodiff as ad
 import zsarray.distributions as zd
 from zsarray.distributions import make_rng
 

@@ -22,8 +22,6 @@ Z_MAX = 4.5
 #: Draws per gradient call: bounds the [chunk, N] temporaries (N up to 5000 observations).
 CHUNK = 2500
 
-_GRADS = {}
-
 
 def _unconstrained_draws(name):
     x, _, _ = load_draws(name)

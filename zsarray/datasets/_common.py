@@ -68,7 +68,8 @@ def _as_generator(rng):
         return rng
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
         return np.random.default_rng(int(rng))
-    raise TypeError(f"rng must be an int seed or a numpy.random.Generator, got {type(rng).__name__}")
+    raise TypeError("rng must be an int seed or a numpy.random.Generator, "
+                    f"got {type(rng).__name__}")
 
 
 def _train_test_indices(n, test_fraction, rng):

@@ -129,20 +129,28 @@ def _check_pair(x, y, source, what):
                               "do not match (expected [N, ...] and [N])")
 
 
-def _load_mnist_npz(path):
+def _open_npz(path):
+    """``np.load`` of a .npz archive, with clear errors for anything else."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            keys = set(z.files)
-            need = {"x_train", "y_train", "x_test", "y_test"}
-            if not need <= keys:
-                raise DataFormatError(
-                    f"{path}: missing keys {sorted(need - keys)} (found {sorted(keys)}; expected "
-                    "x_train, y_train, x_test, y_test and optionally x_valid, y_valid)")
-            out = {k: z[k] for k in need}
-            if {"x_valid", "y_valid"} <= keys:
-                out["x_valid"], out["y_valid"] = z["x_valid"], z["y_valid"]
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        z = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
         raise DataFormatError(f"{path} is not a readable .npz file ({e})") from e
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise DataFormatError(f"{path} holds a single array, not a .npz archive of named arrays")
+    return z
+
+
+def _load_mnist_npz(path):
+    with _open_npz(path) as z:
+        keys = set(z.files)
+        need = {"x_train", "y_train", "x_test", "y_test"}
+        if not need <= keys:
+            raise DataFormatError(
+                f"{path}: missing keys {sorted(need - keys)} (found {sorted(keys)}; expected "
+                "x_train, y_train, x_test, y_test and optionally x_valid, y_valid)")
+        out = {k: z[k] for k in need}
+        if {"x_valid", "y_valid"} <= keys:
+            out["x_valid"], out["y_valid"] = z["x_valid"], z["y_valid"]
     return out
 
 
@@ -226,8 +234,8 @@ def load_mnist(path=None, *, flatten=True, dtype=np.float32, n_validation=0):
 
 
 BinarizedMNIST = namedtuple("BinarizedMNIST", ["train", "valid", "test"])
-BinarizedMNIST.__doc__ = """The fixed binarized MNIST: ``train`` [50000, 784], ``valid`` [10000, 784],
-``test`` [10000, 784] (or [N, 28, 28]), values in {0, 1}. No labels."""
+BinarizedMNIST.__doc__ = """The fixed binarized MNIST: ``train`` [50000, 784],
+``valid`` [10000, 784], ``test`` [10000, 784] (or [N, 28, 28]), values in {0, 1}. No labels."""
 
 
 def _read_amat(path):
@@ -281,15 +289,12 @@ def load_binarized_mnist(path=None, *, dtype=np.float32, flatten=True):
         if path.is_dir():
             path = path / "binarized_mnist.npz"
         path = _require_file(path, "binarized_mnist.npz with keys train, valid, test")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                missing = [s for s in names if s not in z.files]
-                if missing:
-                    raise DataFormatError(f"{path}: missing keys {missing} (found {z.files}; "
-                                          "expected train, valid, test)")
-                arrays = {s: z[s] for s in names}
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
-            raise DataFormatError(f"{path} is not a readable .npz file ({e})") from e
+        with _open_npz(path) as z:
+            missing = [s for s in names if s not in z.files]
+            if missing:
+                raise DataFormatError(f"{path}: missing keys {missing} (found {z.files}; "
+                                      "expected train, valid, test)")
+            arrays = {s: z[s] for s in names}
     out = []
     for s in names:
         x = arrays[s]

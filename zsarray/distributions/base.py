@@ -298,6 +298,8 @@ class Distribution:
     def __init__(self, params, *, group_ndims=0, is_reparameterized=None,
                  use_path_derivative=False, validate_args=True, dtype=None):
         self.validate_args = bool(validate_args)
+        # BayesianNet nodes stand for their tensors: unwrap them so the tape is kept
+        params = {k: ad.unwrap(v) for k, v in params.items()}
         self._xp = backend.get_array_module(*[v for v in params.values() if v is not None])
         self._set_params(params, dtype)
         self.batch_shape = self._batch_shape()
@@ -320,9 +322,10 @@ class Distribution:
     def _set_params(self, params, dtype):
         floats = [_data(v) for k, v in params.items()
                   if v is not None and k not in self.int_params]
+        # arrays and Tensors decide the dtype; Python and NumPy scalars do not
         float_dtypes = [a.dtype for a in floats
-                        if hasattr(a, "dtype") and a.dtype.kind == "f" and a.ndim >= 0
-                        and not isinstance(a, (float, np.floating))]
+                        if hasattr(a, "ndim") and not isinstance(a, np.generic)
+                        and a.dtype.kind == "f"]
         if self.is_continuous and dtype is not None:
             pdt = np.dtype(dtype)
             if pdt.kind != "f":

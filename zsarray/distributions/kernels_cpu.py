@@ -12,8 +12,8 @@ outputs to ``[n, M]`` (``n`` samples). Three kernels:
 * :func:`vjp_logp`: the same for ``logp``, with two coefficients selecting which
   derivative is wanted (see :mod:`.fused`).
 
-Parallelism: ``prange`` over blocks of :data:`BLOCK` columns (times the n rows in the
-forward pass), each block running a contiguous inner loop that LLVM vectorizes. The
+Parallelism: ``prange`` over the n rows in the forward pass and over blocks of
+:data:`BLOCK` columns in the reductions, each running a contiguous inner loop that LLVM vectorizes. The
 reductions accumulate in float64 whatever the input dtype. Each kernel is compiled
 twice, serial and ``parallel=True`` (two functions, because Numba's on-disk cache keys
 entries by function, not by the ``parallel`` flag); the public names dispatch on size,
@@ -22,8 +22,9 @@ for a descheduled worker thread (measured here: 35 us in a tight loop, 16 ms per
 inside a tape step next to NumPy work), so threads are used only from
 :data:`PARALLEL_MIN_ELEMENTS` elements on.
 
-The cotangents may be any strided view (e.g. the zero-stride broadcast that is the VJP of
-``sum``): the kernels read them in place instead of materializing them.
+The cotangents ``gz``, ``gl`` are ``[n, M]`` or ``[1, M]`` (the same row for every
+sample, as the zero-stride VJP of a ``sum`` over the samples is), so that a broadcast
+cotangent is never materialized.
 """
 import math
 import types
@@ -66,21 +67,17 @@ def forward(mu, sigma, c, eps, z, logp, lognormal):
     """z, logp [n, M] (written in place) from mu, sigma = exp(logstd),
     c = -logstd - log(2 pi)/2 [M] and eps [n, M]."""
     n, m = eps.shape
-    nb = (m + BLOCK - 1) // BLOCK
-    for task in prange(n * nb):
-        i = task // nb
-        lo = (task - i * nb) * BLOCK
-        hi = min(lo + BLOCK, m)
+    for i in prange(n):
         er, zr, lr = eps[i], z[i], logp[i]
         # the branch is outside the inner loops so that both vectorize
         if lognormal:
-            for j in range(lo, hi):
+            for j in range(m):
                 e = er[j]
                 x = mu[j] + sigma[j] * e
                 lr[j] = c[j] - 0.5 * e * e - x
                 zr[j] = math.exp(x)
         else:
-            for j in range(lo, hi):
+            for j in range(m):
                 e = er[j]
                 zr[j] = mu[j] + sigma[j] * e
                 lr[j] = c[j] - 0.5 * e * e
@@ -95,7 +92,7 @@ def vjp_z(gz, z, sigma, eps, gmu, glogstd, lognormal):
         lo = b * BLOCK
         hi = min(lo + BLOCK, m)
         for i in range(n):
-            gr, er = gz[i], eps[i]
+            gr, er = gz[i if gz.shape[0] > 1 else 0], eps[i]
             if lognormal:
                 zr = z[i]
                 for j in range(lo, hi):
@@ -128,7 +125,7 @@ def vjp_logp(gl, sigma, eps, gmu, glogstd, c_path, c_score, lognormal):
         hi = min(lo + BLOCK, m)
         # accumulate sum g*e, sum (d g e^2 - c_score g) per column; scale by d/sigma last
         for i in range(n):
-            gr, er = gl[i], eps[i]
+            gr, er = gl[i if gl.shape[0] > 1 else 0], eps[i]
             if lognormal:
                 for j in range(lo, hi):
                     g = np.float64(gr[j])

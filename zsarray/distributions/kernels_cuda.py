@@ -56,7 +56,7 @@ def _kernels():
             am = 0.0
             al = 0.0
             for i in range(eps.shape[0]):
-                g = gz[i, j] * 1.0
+                g = gz[i if gz.shape[0] > 1 else 0, j] * 1.0
                 if lognormal:
                     g *= z[i, j]
                 am += g
@@ -72,7 +72,7 @@ def _kernels():
             am = 0.0
             al = 0.0
             for i in range(eps.shape[0]):
-                g = gl[i, j] * 1.0
+                g = gl[i if gl.shape[0] > 1 else 0, j] * 1.0
                 e = eps[i, j] * 1.0
                 ge = g * e
                 am += ge * (c_score - c_path) / s

@@ -11,7 +11,7 @@ import numpy as np
 import autodiff as ad
 
 from .base import Constraint, Distribution, constraints, draw
-from .univariate import (_HALF_LOG_2PI, _full_shape, _gamma_noise, _normal, _raw,
+from .univariate import (_HALF_LOG_2PI, _gamma_noise, _normal, _raw,
                          _std_exponential, _xlogy, _xlogy_safe)
 
 __all__ = ["MultivariateNormalCholesky", "MatrixVariateNormalCholesky", "Multinomial",

@@ -117,14 +117,22 @@ class FlowDistribution(Distribution):
 
     Contract of a transform: ``forward(x) -> (y, log_det)`` and
     ``inverse(y) -> (x, log_det)``, with ``log_det`` the log |det Jacobian| of that
-    direction, of shape ``x.shape[:-len(value_shape)]`` (already summed over the value
-    dims), and shapes preserved. Then::
+    direction, shapes of ``x`` preserved. A flow on vectors (``zs.flows``) returns
+    ``log_det`` of shape ``x.shape[:-1]``; an elementwise transform (``zs.transforms``)
+    may return it elementwise. Then::
 
         sample      = forward(base.sample())           (composed left to right)
-        log_prob(y) = base.log_prob(x) + sum of the inverse log-dets, x = inverse(y)
+        log_prob(y) = grouped base.log_prob(x) + sum of the inverse log-dets, x = inverse(y)
 
-    computed before the ``group_ndims`` reduction, which uses this distribution's
-    ``group_ndims`` (default: the base's). The base's own ``group_ndims`` is ignored.
+    where the base log-probability is grouped with this distribution's ``group_ndims``
+    (default: the base's) and each log-det is summed over its trailing axes down to
+    that grouped shape. So a flow on the last axis needs ``group_ndims >= 1``:
+    ``FlowDistribution(Normal(mu, std, group_ndims=1), flows)``.
+
+    The log-probability of a sample is computed in the forward direction while
+    sampling and reused when ``log_prob`` is called on that very Tensor, so flows
+    without a closed-form inverse (Planar) can score their own samples and IAF needs
+    no sequential inverse there.
 
     Parameters
     ----------
@@ -159,16 +167,46 @@ class FlowDistribution(Distribution):
         self._p = base._p
         self._cache = None
 
-    def _sample(self, shape, rng, p):
-        x = self.base.sample(shape[0] if shape else None, rng)
+    def sample(self, n_samples=None, rng=None):
+        """``forward(base.sample(n_samples, rng))``; its log-probability is cached."""
+        x = self.base.sample(n_samples, rng)
+        lp = self._group(self.base._elementwise_log_prob(x))
         for t in self.transforms:
-            x, _ = t.forward(x)
+            x, ld = t.forward(x)
+            lp = lp - _align(ld, lp, type(t).__name__)
+        self._cache = (x, lp)
         return x
 
-    def _log_prob(self, y, p):
-        total = 0.0
-        x = y
+    def log_prob(self, given):
+        """Grouped log-density of ``given`` (see the class docstring for the shapes)."""
+        cache = self._cache
+        if cache is not None and given is cache[0]:
+            return cache[1]
+        x = given if type(given) is Tensor else Tensor(self._xp.asarray(given))
+        log_dets = []
         for t in reversed(self.transforms):
             x, ld = t.inverse(x)
-            total = total + ld
-        return self.base._elementwise_log_prob(x) + total
+            log_dets.append((t, ld))
+        lp = self._group(self.base._elementwise_log_prob(x))
+        for t, ld in log_dets:
+            lp = lp + _align(ld, lp, type(t).__name__)
+        return lp
+
+    def _sample(self, shape, rng, p):   # sample() is overridden
+        raise NotImplementedError
+
+
+def _align(log_det, lp, name):
+    """Sum ``log_det`` over its trailing axes down to the rank of the grouped ``lp``."""
+    if type(log_det) is not Tensor:
+        log_det = Tensor(log_det)
+    extra = log_det.ndim - lp.ndim
+    if extra < 0:
+        raise ValueError(f"FlowDistribution: the log-det of {name} has shape "
+                         f"{tuple(log_det.shape)}, fewer axes than the grouped base "
+                         f"log-probability {tuple(lp.shape)}; a flow on the last axis needs "
+                         f"group_ndims >= 1 (e.g. FlowDistribution(Normal(mu, std, "
+                         f"group_ndims=1), flows))")
+    if extra:
+        log_det = ad.sum(log_det, axis=tuple(range(-extra, 0)))
+    return log_det

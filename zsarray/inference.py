@@ -1,0 +1,311 @@
+"""The ZhuSuan-style inference front: MCMC on the latents of a MetaBayesianNet.
+
+>>> result = zs.NUTS().sample(model, observed={"y": y}, latent={"w": None, "sigma": None},
+...                           n_chains=4, n_samples=1000, n_warmup=1000, rng=0)  # doctest: +SKIP
+>>> result.draws["sigma"].shape          # [n_chains, n_samples, *node_shape]
+>>> result.summary()
+
+The latents are flattened into one ``[n_chains, dim]`` vector on the unconstrained space:
+each latent node is mapped through the default transform of its distribution's support
+(:func:`zsarray.transforms.biject_to`) and the log-Jacobians are added, so the samplers
+never leave the support. Draws come back constrained, one array per latent.
+
+How chains reach the model
+--------------------------
+``vectorized=True`` (default) observes every latent with a leading chain axis
+``[n_chains, *node_shape]`` and evaluates the model once for all chains, as ZhuSuan's
+models broadcast over a leading particle axis: write the model so that values depending
+on a latent keep that axis (e.g. ``ad.einsum("nd,...d->...n", x, w)`` rather than
+``x @ w``). Each node's log-probability is then summed over every axis but the chain axis;
+a term without the chain axis (one that depends on no latent) is added to every chain.
+``vectorized=False`` evaluates the model once per chain with plain ``node_shape``
+latents: any model works, at ``n_chains`` times the Python cost.
+"""
+import numpy as np
+
+import autodiff as ad
+import samplers
+from autodiff import backend
+
+from . import transforms
+from .framework.bn import StochasticTensor
+from .framework.meta_bn import MetaBayesianNet
+
+__all__ = ["HMC", "NUTS", "MALA", "RWMH", "InferenceResult", "LatentLayout"]
+
+
+class LatentLayout:
+    """Where each latent lives in the flat unconstrained vector, and its transform.
+
+    Attributes
+    ----------
+    names : list of str
+    shapes : dict name -> constrained node shape
+    unconstrained_shapes : dict name -> unconstrained shape
+    transforms : dict name -> Transform
+    slices : dict name -> slice into the flat vector
+    dim : int
+        Total unconstrained dimension.
+    """
+
+    def __init__(self, model, observed, names, rng):
+        bn = model.observe(**observed)
+        self.names, self.shapes, self.unconstrained_shapes = [], {}, {}
+        self.transforms, self.slices = {}, {}
+        offset = 0
+        for name in names:
+            if name not in bn:
+                raise ValueError(f"latent: the model has no node named '{name}' "
+                                 f"(nodes: {sorted(bn.nodes)})")
+            node = bn[name]
+            if not isinstance(node, StochasticTensor):
+                raise ValueError(f"latent: node '{name}' is deterministic, not stochastic")
+            if name in observed:
+                raise ValueError(f"latent: '{name}' is also given in observed")
+            if not node.dist.is_continuous:
+                raise ValueError(f"latent '{name}': {type(node.dist).__name__} is discrete; "
+                                 f"HMC-family samplers need continuous latents")
+            shape = tuple(node.dist.batch_shape) + tuple(node.dist.value_shape)
+            if node.n_samples is not None:
+                shape = (node.n_samples,) + shape
+            t = _transform_for(node)
+            ushape = t.unconstrained_shape(shape)
+            size = int(np.prod(ushape, dtype=int))
+            self.names.append(name)
+            self.shapes[name], self.unconstrained_shapes[name] = shape, ushape
+            self.transforms[name], self.slices[name] = t, slice(offset, offset + size)
+            offset += size
+        self.dim = offset
+        del rng
+
+    def constrain(self, q):
+        """Unconstrained ``q [n, dim]`` -> (dict name -> [n, *shape] Tensors, log-Jacobian [n])."""
+        n = q.shape[0]
+        values, ldj = {}, 0.0
+        for name in self.names:
+            u = ad.reshape(q[:, self.slices[name]], (n,) + self.unconstrained_shapes[name])
+            x, l = self.transforms[name].forward(u)
+            values[name] = x
+            ldj = ldj + _sum_but_first(l, n)
+        return values, ldj
+
+    def unconstrain(self, values, n_chains, xp):
+        """Constrained initial values (dict, None entries allowed) -> ``[n_chains, dim]``
+        with NaN where a value was not given."""
+        q = np.full((n_chains, self.dim), np.nan)
+        for name in self.names:
+            v = values.get(name)
+            if v is None:
+                continue
+            v = backend.asnumpy(ad.unwrap(v))
+            v = np.asarray(v, dtype=float)
+            shape = self.shapes[name]
+            if v.shape == shape:
+                v = np.broadcast_to(v, (n_chains,) + shape)
+            elif v.shape != (n_chains,) + shape:
+                raise ValueError(f"latent['{name}']: initial value of shape {v.shape}; expected "
+                                 f"{shape} or {(n_chains,) + shape} (one per chain)")
+            u = self.transforms[name].inverse(v)[0].data
+            if not np.all(np.isfinite(u)):
+                raise ValueError(f"latent['{name}']: initial value is outside the support of "
+                                 f"the node's distribution")
+            q[:, self.slices[name]] = u.reshape(n_chains, -1)
+        return xp.asarray(q)
+
+
+def _transform_for(node):
+    support = node.dist.support
+    name = getattr(support, "name", support)
+    if name == "interval" and hasattr(node.dist, "minval"):   # Uniform(minval, maxval)
+        return transforms.Interval(_raw(node.dist.minval), _raw(node.dist.maxval))
+    try:
+        return transforms.biject_to(support)
+    except ValueError as err:
+        raise ValueError(f"latent '{node.name}': {err}") from None
+
+
+def _raw(x):
+    x = ad.unwrap(x)
+    return x.data if isinstance(x, ad.Tensor) else x
+
+
+def _sum_but_first(x, n):
+    """Reduce a per-node log term to ``[n]``: sum every axis but a leading chain axis;
+    a term without the chain axis is chain-independent and is added to every chain."""
+    x = ad.unwrap(x)
+    if not isinstance(x, ad.Tensor):
+        x = ad.tensor(x)
+    if x.ndim >= 1 and x.shape[0] == n:
+        return ad.sum(ad.reshape(x, (n, -1)), axis=1) if x.ndim > 1 else x
+    return ad.sum(x) + ad.tensor(np.zeros(n, dtype=x.dtype))
+
+
+def _model_log_density(model, observed, layout, vectorized):
+    """``logdensity(q [n, dim]) -> [n]`` of the model on the unconstrained space."""
+    def joint(values, n):
+        bn = model.observe(**observed, **values)
+        if model.log_joint is not None:
+            return _sum_but_first(bn.log_joint(), n)
+        total = 0.0
+        for node in bn.nodes.values():
+            if isinstance(node, StochasticTensor):
+                total = total + _sum_but_first(node.cond_log_p, n)
+        return total
+
+    def log_density(q):
+        n = q.shape[0]
+        values, ldj = layout.constrain(q)
+        if vectorized:
+            return joint(values, n) + ldj
+        per_chain = [joint({k: v[i] for k, v in values.items()}, 1) for i in range(n)]
+        return ad.concatenate([ad.reshape(p, (1,)) for p in per_chain], axis=0) + ldj
+    return log_density
+
+
+class InferenceResult:
+    """Constrained draws per latent plus the sampler's statistics.
+
+    Attributes
+    ----------
+    draws : dict name -> array [n_chains, n_samples, *node_shape]
+        Constrained values.
+    unconstrained : array [n_chains, n_samples, dim]
+        The raw sampler draws.
+    stats, warmup_stats, step_size, inverse_mass, n_divergent
+        As in :class:`samplers.Result`.
+    layout : LatentLayout
+    """
+
+    def __init__(self, result, layout):
+        self.result, self.layout = result, layout
+        self.unconstrained = result.draws
+        self.stats, self.warmup_stats = result.stats, result.warmup_stats
+        self.step_size, self.inverse_mass = result.step_size, result.inverse_mass
+        self.n_divergent = result.n_divergent
+        c, s, d = result.draws.shape
+        with ad.no_grad():
+            values, _ = layout.constrain(ad.tensor(result.draws.reshape(c * s, d)))
+        self.draws = {k: v.data.reshape((c, s) + layout.shapes[k]) for k, v in values.items()}
+
+    def coordinate_names(self):
+        """Flat names (``w[0]``, ``w[1, 2]``, ``sigma``) of every constrained coordinate."""
+        names = []
+        for k in self.layout.names:
+            shape = self.layout.shapes[k]
+            if shape == ():
+                names.append(k)
+            else:
+                names += [f"{k}[{', '.join(map(str, i))}]" for i in np.ndindex(*shape)]
+        return names
+
+    def flat_draws(self):
+        """All constrained draws as one ``[n_chains, n_samples, n_coordinates]`` array."""
+        c, s = self.unconstrained.shape[:2]
+        return np.concatenate([backend.asnumpy(self.draws[k]).reshape(c, s, -1)
+                               for k in self.layout.names], axis=-1)
+
+    def summary(self, quantiles=(0.05, 0.5, 0.95), print_table=True):
+        """Print and return the posterior summary of every constrained coordinate."""
+        table = samplers.diagnostics.summary(self.flat_draws(), names=self.coordinate_names(),
+                                             quantiles=quantiles)
+        if print_table:
+            print(table)
+        return table
+
+    def to_arviz(self):
+        """An ``arviz.InferenceData`` with one variable per latent (needs ArviZ)."""
+        try:
+            import arviz as az
+        except ImportError:
+            raise ImportError("InferenceResult.to_arviz() needs ArviZ, which is not "
+                              "installed: pip install arviz") from None
+        stats = {k: backend.asnumpy(v) for k, v in self.stats.items()}
+        return az.from_dict(posterior={k: backend.asnumpy(v) for k, v in self.draws.items()},
+                            sample_stats=stats)
+
+    def __repr__(self):
+        c, s, _ = self.unconstrained.shape
+        return (f"InferenceResult({c} chains x {s} draws of {self.layout.names}, "
+                f"{self.n_divergent} divergent)")
+
+
+class _Front:
+    """A sampler front: kernel options at construction, ``sample(model, ...)`` to run."""
+    kernel = None
+
+    def __init__(self, **kernel_options):
+        self.kernel_options = kernel_options
+
+    def sample(self, model, observed=None, latent=None, n_chains=4, n_samples=1000,
+               n_warmup=1000, rng=0, progress=True, thin=1, vectorized=True, **options):
+        """Sample the latents of ``model`` given ``observed``.
+
+        Parameters
+        ----------
+        model : MetaBayesianNet
+        observed : dict name -> array
+        latent : dict name -> initial value or None, or a list of names
+            Constrained initial values (shape ``node_shape`` for all chains or
+            ``[n_chains, *node_shape]``); None initialises as Stan does, uniform(-2, 2)
+            on the unconstrained space.
+        n_chains, n_samples, n_warmup, rng, progress, thin
+            As in :func:`samplers.sample`.
+        vectorized : bool
+            Evaluate all chains in one model call with a leading chain axis (the model
+            must broadcast over it), or one call per chain (see the module docstring).
+        **options
+            More options for :func:`samplers.sample` (``dense_mass``, ``target_accept``,
+            ``step_size``, ``max_tree_depth``...), overriding those given at construction.
+
+        Returns
+        -------
+        InferenceResult
+        """
+        if not isinstance(model, MetaBayesianNet):
+            raise TypeError(f"{type(self).__name__}.sample: model must be a MetaBayesianNet "
+                            f"(build it with @zs.meta_bayesian_net), got {type(model).__name__}")
+        observed = dict(observed or {})
+        if latent is None or len(latent) == 0:
+            raise ValueError(f"{type(self).__name__}.sample: name the latent nodes to sample "
+                             f"in latent={{name: initial value or None}}")
+        if not isinstance(latent, dict):
+            latent = {name: None for name in latent}
+        gen = np.random.default_rng(rng) if not hasattr(rng, "standard_normal") else rng
+        layout = LatentLayout(model, observed, list(latent), gen)
+        xp = backend.get_array_module(*observed.values())
+        q0 = layout.unconstrain(latent, n_chains, np)
+        missing = np.isnan(q0)
+        q0[missing] = gen.uniform(-2.0, 2.0, size=int(missing.sum()))
+        log_density = _model_log_density(model, observed, layout, vectorized)
+        opts = {**self.kernel_options, **options}
+        try:
+            result = samplers.sample(log_density, xp.asarray(q0), n_samples=n_samples,
+                                     n_warmup=n_warmup, kernel=self.kernel, rng=gen,
+                                     progress=progress, thin=thin, **opts)
+        except ValueError as err:
+            if vectorized and "shape" in str(err):
+                raise ValueError(f"{err}\n(the model was evaluated with a leading chain axis "
+                                 f"on every latent; if it does not broadcast over that axis, "
+                                 f"pass vectorized=False)") from err
+            raise
+        return InferenceResult(result, layout)
+
+
+class NUTS(_Front):
+    """No-U-Turn sampler front: ``zs.NUTS(max_tree_depth=10, ...).sample(model, ...)``."""
+    kernel = "nuts"
+
+
+class HMC(_Front):
+    """Hamiltonian Monte Carlo front: ``zs.HMC(n_leapfrogs=10, ...).sample(model, ...)``."""
+    kernel = "hmc"
+
+
+class MALA(_Front):
+    """Metropolis-adjusted Langevin front."""
+    kernel = "mala"
+
+
+class RWMH(_Front):
+    """Random-walk Metropolis front."""
+    kernel = "rwmh"
