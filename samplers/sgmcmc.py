@@ -161,8 +161,8 @@ class cyclical_step_size(_Schedule):
 
     Examples
     --------
-    >>> s = cyclical_step_size(0.1, n_iterations=100, n_cycles=4)
-    >>> s(0), round(s(12), 4), s(25)
+    >>> s = cyclical_step_size(0.1, n_iterations=100, n_cycles=5)
+    >>> s(0), round(s(10), 4), s(20)
     (0.1, 0.05, 0.1)
     """
     __slots__ = ("initial", "n_iterations", "n_cycles", "cycle_length")
@@ -277,13 +277,13 @@ class _SGKernel:
         s = self.step_size
         if not callable(s):
             return s
-        v = s(t)
+        raw = s(t)
         try:
-            v = float(v)
+            v = float(raw)
         except (TypeError, ValueError):
             v = None
         if v is None or not math.isfinite(v) or v <= 0:
-            raise ValueError(f"step_size: the schedule {s!r} returned {s(t)!r} at iteration "
+            raise ValueError(f"step_size: the schedule {s!r} returned {raw!r} at iteration "
                              f"{t}; expected a positive finite float")
         return v
 
@@ -599,7 +599,10 @@ class minibatch_grad_estimator:
 
     an unbiased estimate of the gradient of the full-data log posterior
     (Welling & Teh 2011, eq. 4), differentiated with :mod:`autodiff` in one
-    tape pass for all chains.
+    tape pass for all chains. All chains see the same minibatch at a given
+    call, so their gradient noise is correlated across chains: average over
+    time (or run independent estimators) rather than trusting an MCSE that
+    treats the chains as independent.
 
     Parameters
     ----------

@@ -17,9 +17,10 @@ from .framework.bn import _install_helpers
 _install_helpers()
 
 from . import variational, evaluation  # noqa: E402  (they build on the framework above)
-from .inference import HMC, NUTS, MALA, RWMH  # noqa: E402
+from .inference import HMC, NUTS, MALA, RWMH, SGLD, PSGLD, SGHMC, SGNHT  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = ["distributions", "transforms", "nn", "optim", "flows", "datasets", "variational", "evaluation", "BayesianNet", "StochasticTensor", "DeterministicNode",
-           "MetaBayesianNet", "meta_bayesian_net", "HMC", "NUTS", "MALA", "RWMH"]
+           "MetaBayesianNet", "meta_bayesian_net", "HMC", "NUTS", "MALA", "RWMH", "SGLD",
+           "PSGLD", "SGHMC", "SGNHT"]

@@ -31,7 +31,8 @@ from . import transforms
 from .framework.bn import StochasticTensor
 from .framework.meta_bn import MetaBayesianNet
 
-__all__ = ["HMC", "NUTS", "MALA", "RWMH", "InferenceResult", "LatentLayout"]
+__all__ = ["HMC", "NUTS", "MALA", "RWMH", "SGLD", "PSGLD", "SGHMC", "SGNHT",
+           "InferenceResult", "LatentLayout"]
 
 
 class LatentLayout:
@@ -179,9 +180,12 @@ class InferenceResult:
     def __init__(self, result, layout):
         self.result, self.layout = result, layout
         self.unconstrained = result.draws
-        self.stats, self.warmup_stats = result.stats, result.warmup_stats
-        self.step_size, self.inverse_mass = result.step_size, result.inverse_mass
-        self.n_divergent = result.n_divergent
+        self.stats = result.stats
+        # SG-MCMC results have no warmup, mass matrix or divergences
+        self.warmup_stats = getattr(result, "warmup_stats", None)
+        self.step_size = getattr(result, "step_size", None)
+        self.inverse_mass = getattr(result, "inverse_mass", None)
+        self.n_divergent = getattr(result, "n_divergent", 0)
         c, s, d = result.draws.shape
         with ad.no_grad():
             values, _ = layout.constrain(ad.tensor(result.draws.reshape(c * s, d)))
@@ -236,6 +240,25 @@ class _Front:
     def __init__(self, **kernel_options):
         self.kernel_options = kernel_options
 
+    def _prepare(self, model, observed, latent, n_chains, rng):
+        """Check the arguments; the latent layout, initial positions, generator, module."""
+        if not isinstance(model, MetaBayesianNet):
+            raise TypeError(f"{type(self).__name__}.sample: model must be a MetaBayesianNet "
+                            f"(build it with @zs.meta_bayesian_net), got {type(model).__name__}")
+        observed = dict(observed or {})
+        if latent is None or len(latent) == 0:
+            raise ValueError(f"{type(self).__name__}.sample: name the latent nodes to sample "
+                             f"in latent={{name: initial value or None}}")
+        if not isinstance(latent, dict):
+            latent = {name: None for name in latent}
+        gen = np.random.default_rng(rng) if not hasattr(rng, "standard_normal") else rng
+        layout = LatentLayout(model, observed, list(latent), gen)
+        xp = backend.get_array_module(*observed.values())
+        q0 = layout.unconstrain(latent, n_chains, np)
+        missing = np.isnan(q0)
+        q0[missing] = gen.uniform(-2.0, 2.0, size=int(missing.sum()))
+        return layout, q0, gen, xp
+
     def sample(self, model, observed=None, latent=None, n_chains=4, n_samples=1000,
                n_warmup=1000, rng=0, progress=True, thin=1, vectorized=True, **options):
         """Sample the latents of ``model`` given ``observed``.
@@ -261,21 +284,8 @@ class _Front:
         -------
         InferenceResult
         """
-        if not isinstance(model, MetaBayesianNet):
-            raise TypeError(f"{type(self).__name__}.sample: model must be a MetaBayesianNet "
-                            f"(build it with @zs.meta_bayesian_net), got {type(model).__name__}")
+        layout, q0, gen, xp = self._prepare(model, observed, latent, n_chains, rng)
         observed = dict(observed or {})
-        if latent is None or len(latent) == 0:
-            raise ValueError(f"{type(self).__name__}.sample: name the latent nodes to sample "
-                             f"in latent={{name: initial value or None}}")
-        if not isinstance(latent, dict):
-            latent = {name: None for name in latent}
-        gen = np.random.default_rng(rng) if not hasattr(rng, "standard_normal") else rng
-        layout = LatentLayout(model, observed, list(latent), gen)
-        xp = backend.get_array_module(*observed.values())
-        q0 = layout.unconstrain(latent, n_chains, np)
-        missing = np.isnan(q0)
-        q0[missing] = gen.uniform(-2.0, 2.0, size=int(missing.sum()))
         log_density = _model_log_density(model, observed, layout, vectorized)
         opts = {**self.kernel_options, **options}
         try:
@@ -309,3 +319,99 @@ class MALA(_Front):
 class RWMH(_Front):
     """Random-walk Metropolis front."""
     kernel = "rwmh"
+
+
+class _SGFront(_Front):
+    """A stochastic-gradient MCMC front over minibatches of the data.
+
+    ``data`` maps names to arrays sharing a leading data axis of length N: names of
+    observed nodes are observed at the minibatch, other names are passed to the
+    model's builder as keyword arguments (covariates). Each step draws ``batch_size``
+    distinct rows with the explicit rng and scales the data nodes' log-likelihood by
+    N / batch_size (an unbiased estimate of the full-data gradient).
+    """
+    kernel_class = None
+
+    def __init__(self, step_size, **kernel_options):
+        self.step_size = step_size
+        self.kernel_options = kernel_options
+
+    def sample(self, model, observed=None, latent=None, data=None, batch_size=None,
+               n_chains=4, n_samples=1000, burnin=0, thin=1, rng=0, progress=True,
+               vectorized=True):
+        """Sample the latents of ``model`` with minibatch gradients.
+
+        Parameters
+        ----------
+        model : MetaBayesianNet
+        observed : dict name -> array
+            Observations used whole at every step.
+        latent : dict name -> initial value or None
+        data : dict name -> array [N, ...]
+            Minibatched along the first axis (observed nodes or builder arguments).
+        batch_size : int
+        n_chains, n_samples, burnin, thin, rng, progress
+            As in :func:`samplers.sgmcmc.sample_sgmcmc`.
+
+        Returns
+        -------
+        InferenceResult
+        """
+        from samplers import sgmcmc
+        data = dict(data or {})
+        if not data:
+            raise ValueError(f"{type(self).__name__}.sample: give the minibatched arrays in "
+                             f"data={{name: array [N, ...]}}")
+        sizes = {k: len(v) for k, v in data.items()}
+        n_data = next(iter(sizes.values()))
+        if any(n != n_data for n in sizes.values()):
+            raise ValueError(f"data: arrays must share their first axis, got lengths {sizes}")
+        if not (isinstance(batch_size, (int, np.integer)) and 1 <= batch_size <= n_data):
+            raise ValueError(f"batch_size: expected an int in [1, {n_data}], got {batch_size!r}")
+        full = model.rebind(**{k: v for k, v in data.items()
+                               if k in model.builder_parameters()})
+        full_obs = {**dict(observed or {}), **{k: v for k, v in data.items()
+                                               if k not in model.builder_parameters()}}
+        layout, q0, gen, xp = self._prepare(full, full_obs, latent, n_chains, rng)
+        scale = n_data / batch_size
+        data_nodes = [k for k in data if k not in model.builder_parameters()]
+
+        def minibatch_log_density(q, idx):
+            batch = {k: v[idx] for k, v in data.items()}
+            m = model.rebind(**{k: v for k, v in batch.items()
+                                if k in model.builder_parameters()})
+            obs = {**dict(observed or {}), **{k: batch[k] for k in data_nodes}}
+            n = q.shape[0]
+            values, ldj = layout.constrain(q)
+            if not vectorized:
+                raise NotImplementedError("SG fronts evaluate all chains at once: write the "
+                                          "model to broadcast over a leading chain axis")
+            bn = m.observe(**obs, **values)
+            total = ldj
+            for name, node in bn.nodes.items():
+                if isinstance(node, StochasticTensor):
+                    term = _sum_but_first(node.cond_log_p, n)
+                    total = total + (term * scale if name in data_nodes else term)
+            return total
+
+        value_and_grad = ad.value_and_grad(lambda q, idx: ad.sum(minibatch_log_density(q, idx)))
+
+        def grad_estimator(q, rng):
+            idx = rng.choice(n_data, size=batch_size, replace=False)
+            return value_and_grad(q, idx)[1]
+
+        kernel = self.kernel_class(grad_estimator, self.step_size, **self.kernel_options)
+        result = sgmcmc.sample_sgmcmc(kernel, xp.asarray(q0), n_samples=n_samples, thin=thin,
+                                      burnin=burnin, rng=gen, progress=progress)
+        return InferenceResult(result, layout)
+
+
+def _sg(name, doc):
+    from samplers import sgmcmc
+    return type(name, (_SGFront,), {"kernel_class": getattr(sgmcmc, name), "__doc__": doc})
+
+
+SGLD = _sg("SGLD", "Stochastic gradient Langevin dynamics front (Welling & Teh 2011).")
+PSGLD = _sg("PSGLD", "Preconditioned SGLD front (Li et al. 2016).")
+SGHMC = _sg("SGHMC", "Stochastic gradient HMC front (Chen et al. 2014).")
+SGNHT = _sg("SGNHT", "Stochastic gradient Nose-Hoover thermostat front (Ding et al. 2014).")

@@ -36,16 +36,6 @@ SCRIPT = textwrap.dedent(
             q, v, g, z = (rng.standard_normal((c, d)).astype(dtype) for _ in range(4))
             tol = dict(rtol=rtol[dtype], atol=rtol[dtype] * 10)
 
-            def both(name, arrays, *args):
-                a1 = [x.copy() for x in arrays]
-                a2 = [x.copy() for x in arrays]
-                getattr(kc, name)(*a1, *args)
-                getattr(ref, name)(*a2, *args)
-                for x1, x2 in zip(a1, a2):
-                    assert x1.dtype == dtype, (name, x1.dtype)
-                    np.testing.assert_allclose(x1, x2, err_msg=name, **tol)
-
-            both("sgld", [q], g, z, 0.03) if False else None
             q1, q2 = q.copy(), q.copy()
             kc.sgld(q1, g, z, 0.03); ref.sgld(q2, g, z, 0.03)
             np.testing.assert_allclose(q1, q2, **tol)

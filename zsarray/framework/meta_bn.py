@@ -70,6 +70,25 @@ class MetaBayesianNet:
     def __call__(self, **observed):
         return self.observe(**observed)
 
+    def builder_parameters(self):
+        """Names of the builder's parameters (besides ``observed``)."""
+        return [n for n in inspect.signature(self._builder).parameters if n != "observed"]
+
+    def rebind(self, **kwargs):
+        """A copy bound to these keyword arguments of the builder (others unchanged);
+        e.g. a minibatch of covariates. The ``log_joint`` override is kept."""
+        unknown = [k for k in kwargs if k not in self.builder_parameters()]
+        if unknown:
+            raise TypeError(f"rebind: {self._builder.__name__}() has no parameters {unknown}")
+        names = self.builder_parameters()
+        args = dict(zip(names, self._args))
+        if len(self._args) > len(names):
+            raise TypeError("rebind: the builder takes *args; bind by keyword instead")
+        meta = MetaBayesianNet(self._builder, (), {**args, **self._kwargs, **kwargs},
+                               scope=self.scope)
+        meta.log_joint = self.log_joint
+        return meta
+
     def __repr__(self):
         return f"MetaBayesianNet({self._builder.__name__}, scope={self.scope!r})"
 
