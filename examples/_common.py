@@ -28,3 +28,16 @@ def to_device(x, device):
 def figure_path(out, name):
     os.makedirs(out, exist_ok=True)
     return os.path.join(out, name)
+
+
+def progress_bar(total, enabled=True, desc=None):
+    """A tqdm bar over ``total`` steps, or None when ``enabled`` is false, stderr is not a
+    terminal, or tqdm is missing (call ``bar.update(1)`` / ``bar.close()`` when not None)."""
+    import sys
+    if not enabled or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, dynamic_ncols=True, leave=False)

@@ -178,7 +178,11 @@ def test_matches_arviz_if_available():
     np.testing.assert_allclose(dg.ess_basic(x), az.ess(x, method="mean"), rtol=1e-6)
     np.testing.assert_allclose(dg.rhat(x), az.rhat(x, method="rank"), rtol=1e-6)
     np.testing.assert_allclose(dg.mcse(x), az.mcse(x, method="mean"), rtol=1e-6)
-    np.testing.assert_allclose(dg.mcse_sd(x), az.mcse(x, method="sd"), rtol=1e-6)
+    try:
+        reference_sd = az.mcse(x, method="sd")
+    except TypeError:   # arviz 0.23's own mcse(method="sd") fails on NumPy 2.4 arrays
+        pytest.skip("arviz.mcse(method='sd') itself raised TypeError; the other five matched")
+    np.testing.assert_allclose(dg.mcse_sd(x), reference_sd, rtol=1e-6)
 
 
 # ----------------------------------------------------------------- errors
