@@ -384,3 +384,23 @@ def test_reductions_axis_keepdims_property(shape, data):
         out = fn(x, axis=axis, keepdims=keepdims)
         np.testing.assert_allclose(out.data, ref(x, axis=axis, keepdims=keepdims), rtol=1e-12)
         ad.check_grads(lambda t: fn(t, axis=axis, keepdims=keepdims), x)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-14), (np.float32, 2e-6)])
+def test_vectorized_softplus_family_on_large_arrays(dtype, rtol):
+    """Arrays of >= 4096 elements take the SIMD exp/log path: same values and gradients."""
+    from scipy.special import expit
+    x = np.linspace(-700 if dtype == np.float64 else -80, 700 if dtype == np.float64 else 80,
+                    10001).astype(dtype)
+    assert x.size >= ad.ops._SIMD_MIN_SIZE
+    ref = np.logaddexp(0, x.astype(np.float64))
+    np.testing.assert_allclose(ad.softplus(x).data, ref, rtol=rtol, atol=1e-300)
+    np.testing.assert_allclose(ad.log_sigmoid(x).data, -np.logaddexp(0, -x.astype(np.float64)),
+                               rtol=rtol, atol=1e-300)
+    np.testing.assert_allclose(ad.sigmoid(x).data, expit(x.astype(np.float64)), rtol=rtol,
+                               atol=1e-300 if dtype == np.float64 else 1e-38)
+    for f in (ad.softplus, ad.log_sigmoid, ad.sigmoid):
+        assert f(x).dtype == dtype
+    g = ad.grad(lambda t: ad.sum(ad.softplus(t)))(x)
+    np.testing.assert_allclose(g, expit(x.astype(np.float64)), rtol=10 * rtol, atol=1e-300)
+    assert g.dtype == dtype

@@ -244,3 +244,10 @@ def test_sg_front_errors():
         sgld.sample(model, latent={"w": None}, data={"x": X_SG, "y": Y_SG}, batch_size=0)
     with pytest.raises(TypeError, match="has no parameters"):
         model.rebind(z=1)
+
+
+def test_to_arviz_has_one_variable_per_latent(regression_result):
+    pytest.importorskip("arviz", reason="ArviZ not installed")
+    idata = regression_result.to_arviz()
+    assert idata.posterior["w"].shape == (4, 600, D)
+    assert idata.posterior["sigma"].shape == (4, 600)
