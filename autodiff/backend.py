@@ -10,7 +10,7 @@ import numpy as np
 
 __all__ = ["get_array_module", "asnumpy", "to_device", "gpu_available", "special",
            "linalg", "scipy_linalg", "is_cupy", "default_device", "set_default_device",
-           "scatter_add", "tune_allocator"]
+           "scatter_add", "tune_allocator", "cuda_launch"]
 
 _cupy = None           # the cupy module once imported, False if unavailable
 _default_device = "cpu"
@@ -157,3 +157,24 @@ def tune_allocator(mmap_threshold=32 << 20, trim_threshold=512 << 20):
         return bool(ok)
     except (OSError, AttributeError):   # not glibc (musl, ...)
         return False
+
+
+def cuda_launch(kernel, n_threads, like, *args, threads_per_block=256):
+    """Launch a ``numba.cuda.jit`` kernel over ``n_threads`` threads.
+
+    One block holds ``threads_per_block`` threads (a multiple of the 32-thread warp);
+    when ``like`` is a CuPy array the launch goes on CuPy's current stream, so the
+    kernel is ordered with the CuPy work around it. Host arrays (the CUDA simulator)
+    use the default stream. Shared by every CUDA kernel module of the project.
+    """
+    if n_threads == 0:
+        return
+    import math
+    tpb = min(threads_per_block, n_threads)
+    stream = 0
+    if is_cupy(like):
+        from numba import cuda
+        ptr = _import_cupy().cuda.get_current_stream().ptr
+        if ptr:
+            stream = cuda.external_stream(ptr)
+    kernel[math.ceil(n_threads / tpb), tpb, stream](*args)

@@ -81,7 +81,7 @@ def main(argv=None):
                    help="sizes of the stochastic layers z1,z2 (default 50,10 on digits, "
                         "200,200 on MNIST)")
     args = p.parse_args(argv)
-    common.fill_defaults(args, epochs=(300, 50, 30))
+    common.fill_defaults(args, epochs=(300, 50, 20))
     if args.layers is None:
         args.layers = "200,200" if common.is_mnist(args) else "50,10"
     args.layers = [int(s) for s in args.layers.split(",")]

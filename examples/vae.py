@@ -149,7 +149,7 @@ def parse(argv):
     p.add_argument("--ais-n", type=int, default=None,
                    help="AIS on the first N test images (default 500; 50 with --quick)")
     args = p.parse_args(argv)
-    common.fill_defaults(args, z_dim=10, epochs=(300, 50, 60))
+    common.fill_defaults(args, z_dim=10, epochs=(300, 50, 40))
     if args.k is None:
         args.k = 5 if args.objective == "iwae" else 1
     if args.ais_temps is None:

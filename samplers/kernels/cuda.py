@@ -33,10 +33,10 @@ CuPy work around them.
 """
 
 import functools
-import math
 from types import SimpleNamespace
 
 import numpy as np
+from autodiff import backend
 
 __all__ = ["kick_drift", "kick", "kinetic_energy", "THREADS_PER_BLOCK"]
 
@@ -124,20 +124,8 @@ def _is_cupy(x):
 
 
 def _launch(kernel, n_threads, like, *args):
-    """Launch ``kernel`` over ``n_threads`` threads on the stream of ``like``."""
-    if n_threads == 0:
-        return
-    tpb = min(THREADS_PER_BLOCK, n_threads)
-    blocks = math.ceil(n_threads / tpb)
-    stream = 0
-    if _is_cupy(like):
-        import cupy  # already imported by the caller, since `like` is a CuPy array
-
-        ptr = cupy.cuda.get_current_stream().ptr
-        if ptr:
-            stream = _kernels().cuda.external_stream(ptr)
-    kernel[blocks, tpb, stream](*args)
-
+    """Launch ``kernel`` over ``n_threads`` threads (see :func:`autodiff.backend.cuda_launch`)."""
+    backend.cuda_launch(kernel, n_threads, like, *args, threads_per_block=THREADS_PER_BLOCK)
 
 def kick(p, g, eps, coef):
     """In place ``p += coef * eps[:, None] * g`` (see :func:`samplers.kernels.kick`)."""

@@ -19,6 +19,7 @@ reference in the last bit.
 import functools
 import math
 from types import SimpleNamespace
+from autodiff import backend
 
 __all__ = ["sgld", "psgld", "drift", "momentum", "thermostat", "THREADS_PER_BLOCK"]
 
@@ -112,20 +113,8 @@ def _kernels():
 
 
 def _launch(kernel, n_threads, like, *args):
-    """Launch ``kernel`` over ``n_threads`` threads on CuPy's current stream."""
-    if n_threads == 0:
-        return
-    tpb = min(THREADS_PER_BLOCK, n_threads)
-    blocks = math.ceil(n_threads / tpb)
-    stream = 0
-    if type(like).__module__.startswith("cupy"):
-        import cupy  # already imported: `like` is a CuPy array
-
-        ptr = cupy.cuda.get_current_stream().ptr
-        if ptr:
-            stream = _kernels().cuda.external_stream(ptr)
-    kernel[blocks, tpb, stream](*args)
-
+    """Launch ``kernel`` over ``n_threads`` threads (see :func:`autodiff.backend.cuda_launch`)."""
+    backend.cuda_launch(kernel, n_threads, like, *args, threads_per_block=THREADS_PER_BLOCK)
 
 def sgld(q, g, noise, eta):
     """In place ``q += eta/2 * g + sqrt(eta) * noise``."""

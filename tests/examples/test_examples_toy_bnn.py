@@ -22,13 +22,16 @@ def test_toy_gaussian_hmc(tmp_path):
 def test_toy_funnel(tmp_path):
     from examples import toy_funnel
     out = toy_funnel.main(["--quick", "--no-progress", "--out", str(tmp_path)])
-    # NUTS reaches the funnel's spread in v (truth: mean 0, var 9); the neck makes it
-    # slightly narrow and noisy at this length (ESS(v) ~ 100), hence the wide band
-    assert abs(out["nuts_v_mean"]) < 1.5
-    assert 4.0 < out["nuts_v_var"] < 14.0
-    # the mean-field q collapses in v: far narrower than the posterior
-    assert out["q_v_var"] < 2.0
-    assert out["nuts_v_var"] > 3 * out["q_v_var"]
+    # NUTS reaches the funnel's spread in v (truth: mean 0, var 9); at this length the
+    # neck (rarely entered: v biased upwards, var(v) low) and ESS(v) ~ 30-170 make the
+    # estimates noisy (seeds 0-3 gave mean 0.1..1.6, var 5.2..8.4), hence the wide band
+    assert abs(out["nuts_v_mean"]) < 2.0
+    assert 3.5 < out["nuts_v_var"] < 15.0
+    # the mean-field q reaches its closed-form optimum (var(v) = 18/11 for D = 2), far
+    # narrower in v than the posterior
+    assert abs(out["q_v_mean"]) < 0.5
+    assert abs(out["q_v_var"] - out["q_v_var_optimum"]) < 0.6
+    assert out["nuts_v_var"] > 2.5 * out["q_v_var"]
     assert_png(out["figure"])
 
 

@@ -5,18 +5,15 @@ runs in a subprocess with that variable in its environment. There the optimizers
 are pointed at :mod:`zsarray.optim.kernels_cuda` (the simulator takes NumPy
 arrays) and replay every case of the CPU step-by-step test.
 """
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
+from tests.cudasim import SKIP_CODE, run_under_cudasim
+
 from .reference import CASES
 
-REPO = Path(__file__).resolve().parents[2]
-SKIP_CODE = 77  # the script's "simulator unavailable" exit status
+  # the script's "simulator unavailable" exit status
 
 SCRIPT = textwrap.dedent(
     """
@@ -59,11 +56,4 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.cudasim
 def test_cuda_optimizer_kernels_match_reference_under_simulator():
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
-    if proc.returncode == SKIP_CODE:
-        pytest.skip(proc.stdout.strip())
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"CUDASIM OK {2 * len(CASES)}" in proc.stdout, proc.stdout
+    run_under_cudasim(SCRIPT, f"CUDASIM OK {2 * len(CASES)}")

@@ -6,18 +6,15 @@ simulator accepts host (NumPy) arrays and runs each thread as a Python
 thread, so the sizes are kept small.
 """
 
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
+from tests.cudasim import SKIP_CODE, run_under_cudasim
+
 __all__ = []
 
-REPO = Path(__file__).resolve().parents[2]
-SKIP_CODE = 77  # the script's "simulator unavailable" exit status
+  # the script's "simulator unavailable" exit status
 
 SCRIPT = textwrap.dedent(
     """
@@ -69,12 +66,4 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.cudasim
 def test_cuda_kernels_match_reference_under_simulator():
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
-    )
-    if proc.returncode == SKIP_CODE:
-        pytest.skip(proc.stdout.strip())
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "CUDASIM OK 12" in proc.stdout, proc.stdout
+    run_under_cudasim(SCRIPT, "CUDASIM OK 12")

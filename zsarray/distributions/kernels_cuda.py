@@ -19,6 +19,7 @@ import functools
 import math
 
 import numpy as np
+from autodiff import backend
 
 __all__ = ["forward", "vjp_z", "vjp_logp", "THREADS_PER_BLOCK"]
 
@@ -87,18 +88,8 @@ def _kernels():
 
 
 def _launch(kernel, n_threads, like, *args):
-    if n_threads == 0:
-        return
-    tpb = min(THREADS_PER_BLOCK, n_threads)
-    blocks = math.ceil(n_threads / tpb)
-    stream = 0
-    if type(like).__module__.startswith("cupy"):
-        import cupy
-        ptr = cupy.cuda.get_current_stream().ptr
-        if ptr:
-            stream = _kernels()[0].external_stream(ptr)
-    kernel[blocks, tpb, stream](*args)
-
+    """Launch ``kernel`` over ``n_threads`` threads (see :func:`autodiff.backend.cuda_launch`)."""
+    backend.cuda_launch(kernel, n_threads, like, *args, threads_per_block=THREADS_PER_BLOCK)
 
 def forward(mu, sigma, c, eps, z, logp, lognormal):
     """As :func:`.kernels_cpu.forward`, on the device."""

@@ -15,6 +15,7 @@ last bit.
 import functools
 import math
 from types import SimpleNamespace
+from autodiff import backend
 
 __all__ = ["sgd", "adam", "adamax", "rmsprop", "THREADS_PER_BLOCK"]
 
@@ -126,20 +127,8 @@ def _kernels():
 
 
 def _launch(kernel, p, *args):
-    """Launch ``kernel`` with one thread per element of ``p`` on CuPy's current stream."""
-    n = p.shape[0]
-    if n == 0:
-        return
-    tpb = min(THREADS_PER_BLOCK, n)
-    stream = 0
-    if type(p).__module__.startswith("cupy"):
-        import cupy  # already imported: p is a CuPy array
-
-        ptr = cupy.cuda.get_current_stream().ptr
-        if ptr:
-            stream = _kernels().cuda.external_stream(ptr)
-    kernel[math.ceil(n / tpb), tpb, stream](p, *args)
-
+    """Launch ``kernel`` with one thread per element of ``p`` (first kernel argument)."""
+    backend.cuda_launch(kernel, p.shape[0], p, p, *args, threads_per_block=THREADS_PER_BLOCK)
 
 def sgd(p, g, buf, lr, momentum, one_minus_dampening, weight_decay, nesterov, first):
     """In-place SGD step (see :func:`zsarray.optim.kernels_cpu.sgd`)."""
