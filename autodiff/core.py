@@ -602,7 +602,7 @@ def _as_leaf(a, i):
 
 
 def _ones_like(x):
-    if type(x) is np.ndarray:
+    if type(x) is np.ndarray or isinstance(x, np.generic):
         return np.ones(x.shape, x.dtype)
     return backend.get_array_module(x).ones_like(x)
 

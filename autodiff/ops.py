@@ -241,14 +241,20 @@ def _norm_axes(axis, ndim):
 def _expand(g, shape, axis, keepdims):
     """Broadcast a reduced cotangent back to the input ``shape`` (a fresh array)."""
     if not keepdims and axis is not None:
-        g = np.reshape(g, _kept_shape(shape, axis))
-    xp = np if isinstance(g, (np.ndarray, np.generic)) else backend.get_array_module(g)
-    out = xp.empty(shape, dtype=g.dtype)
+        g = g.reshape(_kept_shape(shape, axis)) if hasattr(g, "reshape") else g
+    if isinstance(g, (np.ndarray, np.generic)):
+        out = np.empty(shape, dtype=g.dtype)
+    else:
+        out = backend.get_array_module(g).empty(shape, dtype=g.dtype)
     out[...] = g
     return out
 
 
 def _kept_shape(shape, axis):
+    if type(axis) is int:               # the common case, without building a tuple
+        shape = list(shape)
+        shape[axis] = 1
+        return tuple(shape)
     axes = _norm_axes(axis, len(shape))
     return tuple(1 if i in axes else s for i, s in enumerate(shape))
 

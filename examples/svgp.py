@@ -209,6 +209,7 @@ def plot(x_tr, y_tr, x_te, y_te, model, x_mean, x_std, y_mean, y_std, history, d
         ax.set_xlabel("x")
         ax.set_ylabel("y")
         ax.set_title(f"SVGP predictive, M = {len(z)} inducing points")
+        ax.legend(fontsize=8, loc="upper left")
     else:
         mu, var = model.predict_y(to_device((x_te - x_mean) / x_std, device))
         mu = backend.asnumpy(mu) * y_std + y_mean
@@ -219,7 +220,6 @@ def plot(x_tr, y_tr, x_te, y_te, model, x_mean, x_std, y_mean, y_std, history, d
         ax.set_xlabel("test target")
         ax.set_ylabel("predictive mean +- 2 sd")
         ax.set_title("SVGP test predictions")
-    ax.legend(fontsize=8, loc="upper left")
     axes[1].plot(history, lw=0.5)
     axes[1].set_xlabel("Adam step")
     axes[1].set_ylabel("minibatch ELBO / N")
