@@ -31,9 +31,9 @@ import samplers
 from autodiff import backend
 
 try:
-    from examples._common import figure_path, parser, to_device
+    from examples._common import blas_threads, figure_path, parser, to_device
 except ImportError:  # run as a script from inside examples/
-    from _common import figure_path, parser, to_device
+    from _common import blas_threads, figure_path, parser, to_device
 
 
 # --------------------------------------------------------------------------- data
@@ -68,22 +68,6 @@ def rmse(pred, target):
     return float(np.sqrt(np.mean((np.asarray(pred) - np.asarray(target)) ** 2)))
 
 
-def blas_threads(n):
-    """A context limiting BLAS to ``n`` threads (threadpoolctl, shipped with scikit-learn),
-    or doing nothing when ``n`` is 0 or threadpoolctl is missing."""
-    import contextlib
-    if not n:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    # threadpoolctl only limits the BLAS libraries already loaded: SciPy ships its own
-    # OpenBLAS (used by the tape's cholesky / solve_triangular), so load it first.
-    import scipy.linalg  # noqa: F401
-    return threadpool_limits(limits=n, user_api="blas")
-
-
 # --------------------------------------------------------------------------- model
 def make_log_density(rows, cols, r, n_users, n_items, rank, noise_std, prior_std,
                      dense=None):
@@ -100,13 +84,12 @@ def make_log_density(rows, cols, r, n_users, n_items, rank, noise_std, prior_std
     n_u = n_users * rank
     if dense is None:
         dense = n_users * n_items <= 2_000_000
+    rows, cols = xp.asarray(rows), xp.asarray(cols)
     if dense:
         mask = xp.zeros((n_users, n_items), dtype=r.dtype)
         target = xp.zeros((n_users, n_items), dtype=r.dtype)
         mask[rows, cols] = 1.0
         target[rows, cols] = r
-    else:
-        rows, cols = xp.asarray(rows), xp.asarray(cols)
 
     def log_density(q):
         c = q.shape[0]

@@ -34,9 +34,9 @@ import zsarray as zs
 from autodiff import backend
 
 try:
-    from examples._common import figure_path, parser, to_device
+    from examples._common import blas_threads, figure_path, parser, to_device
 except ImportError:  # run as a script from inside examples/
-    from _common import figure_path, parser, to_device
+    from _common import blas_threads, figure_path, parser, to_device
 
 
 # --------------------------------------------------------------------------- data
@@ -70,22 +70,6 @@ def load_data(name, seed=0, test_fraction=0.2):
     n_test = int(round(test_fraction * len(y)))
     te, tr = order[:n_test], order[n_test:]
     return x[tr], y[tr], x[te], y[te]
-
-
-def blas_threads(n):
-    """A context limiting BLAS to ``n`` threads (threadpoolctl, shipped with scikit-learn),
-    or doing nothing when ``n`` is 0 or threadpoolctl is missing."""
-    import contextlib
-    if not n:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    # threadpoolctl only limits the BLAS libraries already loaded: SciPy ships its own
-    # OpenBLAS (used by the tape's cholesky / solve_triangular), so load it first.
-    import scipy.linalg  # noqa: F401
-    return threadpool_limits(limits=n, user_api="blas")
 
 
 # --------------------------------------------------------------------------- model

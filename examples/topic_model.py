@@ -35,9 +35,9 @@ import zsarray as zs
 from autodiff import backend
 
 try:
-    from examples._common import figure_path, parser, to_device
+    from examples._common import blas_threads, figure_path, parser, to_device
 except ImportError:  # run as a script from inside examples/
-    from _common import figure_path, parser, to_device
+    from _common import blas_threads, figure_path, parser, to_device
 
 
 # --------------------------------------------------------------------------- data
@@ -65,22 +65,6 @@ def split_tokens(counts, held_out=0.2, seed=0):
     rng = np.random.default_rng(seed + 1)
     test = rng.binomial(counts, held_out)
     return counts - test, test
-
-
-def blas_threads(n):
-    """A context limiting BLAS to ``n`` threads (threadpoolctl, shipped with scikit-learn),
-    or doing nothing when ``n`` is 0 or threadpoolctl is missing."""
-    import contextlib
-    if not n:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    # threadpoolctl only limits the BLAS libraries already loaded: SciPy ships its own
-    # OpenBLAS (used by the tape's cholesky / solve_triangular), so load it first.
-    import scipy.linalg  # noqa: F401
-    return threadpool_limits(limits=n, user_api="blas")
 
 
 # --------------------------------------------------------------------------- model
@@ -142,7 +126,7 @@ def fit(x_train, x_test, n_topics, n_iters, n_hmc=2, n_leapfrogs=10, lr=0.05, se
     xp = backend.get_array_module(to_device(np.zeros(1), device))
     n_docs, n_vocab = x_train.shape
     rng_np = np.random.default_rng(seed)
-    rng = samplers.base.as_generator(seed, xp)
+    rng = xp.random.default_rng(seed)
 
     x = to_device(x_train, device)
     xt = to_device(x_test, device)

@@ -143,21 +143,21 @@ def parse(argv):
                    help="flow layers (default 8 planar, 2 IAF)")
     p.add_argument("--ais", action="store_true", help="also estimate log p(x) by AIS")
     p.add_argument("--ais-temps", type=int, default=None,
-                   help="AIS temperatures (default 500; 50 with --quick)")
+                   help="AIS temperatures (default 200; 50 with --quick)")
     p.add_argument("--ais-chains", type=int, default=None,
-                   help="AIS chains per image (default 16; 4 with --quick)")
+                   help="AIS chains per image (default 8; 4 with --quick)")
     p.add_argument("--ais-n", type=int, default=None,
-                   help="AIS on the first N test images (default 500; 50 with --quick)")
+                   help="AIS on the first N test images (default 100; 50 with --quick)")
     args = p.parse_args(argv)
     common.fill_defaults(args, z_dim=10, epochs=(300, 50, 40))
     if args.k is None:
         args.k = 5 if args.objective == "iwae" else 1
     if args.ais_temps is None:
-        args.ais_temps = 50 if args.quick else 500
+        args.ais_temps = 50 if args.quick else 200
     if args.ais_chains is None:
-        args.ais_chains = 4 if args.quick else 16
+        args.ais_chains = 4 if args.quick else 8
     if args.ais_n is None:
-        args.ais_n = 50 if args.quick else 500
+        args.ais_n = 50 if args.quick else 100
     return args
 
 
