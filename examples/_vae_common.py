@@ -13,15 +13,15 @@ import zsarray as zs
 from autodiff import backend
 
 try:
-    from examples._common import figure_path, parser
+    from examples._common import blas_threads, figure_path, parser
 except ImportError:  # run as a script from inside examples/
-    from _common import figure_path, parser
+    from _common import blas_threads, figure_path, parser
 
 __all__ = ["base_parser", "load_binary", "to_dev", "make_rng", "minibatches", "train",
-           "batched_mean", "plot_rows", "figure_path", "is_mnist"]
+           "batched_mean", "plot_rows", "figure_path", "is_mnist", "blas_threads"]
 
 
-def base_parser(description, z_dim=10):
+def base_parser(description, z_dim=10, mnist_z_dim=40):
     """The shared CLI plus the options of the VAE family."""
     p = parser(description)
     p.add_argument("--data", default=None,
@@ -31,7 +31,7 @@ def base_parser(description, z_dim=10):
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--z-dim", type=int, default=None,
-                   help=f"latent size (default {z_dim} on digits, 40 on MNIST)")
+                   help=f"latent size (default {z_dim} on digits, {mnist_z_dim} on MNIST)")
     p.add_argument("--hidden", type=int, default=None,
                    help="hidden units per layer (default 200 on digits, 500 on MNIST)")
     p.add_argument("--is-k", type=int, default=None,
@@ -45,18 +45,6 @@ def base_parser(description, z_dim=10):
                         "machines OpenBLAS threads spin against each other and make the "
                         "small matmuls of these networks 10-20x slower); 0 leaves it alone")
     return p
-
-
-def blas_threads(n):
-    """A context limiting BLAS to ``n`` threads (threadpoolctl), or doing nothing."""
-    import contextlib
-    if not n:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=n, user_api="blas")
 
 
 def is_mnist(args):
@@ -189,7 +177,8 @@ def plot_rows(rows, path, title=None, per_row=16):
     for ax, (label, images) in zip(axes[:, 0], rows):
         images = np.asarray(backend.asnumpy(images), dtype=np.float64)[:per_row]
         side = int(round(np.sqrt(images.shape[1])))
-        strip = np.ones((side, per_row * (side + 1) - 1))
+        strip = np.full((side, per_row * (side + 1) - 1), 0.2)     # light separators
+        strip[:, len(images) * (side + 1):] = 0.0                     # empty slots: white
         for j, im in enumerate(images):
             strip[:, j * (side + 1):j * (side + 1) + side] = im.reshape(side, side)
         ax.imshow(strip, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")

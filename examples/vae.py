@@ -103,6 +103,9 @@ def evaluate(vae, x_test, args, xp, rng):
            "test_is_ll": common.batched_mean(test_ll, x_test, is_batch)}
     if args.ais:
         out.update(run_ais(vae, x_test, args, xp))
+        # IS on the same images as AIS, for a like-for-like comparison
+        out["test_is_ll_ais_images"] = common.batched_mean(test_ll, x_test[:args.ais_n],
+                                                           is_batch)
     return out
 
 
@@ -207,7 +210,8 @@ def run(args):
     metrics["figure"] = path
     common.report(f"{name} on {metrics['data']}, {args.epochs} epochs in {seconds:.1f} s",
                   metrics, ["train_bound_first_epoch", "train_bound_last_epoch", "test_elbo",
-                            "test_is_ll", "test_nll", "test_ais_ll", "ais_acceptance",
+                            "test_is_ll", "test_nll", "test_ais_ll", "test_is_ll_ais_images",
+                            "ais_acceptance",
                             "eval_seconds", "figure"])
     return metrics
 

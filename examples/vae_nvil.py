@@ -59,7 +59,7 @@ def build_model(vae, n, n_particles, xp=np, rng=None, observed=None):
 
 
 def main(argv=None):
-    p = common.base_parser(__doc__.splitlines()[0], z_dim=20)
+    p = common.base_parser(__doc__.splitlines()[0], z_dim=20, mnist_z_dim=200)
     p.add_argument("--decay", type=float, default=0.8,
                    help="decay of the moving-mean baseline")
     args = p.parse_args(argv)
