@@ -58,8 +58,9 @@ def test_vae_ais(tmp_path):
     out = vae.main(quick(tmp_path, "--epochs", "20", "--ais"))
     assert math.isfinite(out["test_ais_ll"])
     assert 0.3 < out["ais_acceptance"] < 0.95
-    # AIS and IS estimate the same log p(x); 4 chains x 50 temperatures is rough
-    assert abs(out["test_ais_ll"] - out["test_is_ll_ais_images"]) < 3.0
+    # AIS and IS estimate the same log p(x) of the same images (4 chains x 50
+    # temperatures: rough, so 1 nat of slack)
+    assert abs(out["test_ais_ll"] - out["test_is_ll_ais_images"]) < 1.0
     assert_png(out["figure"])
 
 
