@@ -7,8 +7,9 @@ import numpy as np
 from autodiff import backend
 
 
-def parser(description):
-    """An argparse parser with the options every example takes."""
+def parser(description, blas_option=False):
+    """An argparse parser with the options every example takes (and ``--blas-threads``
+    for the examples that run under :func:`blas_threads`)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true",
                    help="a short run (under a minute on 2 CPU cores) for smoke tests")
@@ -17,6 +18,11 @@ def parser(description):
     p.add_argument("--out", default="outputs", help="folder for figures (default ./outputs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    if blas_option:
+        p.add_argument("--blas-threads", type=int, default=1,
+                       help="BLAS threads while the example runs (default 1: on small, busy "
+                            "machines OpenBLAS threads spin against each other and make small "
+                            "matrix products 5-20x slower); 0 leaves it alone")
     return p
 
 

@@ -23,7 +23,7 @@ __all__ = ["base_parser", "load_binary", "to_dev", "make_rng", "minibatches", "t
 
 def base_parser(description, z_dim=10, mnist_z_dim=40):
     """The shared CLI plus the options of the VAE family."""
-    p = parser(description)
+    p = parser(description, blas_option=True)
     p.add_argument("--data", default=None,
                    help="binarized_mnist.npz (zs.datasets.load_binarized_mnist); default: "
                         "scikit-learn digits, 8x8, thresholded at 0.5")
@@ -40,10 +40,6 @@ def base_parser(description, z_dim=10, mnist_z_dim=40):
                    help="evaluate on the first N test images (default all)")
     p.add_argument("--n-train", type=int, default=None,
                    help="train on the first N training images (default all)")
-    p.add_argument("--blas-threads", type=int, default=1,
-                   help="BLAS threads while the example runs (default 1: on small, busy "
-                        "machines OpenBLAS threads spin against each other and make the "
-                        "small matmuls of these networks 10-20x slower); 0 leaves it alone")
     return p
 
 

@@ -163,7 +163,7 @@ def plot(iters, running_rmse, draw_rmse, map_rmse, mean_rmse, pred, target, path
 
 # --------------------------------------------------------------------------- main
 def main(argv=None):
-    p = parser(__doc__.splitlines()[0])
+    p = parser(__doc__.splitlines()[0], blas_option=True)
     p.add_argument("--data", default=None, help="CSV of user,item,rating rows "
                    "(default: a generated rank-5 matrix)")
     p.add_argument("--rank", type=int, default=5)
@@ -174,10 +174,6 @@ def main(argv=None):
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--samples", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=500)
-    p.add_argument("--blas-threads", type=int, default=1,
-                   help="BLAS threads while the example runs (default 1: on small, busy "
-                        "machines OpenBLAS threads spin against each other and make the "
-                        "small matrix products here 5-20x slower); 0 leaves it alone")
     args = p.parse_args(argv)
     with blas_threads(args.blas_threads):
         return _run(args)

@@ -216,7 +216,7 @@ def plot(x_tr, y_tr, x_te, y_te, model, x_mean, x_std, y_mean, y_std, history, d
 
 # --------------------------------------------------------------------------- main
 def main(argv=None):
-    p = parser(__doc__.splitlines()[0])
+    p = parser(__doc__.splitlines()[0], blas_option=True)
     p.add_argument("--data", default=None,
                    help="'diabetes' (scikit-learn) or a CSV whose last column is the target "
                         "(default: generated 1-D data)")
@@ -224,10 +224,6 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=4000, help="Adam steps")
     p.add_argument("--batch", type=int, default=256, help="minibatch size")
     p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--blas-threads", type=int, default=1,
-                   help="BLAS threads while the example runs (default 1: on small, busy "
-                        "machines OpenBLAS threads spin against each other and make the "
-                        "small matrix products here 5-20x slower); 0 leaves it alone")
     args = p.parse_args(argv)
     with blas_threads(args.blas_threads):
         return _run(args)

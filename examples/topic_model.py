@@ -239,7 +239,7 @@ def plot(phi_learned, phi_true, history, baseline, oracle, path):
 
 # --------------------------------------------------------------------------- main
 def main(argv=None):
-    p = parser(__doc__.splitlines()[0])
+    p = parser(__doc__.splitlines()[0], blas_option=True)
     p.add_argument("--data", default=None,
                    help="CSV document-term count matrix (default: a generated corpus)")
     p.add_argument("--topics", type=int, default=5)
@@ -247,10 +247,6 @@ def main(argv=None):
     p.add_argument("--hmc-steps", type=int, default=2, help="HMC transitions per E-step")
     p.add_argument("--leapfrogs", type=int, default=10)
     p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate of beta")
-    p.add_argument("--blas-threads", type=int, default=1,
-                   help="BLAS threads while the example runs (default 1: on small, busy "
-                        "machines OpenBLAS threads spin against each other and make the "
-                        "small matrix products here 5-20x slower); 0 leaves it alone")
     args = p.parse_args(argv)
     with blas_threads(args.blas_threads):
         return _run(args)
