@@ -115,12 +115,8 @@ class LatentLayout:
 
 
 def _transform_for(node):
-    support = node.dist.support
-    name = getattr(support, "name", support)
-    if name == "interval" and hasattr(node.dist, "minval"):   # Uniform(minval, maxval)
-        return transforms.Interval(_raw(node.dist.minval), _raw(node.dist.maxval))
     try:
-        return transforms.biject_to(support)
+        return transforms.biject_to(node.dist.support)
     except ValueError as err:
         raise ValueError(f"latent '{node.name}': {err}") from None
 

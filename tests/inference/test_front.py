@@ -251,3 +251,17 @@ def test_to_arviz_has_one_variable_per_latent(regression_result):
     idata = regression_result.to_arviz()
     assert idata.posterior["w"].shape == (4, 600, D)
     assert idata.posterior["sigma"].shape == (4, 600)
+
+
+def test_uniform_latent_is_sampled_inside_its_interval():
+    @zs.meta_bayesian_net()
+    def bounded(observed=None):
+        bn = zs.BayesianNet(observed)
+        p = bn.uniform("p", np.array([0.0, -3.0]), np.array([1.0, 2.0]))
+        bn.normal("y", p, std=0.5, group_ndims=1)
+        return bn
+    res = zs.NUTS().sample(bounded(), observed={"y": np.array([0.9, 1.5])}, latent={"p": None},
+                           n_chains=2, n_samples=300, n_warmup=300, rng=4, progress=False)
+    p = res.draws["p"]
+    assert np.all((p[..., 0] > 0) & (p[..., 0] < 1)) and np.all((p[..., 1] > -3) & (p[..., 1] < 2))
+    assert isinstance(res.layout.transforms["p"], zs.transforms.Interval)

@@ -61,11 +61,13 @@ class Constraint:
     description : str
         What is expected, for error messages.
     """
-    __slots__ = ("name", "check", "event_ndims", "description")
+    __slots__ = ("name", "check", "event_ndims", "description", "lower", "upper")
 
-    def __init__(self, name, check, event_ndims=0, description=None):
+    def __init__(self, name, check, event_ndims=0, description=None, lower=None, upper=None):
         self.name, self.check, self.event_ndims = name, check, event_ndims
         self.description = description or name
+        # bounds of interval-like supports, for the unconstraining transform
+        self.lower, self.upper = lower, upper
 
     def __eq__(self, other):
         if isinstance(other, str):
@@ -118,7 +120,8 @@ class _Constraints(types.SimpleNamespace):
         """Values in ``[low, high)`` (the Uniform support; bounds may be arrays)."""
         def check(x, closed):
             return (x >= low) & ((x <= high) if closed else (x < high))
-        return Constraint("interval", check, description="in [minval, maxval)")
+        return Constraint("interval", check, description="in [minval, maxval)",
+                          lower=low, upper=high)
 
     @staticmethod
     def integer_interval(low, high):
