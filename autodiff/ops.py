@@ -149,11 +149,16 @@ def _exp_neg_abs(x):
 
 
 def _log1p_small(e):
-    """log1p(e) for e in [0, 1]: accurate and vectorized."""
+    """log1p(e) for an array e with values in [0, 1]: accurate and vectorized.
+
+    With u = 1 + e rounded, log1p(e) = log(u) + (e - (u - 1)) / u to second order in the
+    rounding error of u (exact when u rounds to 1, where it gives e).
+    """
     u = e + 1.0
-    d = u - 1.0
-    tiny = d == 0
-    return np.where(tiny, e, np.log(u) * e / np.where(tiny, 1.0, d))
+    corr = u - 1.0
+    np.subtract(e, corr, out=corr)
+    np.divide(corr, u, out=corr)
+    return np.add(np.log(u), corr, out=corr)
 
 
 # Below this many elements the call count matters more than the per-element cost:
