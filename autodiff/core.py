@@ -391,6 +391,14 @@ def unbroadcast(g, shape):
     return g
 
 
+def _maybe_shared(g):
+    """True when ``g`` is a view of another array or read-only (NumPy or CuPy)."""
+    if getattr(g, "base", None) is not None:
+        return True
+    flags = getattr(g, "flags", None)
+    return flags is not None and not getattr(flags, "writeable", True)
+
+
 def _backward(root, seed, wanted):
     """Propagate ``seed`` from ``root``.
 
@@ -398,10 +406,10 @@ def _backward(root, seed, wanted):
     dict ``id(leaf) -> None`` filled in place with the leaves' cotangents (grad()).
     """
     if root._edges is None:  # the root is itself a leaf
-        _deliver(root, seed, wanted)
+        _deliver(root, seed, wanted, seed)
         return
     # Count, for every node, how many recorded consumers it has.
-    touched, leaves = [root], []
+    touched, leaves, delivered = [root], [], set()
     stack = [root]
     try:
         while stack:
@@ -424,7 +432,7 @@ def _backward(root, seed, wanted):
             t._g = None
             edges = t._edges
             if edges is None:
-                _deliver(t, g, wanted)
+                _deliver(t, g, wanted, seed, delivered)
                 continue
             if not edges:
                 raise RuntimeError(_FREED)
@@ -454,10 +462,20 @@ _FREED = ("backward(): part of this graph was already freed by an earlier backwa
           "recompute the forward pass")
 
 
-def _deliver(leaf, g, wanted):
+def _deliver(leaf, g, wanted, seed=None, delivered=None):
     if wanted is None:
-        g = np.array(g) if isinstance(g, np.generic) else g
-        leaf.grad = g.copy() if leaf.grad is None else leaf.grad + g
+        if leaf.grad is not None:
+            leaf.grad = leaf.grad + g
+            return
+        if isinstance(g, np.generic):
+            g = np.array(g)
+        elif g is seed or _maybe_shared(g) or (delivered is not None and id(g) in delivered):
+            # .grad may be modified in place (clipping): never hand out the caller's seed,
+            # one array to two leaves, a view of another array, or a read-only array
+            g = g.copy()
+        if delivered is not None:
+            delivered.add(id(g))
+        leaf.grad = g
     elif id(leaf) in wanted:
         w = wanted[id(leaf)]
         wanted[id(leaf)] = g if w is None else w + g

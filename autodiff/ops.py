@@ -25,7 +25,7 @@ __all__ = [
     "sum", "mean", "max", "min", "prod", "cumsum", "logsumexp", "softmax", "log_softmax",
     "reshape", "transpose", "swapaxes", "expand_dims", "squeeze", "broadcast_to",
     "concatenate", "stack", "getitem", "take", "tril", "triu", "diagonal",
-    "matmul", "dot", "einsum", "stop_gradient",
+    "matmul", "dot", "einsum", "linear", "stop_gradient",
     "sign", "floor", "ceil", "round", "argmax", "argmin", "isfinite", "isnan",
     "zeros_like", "ones_like",
 ]
@@ -619,6 +619,25 @@ def _matmul_rule_b(ans, a, b):
 
 matmul = primitive(np.matmul, "matmul")
 defvjp(matmul, _matmul_rule_a, _matmul_rule_b)
+
+
+def _linear(x, w, b=None):
+    out = np.matmul(x, w)
+    if b is None:
+        return out
+    if np.result_type(out, b) == out.dtype and hasattr(out, "shape") and out.ndim:
+        out += b                 # in place: no second output array (PyTorch's addmm)
+        return out
+    return out + b
+
+
+linear = primitive(_linear, "linear")
+defvjp(linear,
+       lambda ans, x, w, b=None: _matmul_rule_a(ans, x, w),
+       lambda ans, x, w, b=None: _matmul_rule_b(ans, x, w),
+       lambda ans, x, w, b=None: _identity)     # summed to b's shape by the backward pass
+linear.__doc__ = ("linear(x, w, b=None): x @ w + b in one op (x [..., I], w [I, O], b [O]); "
+                  "the bias is added in place, as a fused affine layer.")
 
 
 def dot(a, b):

@@ -159,6 +159,7 @@ REF = {
     "stack": lambda *xs, axis=0: np.stack(xs, axis=axis),
     "getitem": lambda x, idx: x[idx], "take": np.take, "tril": np.tril, "triu": np.triu,
     "diagonal": np.diagonal, "matmul": np.matmul, "dot": np.dot, "einsum": np.einsum,
+    "linear": lambda x, w, b=None: x @ w + (0 if b is None else b),
     "cholesky": lambda a: np.linalg.cholesky(_sym(a)),
     "solve_triangular": _ref_solve_triangular, "solve": np.linalg.solve,
     "slogdet": lambda a: np.linalg.slogdet(a)[1], "inv": np.linalg.inv,
@@ -352,6 +353,10 @@ for sa, sb in [(VEC, VEC), ((3, 4), (4,)), ((4,), (4, 3)), ((3, 4), (4, 2)),
                ((2, 3, 4), (4, 5)), ((2, 1, 3, 4), (5, 4, 2)), ((2, 3, 4), (4,)),
                ((4,), (2, 4, 3)), ((3, 4), (2, 4, 2))]:
     case("matmul", R(sa), R(sb))
+for sx, sw, sb in [((3, 4), (4, 2), (2,)), ((2, 3, 4), (4, 5), (5,)), ((4,), (4, 3), (3,)),
+                   ((3, 4), (4, 2), (3, 2))]:
+    case("linear", R(sx), R(sw), R(sb))
+case("linear", R((3, 4)), R((4, 2)), tag="nobias")
 for sa, sb in [(SCALAR, VEC), (VEC, SCALAR), (VEC, VEC), ((3, 4), (4,)), ((4,), (4, 3)),
                ((3, 4), (4, 2)), (SCALAR, MAT)]:
     case("dot", R(sa), R(sb))

@@ -451,3 +451,25 @@ def test_grad_of_0d_argument_is_an_ndarray():
     x = leaf(2.0)
     (x * 3.0).backward()
     assert type(x.grad) is np.ndarray
+
+
+def test_leaf_grads_never_alias_each_other_or_the_seed():
+    """.grad may be scaled in place (gradient clipping): no two leaves, nor the caller's
+    seed, may share memory, even when one cotangent flows to both through views."""
+    x = ad.tensor(np.ones(6), requires_grad=True)
+    y = ad.tensor(np.ones(6), requires_grad=True)
+    ad.sum(ad.reshape(x, (2, 3)) + ad.reshape(y, (2, 3))).backward()
+    x.grad *= 3
+    np.testing.assert_array_equal(y.grad, np.ones(6))
+    a = ad.tensor(np.ones(3), requires_grad=True)
+    b = ad.tensor(np.ones(3), requires_grad=True)
+    seed = np.ones(3)
+    (a + b).backward(seed)
+    a.grad *= 5
+    np.testing.assert_array_equal(b.grad, np.ones(3))
+    np.testing.assert_array_equal(seed, np.ones(3))
+    leaf = ad.tensor(np.ones(3), requires_grad=True)
+    own_seed = np.full(3, 2.0)
+    leaf.backward(own_seed)
+    leaf.grad *= 2
+    np.testing.assert_array_equal(own_seed, np.full(3, 2.0))

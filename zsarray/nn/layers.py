@@ -188,8 +188,7 @@ class Linear(Module):
         if len(shape) == 0 or shape[-1] != self.in_features:
             raise ValueError(f"Linear: input x has shape {tuple(shape)}, expected "
                              f"[..., {self.in_features}]")
-        y = ad.matmul(x, self.weight)
-        return y if self.bias is None else y + self.bias
+        return ad.linear(x, self.weight, self.bias)
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
