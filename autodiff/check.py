@@ -35,8 +35,8 @@ def check_grads(fun, *args, order=1, eps=1e-6, rtol=1e-5, atol=1e-6, rng=0):
         raise NotImplementedError("check_grads: only order=1 is supported; autodiff does not "
                                   "differentiate its own VJPs (nested grad is unsupported)")
     rng = np.random.default_rng(rng)
-    args = [backend.asnumpy(a).astype(float) if np.asarray(backend.asnumpy(a)).dtype.kind in "biu"
-            else a for a in args]
+    args = [a.astype(float) if np.asarray(a).dtype.kind in "biu" else a
+            for a in (a.data if isinstance(a, Tensor) else a for a in args)]
     xp = backend.get_array_module(*args)
     y = fun(*args)
     y = y.data if isinstance(y, Tensor) else y

@@ -9,6 +9,7 @@ Forward computations call ``numpy`` functions, which dispatch to CuPy through th
 ``__array_ufunc__``/``__array_function__`` protocols when given CuPy arrays; special
 functions and linear algebra go through :mod:`autodiff.backend` explicitly.
 """
+import builtins
 import string
 
 import numpy as np
@@ -450,13 +451,16 @@ broadcast_to = primitive(lambda x, shape: np.broadcast_to(x, shape), "broadcast_
 defvjp(broadcast_to, lambda ans, x, shape: lambda g: g)   # unbroadcast sums it back
 
 
-def _varargs_rule(rule):
-    """Rules of an op taking any number of array arguments: rule(i, ans, *args)."""
+def _varargs_rule(rule, no_grad=()):
+    """Rules of an op taking any number of array arguments: ``rule(i, ans, *args)``;
+    the positions in ``no_grad`` get no gradient (e.g. einsum's subscripts)."""
     class _ByArg(list):
         def __len__(self):
             return 1 << 30
 
         def __getitem__(self, i):
+            if i in no_grad:
+                return None
             return lambda ans, *args, **kwargs: rule(i, ans, *args, **kwargs)
     return _ByArg()
 
@@ -666,7 +670,7 @@ def _einsum_parse(subscripts, ndims):
     n_ell = 0
     for s, nd in zip(ins, ndims):
         if "..." in s:
-            n_ell = builtins_max(n_ell, nd - (len(s) - 3))
+            n_ell = builtins.max(n_ell, nd - (len(s) - 3))
     ell = "".join(free[:n_ell])
     full = []
     for s, nd in zip(ins, ndims):
@@ -685,17 +689,12 @@ def _einsum_parse(subscripts, ndims):
     return full, out
 
 
-builtins_max = __builtins__["max"] if isinstance(__builtins__, dict) else __builtins__.max
-
-
 def _einsum_fwd(subscripts, *operands):
     return np.einsum(subscripts, *operands)
 
 
 def _einsum_rule(i, ans, subscripts, *operands):
-    if i == 0:
-        return None
-    k = i - 1
+    k = i - 1                       # argument 0 is the subscripts string
     ins, out = _einsum_parse(subscripts, [np.ndim(o) for o in operands])
     target = ins[k]
     shape = np.shape(operands[k])
@@ -722,16 +721,6 @@ def _einsum_rule(i, ans, subscripts, *operands):
     return vjp
 
 
-class _EinsumRules(list):
-    def __len__(self):
-        return 1 << 30
-
-    def __getitem__(self, i):
-        if i == 0:
-            return None
-        return lambda ans, *args: _einsum_rule(i, ans, *args)
-
-
 _einsum_p = primitive(_einsum_fwd, "einsum")
 
 
@@ -746,4 +735,4 @@ from .core import VJP_RULES  # noqa: E402
 
 VJP_RULES["concatenate"] = _varargs_rule(_concat_rule)
 VJP_RULES["stack"] = _varargs_rule(_stack_rule)
-VJP_RULES["einsum"] = _EinsumRules()
+VJP_RULES["einsum"] = _varargs_rule(_einsum_rule, no_grad=(0,))

@@ -49,7 +49,7 @@ class LatentLayout:
         Total unconstrained dimension.
     """
 
-    def __init__(self, model, observed, names, rng):
+    def __init__(self, model, observed, names):
         bn = model.observe(**observed)
         self.names, self.shapes, self.unconstrained_shapes = [], {}, {}
         self.transforms, self.slices = {}, {}
@@ -77,7 +77,6 @@ class LatentLayout:
             self.transforms[name], self.slices[name] = t, slice(offset, offset + size)
             offset += size
         self.dim = offset
-        del rng
 
     def constrain(self, q):
         """Unconstrained ``q [n, dim]`` -> (dict name -> [n, *shape] Tensors, log-Jacobian [n])."""
@@ -121,11 +120,6 @@ def _transform_for(node):
         raise ValueError(f"latent '{node.name}': {err}") from None
 
 
-def _raw(x):
-    x = ad.unwrap(x)
-    return x.data if isinstance(x, ad.Tensor) else x
-
-
 def _sum_but_first(x, n):
     """Reduce a per-node log term to ``[n]``: sum every axis but a leading chain axis;
     a term without the chain axis is chain-independent and is added to every chain."""
@@ -137,17 +131,29 @@ def _sum_but_first(x, n):
     return ad.sum(x) + ad.tensor(np.zeros(n, dtype=x.dtype))
 
 
+def _joint(model, observed, n, scaled=(), scale=1.0):
+    """The model's log joint at ``observed`` reduced to ``[n]`` per chain; the
+    ``cond_log_p`` of the nodes named in ``scaled`` is multiplied by ``scale``
+    (minibatch likelihoods). A ``model.log_joint`` override is used as is."""
+    if model.log_joint is not None and scaled:
+        raise ValueError("SG-MCMC fronts scale the minibatched nodes' log-likelihood by "
+                         "N / batch_size node by node, which a model.log_joint override "
+                         "hides; remove the override or scale inside it")
+    bn = model.observe(**observed)
+    if model.log_joint is not None:
+        return _sum_but_first(bn.log_joint(), n)
+    total = 0.0
+    for name, node in bn.nodes.items():
+        if isinstance(node, StochasticTensor):
+            term = _sum_but_first(node.cond_log_p, n)
+            total = total + (term * scale if name in scaled else term)
+    return total
+
+
 def _model_log_density(model, observed, layout, vectorized):
     """``logdensity(q [n, dim]) -> [n]`` of the model on the unconstrained space."""
     def joint(values, n):
-        bn = model.observe(**observed, **values)
-        if model.log_joint is not None:
-            return _sum_but_first(bn.log_joint(), n)
-        total = 0.0
-        for node in bn.nodes.values():
-            if isinstance(node, StochasticTensor):
-                total = total + _sum_but_first(node.cond_log_p, n)
-        return total
+        return _joint(model, {**observed, **values}, n)
 
     def log_density(q):
         n = q.shape[0]
@@ -248,7 +254,7 @@ class _Front:
         if not isinstance(latent, dict):
             latent = {name: None for name in latent}
         gen = np.random.default_rng(rng) if not hasattr(rng, "standard_normal") else rng
-        layout = LatentLayout(model, observed, list(latent), gen)
+        layout = LatentLayout(model, observed, list(latent))
         xp = backend.get_array_module(*observed.values())
         q0 = layout.unconstrain(latent, n_chains, np)
         missing = np.isnan(q0)
@@ -382,13 +388,7 @@ class _SGFront(_Front):
             if not vectorized:
                 raise NotImplementedError("SG fronts evaluate all chains at once: write the "
                                           "model to broadcast over a leading chain axis")
-            bn = m.observe(**obs, **values)
-            total = ldj
-            for name, node in bn.nodes.items():
-                if isinstance(node, StochasticTensor):
-                    term = _sum_but_first(node.cond_log_p, n)
-                    total = total + (term * scale if name in data_nodes else term)
-            return total
+            return ldj + _joint(m, {**obs, **values}, n, scaled=data_nodes, scale=scale)
 
         value_and_grad = ad.value_and_grad(lambda q, idx: ad.sum(minibatch_log_density(q, idx)))
 

@@ -473,3 +473,13 @@ def test_leaf_grads_never_alias_each_other_or_the_seed():
     leaf.backward(own_seed)
     leaf.grad *= 2
     np.testing.assert_array_equal(own_seed, np.full(3, 2.0))
+
+
+def test_tune_allocator_applies_on_glibc_linux():
+    import platform
+    import sys
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt tuning applies to glibc Linux only")
+    assert ad.backend.tune_allocator() is True
+    assert ad.backend.tune_allocator(mmap_threshold=1 << 20, trim_threshold=1 << 28) is True
+    ad.backend.tune_allocator()   # back to the import-time settings

@@ -2,21 +2,13 @@
 import numpy as np
 import pytest
 
+from tests.examples.helpers import assert_png
+
 pytest.importorskip("sklearn", reason="examples need scikit-learn (pip install .[examples])")
 pytest.importorskip("matplotlib", reason="examples need matplotlib (pip install .[examples])")
 pytest.importorskip("tqdm", reason="examples need tqdm (pip install .[examples])")
 
 pytestmark = pytest.mark.examples
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def assert_png(path):
-    with open(path, "rb") as f:
-        head = f.read(24)
-    assert head[:8] == PNG_SIGNATURE, f"{path} is not a PNG file"
-    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    assert width > 100 and height > 100
 
 
 def test_topic_model(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 pytest.importorskip("sklearn", reason="examples need scikit-learn (pip install .[examples])")
 pytest.importorskip("matplotlib", reason="examples need matplotlib (pip install .[examples])")
 
-from tests.examples.test_examples import assert_png  # noqa: E402
+from tests.examples.helpers import assert_png  # noqa: E402
 
 pytestmark = pytest.mark.examples
 

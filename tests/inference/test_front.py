@@ -76,7 +76,7 @@ def test_unvectorized_model_gives_the_same_log_density():
     """vectorized=False (one model call per chain) equals the batched evaluation."""
     from zsarray.inference import LatentLayout, _model_log_density
     model = linear_regression()
-    layout = LatentLayout(model, {"y": Y}, ["w", "sigma"], None)
+    layout = LatentLayout(model, {"y": Y}, ["w", "sigma"])
     q = RNG.standard_normal((3, layout.dim))
     batched = _model_log_density(model, {"y": Y}, layout, True)(ad.tensor(q)).data
     looped = _model_log_density(model, {"y": Y}, layout, False)(ad.tensor(q)).data
@@ -244,6 +244,10 @@ def test_sg_front_errors():
         sgld.sample(model, latent={"w": None}, data={"x": X_SG, "y": Y_SG}, batch_size=0)
     with pytest.raises(TypeError, match="has no parameters"):
         model.rebind(z=1)
+    model.log_joint = lambda bn: bn.cond_log_prob("y")
+    with pytest.raises(ValueError, match="log_joint override"):
+        sgld.sample(model, latent={"w": None}, data={"x": X_SG, "y": Y_SG}, batch_size=10,
+                    n_samples=2, progress=False)
 
 
 def test_to_arviz_has_one_variable_per_latent(regression_result):
