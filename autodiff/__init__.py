@@ -8,6 +8,8 @@ Public contract (see DESIGN.md): :class:`Tensor`, :func:`tensor`, NumPy-named
 functions, :func:`grad`, :func:`value_and_grad`, :class:`no_grad`,
 :func:`primitive` + :func:`defvjp` for new ops, :func:`check_grads`, and
 :mod:`autodiff.backend`. Nested ``grad`` raises :class:`NestedGradError`.
+:func:`trace` records a shape-static function once and replays its ops (for log
+densities evaluated thousands of times).
 """
 import os as _os
 
@@ -23,10 +25,12 @@ from .ops import __all__ as _ops_all
 from .linalg import cholesky, solve_triangular, solve, slogdet, inv
 from . import operators as _operators  # noqa: F401  (binds Tensor operators)
 from .check import check_grads
+from .trace import trace, Traced, TraceWarning
 
 __version__ = "0.1.0"
 
 __all__ = ["backend", "Tensor", "tensor", "register_tensor_like", "unwrap", "primitive", "defvjp", "nograd_primitive",
            "VJP_RULES", "grad", "value_and_grad", "no_grad", "enable_grad",
            "is_grad_enabled", "NestedGradError", "unbroadcast", "cholesky",
-           "solve_triangular", "solve", "slogdet", "inv", "check_grads"] + list(_ops_all)
+           "solve_triangular", "solve", "slogdet", "inv", "check_grads", "trace",
+           "Traced", "TraceWarning"] + list(_ops_all)

@@ -44,6 +44,11 @@ class _State(threading.local):
 
 _state = _State()
 
+#: While :func:`autodiff.trace` records a function, the recorder (its ``op``, ``read`` and
+#: ``nograd`` methods are told about every primitive call and every read of a traced
+#: value); None otherwise, so the hot path pays one global lookup.
+_tracer = None
+
 #: The one rule table: primitive name -> list of VJP makers, one per positional arg.
 VJP_RULES = {}
 #: Types that stand for a Tensor (e.g. BayesianNet nodes): type -> converter.
@@ -97,6 +102,8 @@ class Tensor:
         if requires_grad and data.dtype.kind not in "fc":
             raise TypeError(f"tensor: only floating-point tensors can require gradients, "
                             f"got dtype {data.dtype}")
+        if _tracer is not None:
+            _tracer.wrap(self, data)
         self.data = data
         self.grad = None
         self.requires_grad = bool(requires_grad)
@@ -122,25 +129,37 @@ class Tensor:
         return f"Tensor({self.data!r}{g})"
 
     def __bool__(self):
+        if _tracer is not None:
+            _tracer.read(self, "__bool__")
         return bool(self.data)
 
     def __float__(self):
+        if _tracer is not None:
+            _tracer.read(self, "__float__")
         return float(self.data)
 
     def __int__(self):
+        if _tracer is not None:
+            _tracer.read(self, "__int__")
         return int(self.data)
 
     def __array__(self, dtype=None, copy=None):
+        if _tracer is not None:
+            _tracer.read(self, "__array__")
         a = backend.asnumpy(self.data)
         return a.astype(dtype) if dtype is not None else a
 
     __hash__ = object.__hash__
 
     def item(self):
+        if _tracer is not None:
+            _tracer.read(self, "item")
         return self.data.item()
 
     def numpy(self):
         """The data as a NumPy array on the host (detached from the tape)."""
+        if _tracer is not None:
+            _tracer.read(self, "numpy")
         return backend.asnumpy(self.data)
 
     def detach(self):
@@ -274,9 +293,15 @@ def primitive(fun, name=None, nargs=None):
             if x.requires_grad and _state.enabled:
                 maker = rules[0] if rules else _maker(rules, name, 0)
                 if maker is not None:
-                    return _new_node(ans, ((x, maker(ans, xd, **kwargs) if kwargs
-                                            else maker(ans, xd)),))
-            return _leaf(ans)
+                    out = _new_node(ans, ((x, maker(ans, xd, **kwargs) if kwargs
+                                           else maker(ans, xd)),))
+                    if _tracer is not None:
+                        _tracer.op(out, fun, rules, (x,), kwargs)
+                    return out
+            out = _leaf(ans)
+            if _tracer is not None:
+                _tracer.op(out, fun, rules, (x,), kwargs)
+            return out
     elif nargs == 2:
         def wrapped(x, y):
             tx, ty = type(x) is Tensor, type(y) is Tensor
@@ -300,11 +325,18 @@ def primitive(fun, name=None, nargs=None):
                     raise _missing(name, 0 if gx and not rules else 1) from None
                 if rx is not None:
                     if ry is not None:
-                        return _new_node(ans, ((x, rx(ans, xd, yd)), (y, ry(ans, xd, yd))))
-                    return _new_node(ans, ((x, rx(ans, xd, yd)),))
-                if ry is not None:
-                    return _new_node(ans, ((y, ry(ans, xd, yd)),))
-            return _leaf(ans)
+                        out = _new_node(ans, ((x, rx(ans, xd, yd)), (y, ry(ans, xd, yd))))
+                    else:
+                        out = _new_node(ans, ((x, rx(ans, xd, yd)),))
+                elif ry is not None:
+                    out = _new_node(ans, ((y, ry(ans, xd, yd)),))
+                else:
+                    out = _leaf(ans)
+            else:
+                out = _leaf(ans)
+            if _tracer is not None:
+                _tracer.op(out, fun, rules, (x, y), None)
+            return out
     else:
         def wrapped(*args, **kwargs):
             if _TENSOR_LIKE:
@@ -325,8 +357,14 @@ def primitive(fun, name=None, nargs=None):
                         else:
                             parents.append((a, maker(ans, *raw, **kwargs)))
                 if parents is not None:
-                    return _new_node(ans, tuple(parents))
-            return _leaf(ans)
+                    out = _new_node(ans, tuple(parents))
+                    if _tracer is not None:
+                        _tracer.op(out, fun, VJP_RULES[name], args, kwargs)
+                    return out
+            out = _leaf(ans)
+            if _tracer is not None:
+                _tracer.op(out, fun, VJP_RULES[name], args, kwargs)
+            return out
 
     wrapped.__name__ = name
     wrapped.__qualname__ = name
@@ -349,7 +387,10 @@ def nograd_primitive(fun, name=None):
     Tensor arguments are unwrapped and the raw result is returned as is.
     """
     def wrapped(*args, **kwargs):
-        return fun(*[a.data if type(a) is Tensor else a for a in args], **kwargs)
+        out = fun(*[a.data if type(a) is Tensor else a for a in args], **kwargs)
+        if _tracer is not None:
+            _tracer.nograd(out, fun, wrapped.__name__, args, kwargs)
+        return out
     wrapped.__name__ = name or fun.__name__
     wrapped.__doc__ = fun.__doc__
     return wrapped

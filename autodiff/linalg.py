@@ -8,7 +8,7 @@ results for forward and reverse mode algorithmic differentiation".
 import numpy as np
 
 from . import backend
-from .core import Tensor, defvjp, primitive
+from .core import Tensor, defvjp, nograd_primitive, primitive
 
 __all__ = ["cholesky", "solve_triangular", "solve", "slogdet", "inv"]
 
@@ -141,11 +141,12 @@ defvjp(_logabsdet, lambda ans, a: lambda g:
        backend.get_array_module(g).asarray(g)[..., None, None] * _T(backend.linalg(a).inv(a)))
 
 
+_slogdet_sign = nograd_primitive(lambda a: backend.linalg(a).slogdet(a)[0], "slogdet_sign")
+
+
 def slogdet(a):
     """``(sign, logabsdet)`` of a [..., N, N]; sign is a raw array, logabsdet a Tensor."""
-    raw = a.data if isinstance(a, Tensor) else a
-    sign = backend.linalg(raw).slogdet(raw)[0]
-    return sign, _logabsdet(a)
+    return _slogdet_sign(a), _logabsdet(a)
 
 
 def _inv_rule(ans, a):

@@ -17,11 +17,10 @@ def _getitem(self, idx):
     return ops.getitem(self, ops._raw_index(idx))
 
 
-def _cmp(name):
+def _cmp(prim):
     def f(self, other):
-        o = other.data if type(other) is Tensor else other
-        return getattr(self.data, name)(o)
-    f.__name__ = name
+        return prim(self, other)
+    f.__name__ = prim.__name__
     return f
 
 
@@ -44,8 +43,8 @@ _METHODS = {
     "__matmul__": ops.matmul, "__rmatmul__": _swap(ops.matmul),
     "__neg__": ops.negative, "__pos__": lambda self: self, "__abs__": ops.abs,
     "__getitem__": _getitem,
-    "__lt__": _cmp("__lt__"), "__le__": _cmp("__le__"), "__gt__": _cmp("__gt__"),
-    "__ge__": _cmp("__ge__"), "__eq__": _cmp("__eq__"), "__ne__": _cmp("__ne__"),
+    "__lt__": _cmp(ops.less), "__le__": _cmp(ops.less_equal), "__gt__": _cmp(ops.greater),
+    "__ge__": _cmp(ops.greater_equal), "__eq__": _cmp(ops.equal), "__ne__": _cmp(ops.not_equal),
     "sum": ops.sum, "mean": ops.mean, "max": ops.max, "min": ops.min, "prod": ops.prod,
     "exp": ops.exp, "log": ops.log, "sqrt": ops.sqrt, "square": ops.square,
     "reshape": _reshape, "transpose": _transpose, "swapaxes": ops.swapaxes,

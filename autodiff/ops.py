@@ -10,6 +10,7 @@ Forward computations call ``numpy`` functions, which dispatch to CuPy through th
 functions and linear algebra go through :mod:`autodiff.backend` explicitly.
 """
 import builtins
+import operator
 import string
 
 import numpy as np
@@ -28,6 +29,7 @@ __all__ = [
     "concatenate", "stack", "getitem", "take", "tril", "triu", "diagonal",
     "matmul", "dot", "einsum", "linear", "stop_gradient",
     "sign", "floor", "ceil", "round", "argmax", "argmin", "isfinite", "isnan",
+    "less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
     "zeros_like", "ones_like",
 ]
 
@@ -134,58 +136,82 @@ sin = _unary("sin", np.sin, lambda ans, x: lambda g: g * np.cos(x))
 cos = _unary("cos", np.cos, lambda ans, x: lambda g: -g * np.sin(x))
 tanh = _unary("tanh", np.tanh, lambda ans, x: lambda g: g * (1 - ans * ans))
 arctan = _unary("arctan", np.arctan, lambda ans, x: lambda g: g / (1 + x * x))
-# sigma'(x) = sigma(x) sigma(-x): ans * (1 - ans) is 0 once ans rounds to 1 (x > 37)
-# sigmoid, softplus and log_sigmoid are built on e = exp(-|x|) in (0, 1], which never
-# overflows, with NumPy's SIMD exp/log (scipy's expit and np.logaddexp are scalar loops,
-# 5-20x slower on large batches). log1p(e) uses the accurate identity
-# log1p(e) = log(u) * e / (u - 1) with u = 1 + e (Goldberg 1991; exact to a few ulps),
-# falling back to e where u rounds to 1. Their VJPs reuse the forward result:
-# softplus'(x) = sigmoid(x) = exp(x - softplus(x)).
+# sigmoid, softplus and log_sigmoid are functions of e = exp(-|x|) in (0, 1], which never
+# overflows. On NumPy float32/float64 arrays each forward and each VJP is one Numba kernel
+# from autodiff.logistic (vectorized polynomial exp/log1p: 1-2 ns per element, where
+# np.logaddexp and scipy's expit are 6-17 ns scalar loops and a NumPy composition takes
+# 5-11 passes). Other input (CuPy, 0-d, integers) takes the NumPy/CuPy composition below.
+# softplus'(x) = sigmoid(x), log_sigmoid'(x) = sigmoid(-x), sigmoid'(x) = e / (1 + e)**2.
+_logistic = None
+
+
+def _kernel_input(x):
+    """The logistic kernels module when ``x`` is a NumPy float32/64 array of ndim >= 1."""
+    global _logistic
+    if type(x) is not np.ndarray or x.ndim == 0 or x.dtype.char not in "fd":
+        return None
+    if _logistic is None:
+        from . import logistic
+        _logistic = logistic
+    return _logistic
+
+
+def _flat(a):
+    return np.ascontiguousarray(a).reshape(-1)
+
+
+def _logistic_fwd(kernel_name, fallback):
+    def fwd(x):
+        k = _kernel_input(x)
+        if k is None:
+            return fallback(x)
+        out = np.empty(x.shape, x.dtype)
+        getattr(k, kernel_name)(_flat(x), out.reshape(-1))
+        return out
+    return fwd
+
 
 def _exp_neg_abs(x):
-    e = np.negative(np.abs(x))
-    if type(e) is np.ndarray and e.dtype.kind == "f":
-        return np.exp(e, out=e)      # reuse the temporary
-    return np.exp(e)
+    xp = backend.get_array_module(x)
+    return xp.exp(xp.negative(xp.abs(x)))
 
 
-def _log1p_small(e):
-    """log1p(e) for an array e with values in [0, 1]: accurate and vectorized.
-
-    With u = 1 + e rounded, log1p(e) = log(u) + (e - (u - 1)) / u to second order in the
-    rounding error of u (exact when u rounds to 1, where it gives e).
-    """
-    u = e + 1.0
-    corr = u - 1.0
-    np.subtract(e, corr, out=corr)
-    np.divide(corr, u, out=corr)
-    return np.add(np.log(u), corr, out=corr)
+def _sigmoid_np(x):
+    return _sp(x).expit(x)
 
 
-# Below this many elements the call count matters more than the per-element cost:
-# one scalar-loop ufunc call beats the ~8 calls of the SIMD composition.
-_SIMD_MIN_SIZE = 4096
+def _sigmoid_scaled(sign):
+    """VJP maker: g -> g * sigmoid(sign * x)."""
+    def maker(ans, x):
+        def vjp(g):
+            k = _kernel_input(x)
+            if k is None or g.shape != x.shape:
+                return g * _sigmoid_np(x if sign > 0 else -x)
+            out = np.empty(x.shape, np.result_type(g.dtype, x.dtype))
+            k.sigmoid_scaled(_flat(g), _flat(x), float(sign), out.reshape(-1))
+            return out
+        return vjp
+    return maker
 
 
-def _softplus(x):
-    if np.size(x) < _SIMD_MIN_SIZE:
-        return np.logaddexp(0, x)
-    return _log1p_small(_exp_neg_abs(x)) + np.maximum(x, 0)
+def _sigmoid_rule(ans, x):
+    def vjp(g):
+        k = _kernel_input(x)
+        if k is None or g.shape != x.shape:
+            e = _exp_neg_abs(x)
+            return g * e / ((1 + e) * (1 + e))
+        out = np.empty(x.shape, np.result_type(g.dtype, x.dtype))
+        k.sigmoid_vjp(_flat(g), _flat(x), out.reshape(-1))
+        return out
+    return vjp
 
 
-def _sigmoid(x):
-    if np.size(x) < _SIMD_MIN_SIZE:
-        return _sp(x).expit(x)
-    e = _exp_neg_abs(x)
-    return np.where(np.greater_equal(x, 0), 1.0, e) / (e + 1.0)
-
-
-sigmoid = _unary("sigmoid", _sigmoid,
-                 lambda ans, x: lambda g: g * ans * _sigmoid(np.negative(x)))
-softplus = _unary("softplus", _softplus,
-                  lambda ans, x: lambda g: g * np.exp(np.subtract(x, ans)))
-log_sigmoid = _unary("log_sigmoid", lambda x: np.negative(_softplus(np.negative(x))),
-                     lambda ans, x: lambda g: g * np.exp(np.add(np.negative(x), ans)))
+sigmoid = _unary("sigmoid", _logistic_fwd("sigmoid", _sigmoid_np), _sigmoid_rule)
+softplus = _unary("softplus", _logistic_fwd("softplus", lambda x: np.logaddexp(0, x)),
+                  _sigmoid_scaled(1))
+log_sigmoid = _unary("log_sigmoid",
+                     _logistic_fwd("log_sigmoid", lambda x: -np.logaddexp(0, -x)),
+                     _sigmoid_scaled(-1))
 relu = _unary("relu", lambda x: np.maximum(x, 0), lambda ans, x: lambda g: g * (x > 0))
 lgamma = _unary("lgamma", lambda x: _sp(x).gammaln(x),
                 lambda ans, x: lambda g: g * _sp(x).digamma(x))
@@ -198,6 +224,7 @@ erf = _unary("erf", lambda x: _sp(x).erf(x),
 erfc = _unary("erfc", lambda x: _sp(x).erfc(x),
               lambda ans, x: lambda g: -g * _TWO_OVER_SQRT_PI * np.exp(-np.square(x)))
 
+_astype = nograd_primitive(lambda x, dtype: x.astype(dtype), "astype")
 _cast_p = primitive(lambda x, dtype: x.astype(dtype), "cast")
 defvjp(_cast_p, lambda ans, x, dtype: lambda g: g)   # the backward loop casts back
 
@@ -209,7 +236,7 @@ def cast(x, dtype):
     is a constant, so no integer-typed node ever joins the tape.
     """
     if np.dtype(dtype).kind not in "fc":
-        return Tensor(_data(x).astype(dtype))
+        return Tensor(_astype(x, dtype))
     return _cast_p(x, dtype)
 
 
@@ -228,6 +255,13 @@ ceil = nograd_primitive(np.ceil, "ceil")
 round = nograd_primitive(np.round, "round")
 argmax = nograd_primitive(np.argmax, "argmax")
 argmin = nograd_primitive(np.argmin, "argmin")
+# Comparisons (also Tensor's <, <=, >, >=, ==, !=) return raw boolean arrays.
+less = nograd_primitive(operator.lt, "less")
+less_equal = nograd_primitive(operator.le, "less_equal")
+greater = nograd_primitive(operator.gt, "greater")
+greater_equal = nograd_primitive(operator.ge, "greater_equal")
+equal = nograd_primitive(operator.eq, "equal")
+not_equal = nograd_primitive(operator.ne, "not_equal")
 isfinite = nograd_primitive(np.isfinite, "isfinite")
 isnan = nograd_primitive(np.isnan, "isnan")
 zeros_like = nograd_primitive(np.zeros_like, "zeros_like")
@@ -504,11 +538,16 @@ def stack(arrays, axis=0):
     return _stack_p(*arrays, axis=axis)
 
 
+# Index Tensors enter as raw arrays through a gradient-free identity, so that
+# autodiff.trace sees (and replays) an index computed from a traced value.
+_index_data = nograd_primitive(lambda i: i, "index")
+
+
 def _raw_index(idx):
     if type(idx) is Tensor:
-        return idx.data
+        return _index_data(idx)
     if isinstance(idx, tuple):
-        return tuple(i.data if type(i) is Tensor else i for i in idx)
+        return tuple(_index_data(i) if type(i) is Tensor else i for i in idx)
     return idx
 
 

@@ -141,11 +141,12 @@ def _np_grad(w):
     return resid @ X - w
 
 
-#: name -> (logdensity, grad_fn): autodiff ops; autodiff with the fused
-#: likelihood primitive; plain NumPy/Numba with a hand-written gradient
-#: (no tape: the sampler's own overhead plus the arithmetic).
-MODELS = {"ops": (logdensity, None), "fused": (logdensity_fused, None),
-          "grad_fn": (_np_value, _np_grad)}
+#: name -> (logdensity, grad_fn): autodiff ops; the same function under
+#: ``autodiff.trace`` (recorded once, replayed without the tape's bookkeeping);
+#: autodiff with the fused likelihood primitive; plain NumPy/Numba with a
+#: hand-written gradient (no tape: the sampler's own overhead plus the arithmetic).
+MODELS = {"ops": (logdensity, None), "traced": (ad.trace(logdensity), None),
+          "fused": (logdensity_fused, None), "grad_fn": (_np_value, _np_grad)}
 
 
 def _init(c, seed=0):

@@ -30,6 +30,10 @@ def base_parser(description, z_dim=10, mnist_z_dim=40):
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-schedule", choices=["constant", "iwae"], default="constant",
+                   help="iwae: the IWAE paper's staged decay (Burda et al. 2016, sec. 5: "
+                        "stage i = 0..7 lasts 3^i epochs at lr * 10^(-i/7); --epochs 3280 is "
+                        "the whole schedule, fewer epochs run a prefix of it)")
     p.add_argument("--z-dim", type=int, default=None,
                    help=f"latent size (default {z_dim} on digits, {mnist_z_dim} on MNIST)")
     p.add_argument("--hidden", type=int, default=None,
@@ -122,6 +126,15 @@ def minibatches(n, batch_size, rng):
     return [order[i * batch_size:(i + 1) * batch_size] for i in range(n_batches)]
 
 
+def iwae_lr_factors(n_epochs, n_stages=8):
+    """Per-epoch lr factors of the IWAE paper's schedule (Burda et al. 2016, section 5):
+    stage ``i = 0..7`` lasts ``3^i`` epochs at ``10^(-i/7)`` times the base lr, 3280 epochs
+    in all. A shorter run is a prefix of it; a longer one stays at the last factor."""
+    stage = np.searchsorted(np.cumsum(3 ** np.arange(n_stages)), np.arange(n_epochs),
+                            side="right")
+    return 10.0 ** (-np.minimum(stage, n_stages - 1) / 7.0)
+
+
 def train(step, x_train, args, params, extra_keys=(), desc="train"):
     """Run ``args.epochs`` epochs of ``step(x_batch, epoch) -> dict`` with Adam on
     ``params``; ``step`` returns the scalar cost Tensor under ``"cost"`` (minimised) and
@@ -129,6 +142,10 @@ def train(step, x_train, args, params, extra_keys=(), desc="train"):
     and the elapsed seconds."""
     from tqdm import tqdm
     optimizer = zs.optim.Adam(params, lr=args.lr)
+    schedule = None
+    if getattr(args, "lr_schedule", "constant") == "iwae":
+        factors = iwae_lr_factors(args.epochs)
+        schedule = zs.optim.LambdaLR(optimizer, lambda e: factors[min(e, len(factors) - 1)])
     shuffle = np.random.default_rng(args.seed + 1)
     history = {}
     start = time.perf_counter()
@@ -146,6 +163,8 @@ def train(step, x_train, args, params, extra_keys=(), desc="train"):
         for k, v in sums.items():
             history.setdefault(k, []).append(v / count)
         bar.set_postfix({k: f"{v[-1]:.2f}" for k, v in history.items()})
+        if schedule is not None:
+            schedule.step()
     return history, time.perf_counter() - start
 
 

@@ -320,6 +320,8 @@ class LogDensity:
         if self.grad_fn is not None:
             lp = _unwrap(self.logdensity(q))
             g = _unwrap(self.grad_fn(q))
+        elif getattr(self.logdensity, "_ad_traced", False):     # autodiff.trace(f)
+            lp, g = self.logdensity.value_and_grad(q)
         else:
             (_, lp), g = self._value_and_grad()(q)
         self._check_value(lp, q)

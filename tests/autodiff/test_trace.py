@@ -1,0 +1,192 @@
+"""autodiff.trace: recorded once per input shape, replayed without the tape."""
+import warnings
+
+import numpy as np
+import pytest
+
+import autodiff as ad
+from autodiff import TraceWarning
+
+RNG = np.random.default_rng(3)
+X = RNG.normal(size=(7, 4))
+Y = (RNG.random(7) < 0.5).astype(float)
+W = ad.tensor(RNG.normal(size=(4, 3)), requires_grad=True)    # a parameter, not the input
+M = np.linalg.cholesky(np.cov(RNG.normal(size=(3, 20))) + 3 * np.eye(3))
+
+
+def blr(w):                                     # [C, 4] -> [C]
+    logits = w @ X.T
+    return ad.sum(Y * logits - ad.softplus(logits), axis=1) - 0.5 * ad.sum(w * w, axis=1)
+
+
+def mixed(w):                                   # broadcasting, reuse, indexing, joins
+    h = ad.tanh(w @ W) + w[:, :3] * 0.5         # a parameter Tensor and a slice
+    h = ad.concatenate([h, ad.exp(-w[:, 1:2] ** 2)], axis=1)
+    s = ad.einsum("ci,ci->c", h, h) + ad.log_sigmoid(w[:, 0]) * ad.sigmoid(w[:, 3])
+    with ad.no_grad():
+        scale = ad.sum(w * w, axis=1) + 1.0     # depends on w, no gradient through it
+    return s / ad.stop_gradient(scale + 0.0) + ad.logsumexp(h, axis=1) - scale * 0.1
+
+
+def gaussian(z):                                # linalg on a [C, 3] input
+    r = ad.solve_triangular(M, ad.transpose(z), lower=True)
+    return -0.5 * ad.sum(r * r, axis=0) + ad.sum(ad.where(z > 0, z, 2 * z), axis=1)
+
+
+def scalar_out(w):
+    return ad.sum(ad.square(w)) + ad.mean(ad.cos(w))
+
+
+def plain(f, x):
+    return ad.value_and_grad(lambda t: ad.sum(f(t)))(x)[1], f(ad.Tensor(x)).data
+
+
+@pytest.mark.parametrize("f, shape", [(blr, (5, 4)), (mixed, (5, 4)), (gaussian, (6, 3)),
+                                      (scalar_out, (2, 4))])
+def test_replay_matches_the_tape(f, shape):
+    t = ad.trace(f)
+    for i in range(4):                          # trace, verify, then plain replays
+        x = RNG.normal(size=shape)
+        v, g = t.value_and_grad(x)
+        g_ref, v_ref = plain(f, x)
+        np.testing.assert_array_equal(v, v_ref)     # same ops in the same order
+        np.testing.assert_allclose(g, g_ref, rtol=1e-13, atol=1e-15)
+        assert g.shape == x.shape and g.dtype == x.dtype
+        np.testing.assert_array_equal(t(x), v_ref)  # value only
+    prog = t._programs[(np.ndarray, shape, np.dtype(np.float64))]
+    assert prog.verified and prog.broken is None
+
+
+@pytest.mark.parametrize("f, shape", [(blr, (3, 4)), (gaussian, (2, 3))])
+def test_gradient_matches_finite_differences(f, shape):
+    t = ad.trace(f)
+    x = RNG.normal(size=shape)
+    t.value_and_grad(x)
+    t.value_and_grad(x + 0.1)
+    g = t.value_and_grad(x)[1]
+    eps, fd = 1e-6, np.zeros_like(x)
+    for idx in np.ndindex(*x.shape):
+        d = np.zeros_like(x)
+        d[idx] = eps
+        fd[idx] = (t(x + d).sum() - t(x - d).sum()) / (2 * eps)
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_float32_and_shapes_get_their_own_programs():
+    t = ad.trace(blr, max_shapes=2)
+    for shape in [(1, 4), (3, 4), (1, 4)]:
+        x = RNG.normal(size=shape).astype(np.float32)
+        v, g = t.value_and_grad(x)
+        assert g.dtype == np.float32 and v.shape == shape[:1]
+    t.value_and_grad(RNG.normal(size=(8, 4)))        # a third key evicts the oldest
+    assert len(t._programs) == 2
+
+
+def test_parameters_are_read_at_replay_time():
+    t = ad.trace(mixed)
+    x = RNG.normal(size=(2, 4))
+    t.value_and_grad(x)
+    t.value_and_grad(x)
+    old = W.data
+    try:
+        W.data = old * 2.0                       # rebinding a Tensor's data is seen
+        np.testing.assert_array_equal(t(x), mixed(ad.Tensor(x)).data)
+    finally:
+        W.data = old
+
+
+def test_value_dependent_control_flow_falls_back_with_a_warning():
+    def f(w):
+        if float(ad.sum(w)) > 0:                 # a read of a traced value
+            return ad.sum(w * w, axis=1)
+        return ad.sum(ad.exp(w), axis=1)
+
+    t = ad.trace(f)
+    with pytest.warns(TraceWarning, match="__float__"):
+        t.value_and_grad(np.ones((2, 3)))
+    x = -np.ones((2, 3))                         # the other branch: still right
+    v, g = t.value_and_grad(x)
+    np.testing.assert_allclose(v, np.exp(x).sum(1))
+    np.testing.assert_allclose(g, np.exp(x))
+
+
+def test_masks_and_gradient_free_arrays_are_replayed():
+    def f(w):                                    # sign, comparisons, boolean indexing
+        pos = w > 0
+        return ad.sum(w * ad.sign(w), axis=1) + ad.sum(ad.where(pos, w, 0.0) ** 2, axis=1)
+
+    t = ad.trace(f)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TraceWarning)
+        for x in (np.ones((2, 3)), RNG.normal(size=(2, 3)), RNG.normal(size=(2, 3))):
+            v, g = t.value_and_grad(x)
+            np.testing.assert_allclose(v, np.abs(x).sum(1) + (np.maximum(x, 0) ** 2).sum(1))
+            np.testing.assert_allclose(g, np.sign(x) + 2 * np.maximum(x, 0))
+    assert t._programs[(np.ndarray, (2, 3), np.dtype(np.float64))].broken is None
+
+
+def test_a_scalar_from_a_gradient_free_primitive_falls_back():
+    t = ad.trace(lambda w: w[:, ad.argmax(w[0])] * 2.0)    # argmax: a scalar index
+    with pytest.warns(TraceWarning, match="argmax"):
+        t.value_and_grad(np.array([[0.0, 3.0], [1.0, 2.0]]))
+    v, g = t.value_and_grad(np.array([[5.0, 3.0], [1.0, 2.0]]))
+    np.testing.assert_allclose(v, [10.0, 2.0])
+    np.testing.assert_allclose(g, [[2.0, 0.0], [2.0, 0.0]])
+
+
+def test_changed_ops_are_caught_on_the_verifying_call():
+    state = {"n": 0}
+
+    def f(w):                                    # impure: different ops on later calls
+        state["n"] += 1
+        return ad.sum(w * state["n"], axis=1)
+
+    t = ad.trace(f)
+    t.value_and_grad(np.ones((1, 2)))
+    with pytest.warns(TraceWarning, match="disagree"):
+        v, g = t.value_and_grad(np.ones((1, 2)))
+    np.testing.assert_allclose(g, [[2.0, 2.0]])  # the normal evaluation's answer
+    v, g = t.value_and_grad(np.ones((1, 2)))
+    np.testing.assert_allclose(g, [[3.0, 3.0]])
+
+
+def test_output_independent_of_the_input():
+    t = ad.trace(lambda w: ad.sum(ad.tensor(X), axis=1))
+    for _ in range(3):
+        v, g = t.value_and_grad(np.ones((7, 4)))
+        np.testing.assert_allclose(v, X.sum(1))
+        np.testing.assert_array_equal(g, np.zeros((7, 4)))
+
+
+def test_composes_with_the_tape_and_refuses_nothing_inside_grad():
+    t = ad.trace(blr)
+    x = RNG.normal(size=(3, 4))
+    g_in = ad.grad(lambda w: ad.sum(t(w) * 2.0))(x)       # called with a Tensor: plain f
+    np.testing.assert_allclose(g_in, 2 * plain(blr, x)[0], rtol=1e-14)
+    assert not t._programs
+
+
+def test_bad_argument():
+    with pytest.raises(TypeError, match="callable"):
+        ad.trace(3)
+
+
+def test_samplers_use_the_replayed_gradient():
+    import samplers
+    from samplers.base import LogDensity
+
+    x = RNG.normal(size=(4, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TraceWarning)
+        lp, g = LogDensity(ad.trace(blr))(x)
+    lp_ref, g_ref = LogDensity(blr)(x)
+    np.testing.assert_array_equal(lp, lp_ref)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-14)
+    runs = []
+    for f in (blr, ad.trace(blr)):
+        k = samplers.HMC(f, step_size=0.1, n_leapfrogs=5)
+        st, rng = k.init(x), np.random.default_rng(0)
+        for _ in range(20):
+            st, _ = k.step(st, rng)
+        runs.append(st.position)
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-12)
