@@ -8,7 +8,7 @@ results for forward and reverse mode algorithmic differentiation".
 import numpy as np
 
 from . import backend
-from .core import Tensor, defvjp, nograd_primitive, primitive
+from .core import defvjp, nograd_primitive, primitive
 
 __all__ = ["cholesky", "solve_triangular", "solve", "slogdet", "inv"]
 
