@@ -220,11 +220,12 @@ class Traced:
 
     _ad_traced = True
 
-    def __init__(self, fun, max_shapes=8):
+    def __init__(self, fun, max_shapes=8, warn=True):
         if not callable(fun):
             raise TypeError(f"trace: expected a callable, got {type(fun).__name__}")
         self.fun = fun
         self.max_shapes = int(max_shapes)
+        self.warn = bool(warn)
         self._programs = {}
         self.__wrapped__ = fun
         self.__doc__ = getattr(fun, "__doc__", None)
@@ -279,9 +280,11 @@ class Traced:
         self._programs[key] = prog
         if rec.unsafe is not None:
             prog.broken = rec.unsafe
-            warnings.warn(f"trace({getattr(self.fun, '__name__', 'f')}): {rec.unsafe} while "
-                          f"tracing, so the ops may depend on the input's values; it is "
-                          f"evaluated normally on every call", TraceWarning, stacklevel=3)
+            if self.warn:
+                warnings.warn(f"trace({getattr(self.fun, '__name__', 'f')}): {rec.unsafe} while "
+                              f"tracing, so the ops may depend on the input's values; it "
+                              f"is evaluated normally on every call", TraceWarning,
+                              stacklevel=3)
         value = out.data if type(out) is Tensor else out
         if not want_grad:
             return value
@@ -293,10 +296,12 @@ class Traced:
         prog.verified = True
         if not (_close(replay[0], plain[0]) and _close(replay[1], plain[1])):
             prog.broken = "replay disagreed with a normal evaluation"
-            warnings.warn(f"trace({getattr(self.fun, '__name__', 'f')}): the replayed ops "
-                          f"disagree with a normal evaluation at a new input (the function's "
-                          f"ops depend on its input or on state that changed); it is "
-                          f"evaluated normally from now on", TraceWarning, stacklevel=3)
+            if self.warn:
+                warnings.warn(f"trace({getattr(self.fun, '__name__', 'f')}): the replayed ops "
+                              f"disagree with a normal evaluation at a new input (the "
+                              f"function's ops depend on its input or on state that "
+                              f"changed); it is evaluated normally from now on",
+                              TraceWarning, stacklevel=3)
         return plain if want_grad else plain[0]
 
 
@@ -341,7 +346,7 @@ def _plain(fun, x, want_grad):
     return _grad_from_graph(out, leaf, x)
 
 
-def trace(fun, max_shapes=8):
+def trace(fun, max_shapes=8, warn=True):
     """Record ``fun`` once per input shape and dtype and replay it afterwards.
 
     Parameters
@@ -351,6 +356,9 @@ def trace(fun, max_shapes=8):
         input (see the module docstring for what that means and what is checked).
     max_shapes : int
         How many input shapes/dtypes to keep programs for (oldest dropped first).
+    warn : bool
+        Warn (:class:`TraceWarning`) when a shape cannot be replayed and falls back
+        to normal evaluation; libraries tracing on the user's behalf pass False.
 
     Returns
     -------
@@ -364,4 +372,4 @@ def trace(fun, max_shapes=8):
     >>> ld = trace(lambda w: ad.sum(y * (w @ XT) - ad.softplus(w @ XT), axis=1))  # doctest: +SKIP
     >>> lp, g = ld.value_and_grad(np.zeros((4, 31)))                             # doctest: +SKIP
     """
-    return Traced(fun, max_shapes=max_shapes)
+    return Traced(fun, max_shapes=max_shapes, warn=warn)
