@@ -156,28 +156,40 @@ def test_vae_step_jax(benchmark):
     benchmark(make_jax_step())
 
 
-def _best_ms(step, n=30, repeat=5):
-    for _ in range(3):
-        step()
-    best = np.inf
-    for _ in range(repeat):
-        t = time.perf_counter()
-        for _ in range(n):
-            step()
-        best = min(best, (time.perf_counter() - t) / n)
-    return best * 1e3
+def _rounds(steps, n=20, rounds=6):
+    """Per-step ms of each step function, ``rounds`` interleaved rounds of ``n`` steps
+    (interleaving spreads a busy machine's slow spells over all contenders)."""
+    times = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            for _ in range(3):
+                step()
+            t = time.perf_counter()
+            for _ in range(n):
+                step()
+            times[name].append((time.perf_counter() - t) / n * 1e3)
+    return times
 
 
 def main():
-    t_zs = _best_ms(make_zsarray_step())
-    print(f"VAE step 784-500-500-40, batch 128, float32, SGVB + Adam: zsarray {t_zs:.2f} ms")
+    steps = {"zsarray": make_zsarray_step()}
     for name, make in (("PyTorch eager", make_torch_step), ("JAX jit", make_jax_step)):
         try:
-            t = _best_ms(make())
-            print(f"{'':>56}{name} {t:.2f} ms (zsarray / {name} = {t_zs / t:.2f})")
+            steps[name] = make()
         except pytest.skip.Exception as e:
             print(f"{name} skipped: {e}")
+    times = _rounds(steps)
+    print("VAE step 784-500-500-40, batch 128, float32, SGVB + Adam (ms per step; best and "
+          "median of 6 interleaved rounds of 20 steps)")
+    best_zs, med_zs = min(times["zsarray"]), float(np.median(times["zsarray"]))
+    for name, t in times.items():
+        best, med = min(t), float(np.median(t))
+        ratio = "" if name == "zsarray" else (f"   zsarray / {name}: {best_zs / best:.2f} best, "
+                                             f"{med_zs / med:.2f} median")
+        print(f"  {name:<14s} best {best:6.2f}  median {med:6.2f}{ratio}")
 
 
 if __name__ == "__main__":
+    import warnings
+    warnings.simplefilter("ignore", UserWarning)    # torch's float(cost) note
     main()

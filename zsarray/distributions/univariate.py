@@ -322,6 +322,13 @@ class Bernoulli(Distribution):
         return (u < _raw(self._probs(p))).astype(self.dtype)
 
     def _log_prob(self, x, p):
+        if p.logits is not None:
+            # x log sigmoid(l) + (1 - x) log sigmoid(-l) = x l - softplus(l) for x in {0, 1}:
+            # one softplus pass where the two log-sigmoids and the select took five
+            ones = _raw(x) == 1
+            logits = p.logits
+            dtype = getattr(_raw(logits), "dtype", np.float64)
+            return ones.astype(dtype) * logits - ad.softplus(logits)
         l1, l0 = self._log_p01(p)
         return ad.where(_raw(x) == 1, l1, l0)
 
