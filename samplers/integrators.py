@@ -101,7 +101,7 @@ _SCHEDULES = {}
 
 
 def integrate(q, p, g, logp, value_and_grad, inv_mass, eps, n_steps,
-              integrator=velocity_verlet):
+              integrator=velocity_verlet, final_kick=True):
     """Run ``n_steps`` integrator steps for every chain at once.
 
     ``q`` and ``p`` are updated in place (pass copies to keep the start).
@@ -125,6 +125,10 @@ def integrate(q, p, g, logp, value_and_grad, inv_mass, eps, n_steps,
         Number of integrator steps.
     integrator : Integrator
         Coefficients (:data:`velocity_verlet`, :data:`mclachlan`, :data:`yoshida`).
+    final_kick : bool
+        Apply the last momentum half-kick (False: the caller applies
+        ``p += integrator.coefficients[-1] * eps * g`` itself, as NUTS's Numba leaf
+        bookkeeping does to save a kernel call per leapfrog).
 
     Returns
     -------
@@ -148,6 +152,6 @@ def integrate(q, p, g, logp, value_and_grad, inv_mass, eps, n_steps,
     for k, a in pairs:
         kick_drift(q, p, g, inv_mass, eps, k, a)
         logp, g = value_and_grad(q)
-    if pairs:
+    if pairs and final_kick:
         backend.kick(p, g, eps, last)
     return q, p, g, logp

@@ -61,6 +61,7 @@ import numpy as np
 from .base import NUTSInfo, HMCState, array_module, draw_momentum, velocity
 from .hmc import DIVERGENCE_THRESHOLD, GradientKernel
 from .integrators import integrate
+from .kernels.cpu import _kick_row
 
 __all__ = ["NUTS"]
 
@@ -150,7 +151,7 @@ def _nb_begin(fwd, running, eps0, lq, lp_, lg, llp, lps, rq, rp, rg, rlp, rps,
 
 
 @_jit
-def _nb_leaf(n, top, last, q, p, g, lp, inv, dense, h0, thr, u, active, eps,
+def _nb_leaf(n, top, last, q, p, g, lp, inv, dense, h0, thr, u, active, eps, kick,
              sub_q, sub_g, sub_lp, sub_h, log_w_sub, n_leap, sum_metro, divergent,
              cum, st_p, st_ps, st_cum, pv_p, pv_ps, prev_p, prev_ps, ps):
     n_active = 0
@@ -158,6 +159,7 @@ def _nb_leaf(n, top, last, q, p, g, lp, inv, dense, h0, thr, u, active, eps,
     for c in range(q.shape[0]):
         if not active[c]:
             continue
+        _kick_row(p, g, kick * eps[c], c)       # the leapfrog's final half-kick
         _nb_velocity(p, c, inv, dense, ps)
         kin = 0.0
         for i in range(d_):
@@ -359,16 +361,18 @@ class NUTS(GradientKernel):
         st_p, st_ps, st_cum, pv_p, pv_ps = (np.empty((kmax, c, d), dtype=dtype)
                                             for _ in range(5))
         scratch = np.empty(d, dtype=dtype)
+        kick = dtype.type(integ.coefficients[-1])     # the final half-kick, in q's dtype
 
         for j in range(self.max_tree_depth):
             fwd = rng.random(c) > 0.5
             _nb_begin(fwd, running, eps0, lq, lp_, lg, llp, lps, rq, rp, rg, rlp, rps,
                       q, p, g, lp, prev_p, prev_ps, eps, active, cum, log_w_sub)
             for n, top, last in _levels(j):
-                q, p, g, lp = integrate(q, p, g, lp, ld, inv, eps, 1, integ)
+                q, p, g, lp = integrate(q, p, g, lp, ld, inv, eps, 1, integ,
+                                        final_kick=False)
                 u = rng.random(c) if n else _ONES_STUB
                 n_active = _nb_leaf(n, top, last, q, p, g, lp, inv2, dense, h0, thr, u, active,
-                                    eps, sub_q, sub_g, sub_lp, sub_h, log_w_sub, n_leap,
+                                    eps, kick, sub_q, sub_g, sub_lp, sub_h, log_w_sub, n_leap,
                                     sum_metro, divergent, cum, st_p, st_ps, st_cum, pv_p, pv_ps,
                                     prev_p, prev_ps, scratch)
                 if n_active == 0 and n + 1 < (1 << j):
