@@ -46,6 +46,25 @@ def test_vae(tmp_path, extra):
     assert_png(out["figure"])
 
 
+def test_iwae_paper_lr_schedule():
+    """Stage i lasts 3^i epochs at 10^(-i/7); shorter runs take a prefix, longer ones stay
+    at the last factor."""
+    import numpy as np
+    from examples._vae_common import iwae_lr_factors
+    f = iwae_lr_factors(3300)
+    starts = np.cumsum([0] + [3 ** i for i in range(8)])
+    for i in range(8):
+        np.testing.assert_allclose(f[starts[i]:starts[i + 1]], 10.0 ** (-i / 7), rtol=1e-15)
+    np.testing.assert_allclose(f[3280:], 0.1, rtol=1e-15)
+    np.testing.assert_array_equal(iwae_lr_factors(13), f[:13])
+
+
+def test_vae_lr_schedule_runs(tmp_path):
+    from examples import vae
+    out = vae.main(quick(tmp_path, "--lr-schedule", "iwae", "--epochs", "5"))
+    assert out["train_bound_last_epoch"] > out["train_bound_first_epoch"]
+
+
 def test_vae_ais(tmp_path):
     from examples import vae
     out = vae.main(quick(tmp_path, "--epochs", "20", "--ais"))
