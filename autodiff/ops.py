@@ -157,7 +157,7 @@ def _kernel_input(x):
 
 
 def _flat(a):
-    return np.ascontiguousarray(a).reshape(-1)
+    return a.ravel()          # a view when C-contiguous, else a C-ordered copy
 
 
 def _logistic_fwd(kernel_name, fallback):
@@ -187,7 +187,8 @@ def _sigmoid_scaled(sign):
             k = _kernel_input(x)
             if k is None or g.shape != x.shape:
                 return g * _sigmoid_np(x if sign > 0 else -x)
-            out = np.empty(x.shape, np.result_type(g.dtype, x.dtype))
+            out = np.empty(x.shape, x.dtype if g.dtype == x.dtype else
+                           np.result_type(g.dtype, x.dtype))
             k.sigmoid_scaled(_flat(g), _flat(x), float(sign), out.reshape(-1))
             return out
         return vjp
@@ -200,7 +201,8 @@ def _sigmoid_rule(ans, x):
         if k is None or g.shape != x.shape:
             e = _exp_neg_abs(x)
             return g * e / ((1 + e) * (1 + e))
-        out = np.empty(x.shape, np.result_type(g.dtype, x.dtype))
+        out = np.empty(x.shape, x.dtype if g.dtype == x.dtype else
+                       np.result_type(g.dtype, x.dtype))
         k.sigmoid_vjp(_flat(g), _flat(x), out.reshape(-1))
         return out
     return vjp
@@ -300,7 +302,10 @@ def _kept_shape(shape, axis):
 
 
 # The array methods skip NumPy's Python-level reduction wrapper (~1.5 us a call).
+_add_reduce = np.add.reduce
 def _sum(x, axis=None, keepdims=False):
+    if type(x) is np.ndarray:       # what ndarray.sum calls, minus its Python wrapper
+        return _add_reduce(x, axis, None, None, keepdims)
     try:
         return x.sum(axis=axis, keepdims=keepdims)
     except AttributeError:   # Python scalars
@@ -638,25 +643,26 @@ defvjp(diagonal, _diagonal_rule)
 
 # ----------------------------------------------------------------------------- products
 
+# (array methods .ndim / .swapaxes: np.ndim and np.swapaxes are Python-level wrappers)
 def _matmul_rule_a(ans, a, b):
     def vjp(g):
-        if np.ndim(b) == 1:
-            return np.multiply.outer(g, b) if np.ndim(a) > 1 else g * b
-        if np.ndim(a) == 1:
+        if b.ndim == 1:
+            return np.multiply.outer(g, b) if a.ndim > 1 else g * b
+        if a.ndim == 1:
             return np.matmul(b, g[..., None])[..., 0]
-        return np.matmul(g, np.swapaxes(b, -1, -2))
+        return np.matmul(g, b.swapaxes(-1, -2))
     return vjp
 
 
 def _matmul_rule_b(ans, a, b):
     def vjp(g):
-        if np.ndim(a) == 1:
-            if np.ndim(b) == 1:
+        if a.ndim == 1:
+            if b.ndim == 1:
                 return g * a
             return a[:, None] * g[..., None, :]
-        if np.ndim(b) == 1:
-            return np.matmul(np.swapaxes(a, -1, -2), g[..., None])[..., 0]
-        return np.matmul(np.swapaxes(a, -1, -2), g)
+        if b.ndim == 1:
+            return np.matmul(a.swapaxes(-1, -2), g[..., None])[..., 0]
+        return np.matmul(a.swapaxes(-1, -2), g)
     return vjp
 
 

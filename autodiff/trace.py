@@ -102,11 +102,13 @@ class _Program:
     edges) with edges (arg position, parent slot, VJP maker) to slots the gradient
     reaches."""
 
-    __slots__ = ("ops", "n_slots", "out_slot", "const", "verified", "broken")
+    __slots__ = ("ops", "n_slots", "out_slot", "const", "verified", "broken", "_fwd", "_vg",
+                 "source")
 
     def __init__(self, rec, out):
         self.verified = False
         self.broken = None
+        self._fwd = self._vg = self.source = None
         if type(out) is not Tensor or id(out) not in rec.slot:
             self.ops, self.n_slots, self.out_slot = (), 1, None
             self.const = out.data if type(out) is Tensor else out
@@ -156,44 +158,12 @@ class _Program:
         if self.out_slot is None:
             if not want_grad:
                 return self.const
-            xp = core.backend.get_array_module(x)
-            return self.const, xp.zeros_like(x)
-        vals = [None] * self.n_slots
-        vals[0] = x
-        tape = []
-        for out_slot, fun, template, fills, leaf_fills, kwargs, edges in self.ops:
-            raw = template.copy()
-            for i, s in fills:
-                raw[i] = vals[s]
-            for i, t in leaf_fills:
-                raw[i] = t.data
-            ans = fun(*raw, **kwargs) if kwargs else fun(*raw)
-            vals[out_slot] = ans
-            if want_grad and edges:
-                vjps = []
-                for _, s, maker in edges:
-                    vjps.append((s, maker(ans, *raw, **kwargs) if kwargs else maker(ans, *raw)))
-                tape.append((out_slot, vjps))
-        value = vals[self.out_slot]
+            return self.const, core.backend.get_array_module(x).zeros_like(x)
+        if self._fwd is None:
+            self._compile()
         if not want_grad:
-            return value
-        grads = [None] * self.n_slots
-        grads[self.out_slot] = core._ones_like(value)
-        for out_slot, vjps in reversed(tape):
-            g = grads[out_slot]
-            if g is None:
-                continue
-            grads[out_slot] = None
-            for s, vjp in vjps:
-                gp = vjp(g)
-                d = vals[s]
-                if gp.shape != d.shape:
-                    gp = core.unbroadcast(gp, d.shape)
-                if gp.dtype is not d.dtype and gp.dtype != d.dtype:
-                    gp = gp.astype(d.dtype)
-                prev = grads[s]
-                grads[s] = gp if prev is None else prev + gp
-        g0 = grads[0]
+            return self._fwd(x)
+        value, g0 = self._vg(x)
         if g0 is None:
             g0 = core._zeros_like(x)
         elif isinstance(g0, np.generic):
@@ -204,6 +174,66 @@ class _Program:
         if isinstance(value, np.generic):
             value = np.asarray(value)
         return value, g0
+
+    def _compile(self):
+        """Generate straight-line Python for the forward pass and for value-and-grad.
+
+        One line per op (``v7 = f7(v3, c7_1)``), one per VJP closure
+        (``b7_0 = m7_0(v7, v3, c7_1)``) and, in reverse order, one VJP call and one
+        accumulation per edge (``t = b7_0(g7)``; ``g3 = t`` or ``g3 = g3 + t``), with the
+        shape/dtype fix of the tape's backward loop inlined. Cotangents are summed in
+        the same order as a reverse walk over the recorded ops.
+        """
+        ns = {"_fix": _fix, "_ones_like": core._ones_like}
+        fwd, grad_fwd = [], []
+        for out_slot, fun, template, fills, leaf_fills, kwargs, edges in self.ops:
+            k = out_slot
+            args = [f"c{k}_{i}" for i in range(len(template))]
+            for i, c in enumerate(template):
+                ns[f"c{k}_{i}"] = c
+            for i, sl in fills:
+                args[i] = f"v{sl}"
+            for i, t in leaf_fills:
+                ns[f"t{k}_{i}"] = t
+                args[i] = f"t{k}_{i}.data"
+            call = ", ".join(args)
+            if kwargs:
+                ns[f"kw{k}"] = kwargs
+                call += f", **kw{k}"
+            ns[f"f{k}"] = fun
+            line = f"    v{k} = f{k}({call})"
+            fwd.append(line)
+            grad_fwd.append(line)
+            for i, sl, maker in edges:
+                ns[f"m{k}_{i}"] = maker
+                grad_fwd.append(f"    b{k}_{i} = m{k}_{i}(v{k}, {call})")
+        out = self.out_slot
+        back = [f"    g{out} = _ones_like(v{out})"]
+        has_g = {out}
+        for out_slot, fun, template, fills, leaf_fills, kwargs, edges in reversed(self.ops):
+            if out_slot not in has_g:
+                continue
+            for i, sl, maker in edges:
+                back.append(f"    t = b{out_slot}_{i}(g{out_slot})")
+                back.append(f"    if t.shape != v{sl}.shape or (t.dtype is not v{sl}.dtype "
+                            f"and t.dtype != v{sl}.dtype):")
+                back.append(f"        t = _fix(t, v{sl})")
+                back.append(f"    g{sl} = g{sl} + t" if sl in has_g else f"    g{sl} = t")
+                has_g.add(sl)
+        g0 = "g0" if 0 in has_g else "None"
+        src = "\n".join(["def _fwd(v0):", *fwd, f"    return v{out}", "",
+                         "def _vg(v0):", *grad_fwd, *back, f"    return v{out}, {g0}", ""])
+        exec(compile(src, f"<autodiff.trace program, {len(self.ops)} ops>", "exec"), ns)
+        self._fwd, self._vg, self.source = ns["_fwd"], ns["_vg"], src
+
+
+def _fix(g, d):
+    """The tape's cotangent fix: sum a broadcast cotangent down, restore the dtype."""
+    if g.shape != d.shape:
+        g = core.unbroadcast(g, d.shape)
+    if g.dtype != d.dtype:
+        g = g.astype(d.dtype)
+    return g
 
 
 def _key(x):
