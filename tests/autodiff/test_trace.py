@@ -55,6 +55,9 @@ def test_replay_matches_the_tape(f, shape):
         np.testing.assert_array_equal(t(x), v_ref)  # value only
     prog = t._programs[(np.ndarray, shape, np.dtype(np.float64))]
     assert prog.verified and prog.broken is None
+    # straight-line code: each recorded op once in the forward and once in value-and-grad
+    for k in range(1, len(prog.ops) + 1):
+        assert prog.source.count(f"    v{k} = f{k}(") == 2
 
 
 @pytest.mark.parametrize("f, shape", [(blr, (3, 4)), (gaussian, (2, 3))])
