@@ -4,6 +4,7 @@ Run (benchmarks are disabled by default in pyproject's addopts)::
 
     PYTHONPATH=. python -m pytest bench/bench_samplers.py --benchmark-enable \
         -p no:cacheprovider --benchmark-columns=mean,min,rounds
+    PYTHONPATH=. python bench/bench_samplers.py    # single-chain NUTS, 4 runs each, vs NumPyro
 
 Model: standardized features plus an intercept (D = 31), ``w ~ N(0, 1)``,
 Bernoulli-logit likelihood, float64, log density written with autodiff ops.
@@ -317,3 +318,66 @@ def test_numpyro_nuts_min_ess_per_second(benchmark, c):
     _report(benchmark, impl="numpyro", chains=c, min_ess_bulk=min_ess,
             min_ess_per_s=min_ess / t["s"], sampling_s=t["s"],
             cold_min_ess_per_s=cold_ess / cold_s, total_s_with_warmup=cold_s)
+
+
+# ------------------------------------------------------- script: repeated NUTS comparison
+def _nuts_ess_rates(n_repeats=4, n_draws=1000):
+    """Single-chain warm NUTS, min bulk ESS per second of sampling, ``n_repeats`` sampling
+    runs from one tuned state (different random streams), for zsarray (ops, traced) and
+    NumPyro, interleaved so that a busy spell of the machine hits all of them."""
+    from samplers.diagnostics import ess
+    runners = {}
+    for model in ("ops", "traced"):
+        f, g = MODELS[model]
+        res = samplers.sample(f, _init(1, 1), n_samples=200, n_warmup=1000, rng=1,
+                              progress=False, grad_fn=g)
+
+        def run(seed, res=res):
+            st, k, rng = res.state, res.kernel, np.random.default_rng(seed)
+            draws = np.empty((1, n_draws, D))
+            t0 = time.perf_counter()
+            for i in range(n_draws):
+                st, _ = k.step(st, rng)
+                draws[:, i] = st.position
+            return float(ess(draws).min()), time.perf_counter() - t0
+        runners[f"zsarray-{model}"] = run
+    try:
+        import jax
+        import jax.numpy as jnp
+        from numpyro.infer import MCMC, NUTS as NNUTS
+        jax.config.update("jax_enable_x64", True)
+        mcmc = MCMC(NNUTS(potential_fn=_numpyro_potential(jnp)), num_warmup=1000,
+                    num_samples=n_draws, num_chains=1, progress_bar=False)
+        init = jnp.asarray(_init(1, 1))[0]
+        mcmc.run(jax.random.PRNGKey(0), init_params=init)
+        mcmc.post_warmup_state = mcmc.last_state
+        mcmc.run(jax.random.PRNGKey(1), init_params=init)      # compile the sampling run
+
+        def run_numpyro(seed):
+            t0 = time.perf_counter()
+            mcmc.run(jax.random.PRNGKey(100 + seed), init_params=init)
+            d = np.asarray(mcmc.get_samples(group_by_chain=True)).reshape(1, n_draws, D)
+            return float(ess(d).min()), time.perf_counter() - t0
+        runners["numpyro"] = run_numpyro
+    except ImportError as e:
+        print(f"NumPyro skipped: {e}")
+    out = {name: [] for name in runners}
+    for seed in range(n_repeats):
+        for name, run in runners.items():
+            out[name].append(run(seed))
+    return out
+
+
+def main():
+    rates = _nuts_ess_rates()
+    print("BLR (breast cancer, D = 31), single-chain NUTS, warm, 1000 draws per run:")
+    print(f"  {'':<16s} {'ms/draw':>8s} {'min ESS':>8s} {'ESS/s':>7s}  (median of runs; ESS/s per run)")
+    for name, runs in rates.items():
+        ess_, secs = np.array(runs).T
+        r = ess_ / secs
+        print(f"  {name:<16s} {np.median(secs):8.3f} {np.median(ess_):8.0f} {np.median(r):7.0f}  "
+              + " ".join(f"{x:.0f}" for x in r))
+
+
+if __name__ == "__main__":
+    main()
