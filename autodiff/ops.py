@@ -30,6 +30,7 @@ __all__ = [
     "matmul", "dot", "einsum", "linear", "stop_gradient",
     "sign", "floor", "ceil", "round", "argmax", "argmin", "isfinite", "isnan",
     "less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
+    "logical_and", "logical_or", "logical_not",
     "zeros_like", "ones_like",
 ]
 
@@ -264,6 +265,9 @@ greater = nograd_primitive(operator.gt, "greater")
 greater_equal = nograd_primitive(operator.ge, "greater_equal")
 equal = nograd_primitive(operator.eq, "equal")
 not_equal = nograd_primitive(operator.ne, "not_equal")
+logical_and = nograd_primitive(np.logical_and, "logical_and")
+logical_or = nograd_primitive(np.logical_or, "logical_or")
+logical_not = nograd_primitive(np.logical_not, "logical_not")
 isfinite = nograd_primitive(np.isfinite, "isfinite")
 isnan = nograd_primitive(np.isnan, "isnan")
 zeros_like = nograd_primitive(np.zeros_like, "zeros_like")

@@ -195,7 +195,7 @@ class Multinomial(Distribution):
 
 def _xlogy_counts(x, logq):
     """``x * log q``, 0 where ``x == 0`` (log q may be -inf there)."""
-    return ad.where(_raw(x) == 0, 0.0, x * logq)
+    return ad.where(ad.equal(x, 0), 0.0, x * logq)
 
 
 class UnnormalizedMultinomial(Distribution):

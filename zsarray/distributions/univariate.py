@@ -45,13 +45,13 @@ def _raw(x):
 def _xlogy(a, x):
     """``a * log(x)``, defined as 0 where ``a == 0`` (so Gamma(1) and Beta(1, .) are
     finite at 0)."""
-    zero = _raw(a) == 0
+    zero = ad.equal(a, 0)          # a primitive, so autodiff.trace replays the mask
     return ad.where(zero, 0.0, a * ad.log(ad.where(zero, 1.0, x)))
 
 
 def _xlog1my(a, x):
     """``a * log(1 - x)``, 0 where ``a == 0``."""
-    zero = _raw(a) == 0
+    zero = ad.equal(a, 0)
     return ad.where(zero, 0.0, a * ad.log1p(-ad.where(zero, 0.0, x)))
 
 
@@ -347,7 +347,7 @@ class Bernoulli(Distribution):
 
 def _xlogy_safe(q, logq):
     """``q * log q`` given ``log q``, 0 where ``q == 0``."""
-    return ad.where(_raw(q) == 0, 0.0, q * logq)
+    return ad.where(ad.equal(q, 0), 0.0, q * logq)
 
 
 def _gumbel_argmax(self, logits, rng, shape):
@@ -475,8 +475,7 @@ class Uniform(Distribution):
         return p.minval + (p.maxval - p.minval) * u
 
     def _log_prob(self, x, p):
-        xr = _raw(x)
-        inside = (xr >= _raw(p.minval)) & (xr < _raw(p.maxval))
+        inside = ad.logical_and(ad.greater_equal(x, p.minval), ad.less(x, p.maxval))
         return ad.where(inside, -ad.log(p.maxval - p.minval), -np.inf)
 
     def _mean(self, p):
@@ -565,7 +564,7 @@ class InverseGamma(Distribution):
         return p.beta / _gamma_noise(self, p.alpha, rng, shape)
 
     def _log_prob(self, x, p):
-        pos = _raw(x) > 0
+        pos = ad.greater(x, 0)
         xs = ad.where(pos, x, 1.0)
         lp = (p.alpha * ad.log(p.beta) - ad.lgamma(p.alpha) - (p.alpha + 1) * ad.log(xs)
               - p.beta / xs)
