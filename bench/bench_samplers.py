@@ -56,69 +56,50 @@ def logdensity(w):
 
 # A fused, differentiable Bernoulli-logit log likelihood: DESIGN's "Numba
 # kernels become differentiable ops" via autodiff.primitive + defvjp. The
-# forward pass is one parallel loop (one exp and one log1p per element); the
-# VJP recomputes the residual y - sigmoid(logits) in a second loop (one exp),
-# so no [C, N] temporary is kept between the passes.
+# forward pass is one loop; the VJP recomputes the residual y - sigmoid(logits)
+# in a second loop, so no [C, N] temporary is kept between the passes. exp and
+# log1p are autodiff.logistic's vectorizable polynomials (libm's are scalar calls,
+# 3-4x slower here). Serial on purpose: Numba's prange threads and OpenBLAS's
+# spinning threads fight for 2 cores (a parallel version ran 4-6x slower at 256
+# chains, right after the matmul of the logits).
 import numba  # noqa: E402
 
-
-@numba.njit(cache=True, nogil=True)
-def _value_row(logits, y, out, c):
-    s = 0.0
-    for n in range(logits.shape[1]):
-        t = logits[c, n]
-        s += y[n] * t - (max(t, 0.0) + np.log1p(np.exp(-abs(t))))
-    out[c] = s
+from autodiff.logistic import _exp_nonpos, _log1p_unit  # noqa: E402
 
 
-@numba.njit(cache=True, nogil=True)
-def _resid_row(logits, y, g, out, c):
-    for n in range(logits.shape[1]):
-        t = logits[c, n]
-        e = np.exp(-abs(t))
-        sig = 1.0 / (1.0 + e) if t >= 0 else e / (1.0 + e)
-        out[c, n] = g[c] * (y[n] - sig)
+_nb = numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
 
 
-@numba.njit(cache=True, nogil=True)
+@_nb
 def _value_serial(logits, y, out):
+    buf = np.empty(logits.shape[1])
     for c in range(logits.shape[0]):
-        _value_row(logits, y, out, c)
+        for n in range(logits.shape[1]):        # vectorizes: no reduction in this loop
+            t = logits[c, n]
+            buf[n] = y[n] * t - (max(t, 0.0) + _log1p_unit(_exp_nonpos(-abs(t))))
+        out[c] = buf.sum()
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _value_parallel(logits, y, out):
-    for c in numba.prange(logits.shape[0]):
-        _value_row(logits, y, out, c)
-
-
-@numba.njit(cache=True, nogil=True)
+@_nb
 def _resid_serial(logits, y, g, out):
     for c in range(logits.shape[0]):
-        _resid_row(logits, y, g, out, c)
-
-
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _resid_parallel(logits, y, g, out):
-    for c in numba.prange(logits.shape[0]):
-        _resid_row(logits, y, g, out, c)
-
-
-PARALLEL_MIN_CHAINS = 64   # below this, starting the thread pool costs more than it saves
+        for n in range(logits.shape[1]):
+            out[c, n] = _exp_nonpos(-abs(logits[c, n]))
+        for n in range(logits.shape[1]):
+            t, e = logits[c, n], out[c, n]
+            out[c, n] = g[c] * (y[n] - (1.0 if t >= 0 else e) / (1.0 + e))
 
 
 def _bern_logit_fwd(logits, y):
     out = np.empty(logits.shape[0])
-    f = _value_parallel if logits.shape[0] >= PARALLEL_MIN_CHAINS else _value_serial
-    f(logits, y, out)
+    _value_serial(logits, y, out)
     return out
 
 
 def _bern_logit_vjp(ans, logits, y):
     def vjp(g):
         out = np.empty_like(logits)
-        f = _resid_parallel if logits.shape[0] >= PARALLEL_MIN_CHAINS else _resid_serial
-        f(logits, y, np.ascontiguousarray(g), out)
+        _resid_serial(logits, y, np.ascontiguousarray(g), out)
         return out
     return vjp
 
@@ -139,8 +120,7 @@ def _np_value(w):
 def _np_grad(w):
     logits = w @ XT
     resid = np.empty_like(logits)
-    f = _resid_parallel if w.shape[0] >= PARALLEL_MIN_CHAINS else _resid_serial
-    f(logits, Y, np.ones(w.shape[0]), resid)
+    _resid_serial(logits, Y, np.ones(w.shape[0]), resid)
     return resid @ X - w
 
 
