@@ -403,3 +403,24 @@ def test_vectorized_softplus_family_on_large_arrays(dtype, rtol):
     g = ad.grad(lambda t: ad.sum(ad.softplus(t)))(x)
     np.testing.assert_allclose(g, expit(x.astype(np.float64)), rtol=10 * rtol, atol=1e-300)
     assert g.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape, n", [((40, 3), 500), ((7, 2, 3), 64), ((300, 5), 100)])
+def test_scatter_add_rows_matches_add_at(dtype, shape, n):
+    """The sort-and-reduceat path for 1-D integer row indices equals np.add.at, with
+    repeated and negative indices and a non-zero target."""
+    from autodiff import backend
+    rng = np.random.default_rng(n)
+    idx = rng.integers(-shape[0], shape[0], n)
+    vals = rng.normal(size=(n,) + shape[1:]).astype(dtype)
+    base = rng.normal(size=shape).astype(dtype)
+    want = base.copy()
+    np.add.at(want, idx, vals)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    got = backend.scatter_add(base.copy(), idx, vals)       # summed in another order
+    np.testing.assert_allclose(got, want, **tol)
+    got = backend.scatter_add(base.copy(), idx, vals[:1])      # broadcast values
+    want = base.copy()
+    np.add.at(want, idx, vals[:1])
+    np.testing.assert_allclose(got, want, **tol)
