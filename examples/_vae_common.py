@@ -30,6 +30,10 @@ def base_parser(description, z_dim=10, mnist_z_dim=40):
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--activation", choices=["relu", "tanh"], default="relu",
+                   help="hidden-layer activation (the IWAE paper's protocol uses tanh, "
+                        "--hidden 200 --z-dim 50 --batch-size 20 --adam-eps 1e-4)")
+    p.add_argument("--adam-eps", type=float, default=1e-8)
     p.add_argument("--lr-schedule", choices=["constant", "iwae"], default="constant",
                    help="iwae: the IWAE paper's staged decay (Burda et al. 2016, sec. 5: "
                         "stage i = 0..7 lasts 3^i epochs at lr * 10^(-i/7); --epochs 3280 is "
@@ -141,7 +145,7 @@ def train(step, x_train, args, params, extra_keys=(), desc="train"):
     any float metrics (averaged per epoch). Returns ``{metric: [per-epoch means]}``
     and the elapsed seconds."""
     from tqdm import tqdm
-    optimizer = zs.optim.Adam(params, lr=args.lr)
+    optimizer = zs.optim.Adam(params, lr=args.lr, eps=getattr(args, "adam_eps", 1e-8))
     schedule = None
     if getattr(args, "lr_schedule", "constant") == "iwae":
         factors = iwae_lr_factors(args.epochs)

@@ -31,12 +31,14 @@ except ImportError:  # run as a script from inside examples/
 class VAE(zs.nn.Module):
     """Encoder ``x -> (mu, log sigma)``, decoder ``z -> logits`` and optional flows."""
 
-    def __init__(self, x_dim, z_dim, hidden, flow="none", n_flows=None, rng=0):
+    def __init__(self, x_dim, z_dim, hidden, flow="none", n_flows=None, rng=0,
+                 activation="relu"):
         rng = np.random.default_rng(rng)
         self.x_dim, self.z_dim = x_dim, z_dim
-        self.encoder = zs.nn.MLP([x_dim, hidden, hidden, 2 * z_dim], activation="relu",
+        self.encoder = zs.nn.MLP([x_dim, hidden, hidden, 2 * z_dim], activation=activation,
                                  rng=rng)
-        self.decoder = zs.nn.MLP([z_dim, hidden, hidden, x_dim], activation="relu", rng=rng)
+        self.decoder = zs.nn.MLP([z_dim, hidden, hidden, x_dim], activation=activation,
+                                 rng=rng)
         self.flow = None
         if flow == "planar":
             self.flow = zs.flows.Sequential(
@@ -171,7 +173,8 @@ def run(args):
     xp = backend.get_array_module(x_train)
     rng = common.make_rng(args.seed, args.device)
     x_dim = x_train.shape[1]
-    vae = VAE(x_dim, args.z_dim, args.hidden, args.flow, args.n_flows, rng=args.seed)
+    vae = VAE(x_dim, args.z_dim, args.hidden, args.flow, args.n_flows, rng=args.seed,
+              activation=args.activation)
     if args.device == "gpu":
         vae.to("gpu")
 
