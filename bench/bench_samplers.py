@@ -4,7 +4,8 @@ Run (benchmarks are disabled by default in pyproject's addopts)::
 
     PYTHONPATH=. python -m pytest bench/bench_samplers.py --benchmark-enable \
         -p no:cacheprovider --benchmark-columns=mean,min,rounds
-    PYTHONPATH=. python bench/bench_samplers.py    # single-chain NUTS, 4 runs each, vs NumPyro
+    PYTHONPATH=. python bench/bench_samplers.py    # interleaved repeats vs NumPyro: HMC at
+                                                   # 256 chains, single-chain NUTS
 
 Model: standardized features plus an intercept (D = 31), ``w ~ N(0, 1)``,
 Bernoulli-logit likelihood, float64, log density written with autodiff ops.
@@ -348,7 +349,58 @@ def _nuts_ess_rates(n_repeats=4, n_draws=1000):
     return out
 
 
+def _hmc_rates(c=256, n_iter=200, rounds=5):
+    """Fixed-step HMC chain-iterations per second at ``c`` chains, ``rounds`` interleaved
+    rounds of ``n_iter`` iterations for zsarray (ops, traced) and NumPyro."""
+    runners = {}
+    for model in ("ops", "traced"):
+        f, g = MODELS[model]
+        k = samplers.HMC(f, step_size=EPS_HMC, n_leapfrogs=N_LEAPFROG, grad_fn=g)
+        box = [k.init(_init(c)), np.random.default_rng(0)]
+
+        def run(k=k, box=box):
+            st, rng = box
+            for _ in range(n_iter):
+                st, _ = k.step(st, rng)
+            box[0] = st
+        run()
+        runners[f"zsarray-{model}"] = run
+    try:
+        import jax
+        import jax.numpy as jnp
+        from numpyro.infer import HMC as NHMC, MCMC
+        jax.config.update("jax_enable_x64", True)
+        kernel = NHMC(potential_fn=_numpyro_potential(jnp), step_size=EPS_HMC,
+                      num_steps=N_LEAPFROG, adapt_step_size=False, adapt_mass_matrix=False)
+        mcmc = MCMC(kernel, num_warmup=0, num_samples=n_iter, num_chains=c,
+                    chain_method="vectorized", progress_bar=False)
+        init = jnp.asarray(_init(c))
+        keys = iter(range(10, 10 ** 6))
+
+        def run_numpyro():
+            mcmc.run(jax.random.PRNGKey(next(keys)), init_params=init)
+            jax.block_until_ready(mcmc.get_samples())
+        run_numpyro()
+        run_numpyro()
+        runners["numpyro"] = run_numpyro
+    except ImportError as e:
+        print(f"NumPyro skipped: {e}")
+    out = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, run in runners.items():
+            t0 = time.perf_counter()
+            run()
+            out[name].append(c * n_iter / (time.perf_counter() - t0))
+    return out
+
+
 def main():
+    rates = _hmc_rates()
+    print(f"BLR, fixed-step HMC ({N_LEAPFROG} leapfrogs), 256 chains, chain-iterations/s "
+          "(5 interleaved rounds of 200 iterations):")
+    for name, r in rates.items():
+        print(f"  {name:<16s} median {np.median(r):8,.0f}  best {max(r):8,.0f}   "
+              + " ".join(f"{x:,.0f}" for x in r))
     rates = _nuts_ess_rates()
     print("BLR (breast cancer, D = 31), single-chain NUTS, warm, 1000 draws per run:")
     print(f"  {'':<16s} {'ms/draw':>8s} {'min ESS':>8s} {'ESS/s':>7s}  (median of runs; ESS/s per run)")
