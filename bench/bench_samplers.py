@@ -342,10 +342,15 @@ def _nuts_ess_rates(n_repeats=4, n_draws=1000):
         runners["numpyro"] = run_numpyro
     except ImportError as e:
         print(f"NumPyro skipped: {e}")
+    return _interleave(runners, n_repeats)
+
+
+def _interleave(runners, rounds):
+    """``{name: [run(i) for i in range(rounds)]}``, the runners taking turns each round."""
     out = {name: [] for name in runners}
-    for seed in range(n_repeats):
+    for i in range(rounds):
         for name, run in runners.items():
-            out[name].append(run(seed))
+            out[name].append(run(i))
     return out
 
 
@@ -385,13 +390,13 @@ def _hmc_rates(c=256, n_iter=200, rounds=5):
         runners["numpyro"] = run_numpyro
     except ImportError as e:
         print(f"NumPyro skipped: {e}")
-    out = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, run in runners.items():
+    def timed(run):
+        def rate(_):
             t0 = time.perf_counter()
             run()
-            out[name].append(c * n_iter / (time.perf_counter() - t0))
-    return out
+            return c * n_iter / (time.perf_counter() - t0)
+        return rate
+    return _interleave({name: timed(run) for name, run in runners.items()}, rounds)
 
 
 def main():
