@@ -290,15 +290,14 @@ def primitive(fun, name=None, nargs=None):
                 ans = fun(xd, **kwargs) if kwargs else fun(xd)
             except (ValueError, TypeError) as err:
                 _reraise(name, err, (xd,))
+            maker = None
             if x.requires_grad and _state.enabled:
                 maker = rules[0] if rules else _maker(rules, name, 0)
-                if maker is not None:
-                    out = _new_node(ans, ((x, maker(ans, xd, **kwargs) if kwargs
-                                           else maker(ans, xd)),))
-                    if _tracer is not None:
-                        _tracer.op(out, fun, rules, (x,), kwargs)
-                    return out
-            out = _leaf(ans)
+            if maker is not None:
+                out = _new_node(ans, ((x, maker(ans, xd, **kwargs) if kwargs
+                                       else maker(ans, xd)),))
+            else:
+                out = _leaf(ans)
             if _tracer is not None:
                 _tracer.op(out, fun, rules, (x,), kwargs)
             return out
@@ -344,8 +343,8 @@ def primitive(fun, name=None, nargs=None):
                         for a in args]
             raw = [a.data if type(a) is Tensor else a for a in args]
             ans = _call(fun, name, raw, kwargs)
+            parents = None
             if _state.enabled:
-                parents = None
                 for i, a in enumerate(args):
                     if type(a) is Tensor and a.requires_grad:
                         makers = VJP_RULES[name]
@@ -356,12 +355,7 @@ def primitive(fun, name=None, nargs=None):
                             parents = [(a, maker(ans, *raw, **kwargs))]
                         else:
                             parents.append((a, maker(ans, *raw, **kwargs)))
-                if parents is not None:
-                    out = _new_node(ans, tuple(parents))
-                    if _tracer is not None:
-                        _tracer.op(out, fun, VJP_RULES[name], args, kwargs)
-                    return out
-            out = _leaf(ans)
+            out = _leaf(ans) if parents is None else _new_node(ans, tuple(parents))
             if _tracer is not None:
                 _tracer.op(out, fun, VJP_RULES[name], args, kwargs)
             return out

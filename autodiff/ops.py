@@ -157,6 +157,11 @@ def _kernel_input(x):
     return _logistic
 
 
+def _vjp_out(g, x):
+    """An empty cotangent of x's shape in the promoted dtype of g and x."""
+    return np.empty(x.shape, x.dtype if g.dtype == x.dtype else np.result_type(g.dtype, x.dtype))
+
+
 def _flat(a):
     return a.ravel()          # a view when C-contiguous, else a C-ordered copy
 
@@ -188,8 +193,7 @@ def _sigmoid_scaled(sign):
             k = _kernel_input(x)
             if k is None or g.shape != x.shape:
                 return g * _sigmoid_np(x if sign > 0 else -x)
-            out = np.empty(x.shape, x.dtype if g.dtype == x.dtype else
-                           np.result_type(g.dtype, x.dtype))
+            out = _vjp_out(g, x)
             k.sigmoid_scaled(_flat(g), _flat(x), float(sign), out.reshape(-1))
             return out
         return vjp
@@ -202,8 +206,7 @@ def _sigmoid_rule(ans, x):
         if k is None or g.shape != x.shape:
             e = _exp_neg_abs(x)
             return g * e / ((1 + e) * (1 + e))
-        out = np.empty(x.shape, x.dtype if g.dtype == x.dtype else
-                       np.result_type(g.dtype, x.dtype))
+        out = _vjp_out(g, x)
         k.sigmoid_vjp(_flat(g), _flat(x), out.reshape(-1))
         return out
     return vjp

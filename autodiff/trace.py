@@ -165,17 +165,7 @@ class _Program:
             self._compile()
         if not want_grad:
             return self._fwd(x)
-        value, g0 = self._vg(x)
-        if g0 is None:
-            g0 = core._zeros_like(x)
-        elif isinstance(g0, np.generic):
-            g0 = np.asarray(g0)
-        elif g0 is x or (type(g0) is np.ndarray and (g0.base is not None
-                                                       or not g0.flags.writeable)):
-            g0 = g0.copy()              # never hand out the input or a view
-        if isinstance(value, np.generic):
-            value = np.asarray(value)
-        return value, g0
+        return _finish(*self._vg(x), x)
 
     def _compile(self):
         """Generate straight-line Python for the forward pass and for value-and-grad.
@@ -352,7 +342,12 @@ def _grad_from_graph(out, leaf, x):
     wanted = {id(leaf): None}
     if type(out) is Tensor and out.requires_grad:
         core._backward(out, core._ones_like(value), wanted)
-    g = wanted[id(leaf)]
+    return _finish(value, wanted[id(leaf)], x)
+
+
+def _finish(value, g, x):
+    """``(value, grad)`` as handed out: arrays (not NumPy scalars), zeros for no gradient,
+    never the input itself or a view of another array."""
     if g is None:
         g = core._zeros_like(x)
     elif isinstance(g, np.generic):
