@@ -4,6 +4,7 @@ Data (binarized scikit-learn digits by default, or the fixed binarization of MNI
 ``--data``), devices and random generators, mini-batching, the training loop with its
 progress bar, batched importance-sampling evaluation and the image-grid figure.
 """
+import os
 import time
 
 import numpy as np
@@ -18,7 +19,8 @@ except ImportError:  # run as a script from inside examples/
     from _common import blas_threads, figure_path, parser
 
 __all__ = ["base_parser", "load_binary", "to_dev", "make_rng", "minibatches", "train",
-           "batched_mean", "plot_rows", "figure_path", "is_mnist", "blas_threads"]
+           "batched_mean", "plot_rows", "figure_path", "is_mnist", "blas_threads",
+           "save_checkpoint", "load_checkpoint"]
 
 
 def base_parser(description, z_dim=10, mnist_z_dim=40):
@@ -48,6 +50,13 @@ def base_parser(description, z_dim=10, mnist_z_dim=40):
                    help="evaluate on the first N test images (default all)")
     p.add_argument("--n-train", type=int, default=None,
                    help="train on the first N training images (default all)")
+    p.add_argument("--checkpoint", default=None, metavar="PATH",
+                   help="save the training state (parameters, optimizer, random generators, "
+                        "history) to PATH every --checkpoint-every epochs and at the end; if "
+                        "PATH exists, resume from it (same options required; --epochs may "
+                        "grow). A run longer than one sitting can then span several")
+    p.add_argument("--checkpoint-every", type=int, default=10, metavar="N",
+                   help="epochs between checkpoints (default 10)")
     return p
 
 
@@ -139,11 +148,17 @@ def iwae_lr_factors(n_epochs, n_stages=8):
     return 10.0 ** (-np.minimum(stage, n_stages - 1) / 7.0)
 
 
-def train(step, x_train, args, params, extra_keys=(), desc="train"):
+def train(step, x_train, args, params, extra_keys=(), desc="train", rngs=()):
     """Run ``args.epochs`` epochs of ``step(x_batch, epoch) -> dict`` with Adam on
     ``params``; ``step`` returns the scalar cost Tensor under ``"cost"`` (minimised) and
     any float metrics (averaged per epoch). Returns ``{metric: [per-epoch means]}``
-    and the elapsed seconds."""
+    and the elapsed seconds (over all sittings when resumed).
+
+    ``rngs``: the generators ``step`` draws from; with ``args.checkpoint`` their states
+    are saved and restored with the rest, so a resumed run repeats the uninterrupted one
+    bit for bit (NumPy generators; CuPy generators are re-seeded from ``args.seed`` and
+    the epoch instead, which changes the draws but not their distribution).
+    """
     from tqdm import tqdm
     optimizer = zs.optim.Adam(params, lr=args.lr, eps=getattr(args, "adam_eps", 1e-8))
     schedule = None
@@ -151,9 +166,16 @@ def train(step, x_train, args, params, extra_keys=(), desc="train"):
         factors = iwae_lr_factors(args.epochs)
         schedule = zs.optim.LambdaLR(optimizer, lambda e: factors[min(e, len(factors) - 1)])
     shuffle = np.random.default_rng(args.seed + 1)
-    history = {}
+    history, first, before = {}, 0, 0.0
+    path = getattr(args, "checkpoint", None)
+    if path is not None and os.path.exists(path):
+        first, history, before = load_checkpoint(path, args, params, optimizer, schedule,
+                                                 shuffle, rngs)
+        print(f"resumed from {path} after epoch {first} ({before:.0f} s of training)")
+    every = max(1, getattr(args, "checkpoint_every", 10))
     start = time.perf_counter()
-    bar = tqdm(range(args.epochs), desc=desc, disable=args.no_progress, leave=False)
+    bar = tqdm(range(first, args.epochs), desc=desc, disable=args.no_progress, leave=False,
+               initial=first, total=args.epochs)
     for epoch in bar:
         sums, count = {}, 0
         for idx in minibatches(len(x_train), args.batch_size, shuffle):
@@ -169,7 +191,80 @@ def train(step, x_train, args, params, extra_keys=(), desc="train"):
         bar.set_postfix({k: f"{v[-1]:.2f}" for k, v in history.items()})
         if schedule is not None:
             schedule.step()
-    return history, time.perf_counter() - start
+        if path is not None and ((epoch + 1) % every == 0 or epoch + 1 == args.epochs):
+            save_checkpoint(path, args, epoch + 1, params, optimizer, schedule, shuffle,
+                            rngs, history, before + time.perf_counter() - start)
+    return history, before + time.perf_counter() - start
+
+
+# options that may differ between the sittings of one checkpointed run
+_RESUMABLE = {"epochs", "checkpoint", "checkpoint_every", "no_progress", "out", "device",
+              "is_k", "n_test", "ais", "ais_temps", "ais_chains", "ais_n", "blas_threads"}
+
+
+def _config(args):
+    return {k: v for k, v in sorted(vars(args).items()) if k not in _RESUMABLE}
+
+
+def _rng_state(rng):
+    state = getattr(getattr(rng, "bit_generator", None), "state", None)
+    return state if isinstance(state, dict) else None
+
+
+def save_checkpoint(path, args, epoch, params, optimizer, schedule, shuffle, rngs, history,
+                    seconds):
+    """Write the training state after ``epoch`` epochs to ``path`` (a pickle; written to
+    ``path + ".tmp"`` first and renamed, so an interrupted save leaves the old one)."""
+    import pickle
+    opt = optimizer.state_dict()
+    opt["state"] = {i: {k: backend.asnumpy(v) if hasattr(v, "shape") else v
+                        for k, v in s.items()} for i, s in opt["state"].items()}
+    state = {"version": 1, "config": _config(args), "epoch": epoch,
+             "params": [backend.asnumpy(p.data) for p in params], "optimizer": opt,
+             "schedule": None if schedule is None else schedule.state_dict(),
+             "shuffle": shuffle.bit_generator.state,
+             "rngs": [_rng_state(r) for r in rngs], "history": history, "seconds": seconds}
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with open(path + ".tmp", "wb") as f:
+        pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path, args, params, optimizer, schedule, shuffle, rngs):
+    """Restore what :func:`save_checkpoint` wrote into the live objects; returns
+    ``(epochs done, history, seconds of training so far)``. Pickle: load only files you
+    wrote yourself."""
+    import pickle
+    with open(path, "rb") as f:
+        state = pickle.load(f)
+    if not isinstance(state, dict) or state.get("version") != 1:
+        raise SystemExit(f"--checkpoint {path}: not a checkpoint written by this script")
+    diff = {k: (state["config"].get(k), v) for k, v in _config(args).items()
+            if state["config"].get(k) != v}
+    if diff:
+        shown = ", ".join(f"--{k.replace('_', '-')} {old!r} there, {new!r} now"
+                          for k, (old, new) in diff.items())
+        raise SystemExit(f"--checkpoint {path} was written with other options ({shown}); "
+                         "use the same options or another checkpoint path")
+    if state["epoch"] > args.epochs:
+        raise SystemExit(f"--checkpoint {path} has {state['epoch']} epochs done, more than "
+                         f"--epochs {args.epochs}")
+    if len(state["params"]) != len(params) or any(
+            a.shape != p.shape for a, p in zip(state["params"], params)):
+        raise SystemExit(f"--checkpoint {path}: its parameter shapes do not match this model")
+    for a, p in zip(state["params"], params):
+        p.data[...] = backend.to_device(a, "gpu" if backend.is_cupy(p.data) else "cpu")
+    optimizer.load_state_dict(state["optimizer"])
+    if schedule is not None:
+        schedule.load_state_dict(state["schedule"])
+    shuffle.bit_generator.state = state["shuffle"]
+    for r, s in zip(rngs, state["rngs"]):
+        if s is not None and _rng_state(r) is not None:
+            r.bit_generator.state = s
+        else:                      # a CuPy generator: a fresh stream for the rest of the run
+            r.__init__(type(r.bit_generator)(args.seed * 100003 + state["epoch"]))
+    return state["epoch"], state["history"], state["seconds"]
 
 
 def batched_mean(fn, x, batch_size):

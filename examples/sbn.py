@@ -125,7 +125,8 @@ def run(args):
                 "q_cost": float(q_cost.data)}
 
     name = f"SBN {args.layers} ({args.method.upper()}, K={args.k})"
-    history, seconds = common.train(step, x_train, args, sbn.parameters(), desc=name)
+    history, seconds = common.train(step, x_train, args, sbn.parameters(), desc=name,
+                                    rngs=(rng,))
 
     def test_ll(x):
         return zs.evaluation.is_loglikelihood(build_model(sbn, len(x), args.is_k, xp=xp),

@@ -188,7 +188,8 @@ def run(args):
         return {"cost": cost, "bound": -float(cost.data)}
 
     name = f"{'VAE' if args.objective == 'elbo' else 'IWAE'} (k={args.k}, flow={args.flow})"
-    history, seconds = common.train(step, x_train, args, vae.parameters(), desc=name)
+    history, seconds = common.train(step, x_train, args, vae.parameters(), desc=name,
+                                    rngs=(rng,))
     metrics = {"train_bound_first_epoch": history["bound"][0],
                "train_bound_last_epoch": history["bound"][-1],
                "bound_per_epoch": history["bound"], "train_seconds": seconds,

@@ -90,7 +90,8 @@ def run(args):
         return {"cost": cost + baseline_cost, "elbo": bound,
                 "baseline_cost": float(baseline_cost.data)}
 
-    history, seconds = common.train(step, x_train, args, vae.parameters(), desc="NVIL")
+    history, seconds = common.train(step, x_train, args, vae.parameters(), desc="NVIL",
+                                    rngs=(rng,))
 
     def test_elbo(x):
         return zs.variational.elbo(build_model(vae, len(x), 10, xp=xp), {"x": x},

@@ -153,7 +153,8 @@ def run(args):
         return {"cost": cost, "labeled_bound": float(lb_l.data),
                 "unlabeled_bound": float(lb_u.data), "classifier_ce": float(ce.data)}
 
-    history, seconds = common.train(step, x_train, args, m2.parameters(), desc="M2")
+    history, seconds = common.train(step, x_train, args, m2.parameters(), desc="M2",
+                                    rngs=(rng, pick))
 
     start = time.perf_counter()
     with ad.no_grad():

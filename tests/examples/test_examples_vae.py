@@ -66,6 +66,41 @@ def test_vae_lr_schedule_runs(tmp_path):
     assert out["train_bound_last_epoch"] > out["train_bound_first_epoch"]
 
 
+@pytest.mark.parametrize("name", ["vae", "vae_ssl"])
+def test_checkpoint_resume_repeats_the_uninterrupted_run(tmp_path, name):
+    """Two epochs, then a second sitting that resumes from the checkpoint to four: the
+    same per-epoch bounds and test metrics, bit for bit, as four epochs in one go (the
+    lr schedule, Adam's moments and every random generator are restored; vae_ssl draws
+    from two generators)."""
+    import importlib
+    ex = importlib.import_module(f"examples.{name}")
+    ck = str(tmp_path / "run.ckpt")
+    base = quick(tmp_path, "--lr-schedule", "iwae", "--is-k", "5", "--n-test", "20")
+    whole = ex.main(base + ["--epochs", "4"])
+    ex.main(base + ["--epochs", "2", "--checkpoint", ck, "--checkpoint-every", "1"])
+    resumed = ex.main(base + ["--epochs", "4", "--checkpoint", ck])
+    for key in whole:
+        if key.endswith("_per_epoch") or key.startswith("test_"):
+            assert resumed[key] == whole[key], key
+    # the finished checkpoint: a third sitting trains nothing and evaluates the same model
+    again = ex.main(base + ["--epochs", "4", "--checkpoint", ck])
+    assert again["test_is_ll"] == whole["test_is_ll"]
+
+
+def test_checkpoint_refuses_other_options(tmp_path):
+    from examples import vae
+    ck = str(tmp_path / "run.ckpt")
+    vae.main(quick(tmp_path, "--epochs", "1", "--is-k", "5", "--n-test", "20",
+                   "--checkpoint", ck))
+    with pytest.raises(SystemExit, match=r"--hidden 200 there, 100 now"):
+        vae.main(quick(tmp_path, "--epochs", "2", "--hidden", "100", "--checkpoint", ck))
+    with pytest.raises(SystemExit, match="1 epochs done, more than --epochs 0"):
+        vae.main(quick(tmp_path, "--epochs", "0", "--checkpoint", ck))
+    (tmp_path / "bad.ckpt").write_bytes(__import__("pickle").dumps({"x": 1}))
+    with pytest.raises(SystemExit, match="not a checkpoint"):
+        vae.main(quick(tmp_path, "--checkpoint", str(tmp_path / "bad.ckpt")))
+
+
 def test_vae_ais(tmp_path):
     from examples import vae
     out = vae.main(quick(tmp_path, "--epochs", "20", "--ais"))
