@@ -174,8 +174,9 @@ def train(step, x_train, args, params, extra_keys=(), desc="train", rngs=()):
         print(f"resumed from {path} after epoch {first} ({before:.0f} s of training)")
     every = max(1, getattr(args, "checkpoint_every", 10))
     start = time.perf_counter()
-    bar = tqdm(range(first, args.epochs), desc=desc, disable=args.no_progress, leave=False,
-               initial=first, total=args.epochs)
+    # disable=None: tqdm's own switch-off when stderr is not a terminal (logs, CI)
+    bar = tqdm(range(first, args.epochs), desc=desc, leave=False, initial=first,
+               total=args.epochs, disable=True if args.no_progress else None)
     for epoch in bar:
         sums, count = {}, 0
         for idx in minibatches(len(x_train), args.batch_size, shuffle):
@@ -192,8 +193,12 @@ def train(step, x_train, args, params, extra_keys=(), desc="train", rngs=()):
         if schedule is not None:
             schedule.step()
         if path is not None and ((epoch + 1) % every == 0 or epoch + 1 == args.epochs):
+            seconds = before + time.perf_counter() - start
             save_checkpoint(path, args, epoch + 1, params, optimizer, schedule, shuffle,
-                            rngs, history, before + time.perf_counter() - start)
+                            rngs, history, seconds)
+            if bar.disable and not args.no_progress:    # a log file: one line per save
+                print(f"epoch {epoch + 1}/{args.epochs} ({seconds:.0f} s): " + ", ".join(
+                    f"{k} {v[-1]:.3f}" for k, v in history.items()), flush=True)
     return history, before + time.perf_counter() - start
 
 

@@ -153,7 +153,8 @@ def train(model, x, y, n_steps, batch, lr, seed=0, progress=True):
     rng = np.random.default_rng(seed)
     n = x.shape[0]
     history = []
-    bar = tqdm(range(n_steps), desc="SVGP", disable=not progress, leave=False)
+    bar = tqdm(range(n_steps), desc="SVGP", disable=None if progress else True,
+               leave=False)
     for step in bar:
         idx = xp.asarray(rng.choice(n, size=min(batch, n), replace=False))
         optimizer.zero_grad()

@@ -144,7 +144,8 @@ def fit(x_train, x_test, n_topics, n_iters, n_hmc=2, n_leapfrogs=10, lr=0.05, se
         # -(1/N) sum_d sum_v x_dv log (theta_d @ softmax(beta))_v at the current sample
         return -ad.sum(x * ad.log(theta @ ad.softmax(b, axis=1))) / n_tokens
 
-    bar = tqdm(range(n_iters), desc="MC-EM", disable=not progress, leave=False)
+    bar = tqdm(range(n_iters), desc="MC-EM", disable=None if progress else True,
+               leave=False)
     for it in bar:
         # E-step: a few HMC transitions of every document's eta, beta/mu/sigma fixed.
         phi = xp.exp(beta.data - beta.data.max(1, keepdims=True))

@@ -67,7 +67,7 @@ def test_vae_lr_schedule_runs(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["vae", "vae_ssl"])
-def test_checkpoint_resume_repeats_the_uninterrupted_run(tmp_path, name):
+def test_checkpoint_resume_repeats_the_uninterrupted_run(tmp_path, capsys, name):
     """Two epochs, then a second sitting that resumes from the checkpoint to four: the
     same per-epoch bounds and test metrics, bit for bit, as four epochs in one go (the
     lr schedule, Adam's moments and every random generator are restored; vae_ssl draws
@@ -78,7 +78,11 @@ def test_checkpoint_resume_repeats_the_uninterrupted_run(tmp_path, name):
     base = quick(tmp_path, "--lr-schedule", "iwae", "--is-k", "5", "--n-test", "20")
     whole = ex.main(base + ["--epochs", "4"])
     ex.main(base + ["--epochs", "2", "--checkpoint", ck, "--checkpoint-every", "1"])
+    capsys.readouterr()
     resumed = ex.main(base + ["--epochs", "4", "--checkpoint", ck])
+    out, err = capsys.readouterr()
+    assert f"resumed from {ck} after epoch 2" in out
+    assert "%|" not in err          # no progress bar when stderr is not a terminal
     for key in whole:
         if key.endswith("_per_epoch") or key.startswith("test_"):
             assert resumed[key] == whole[key], key
