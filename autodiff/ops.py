@@ -10,6 +10,7 @@ Forward computations call ``numpy`` functions, which dispatch to CuPy through th
 functions and linear algebra go through :mod:`autodiff.backend` explicitly.
 """
 import builtins
+import math
 import operator
 import string
 
@@ -224,7 +225,7 @@ lgamma = _unary("lgamma", lambda x: _sp(x).gammaln(x),
 gammaln = lgamma
 digamma = _unary("digamma", lambda x: _sp(x).digamma(x),
                  lambda ans, x: lambda g: g * _sp(x).polygamma(1, x))
-_TWO_OVER_SQRT_PI = 2.0 / np.sqrt(np.pi)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)   # a Python float: keeps float32 float32
 erf = _unary("erf", lambda x: _sp(x).erf(x),
              lambda ans, x: lambda g: g * _TWO_OVER_SQRT_PI * np.exp(-np.square(x)))
 erfc = _unary("erfc", lambda x: _sp(x).erfc(x),

@@ -30,9 +30,7 @@ def linear_gaussian(sigma, observed=None):
     """z ~ N(0, 1); x | z ~ N(z, sigma^2)  =>  x ~ N(0, 1 + sigma^2)."""
     bn = zs.BayesianNet(observed)
     z = bn.normal("z", 0.0, std=1.0)
-    # .tensor: distributions drop the gradient of a node passed as a parameter (bug
-    # reported to the distributions engineer); the Tensor keeps it.
-    bn.normal("x", z.tensor, std=sigma)
+    bn.normal("x", z, std=sigma)          # a node as a parameter: its tensor, gradient kept
     return bn
 
 
@@ -334,3 +332,39 @@ def test_mean_field_vi_on_bayesian_linear_regression_reaches_the_analytic_optimu
     mu, ls = avg[0] / n_avg, avg[1] / n_avg
     np.testing.assert_allclose(mu, post_mean, atol=0.02 * np.sqrt(mf_var).max() + 0.01)
     np.testing.assert_allclose(np.exp(2 * ls), mf_var, rtol=0.1)
+
+
+@zs.meta_bayesian_net(scope="f32")
+def _f32_model(n, observed=None):
+    bn = zs.BayesianNet(observed)
+    z = bn.normal("z", np.zeros((n, 3), np.float32), std=np.float32(1), group_ndims=1,
+                  n_samples=5)
+    bn.normal("x", z, std=np.float32(0.5), group_ndims=1)
+    return bn
+
+
+@pytest.mark.parametrize("objective", [
+    lambda m, x, q: zv.elbo(m, {"x": x}, variational=q, axis=0).sgvb(),
+    lambda m, x, q: zv.elbo(m, {"x": x}, variational=q, axis=0).reinforce(
+        variance_reduction=False),
+    lambda m, x, q: zv.iw_objective(m, {"x": x}, variational=q, axis=0).tensor,
+    lambda m, x, q: zv.iw_objective(m, {"x": x}, variational=q, axis=0).sgvb(),
+    lambda m, x, q: zv.iw_objective(m, {"x": x}, variational=q, axis=0).vimco(),
+    lambda m, x, q: zv.klpq(m, {"x": x}, variational=q, axis=0).importance(),
+    lambda m, x, q: zs.evaluation.is_loglikelihood(m, {"x": x}, proposal=q, axis=0),
+], ids=["elbo-sgvb", "elbo-reinforce", "iw-bound", "iw-sgvb", "vimco", "klpq-importance",
+        "is-loglikelihood"])
+def test_float32_stays_float32(objective):
+    """float32 data and parameters give float32 objectives and gradients (a float64
+    NumPy scalar such as ``np.log(k)`` would promote them under NumPy 2)."""
+    x = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
+    mu = ad.Tensor(np.zeros(3, np.float32), requires_grad=True)
+    q = zs.BayesianNet(rng=0)
+    q.normal("z", mu * ad.tensor(np.ones((6, 1), np.float32)), std=np.float32(1),
+             group_ndims=1, n_samples=5)
+    out = objective(_f32_model(6), x, q)
+    value = out.data if isinstance(out, ad.Tensor) else out
+    assert value.dtype == np.float32
+    if isinstance(out, ad.Tensor) and out.requires_grad:
+        ad.sum(out).backward()
+        assert mu.grad.dtype == np.float32

@@ -32,6 +32,8 @@ Which derivative ``logp`` carries (``logq(z(theta), theta)``, theta = (mu, log s
 These are exactly the gradients of the unfused tape computation
 :func:`unfused_normal_sample_logprob` (tested to rounding).
 """
+import math
+
 import numpy as np
 
 import autodiff as ad
@@ -42,7 +44,7 @@ from . import kernels_cpu
 
 __all__ = ["fused_normal_sample_logprob", "unfused_normal_sample_logprob"]
 
-_HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)   # a Python float: keeps float32 float32
 
 
 def _kernels(x):

@@ -31,6 +31,8 @@ per objective:
 """
 import copy
 
+import math
+
 import numpy as np
 
 import autodiff as ad
@@ -58,7 +60,7 @@ def log_mean_exp(x, axis=None, keepdims=False):
     autodiff.Tensor
     """
     n = np.prod(x.shape) if axis is None else x.shape[axis]
-    return ad.logsumexp(x, axis=axis, keepdims=keepdims) - np.log(n)
+    return ad.logsumexp(x, axis=axis, keepdims=keepdims) - math.log(n)
 
 
 def latent_nodes(variational, who):

@@ -16,7 +16,7 @@ autoencoders"); ``L_1`` is the ELBO.
 Reduction: ``.tensor`` is ``L_K`` per batch element (the particle axis reduced);
 costs are ``-L_K`` averaged over the remaining (batch) axes, scalars.
 """
-import numpy as np
+import math
 
 import autodiff as ad
 
@@ -109,12 +109,12 @@ def _vimco_signal(log_w, axis):
     xp = _xp(log_w)
     lw = xp.moveaxis(log_w, axis, 0)                       # [K, ...]
     k = lw.shape[0]
-    l_k = _lse(lw, 0) - np.log(k)                          # [...]
+    l_k = _lse(lw, 0) - math.log(k)                        # [...]
     geo = (xp.sum(lw, axis=0) - lw) / (k - 1)              # log geometric mean of others, [K, ...]
     rows = xp.broadcast_to(lw[None], (k,) + lw.shape).copy()   # [j, i, ...]
     idx = xp.arange(k)
     rows[idx, idx] = geo
-    l_minus = _lse(rows, 1) - np.log(k)                    # [K, ...]
+    l_minus = _lse(rows, 1) - math.log(k)                  # [K, ...]
     return xp.moveaxis(l_k[None] - l_minus, 0, axis)
 
 
