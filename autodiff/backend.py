@@ -9,7 +9,7 @@ algebra go through ``scipy.special``/``numpy.linalg`` or ``cupyx.scipy.special``
 import numpy as np
 
 __all__ = ["get_array_module", "asnumpy", "to_device", "gpu_available", "special",
-           "linalg", "scipy_linalg", "is_cupy", "default_device", "set_default_device",
+           "linalg", "scipy_linalg", "is_cupy", "default_device", "set_default_device", "default_float",
            "scatter_add", "tune_allocator", "cuda_launch"]
 
 _cupy = None           # the cupy module once imported, False if unavailable
@@ -36,13 +36,25 @@ def get_array_module(*xs):
     """The array module (``numpy`` or ``cupy``) of the arrays among ``xs``.
 
     Autodiff Tensors count by their ``.data``. CuPy wins if any input is a CuPy
-    array; with no array input at all, NumPy.
+    array, NumPy if any is a NumPy array; with no array among ``xs`` (Python scalars,
+    lists, nothing) the default device decides (:func:`set_default_device`; NumPy
+    unless set).
     """
     for x in xs:
         d = getattr(x, "data", x) if type(x).__name__ == "Tensor" else x
         if is_cupy(d):
             return _import_cupy()
+    if _default_device == "gpu" and not any(
+            isinstance(getattr(x, "data", x) if type(x).__name__ == "Tensor" else x,
+                       (np.ndarray, np.generic)) for x in xs):
+        return _import_cupy()
     return np
+
+
+def default_float(xp):
+    """The float dtype of new arrays when no input decides: float32 on the GPU (CuPy),
+    float64 on the CPU."""
+    return np.dtype(np.float32) if xp is not np else np.dtype(np.float64)
 
 
 def gpu_available():
@@ -83,7 +95,13 @@ def default_device():
 
 
 def set_default_device(device):
-    """Set the device used when no input array decides ("cpu" or "gpu")."""
+    """Set the device used when no input array decides ("cpu" or "gpu").
+
+    It applies to arrays made from Python scalars and lists (``autodiff.tensor([...])``,
+    distributions with scalar parameters) and to ``samplers.sample(init_position=None)``;
+    on the GPU their float dtype defaults to float32. Arrays passed in always decide for
+    themselves.
+    """
     global _default_device
     if device not in ("cpu", "gpu"):
         raise ValueError(f"device: expected 'cpu' or 'gpu', got {device!r}")

@@ -209,6 +209,11 @@ def tensor(data, requires_grad=False, dtype=None):
     if type(data) is Tensor:
         data = data.data
     xp = backend.get_array_module(data)
+    if dtype is None and xp is not np and not hasattr(data, "dtype"):
+        data = xp.asarray(data)         # Python scalars or lists on the GPU: float32
+        if data.dtype.kind == "f":
+            data = data.astype(backend.default_float(xp), copy=False)
+        return Tensor(data, requires_grad=requires_grad)
     data = xp.asarray(data, dtype=dtype)
     return Tensor(data, requires_grad=requires_grad)
 

@@ -19,8 +19,8 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = ["HMCState", "HMCInfo", "NUTSInfo", "RWMHState", "LogDensity",
-           "array_module", "as_generator", "inverse_mass_parts", "velocity", "draw_momentum",
-           "format_chains", "StatsRecorder", "STAT_KEYS"]
+           "array_module", "default_module", "as_generator", "inverse_mass_parts", "velocity",
+           "draw_momentum", "format_chains", "StatsRecorder", "STAT_KEYS"]
 
 
 class HMCState(NamedTuple):
@@ -155,6 +155,14 @@ def array_module(x):
     return np
 
 
+def default_module():
+    """The array module of new arrays when no input decides: the default device of
+    :mod:`autodiff.backend` (``set_default_device``) when autodiff is loaded (only it can
+    change the default), else NumPy."""
+    backend = sys.modules.get("autodiff.backend")
+    return np if backend is None else backend.get_array_module()
+
+
 def as_generator(rng, xp=np):
     """Turn ``rng`` (int seed or Generator) into a Generator of module ``xp``.
 
@@ -167,10 +175,15 @@ def as_generator(rng, xp=np):
     """
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
         return xp.random.default_rng(int(rng))
-    if isinstance(rng, np.random.Generator) or type(rng).__module__.startswith("cupy"):
+    on_gpu = type(rng).__module__.startswith("cupy") and hasattr(rng, "integers")
+    if not (on_gpu or isinstance(rng, np.random.Generator)):
+        raise TypeError("rng: expected an int seed or a numpy.random.Generator / "
+                        f"cupy.random.Generator, got {type(rng).__name__} ({rng!r})")
+    if on_gpu == (xp is not np):
         return rng
-    raise TypeError("rng: expected an int seed or a numpy.random.Generator / "
-                    f"cupy.random.Generator, got {type(rng).__name__} ({rng!r})")
+    # a generator of the other module (a NumPy Generator with CuPy positions, say): a
+    # generator of xp seeded by one draw from it, so the run is still reproducible
+    return xp.random.default_rng(int(rng.integers(0, 2 ** 63 - 1)))
 
 
 def inverse_mass_parts(inverse_mass, dim, xp, dtype):

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from .base import STAT_KEYS, StatsRecorder, array_module, as_generator
+from .base import STAT_KEYS, StatsRecorder, array_module, as_generator, default_module
 from .hmc import HMC
 from .mala import MALA
 from .nuts import NUTS
@@ -187,10 +187,11 @@ def _initial_positions(init_position, n_chains, dim, init, rng, xp):
         if init not in _INITS:
             raise ValueError(f"init: unknown initialization {init!r}; valid: {list(_INITS)}")
         shape = (int(n_chains), int(dim))
+        dtype = np.float64 if xp is np else np.float32      # float32 on the GPU
         if init == "zeros":
-            return xp.zeros(shape)
+            return xp.zeros(shape, dtype)
         # Stan's default: uniform(-2, 2) on the unconstrained space.
-        return rng.uniform(-2.0, 2.0, size=shape)
+        return rng.uniform(-2.0, 2.0, size=shape).astype(dtype, copy=False)
     q = init_position
     if not hasattr(q, "ndim"):
         q = np.asarray(q, dtype=float)
@@ -206,6 +207,20 @@ def _initial_positions(init_position, n_chains, dim, init, rng, xp):
     if q.dtype.kind != "f":
         q = q.astype(np.float64)
     return q.copy()
+
+
+def _check_options(kernel, opts, size_name):
+    """A clear error for keyword arguments that neither sample() nor the kernel takes."""
+    import inspect
+    params = inspect.signature(KERNELS[kernel].__init__).parameters
+    taken = {n for n, p in params.items() if n not in ("self", "logdensity")
+             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    unknown = sorted(set(opts) - taken)
+    if unknown:
+        own = [n for n, p in inspect.signature(sample).parameters.items()
+               if p.kind is not p.VAR_KEYWORD and n != "logdensity"]
+        raise TypeError(f"sample(kernel={kernel!r}): unknown option(s) {unknown}; valid: "
+                        f"{own + sorted(taken - set(own))}")
 
 
 def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel="nuts",
@@ -272,7 +287,7 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
     if not 0.0 < target_accept < 1.0:
         raise ValueError(f"target_accept: expected a value in (0, 1), got {target_accept!r}")
 
-    xp = array_module(init_position) if init_position is not None else np
+    xp = array_module(init_position) if init_position is not None else default_module()
     gen = as_generator(rng, xp)
     q0 = _initial_positions(init_position, n_chains, dim, init, gen, xp)
 
@@ -284,6 +299,7 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
     if kernel == "hmc":
         opts.setdefault("n_leapfrogs", 10)
     size_name = "scale" if kernel == "rwmh" else "step_size"
+    _check_options(kernel, opts, size_name)
     k = KERNELS[kernel](logdensity, **{size_name: step_size}, inverse_mass=inverse_mass,
                         grad_fn=grad_fn, **opts)
     state = k.init(q0)

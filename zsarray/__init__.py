@@ -19,8 +19,18 @@ _install_helpers()
 from . import variational, evaluation  # noqa: E402  (they build on the framework above)
 from .inference import HMC, NUTS, MALA, RWMH, SGLD, PSGLD, SGHMC, SGNHT  # noqa: E402
 
+def __getattr__(name):
+    """``zs.sample`` (:func:`samplers.sample`, the array-level driver) and
+    ``zs.diagnostics`` (:mod:`samplers.diagnostics`), imported on first use so that
+    ``import zsarray`` stays quick."""
+    if name in ("sample", "diagnostics"):
+        import samplers
+        return getattr(samplers, name)
+    raise AttributeError(f"module 'zsarray' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
 
 __all__ = ["distributions", "transforms", "nn", "optim", "flows", "datasets", "variational", "evaluation", "BayesianNet", "StochasticTensor", "DeterministicNode",
            "MetaBayesianNet", "meta_bayesian_net", "HMC", "NUTS", "MALA", "RWMH", "SGLD",
-           "PSGLD", "SGHMC", "SGNHT"]
+           "PSGLD", "SGHMC", "SGNHT", "sample", "diagnostics"]

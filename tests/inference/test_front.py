@@ -301,3 +301,15 @@ def test_front_trace_replays_masks_and_matches_the_tape():
         np.testing.assert_allclose(g, g_ref, rtol=1e-12, atol=1e-14)
     prog = next(iter(traced._programs.values()))
     assert prog.verified and prog.broken is None
+
+
+def test_zs_reexports_the_array_level_driver():
+    """``zs.sample`` and ``zs.diagnostics`` are the samplers' own (loaded on first use)."""
+    assert zs.sample is samplers.sample
+    assert zs.diagnostics is samplers.diagnostics
+    assert {"sample", "diagnostics"} <= set(zs.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        zs.no_such_name
+    res = zs.sample(lambda q: -0.5 * ad.sum(q * q, axis=1), np.zeros((2, 3)), n_samples=50,
+                    n_warmup=50, rng=0, progress=False)
+    assert res.draws.shape == (2, 50, 3)

@@ -257,3 +257,11 @@ def test_lazy_public_names():
     assert samplers.NUTS is samplers.nuts.NUTS and samplers.ess is samplers.diagnostics.ess
     with pytest.raises(AttributeError, match="no attribute 'Gibbs'"):
         samplers.Gibbs
+
+
+@pytest.mark.parametrize("kernel, own", [("nuts", "max_tree_depth"), ("hmc", "n_leapfrogs"),
+                                         ("rwmh", "scale")])
+def test_unknown_option_names_the_valid_ones(kernel, own):
+    with pytest.raises(TypeError, match=rf"unknown option\(s\) \['bogus'\]; valid: .*'{own}'"):
+        samplers.sample(lambda q: -0.5 * ad.sum(q * q, axis=1), np.zeros((2, 2)),
+                        kernel=kernel, bogus=1, progress=False)
