@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
+import autodiff as ad
 import samplers
 from samplers import driver
 from samplers.driver import DivergenceWarning, Result
