@@ -154,3 +154,38 @@ def test_attributes(case):
     for k, v in case.params.items():
         assert d.params[k].shape == np.shape(v)
     assert repr(d).startswith(case.cls.__name__)
+
+
+# ------------------------------------------------------------------ UnnormalizedMultinomial
+
+def _unnormalized_multinomial_ref(logits, x, normalize=True):
+    """sum_k x_k log p_k with p = softmax(logits) (or log p = logits)."""
+    logp = logits - sps.logsumexp(logits, axis=-1, keepdims=True) if normalize else logits
+    return np.sum(x * logp, axis=-1)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_unnormalized_multinomial_log_prob_shapes_and_gradient(normalize):
+    rng = np.random.default_rng(7)
+    logits = rng.standard_normal((2, 1, 4))                      # batch [2, 1], K = 4
+    if not normalize:
+        logits = logits - sps.logsumexp(logits, axis=-1, keepdims=True)
+    x = rng.integers(0, 6, size=(3, 4)).astype(float)           # broadcasts to [2, 3]
+    d = zd.UnnormalizedMultinomial(logits, normalize_logits=normalize)
+    assert d.batch_shape == (2, 1) and d.value_shape == (4,) and not d.is_continuous
+    lp = d.log_prob(x)
+    assert lp.shape == (2, 3)
+    np.testing.assert_allclose(lp.data, _unnormalized_multinomial_ref(logits, x, normalize),
+                               rtol=1e-12)
+    # no n! / prod x_k! term: it differs from Multinomial's log-pmf by exactly that
+    n = x.sum(-1)
+    full = zd.Multinomial(logits, n_experiments=n).log_prob(x).data
+    np.testing.assert_allclose(full - lp.data, np.broadcast_to(
+        sps.gammaln(n + 1) - sps.gammaln(x + 1).sum(-1), (2, 3)), rtol=1e-12)
+    assert zd.UnnormalizedMultinomial(logits, group_ndims=1).log_prob(x).shape == (2,)
+    ad.check_grads(lambda l: zd.UnnormalizedMultinomial(
+        l, normalize_logits=normalize).log_prob(x), logits)
+    f32 = zd.UnnormalizedMultinomial(logits.astype(np.float32)).log_prob(x.astype(np.float32))
+    assert f32.dtype == np.float32
+    with pytest.raises(NotImplementedError, match="cannot be sampled"):
+        d.sample(1, rng=0)
