@@ -198,3 +198,16 @@ def test_hand_built_net_cannot_reobserve_and_deterministic_has_no_log_prob():
         bn.stochastic(3, zs.distributions.Normal(0.0, std=1.0))
     with pytest.raises(ValueError, match="no stochastic nodes"):
         zs.BayesianNet().log_joint()
+
+
+def test_helper_signatures_show_the_distribution_parameters():
+    import inspect
+    sig = inspect.signature(zs.BayesianNet(rng=0).normal)          # bound: no self
+    assert list(sig.parameters)[:4] == ["name", "mean", "std", "logstd"]
+    assert sig.parameters["group_ndims"].default == 0
+    assert sig.parameters["n_samples"].kind is inspect.Parameter.KEYWORD_ONLY
+    sig.bind("z", 0.0, std=1.0, group_ndims=1, n_samples=3)        # the documented call
+    with pytest.raises(TypeError):
+        sig.bind("z", 0.0, bogus=1)
+    helper = zs.BayesianNet.unnormalized_multinomial
+    assert "normalize_logits" in inspect.signature(helper).parameters

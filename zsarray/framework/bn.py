@@ -7,6 +7,7 @@ flows through). Observations are passed explicitly to the constructor; there is 
 global context (unlike ZhuSuan's process-wide stack), so nets can be built in threads.
 """
 import difflib
+import inspect
 import re
 
 import numpy as np
@@ -286,7 +287,25 @@ def _helper(cls):
     helper.__doc__ = (f"Add a stochastic node ``name ~ {cls.__name__}(*args, **kwargs)`` "
                       f"drawn ``n_samples`` times when unobserved; see "
                       f"zsarray.distributions.{cls.__name__}. Returns the StochasticTensor.")
+    helper.__signature__ = _helper_signature(cls)
     return helper
+
+
+def _helper_signature(cls):
+    """``(self, name, <cls's parameters>, *, <Distribution's options>, n_samples=None)``
+    for ``inspect.signature`` and IDEs (the helper itself forwards ``*args, **kwargs``)."""
+    P = inspect.Parameter
+    own = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    params = [P("self", P.POSITIONAL_OR_KEYWORD), P("name", P.POSITIONAL_OR_KEYWORD)]
+    params += [p for p in own if p.kind not in (P.VAR_KEYWORD, P.KEYWORD_ONLY)]
+    keyword = [p for p in own if p.kind is P.KEYWORD_ONLY]
+    if any(p.kind is P.VAR_KEYWORD for p in own):      # the options it forwards to the base
+        from ..distributions import Distribution
+        taken = {p.name for p in params + keyword}
+        keyword += [p for p in inspect.signature(Distribution.__init__).parameters.values()
+                    if p.kind is P.KEYWORD_ONLY and p.name not in taken]
+    keyword.append(P("n_samples", P.KEYWORD_ONLY, default=None))
+    return inspect.Signature(params + keyword)
 
 
 def _install_helpers():
