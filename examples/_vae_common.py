@@ -19,7 +19,7 @@ except ImportError:  # run as a script from inside examples/
     from _common import blas_threads, figure_path, parser
 
 __all__ = ["base_parser", "load_binary", "to_dev", "make_rng", "minibatches", "train",
-           "batched_mean", "plot_rows", "figure_path", "is_mnist", "blas_threads",
+           "batched_mean", "plot_rows", "plot_curve", "figure_path", "is_mnist", "blas_threads",
            "save_checkpoint", "load_checkpoint"]
 
 
@@ -306,6 +306,34 @@ def plot_rows(rows, path, title=None, per_row=16):
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_curve(history, path, title=None, lr_factors=None):
+    """Save the per-epoch training metrics (``{name: [per-epoch means]}``) against the
+    epoch, on a log epoch axis when the run is long; ``lr_factors`` (one per epoch) marks
+    where the learning rate drops."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for k, v in history.items():
+        ax.plot(np.arange(1, len(v) + 1), v, lw=1, label=k)
+    if lr_factors is not None:
+        n = len(next(iter(history.values()), []))
+        drops = [e for e in range(1, min(n, len(lr_factors))) if lr_factors[e] < lr_factors[e - 1]]
+        for e in drops:
+            ax.axvline(e + 1, color="0.8", lw=0.8, zorder=0)
+    if len(next(iter(history.values()), [])) > 100:
+        ax.set_xscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("per-epoch mean (nats)")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -212,11 +212,16 @@ def run(args):
     common.plot_rows([("data", x_show), ("reconstruction", recon), ("prior samples", samples)],
                      path, title=f"{name}, test log p(x) = {metrics['test_is_ll']:.2f} nats")
     metrics["figure"] = path
+    schedule = common.iwae_lr_factors(args.epochs) if args.lr_schedule == "iwae" else None
+    metrics["curve_figure"] = common.plot_curve(
+        {"train bound": history["bound"]}, path[:-4] + "_curve.png", lr_factors=schedule,
+        title=f"{name}: training bound per epoch (grey: lr drops)" if schedule is not None
+        else f"{name}: training bound per epoch")
     common.report(f"{name} on {metrics['data']}, {args.epochs} epochs in {seconds:.1f} s",
                   metrics, ["train_bound_first_epoch", "train_bound_last_epoch", "test_elbo",
                             "test_is_ll", "test_nll", "test_ais_ll", "test_is_ll_ais_images",
                             "ais_acceptance",
-                            "eval_seconds", "figure"])
+                            "eval_seconds", "figure", "curve_figure"])
     return metrics
 
 

@@ -64,6 +64,7 @@ def test_vae_lr_schedule_runs(tmp_path):
     out = vae.main(quick(tmp_path, "--lr-schedule", "iwae", "--epochs", "5",
                          "--activation", "tanh", "--adam-eps", "1e-4"))
     assert out["train_bound_last_epoch"] > out["train_bound_first_epoch"]
+    assert_png(out["curve_figure"])
 
 
 @pytest.mark.parametrize("name", ["vae", "vae_ssl"])
