@@ -10,8 +10,7 @@ import numpy as np
 
 __all__ = ["get_array_module", "asnumpy", "to_device", "gpu_available", "special",
            "linalg", "scipy_linalg", "is_cupy", "default_device", "set_default_device",
-           "default_float",
-           "scatter_add", "tune_allocator", "cuda_launch"]
+           "default_float", "scatter_add", "tune_allocator", "cuda_launch"]
 
 _cupy = None           # the cupy module once imported, False if unavailable
 _default_device = "cpu"
