@@ -25,12 +25,12 @@ from .ops import __all__ as _ops_all
 from .linalg import cholesky, solve_triangular, solve, slogdet, inv
 from . import operators as _operators  # noqa: F401  (binds Tensor operators)
 from .check import check_grads
-from .trace import trace, Traced, TraceWarning
+from .trace import trace, Traced, TracedStep, TraceWarning
 
 __version__ = "0.1.0"
 
 __all__ = ["backend", "Tensor", "tensor", "register_tensor_like", "unwrap", "primitive", "defvjp", "nograd_primitive",
            "VJP_RULES", "grad", "value_and_grad", "no_grad", "enable_grad",
            "is_grad_enabled", "NestedGradError", "unbroadcast", "cholesky",
-           "solve_triangular", "solve", "slogdet", "inv", "check_grads", "trace",
+           "solve_triangular", "solve", "slogdet", "inv", "check_grads", "trace", "TracedStep",
            "Traced", "TraceWarning"] + list(_ops_all)

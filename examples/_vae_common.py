@@ -57,6 +57,9 @@ def base_parser(description, z_dim=10, mnist_z_dim=40):
                         "grow). A run longer than one sitting can then span several")
     p.add_argument("--checkpoint-every", type=int, default=10, metavar="N",
                    help="epochs between checkpoints (default 10)")
+    p.add_argument("--no-trace", dest="trace", action="store_false",
+                   help="evaluate the training cost with the plain tape every step instead "
+                        "of replaying it with autodiff.trace (same numbers, slower)")
     return p
 
 
@@ -148,11 +151,17 @@ def iwae_lr_factors(n_epochs, n_stages=8):
     return 10.0 ** (-np.minimum(stage, n_stages - 1) / 7.0)
 
 
-def train(step, x_train, args, params, extra_keys=(), desc="train", rngs=()):
+def train(step, x_train, args, params, extra_keys=(), desc="train", rngs=(), cost=None):
     """Run ``args.epochs`` epochs of ``step(x_batch, epoch) -> dict`` with Adam on
     ``params``; ``step`` returns the scalar cost Tensor under ``"cost"`` (minimised) and
     any float metrics (averaged per epoch). Returns ``{metric: [per-epoch means]}``
     and the elapsed seconds (over all sittings when resumed).
+
+    ``cost``: optionally the same cost as a pure function ``x_batch -> scalar Tensor``
+    (no epoch, no Python-side metrics). With ``args.trace`` it is recorded once by
+    ``autodiff.trace(cost, params=params)`` and replayed every step (the same values and
+    random numbers as the plain tape, about a quarter less time per step on small
+    batches); the metric is then ``bound = -cost``.
 
     ``rngs``: the generators ``step`` draws from; with ``args.checkpoint`` their states
     are saved and restored with the rest, so a resumed run repeats the uninterrupted one
@@ -173,6 +182,11 @@ def train(step, x_train, args, params, extra_keys=(), desc="train", rngs=()):
                                                  shuffle, rngs)
         print(f"resumed from {path} after epoch {first} ({before:.0f} s of training)")
     every = max(1, getattr(args, "checkpoint_every", 10))
+    if cost is not None and getattr(args, "trace", False):
+        traced = ad.trace(cost, params=params)
+
+        def step(x, epoch):                # noqa: F811 -- the replayed form of step
+            return {"bound": -float(traced.backward(x))}
     start = time.perf_counter()
     # disable=None: tqdm's own switch-off when stderr is not a terminal (logs, CI)
     bar = tqdm(range(first, args.epochs), desc=desc, leave=False, initial=first,
@@ -180,9 +194,10 @@ def train(step, x_train, args, params, extra_keys=(), desc="train", rngs=()):
     for epoch in bar:
         sums, count = {}, 0
         for idx in minibatches(len(x_train), args.batch_size, shuffle):
-            out = step(x_train[idx], epoch)
             optimizer.zero_grad()
-            out.pop("cost").backward()
+            out = step(x_train[idx], epoch)
+            if "cost" in out:
+                out.pop("cost").backward()
             optimizer.step()
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
@@ -203,7 +218,7 @@ def train(step, x_train, args, params, extra_keys=(), desc="train", rngs=()):
 
 
 # options that may differ between the sittings of one checkpointed run
-_RESUMABLE = {"epochs", "checkpoint", "checkpoint_every", "no_progress", "out", "device",
+_RESUMABLE = {"epochs", "checkpoint", "checkpoint_every", "no_progress", "out", "device", "trace",
               "is_k", "n_test", "ais", "ais_temps", "ais_chains", "ais_n", "blas_threads"}
 
 

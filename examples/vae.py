@@ -178,18 +178,20 @@ def run(args):
     if args.device == "gpu":
         vae.to("gpu")
 
-    def step(x, epoch):
-        model = build_model(vae, len(x), args.k, xp=xp)
+    def cost(x):
+        model = build_model(vae, x.shape[0], args.k, xp=xp)
         q = vae.q_net(x, args.k, rng)
         if args.objective == "elbo":
-            cost = zs.variational.elbo(model, {"x": x}, variational=q, axis=0).sgvb()
-        else:
-            cost = zs.variational.iw_objective(model, {"x": x}, variational=q, axis=0).sgvb()
-        return {"cost": cost, "bound": -float(cost.data)}
+            return zs.variational.elbo(model, {"x": x}, variational=q, axis=0).sgvb()
+        return zs.variational.iw_objective(model, {"x": x}, variational=q, axis=0).sgvb()
+
+    def step(x, epoch):
+        c = cost(x)
+        return {"cost": c, "bound": -float(c.data)}
 
     name = f"{'VAE' if args.objective == 'elbo' else 'IWAE'} (k={args.k}, flow={args.flow})"
     history, seconds = common.train(step, x_train, args, vae.parameters(), desc=name,
-                                    rngs=(rng,))
+                                    rngs=(rng,), cost=cost)
     metrics = {"train_bound_first_epoch": history["bound"][0],
                "train_bound_last_epoch": history["bound"][-1],
                "bound_per_epoch": history["bound"], "train_seconds": seconds,

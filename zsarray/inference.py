@@ -128,7 +128,7 @@ def _sum_but_first(x, n):
         x = ad.tensor(x)
     if x.ndim >= 1 and x.shape[0] == n:
         return ad.sum(ad.reshape(x, (n, -1)), axis=1) if x.ndim > 1 else x
-    return ad.sum(x) + ad.tensor(np.zeros(n, dtype=x.dtype))
+    return ad.sum(x) + ad.tensor(backend.get_array_module(x).zeros(n, dtype=x.dtype))
 
 
 def _joint(model, observed, n, scaled=(), scale=1.0):

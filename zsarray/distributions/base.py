@@ -36,6 +36,7 @@ import numpy as np
 
 import autodiff as ad
 from autodiff import backend
+from autodiff import core as ad_core
 from autodiff.core import Tensor
 
 __all__ = ["Distribution", "Constraint", "constraints", "make_rng"]
@@ -211,7 +212,18 @@ def draw(rng, xp, method, *args, **kwargs):
 
     A NumPy generator with CuPy parameters draws on the host and copies the result to
     the device (and the other way round), so any generator works with any device.
+
+    Under :func:`autodiff.trace` the draw is recorded as a random source: replay draws
+    again from the same generator instead of reusing these numbers.
     """
+    out = _draw(rng, xp, method, *args, **kwargs)
+    tracer = ad_core._tracer
+    if tracer is not None:
+        tracer.source(out, _draw, (rng, xp, method, *args), kwargs, rng)
+    return out
+
+
+def _draw(rng, xp, method, *args, **kwargs):
     rng_xp = backend.get_array_module(rng) if backend.is_cupy(rng) else np
     if rng_xp is not xp:
         args = [backend.asnumpy(a) if backend.is_cupy(a) else a for a in args] \

@@ -55,8 +55,9 @@ def _kernels(x):
 
 
 class _Ctx:
-    """What the backward kernels need, and a one-entry memo of their (mu, logstd) pair."""
-    __slots__ = ("eps", "sigma", "z", "shape", "lognormal", "coef", "_key", "_out")
+    """What the backward kernels need, and a one-entry memo of their (mu, logstd) pair.
+    The forward primitive fills it; the log-density primitive and the VJPs read it."""
+    __slots__ = ("eps", "sigma", "z", "lp", "shape", "lognormal", "coef", "_key", "_out")
 
     def pair(self, which, g):
         # keyed on the output too: z and logp may receive the very same cotangent object
@@ -85,17 +86,39 @@ class _Ctx:
         return gmu.astype(dt).reshape(self.shape), gls.astype(dt).reshape(self.shape)
 
 
-def _passthrough(mu, logstd, out, ctx):
-    return out
+def _forward(mu_raw, ls_raw, eps, ctx):
+    """The kernel's forward pass on raw arrays: returns z (shape of ``eps``), keeps the
+    log-density and what the VJPs need in ``ctx``."""
+    xp = backend.get_array_module(eps)
+    batch, dt = ctx.shape, eps.dtype
+    m = int(np.prod(batch, dtype=np.int64))
+    flat = lambda a: xp.ascontiguousarray(xp.broadcast_to(xp.asarray(a, dt), batch)).reshape(m)
+    mu_f, ls_f = flat(mu_raw), flat(ls_raw)
+    sigma = xp.exp(ls_f)
+    eps2 = xp.ascontiguousarray(eps).reshape(-1, m)
+    z = xp.empty_like(eps2)
+    lp = xp.empty_like(eps2)
+    _kernels(eps).forward(mu_f, sigma, -ls_f - _HALF_LOG_2PI, eps2, z, lp, ctx.lognormal)
+    ctx.eps, ctx.sigma, ctx.z, ctx.lp = eps2, sigma, z, lp.reshape(eps.shape)
+    ctx._key = ctx._out = None
+    return z.reshape(eps.shape)
+
+
+def _stored_logp(mu, logstd, z, ctx):
+    """The log-density the forward primitive computed alongside ``z`` (taking ``z`` as
+    an argument keeps that dependence visible to :func:`autodiff.trace`)."""
+    return ctx.lp
 
 
 def _rule(which, i):
-    return lambda ans, mu, logstd, out, ctx: lambda g: ctx.pair(which, g)[i]
+    return lambda ans, mu, logstd, other, ctx: lambda g: ctx.pair(which, g)[i]
 
 
-_z = ad.primitive(_passthrough, "fused_normal_z")
+# Two primitives over one kernel call: z (its forward runs the kernel) and log p(z)
+# (reads what the kernel stored); both differentiate into (mean, logstd) through ctx.
+_z = ad.primitive(_forward, "fused_normal_z")
 ad.defvjp(_z, _rule("z", 0), _rule("z", 1), None, None)
-_logp = ad.primitive(_passthrough, "fused_normal_logp")
+_logp = ad.primitive(_stored_logp, "fused_normal_logp")
 ad.defvjp(_logp, _rule("logp", 0), _rule("logp", 1), None, None)
 
 
@@ -129,32 +152,21 @@ def fused_normal_sample_logprob(mean, logstd, eps, *, lognormal=False,
     """
     mu_raw = mean.data if type(mean) is Tensor else mean
     ls_raw = logstd.data if type(logstd) is Tensor else logstd
-    xp = backend.get_array_module(eps)
     batch = tuple(np.broadcast_shapes(np.shape(mu_raw), np.shape(ls_raw)))
     nb = len(batch)
     if eps.shape[eps.ndim - nb:] != batch or eps.ndim < nb:
         raise ValueError(f"fused_normal_sample_logprob: eps must have shape S + {batch} "
                          f"(the broadcast shape of mean and logstd), got {eps.shape}")
-    dt = eps.dtype
-    m = int(np.prod(batch, dtype=np.int64))
-    flat = lambda a: xp.ascontiguousarray(xp.broadcast_to(xp.asarray(a, dt), batch)).reshape(m)
-    mu_f, ls_f = flat(mu_raw), flat(ls_raw)
-    sigma = xp.exp(ls_f)
-    eps2 = xp.ascontiguousarray(eps).reshape(-1, m)
-    z = xp.empty_like(eps2)
-    lp = xp.empty_like(eps2)
-    _kernels(eps).forward(mu_f, sigma, -ls_f - _HALF_LOG_2PI, eps2, z, lp, bool(lognormal))
     ctx = _Ctx()
-    ctx.eps, ctx.sigma, ctx.z, ctx.shape, ctx.lognormal = eps2, sigma, z, batch, bool(lognormal)
-    ctx._key = ctx._out = None
+    ctx.shape, ctx.lognormal = batch, bool(lognormal)
     c_path = 1.0 if reparameterized else 0.0
     c_score = 0.0 if path_derivative else 1.0
     ctx.coef = (c_path, c_score)
-    z_out = z.reshape(eps.shape)
-    lp_out = lp.reshape(eps.shape)
-    zt = _z(mean, logstd, z_out, ctx) if reparameterized else Tensor(z_out)
-    lpt = _logp(mean, logstd, lp_out, ctx) if (c_path or c_score) else Tensor(lp_out)
-    return zt, lpt
+    z = _z(mean, logstd, eps, ctx)
+    lp = _logp(mean, logstd, z, ctx)
+    if not (c_path or c_score):
+        lp = ad.stop_gradient(lp)
+    return (z if reparameterized else ad.stop_gradient(z)), lp
 
 
 def unfused_normal_sample_logprob(mean, logstd, eps, *, lognormal=False,

@@ -325,12 +325,12 @@ class Bernoulli(Distribution):
         if p.logits is not None:
             # x log sigmoid(l) + (1 - x) log sigmoid(-l) = x l - softplus(l) for x in {0, 1}:
             # one softplus pass where the two log-sigmoids and the select took five
-            ones = _raw(x) == 1
+            # (comparisons and casts as autodiff primitives: ad.trace follows x through them)
             logits = p.logits
             dtype = getattr(_raw(logits), "dtype", np.float64)
-            return ones.astype(dtype) * logits - ad.softplus(logits)
+            return ad.cast(ad.equal(x, 1), dtype) * logits - ad.softplus(logits)
         l1, l0 = self._log_p01(p)
-        return ad.where(_raw(x) == 1, l1, l0)
+        return ad.where(ad.equal(x, 1), l1, l0)
 
     def _mean(self, p):
         return self._probs(p)
@@ -378,7 +378,7 @@ class Categorical(Distribution):
     def _log_prob(self, x, p):
         lsm = ad.log_softmax(p.logits)
         k = self._xp.arange(self.n_categories)
-        onehot = _raw(x)[..., None] == k
+        onehot = ad.equal(ad.expand_dims(x, -1), k)
         return ad.sum(ad.where(onehot, lsm, 0.0), axis=-1)
 
     def _index_moments(self, p):
