@@ -193,3 +193,146 @@ def test_samplers_use_the_replayed_gradient():
             st, _ = k.step(st, rng)
         runs.append(st.position)
     np.testing.assert_allclose(runs[0], runs[1], rtol=1e-12)
+
+
+# ------------------------------------------------------------------ trace(f, params=...)
+
+def _two_layer(seed=0):
+    r = np.random.default_rng(seed)
+    return [ad.tensor(r.normal(size=(4, 5)) * 0.5, requires_grad=True),
+            ad.tensor(r.normal(size=5) * 0.1, requires_grad=True),
+            ad.tensor(r.normal(size=(5, 1)) * 0.5, requires_grad=True)]
+
+
+def _mlp_cost(params):
+    w1, b1, w2 = params
+
+    def cost(x):                                 # x [N, 4] -> scalar
+        h = ad.tanh(x @ w1 + b1)
+        y = x[:, 0] > 0                          # a mask from the input (a primitive)
+        logits = ad.reshape(h @ w2, (-1,))
+        return ad.mean(ad.softplus(logits) - ad.where(y, logits, 0.0)) \
+            + 1e-3 * ad.sum(w1 * w1)
+    return cost
+
+
+def _batches(n, seed=5):
+    r = np.random.default_rng(seed)
+    return [r.normal(size=(8, 4)) for _ in range(n)]
+
+
+def _sgd(params, lr=0.1):
+    for p in params:
+        p.data -= lr * p.grad
+        p.grad = None
+
+
+def test_traced_step_repeats_the_tape_exactly_through_training():
+    """Twenty SGD steps on new batches: replayed values and parameters equal the tape's
+    (the same ops in the same order)."""
+    pa, pb = _two_layer(), _two_layer()
+    cost_a, cost_b = _mlp_cost(pa), _mlp_cost(pb)
+    step = ad.trace(cost_b, params=pb)
+    assert isinstance(step, ad.TracedStep)
+    for x in _batches(20):
+        c = cost_a(x)
+        c.backward()
+        va = float(c.data)
+        _sgd(pa)
+        vb = float(step.backward(x))
+        _sgd(pb)
+        assert va == vb
+    for a, b in zip(pa, pb):
+        np.testing.assert_array_equal(a.data, b.data)
+    prog = next(iter(step._programs.values()))
+    assert prog.verified and prog.broken is None
+
+
+def test_traced_step_gradients_match_finite_differences():
+    params = _two_layer(1)
+    cost = _mlp_cost(params)
+    step = ad.trace(cost, params=params)
+    x = _batches(1)[0]
+    for _ in range(3):                           # trace, verify, replay
+        for p in params:
+            p.grad = None
+        step.backward(x)
+    for p in params:
+        d = np.random.default_rng(2).normal(size=p.shape)
+        eps = 1e-6
+        p.data += eps * d
+        up = float(cost(x).data)
+        p.data -= 2 * eps * d
+        down = float(cost(x).data)
+        p.data += eps * d
+        np.testing.assert_allclose(np.sum(p.grad * d), (up - down) / (2 * eps), rtol=1e-6)
+
+
+def test_traced_step_accumulates_like_backward_and_skips_unused_parameters():
+    params = _two_layer(2)
+    unused = ad.tensor(np.ones(3), requires_grad=True)
+    step = ad.trace(_mlp_cost(params), params=params + [unused])
+    x = _batches(1)[0]
+    for call in range(3):                        # trace, verify, replay: same rule
+        for p in params:
+            p.grad = None
+        step.backward(x)
+        first = [p.grad.copy() for p in params]
+        step.backward(x)                         # no zero_grad: adds
+        for p, g in zip(params, first):
+            np.testing.assert_allclose(p.grad, 2 * g, rtol=1e-15)
+        assert unused.grad is None
+    assert params[0].grad is not params[1].grad
+    # calling gives the value only and leaves .grad alone
+    before = params[0].grad.copy()
+    assert float(step(x)) == float(_mlp_cost(params)(x).data)
+    np.testing.assert_array_equal(params[0].grad, before)
+
+
+def test_traced_step_sees_parameters_rebound_or_changed_in_place():
+    params = _two_layer(3)
+    step = ad.trace(_mlp_cost(params), params=params)
+    x = _batches(1)[0]
+    for _ in range(2):
+        step.backward(x)
+    params[0].data = params[0].data * 2.0         # rebinding .data (as .to() or a user would)
+    params[1].data += 1.0                         # in place
+    for p in params:
+        p.grad = None
+    v = float(step.backward(x))
+    ref = _mlp_cost(params)(x)
+    assert v == float(ref.data)
+
+
+def test_traced_step_catches_a_frozen_value_on_the_verifying_call():
+    """Reading .data (invisible to the recorder) freezes a value; the second call
+    compares with the tape, warns and evaluates normally from then on."""
+    params = _two_layer(4)
+    w1 = params[0]
+
+    def cost(x):
+        frozen = ad.tensor(w1.data.sum())        # computed from a parameter's raw data
+        return ad.mean(ad.tanh(x @ w1)) * frozen
+    step = ad.trace(cost, params=params[:1])
+    xs = _batches(3)
+    step.backward(xs[0])
+    _sgd(params[:1])
+    with pytest.warns(TraceWarning, match="disagree"):
+        v = step.backward(xs[1])
+    assert float(v) == float(cost(xs[1]).data)
+    _sgd(params[:1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert float(step.backward(xs[2])) == float(cost(xs[2]).data)
+
+
+def test_traced_step_bad_arguments():
+    p = ad.tensor(np.ones(2), requires_grad=True)
+    with pytest.raises(TypeError, match=r"params\[1\] must be a Tensor with requires_grad"):
+        ad.trace(lambda x: ad.sum(x * p), params=[p, np.ones(2)])
+    with pytest.raises(TypeError, match=r"params\[0\] must be a Tensor with requires_grad"):
+        ad.trace(lambda x: ad.sum(x * p), params=[ad.tensor(np.ones(2))])
+    with pytest.raises(ValueError, match="twice"):
+        ad.trace(lambda x: ad.sum(x * p), params=[p, p])
+    with pytest.raises(TypeError, match="use .backward"):
+        ad.trace(lambda x: ad.sum(x * p), params=[p]).value_and_grad(np.ones(2))
