@@ -28,6 +28,18 @@ Like ``jax.jit``, replay assumes ``f`` is *shape-static and pure in its input*:
 A second safeguard: the second call of each traced shape is evaluated both ways and
 the results compared; a mismatch (the function changed its ops between calls) warns
 and turns replay off for that shape.
+
+``trace(cost, params=[...])`` differentiates with respect to parameter Tensors instead
+of the input: a training step, ``cost(x_batch) -> scalar``, whose ``backward(x)`` fills
+the parameters' ``.grad`` as ``cost(x).backward()`` would. The parameters' ``.data``
+are inputs of the program (read at every call), and random draws made through
+``zsarray.distributions`` are recorded as *sources*: replay draws again from the same
+generator, so a traced run consumes random numbers exactly as the tape does, and the
+verifying call restores the generators' states between its two evaluations. A draw
+whose array arguments are not traced values, or a generator whose state cannot be
+saved, makes the step fall back to normal evaluation. On a 784-200-200-50 VAE with
+batches of 20, a traced ELBO step repeats the tape's costs and parameters bit for bit
+over 600 steps and takes about a quarter less time.
 """
 import warnings
 
