@@ -302,12 +302,9 @@ def batched_mean(fn, x, batch_size):
 def plot_rows(rows, path, title=None, per_row=16):
     """Save a figure with one image strip per ``(label, images [n, D])`` row, images
     square (``D = side^2``), gray levels in [0, 1]."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     n_rows = len(rows)
-    fig, axes = plt.subplots(n_rows, 1, figsize=(per_row * 0.6 + 1.5, n_rows * 0.75 + 0.6),
-                             squeeze=False)
+    plt, fig, axes = _subplots(n_rows, 1, figsize=(per_row * 0.6 + 1.5, n_rows * 0.75 + 0.6),
+                               squeeze=False)
     for ax, (label, images) in zip(axes[:, 0], rows):
         images = np.asarray(backend.asnumpy(images), dtype=np.float64)[:per_row]
         side = int(round(np.sqrt(images.shape[1])))
@@ -321,6 +318,19 @@ def plot_rows(rows, path, title=None, per_row=16):
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
+    return _save(plt, fig, path)
+
+
+def _subplots(*args, **kwargs):
+    """``(pyplot, figure, axes)`` on the file-only Agg backend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(*args, **kwargs)
+    return plt, fig, axes
+
+
+def _save(plt, fig, path):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -331,10 +341,7 @@ def plot_curve(history, path, title=None, lr_factors=None):
     """Save the per-epoch training metrics (``{name: [per-epoch means]}``) against the
     epoch, on a log epoch axis when the run is long; ``lr_factors`` (one per epoch) marks
     where the learning rate drops."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    plt, fig, ax = _subplots(figsize=(6.4, 3.6))
     for k, v in history.items():
         ax.plot(np.arange(1, len(v) + 1), v, lw=1, label=k)
     if lr_factors is not None:
@@ -349,10 +356,7 @@ def plot_curve(history, path, title=None, lr_factors=None):
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def report(name, metrics, keys):
