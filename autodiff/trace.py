@@ -340,9 +340,14 @@ class Traced:
         return _close(a[0], b[0]) and _close(a[1], b[1])
 
     # shared machinery
+    def _prepare(self, x):
+        return x if hasattr(x, "shape") else np.asarray(x)
+
+    def _call(self, arg):
+        return self.fun(arg)
+
     def _evaluate(self, x, want_grad):
-        if not hasattr(x, "shape"):
-            x = np.asarray(x)
+        x = self._prepare(x)
         key = self._key(x)
         prog = self._programs.get(key)
         if prog is None:
@@ -363,7 +368,7 @@ class Traced:
         core._state.enabled = True
         core._state.depth += 1
         try:
-            out = self.fun(arg)
+            out = self._call(arg)
         finally:
             core._state.depth -= 1
             core._state.enabled = prev_enabled
@@ -431,36 +436,47 @@ class TracedStep(Traced):
         return (f"trace({getattr(self.fun, '__name__', self.fun)!r}, "
                 f"params=[{len(self.params)} Tensors])")
 
-    def __call__(self, x):
-        if type(x) is Tensor or core._state.depth or core._tracer is not None:
-            return self.fun(x)
-        return self._evaluate(x, want_grad=False)[0]
+    def __call__(self, *xs):
+        if any(type(x) is Tensor for x in xs) or core._state.depth \
+                or core._tracer is not None:
+            return self.fun(*xs)
+        return self._evaluate(xs, want_grad=False)[0]
 
-    def value_and_grad(self, x):
-        raise TypeError("trace(f, params=...): use .backward(x), which fills the "
+    def value_and_grad(self, *xs):
+        raise TypeError("trace(f, params=...): use .backward(*inputs), which fills the "
                         "parameters' .grad; value_and_grad is for functions of x")
 
-    def backward(self, x):
-        """``f(x)`` as a raw array; the gradient of its sum with respect to each parameter
-        is added to the parameter's ``.grad`` (set when None)."""
-        if type(x) is Tensor:
-            x = x.data
-        value, grads = self._evaluate(x, want_grad=True)
+    def backward(self, *xs):
+        """``f(*xs)`` as a raw array (``xs``: the step's input arrays, e.g. a minibatch's
+        inputs and targets); the gradient of its sum with respect to each parameter is
+        added to the parameter's ``.grad`` (set when None)."""
+        value, grads = self._evaluate(xs, want_grad=True)
         delivered = set()        # one array never becomes the .grad of two parameters
         for p, g in zip(self.params, grads):
             if g is not None:
                 core._deliver(p, g, None, _NO_SEED, delivered)
         return value
 
-    def _key(self, x):
-        return (_key(x),) + tuple((p.data.shape, p.data.dtype) for p in self.params)
+    def _prepare(self, xs):
+        if not xs:
+            raise TypeError("trace(f, params=...): the step needs at least one input array")
+        return tuple(x.data if type(x) is Tensor else x if hasattr(x, "shape")
+                     else np.asarray(x) for x in xs)
 
-    def _inputs(self, x):
-        leaf = Tensor(x)
-        return leaf, [leaf, *self.params], tuple(range(1, 1 + len(self.params)))
+    def _call(self, leaves):
+        return self.fun(*leaves)
 
-    def _raw_inputs(self, x):
-        return (x, *[p.data for p in self.params])
+    def _key(self, xs):
+        return tuple(_key(x) for x in xs) + tuple((p.data.shape, p.data.dtype)
+                                                  for p in self.params)
+
+    def _inputs(self, xs):
+        leaves = [Tensor(x) for x in xs]
+        n = len(leaves)
+        return leaves, [*leaves, *self.params], tuple(range(n, n + len(self.params)))
+
+    def _raw_inputs(self, xs):
+        return (*xs, *[p.data for p in self.params])
 
     def _from_graph(self, out, inputs, x, want_grad):
         value = out.data if type(out) is Tensor else out
@@ -470,20 +486,20 @@ class TracedStep(Traced):
         value, grads = res if want_grad else (res, None)
         return (np.asarray(value) if isinstance(value, np.generic) else value), grads
 
-    def _plain(self, x, want_grad):
+    def _plain(self, xs, want_grad):
         if not want_grad:
             with core.no_grad():
-                out = self.fun(Tensor(x))
+                out = self.fun(*[Tensor(x) for x in xs])
             return (out.data if type(out) is Tensor else out), None
         prev = core._state.enabled
         core._state.enabled = True
         core._state.depth += 1
         try:
-            out = self.fun(Tensor(x))
+            out = self.fun(*[Tensor(x) for x in xs])
         finally:
             core._state.depth -= 1
             core._state.enabled = prev
-        return self._from_graph(out, None, x, True)
+        return self._from_graph(out, None, xs, True)
 
     def _same(self, a, b):
         if not _close(a[0], b[0]):

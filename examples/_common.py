@@ -7,9 +7,10 @@ import numpy as np
 from autodiff import backend
 
 
-def parser(description, blas_option=False):
+def parser(description, blas_option=False, trace_option=False):
     """An argparse parser with the options every example takes (and ``--blas-threads``
-    for the examples that run under :func:`blas_threads`)."""
+    for the examples that run under :func:`blas_threads`, ``--no-trace`` for those that
+    train through ``autodiff.trace(cost, params=...)``)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true",
                    help="a short run (under a minute on 2 CPU cores) for smoke tests")
@@ -23,6 +24,11 @@ def parser(description, blas_option=False):
                        help="BLAS threads while the example runs (default 1: on small, busy "
                             "machines OpenBLAS threads spin against each other and make small "
                             "matrix products 5-20x slower); 0 leaves it alone")
+    if trace_option:
+        p.add_argument("--no-trace", dest="trace", action="store_false",
+                       help="evaluate the training cost with the plain tape every step "
+                            "instead of replaying it with autodiff.trace (same numbers, "
+                            "slower)")
     return p
 
 

@@ -25,7 +25,7 @@ __all__ = ["base_parser", "load_binary", "to_dev", "make_rng", "minibatches", "t
 
 def base_parser(description, z_dim=10, mnist_z_dim=40):
     """The shared CLI plus the options of the VAE family."""
-    p = parser(description, blas_option=True)
+    p = parser(description, blas_option=True, trace_option=True)
     p.add_argument("--data", default=None,
                    help="binarized_mnist.npz (zs.datasets.load_binarized_mnist); default: "
                         "scikit-learn digits, 8x8, thresholded at 0.5")
@@ -57,9 +57,6 @@ def base_parser(description, z_dim=10, mnist_z_dim=40):
                         "grow). A run longer than one sitting can then span several")
     p.add_argument("--checkpoint-every", type=int, default=10, metavar="N",
                    help="epochs between checkpoints (default 10)")
-    p.add_argument("--no-trace", dest="trace", action="store_false",
-                   help="evaluate the training cost with the plain tape every step instead "
-                        "of replaying it with autodiff.trace (same numbers, slower)")
     return p
 
 

@@ -336,3 +336,30 @@ def test_traced_step_bad_arguments():
         ad.trace(lambda x: ad.sum(x * p), params=[p, p])
     with pytest.raises(TypeError, match="use .backward"):
         ad.trace(lambda x: ad.sum(x * p), params=[p]).value_and_grad(np.ones(2))
+
+
+def test_traced_step_with_several_inputs():
+    """A step of (inputs, targets): both are program inputs, read at every call."""
+    pa, pb = _two_layer(6), _two_layer(6)
+
+    def make(params):
+        w1, b1, w2 = params
+
+        def cost(x, y):                          # x [N, 4], y [N] in {0, 1}
+            logits = ad.reshape(ad.tanh(x @ w1 + b1) @ w2, (-1,))
+            return ad.mean(ad.softplus(logits) - y * logits)
+        return cost
+    cost_a, step = make(pa), ad.trace(make(pb), params=pb)
+    r = np.random.default_rng(8)
+    for _ in range(6):
+        x, y = r.normal(size=(8, 4)), (r.random(8) < 0.5).astype(float)
+        c = cost_a(x, y)
+        c.backward()
+        _sgd(pa)
+        assert float(step.backward(x, y)) == float(c.data)
+        _sgd(pb)
+    for a, b in zip(pa, pb):
+        np.testing.assert_array_equal(a.data, b.data)
+    assert float(step(x, y)) == float(cost_a(x, y).data)
+    with pytest.raises(TypeError, match="at least one input"):
+        step.backward()

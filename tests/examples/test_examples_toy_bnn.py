@@ -51,3 +51,7 @@ def test_bnn_regression_diabetes(tmp_path):
         assert out[f"{method}_rmse"] < 0.85 * out["constant_rmse"], method
         assert out[f"{method}_ll"] > out["constant_ll"], method
     assert_png(out["figure"])
+    # SGVB trains through autodiff.trace; the plain tape gives the very same fit
+    plain = bnn_regression.main(["--quick", "--no-progress", "--out", str(tmp_path),
+                                 "--methods", "vi", "--no-trace"])
+    assert plain["vi_rmse"] == out["vi_rmse"] and plain["vi_ll"] == out["vi_ll"]
