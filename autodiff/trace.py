@@ -448,7 +448,7 @@ class TracedStep(Traced):
 
     def backward(self, *xs):
         """``f(*xs)`` as a raw array (``xs``: the step's input arrays, e.g. a minibatch's
-        inputs and targets); the gradient of its sum with respect to each parameter is
+        inputs and targets, or none for a cost of the parameters alone); the gradient of its sum with respect to each parameter is
         added to the parameter's ``.grad`` (set when None)."""
         value, grads = self._evaluate(xs, want_grad=True)
         delivered = set()        # one array never becomes the .grad of two parameters
@@ -458,8 +458,6 @@ class TracedStep(Traced):
         return value
 
     def _prepare(self, xs):
-        if not xs:
-            raise TypeError("trace(f, params=...): the step needs at least one input array")
         return tuple(x.data if type(x) is Tensor else x if hasattr(x, "shape")
                      else np.asarray(x) for x in xs)
 

@@ -361,5 +361,17 @@ def test_traced_step_with_several_inputs():
     for a, b in zip(pa, pb):
         np.testing.assert_array_equal(a.data, b.data)
     assert float(step(x, y)) == float(cost_a(x, y).data)
-    with pytest.raises(TypeError, match="at least one input"):
-        step.backward()
+
+
+def test_traced_step_without_inputs():
+    """A cost of the parameters alone (VI on a fixed model): no input arrays."""
+    pa, pb = _two_layer(7), _two_layer(7)
+    x = _batches(1)[0]
+    cost_a, cost_b = _mlp_cost(pa), _mlp_cost(pb)
+    step = ad.trace(lambda: cost_b(x), params=pb)
+    for _ in range(4):
+        c = cost_a(x)
+        c.backward()
+        _sgd(pa)
+        assert float(step.backward()) == float(c.data)
+        _sgd(pb)
