@@ -302,49 +302,51 @@ class Traced:
     def __repr__(self):
         return f"trace({getattr(self.fun, '__name__', self.fun)!r})"
 
-    def __call__(self, x):
+    def __call__(self, x, *args):
         if type(x) is Tensor or core._state.depth or core._tracer is not None:
-            return self.fun(x)
-        return self._evaluate(x, want_grad=False)
+            return self.fun(x, *args)
+        return self._evaluate((x, *args), want_grad=False)
 
-    def value_and_grad(self, x):
-        """``(value, grad)``: ``value = f(x)`` as a raw array of any shape, ``grad`` the
-        gradient of ``value.sum()`` with respect to ``x`` (shape and dtype of ``x``).
-        For a log density over chains, ``[C, D] -> ([C], [C, D])``."""
-        if type(x) is Tensor:
-            x = x.data
-        return self._evaluate(x, want_grad=True)
+    def value_and_grad(self, x, *args):
+        """``(value, grad)``: ``value = f(x, *args)`` as a raw array of any shape, ``grad``
+        the gradient of ``value.sum()`` with respect to ``x`` (shape and dtype of ``x``).
+        For a log density over chains, ``[C, D] -> ([C], [C, D])``. ``args``: more input
+        arrays, new at every call and not differentiated (a minibatch, a temperature)."""
+        return self._evaluate((x, *args), want_grad=True)
 
-    # what differs between tracing a function of its input and of parameters
-    def _key(self, x):
-        return _key(x)
+    # what differs between tracing a function of its input and of parameters; ``xs`` is
+    # the tuple of input arrays
+    def _key(self, xs):
+        return tuple(_key(x) for x in xs)
 
-    def _inputs(self, x):
-        leaf = Tensor(x, requires_grad=x.dtype.kind in "fc")
-        return leaf, [leaf], (0,)
+    def _inputs(self, xs):
+        leaves = [Tensor(xs[0], requires_grad=xs[0].dtype.kind in "fc"),
+                  *[Tensor(a) for a in xs[1:]]]
+        return leaves, leaves, (0,)
 
-    def _raw_inputs(self, x):
-        return (x,)
+    def _raw_inputs(self, xs):
+        return xs
 
-    def _from_graph(self, out, inputs, x, want_grad):
+    def _from_graph(self, out, inputs, xs, want_grad):
         value = out.data if type(out) is Tensor else out
-        return _grad_from_graph(out, inputs[0], x) if want_grad else value
+        return _grad_from_graph(out, inputs[0], xs[0]) if want_grad else value
 
-    def _from_replay(self, res, x, want_grad):
-        return _finish(res[0], res[1][0], x) if want_grad else res
+    def _from_replay(self, res, xs, want_grad):
+        return _finish(res[0], res[1][0], xs[0]) if want_grad else res
 
-    def _plain(self, x, want_grad):
-        return _plain(self.fun, x, want_grad)
+    def _plain(self, xs, want_grad):
+        return _plain(self.fun, xs, want_grad)
 
     def _same(self, a, b):
         return _close(a[0], b[0]) and _close(a[1], b[1])
 
     # shared machinery
-    def _prepare(self, x):
-        return x if hasattr(x, "shape") else np.asarray(x)
+    def _prepare(self, xs):
+        return tuple(x.data if type(x) is Tensor else x if hasattr(x, "shape")
+                     else np.asarray(x) for x in xs)
 
-    def _call(self, arg):
-        return self.fun(arg)
+    def _call(self, leaves):
+        return self.fun(*leaves)
 
     def _evaluate(self, x, want_grad):
         x = self._prepare(x)
@@ -457,16 +459,8 @@ class TracedStep(Traced):
                 core._deliver(p, g, None, _NO_SEED, delivered)
         return value
 
-    def _prepare(self, xs):
-        return tuple(x.data if type(x) is Tensor else x if hasattr(x, "shape")
-                     else np.asarray(x) for x in xs)
-
-    def _call(self, leaves):
-        return self.fun(*leaves)
-
     def _key(self, xs):
-        return tuple(_key(x) for x in xs) + tuple((p.data.shape, p.data.dtype)
-                                                  for p in self.params)
+        return super()._key(xs) + tuple((p.data.shape, p.data.dtype) for p in self.params)
 
     def _inputs(self, xs):
         leaves = [Tensor(x) for x in xs]
@@ -575,21 +569,24 @@ def _finish(value, g, x):
     return value, g
 
 
-def _plain(fun, x, want_grad):
+def _plain(fun, xs, want_grad):
+    """``fun(*xs)`` on the tape: the value, or the value and the gradient of its sum with
+    respect to ``xs[0]``."""
+    rest = [Tensor(a) for a in xs[1:]]
     if not want_grad:
         with core.no_grad():
-            out = fun(Tensor(x))
+            out = fun(Tensor(xs[0]), *rest)
         return out.data if type(out) is Tensor else out
-    leaf = Tensor(x, requires_grad=True)
+    leaf = Tensor(xs[0], requires_grad=True)
     prev = core._state.enabled
     core._state.enabled = True
     core._state.depth += 1
     try:
-        out = fun(leaf)
+        out = fun(leaf, *rest)
     finally:
         core._state.depth -= 1
         core._state.enabled = prev
-    return _grad_from_graph(out, leaf, x)
+    return _grad_from_graph(out, leaf, xs[0])
 
 
 def trace(fun, max_shapes=8, warn=True, params=None):
@@ -618,7 +615,9 @@ def trace(fun, max_shapes=8, warn=True, params=None):
     -------
     Traced
         ``traced(x)`` gives ``fun(x)`` as a raw array for a raw ``x``;
-        ``traced.value_and_grad(x)`` gives ``(fun(x), d sum(fun(x)) / dx)``.
+        ``traced.value_and_grad(x)`` gives ``(fun(x), d sum(fun(x)) / dx)``. More
+        arrays after ``x`` (``traced.value_and_grad(x, rows, temperature)``) are inputs
+        too, new at every call and not differentiated: a minibatch, say.
         :class:`samplers.LogDensity` uses the latter when given a Traced log density.
         With ``params``, a :class:`TracedStep`.
 

@@ -383,8 +383,10 @@ class _SGFront(_Front):
         scale = n_data / batch_size
         data_nodes = [k for k in data if k not in model.builder_parameters()]
 
-        def minibatch_log_density(q, idx):
-            batch = {k: v[idx] for k, v in data.items()}
+        names = list(data)
+
+        def minibatch_log_density(q, *rows):
+            batch = dict(zip(names, rows))
             m = model.rebind(**{k: v for k, v in batch.items()
                                 if k in model.builder_parameters()})
             obs = {**dict(observed or {}), **{k: batch[k] for k in data_nodes}}
@@ -395,11 +397,12 @@ class _SGFront(_Front):
                                           "model to broadcast over a leading chain axis")
             return ldj + _joint(m, {**obs, **values}, n, scaled=data_nodes, scale=scale)
 
-        value_and_grad = ad.value_and_grad(lambda q, idx: ad.sum(minibatch_log_density(q, idx)))
+        # traced: the minibatch rows are inputs of the recorded program, new at every call
+        traced = ad.trace(minibatch_log_density, warn=False)
 
         def grad_estimator(q, rng):
             idx = rng.choice(n_data, size=batch_size, replace=False)
-            return value_and_grad(q, idx)[1]
+            return traced.value_and_grad(q, *[data[k][idx] for k in names])[1]
 
         kernel = self.kernel_class(grad_estimator, self.step_size, **self.kernel_options)
         result = sgmcmc.sample_sgmcmc(kernel, xp.asarray(q0), n_samples=n_samples, thin=thin,

@@ -53,7 +53,7 @@ def test_replay_matches_the_tape(f, shape):
         np.testing.assert_allclose(g, g_ref, rtol=1e-13, atol=1e-15)
         assert g.shape == x.shape and g.dtype == x.dtype
         np.testing.assert_array_equal(t(x), v_ref)  # value only
-    prog = t._programs[(np.ndarray, shape, np.dtype(np.float64))]
+    prog = t._programs[((np.ndarray, shape, np.dtype(np.float64)),)]
     assert prog.verified and prog.broken is None
     # straight-line code: each recorded op once in the forward and once in value-and-grad
     for k in range(1, len(prog.ops) + 1):
@@ -125,7 +125,7 @@ def test_masks_and_gradient_free_arrays_are_replayed():
             v, g = t.value_and_grad(x)
             np.testing.assert_allclose(v, np.abs(x).sum(1) + (np.maximum(x, 0) ** 2).sum(1))
             np.testing.assert_allclose(g, np.sign(x) + 2 * np.maximum(x, 0))
-    assert t._programs[(np.ndarray, (2, 3), np.dtype(np.float64))].broken is None
+    assert t._programs[((np.ndarray, (2, 3), np.dtype(np.float64)),)].broken is None
 
 
 def test_a_scalar_from_a_gradient_free_primitive_falls_back():
