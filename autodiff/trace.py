@@ -6,9 +6,9 @@ normally while recording every primitive it applies to values derived from the
 input; the recording is compiled into straight-line Python (one line per raw
 NumPy/CuPy call, per VJP closure and per cotangent accumulation; see a program's
 ``.source``) that later calls run. The arithmetic is the same (same functions, same
-order), so values are identical and gradients equal up to the order in which
-cotangents are summed; what goes away is the per-op Tensor bookkeeping, the Python
-code of ``f`` itself and the graph walk of the backward pass (a 10-op logistic
+order, cotangents summed in the order of the tape's backward pass), so values and
+gradients are identical bit for bit; what goes away is the per-op Tensor bookkeeping,
+the Python code of ``f`` itself and the graph walk of the backward pass (a 10-op logistic
 regression log density on one chain: 49 us per value and gradient with the tape,
 30 us replayed, 23 us for the same NumPy calls written by hand).
 
@@ -246,9 +246,7 @@ class _Program:
         if out is not None:
             back.append(f"    g{out} = _ones_like(v{out})")
             has_g.add(out)
-        for out_slot, fun, template, fills, leaf_fills, kwargs, edges in reversed(self.ops):
-            if out_slot not in has_g:
-                continue
+        for out_slot, edges in self._backward_order():
             for i, sl, maker in edges:
                 back.append(f"    t = b{out_slot}_{i}(g{out_slot})")
                 back.append(f"    if t.shape != v{sl}.shape or (t.dtype is not v{sl}.dtype "
@@ -264,6 +262,36 @@ class _Program:
                          f"    return {value}, ({grads})", ""])
         exec(compile(src, f"<autodiff.trace program, {len(self.ops)} ops>", "exec"), ns)
         self._fwd, self._vg, self.source = ns["_fwd"], ns["_vg"], src
+
+    def _backward_order(self):
+        """``(slot, edges)`` in the order the tape's backward pass (``core._backward``)
+        visits the same graph: consumers counted from the output, then a LIFO of the
+        nodes whose consumers are all done, edges in argument order. Cotangents are
+        then summed in the tape's order and the gradients come out bit for bit the
+        same. (Nodes outside the recording never lead back into it, so leaving them out
+        does not change the order among recorded ones.)"""
+        if self.out_slot is None:
+            return []
+        edges_of = {s: edges for s, _, _, _, _, _, edges in self.ops if edges}
+        count, seen, stack = {}, {self.out_slot}, [self.out_slot]
+        while stack:
+            for _, p, _ in edges_of.get(stack.pop(), ()):
+                count[p] = count.get(p, 0) + 1
+                if p not in seen:
+                    seen.add(p)
+                    if p in edges_of:
+                        stack.append(p)
+        order, ready = [], [self.out_slot]
+        while ready:
+            s = ready.pop()
+            edges = edges_of.get(s, ())
+            if edges:
+                order.append((s, edges))
+            for _, p, _ in edges:
+                count[p] -= 1
+                if count[p] == 0:
+                    ready.append(p)
+        return order
 
 
 def _fix(g, d):
@@ -450,8 +478,9 @@ class TracedStep(Traced):
 
     def backward(self, *xs):
         """``f(*xs)`` as a raw array (``xs``: the step's input arrays, e.g. a minibatch's
-        inputs and targets, or none for a cost of the parameters alone); the gradient of its sum with respect to each parameter is
-        added to the parameter's ``.grad`` (set when None)."""
+        inputs and targets, or none for a cost of the parameters alone); the gradient
+        of its sum with respect to each parameter is added to the parameter's ``.grad``
+        (set when None)."""
         value, grads = self._evaluate(xs, want_grad=True)
         delivered = set()        # one array never becomes the .grad of two parameters
         for p, g in zip(self.params, grads):
@@ -534,9 +563,9 @@ def _set_rng_states(rngs, states):
 
 
 def _close(a, b):
-    """Equal up to the order of summation (cotangents may be accumulated in another
-    order): relative 1e-9 in float64, 64 ulp in float32 (relative to the largest
-    magnitude for the absolute part)."""
+    """Equal up to rounding: relative 1e-9 in float64, 64 ulp in float32 (relative to
+    the largest magnitude for the absolute part). Replay normally matches the tape bit
+    for bit; the slack is for VJP rules whose own arithmetic is not deterministic."""
     xp = core.backend.get_array_module(a, b)
     if a.shape != b.shape:
         return False

@@ -314,16 +314,20 @@ class AIS:
             return {n: ad.reshape(pos[:, offsets[i]:offsets[i + 1]], chain_shape + events[n])
                     for i, n in enumerate(self.latent)}
 
+        def logdensity(pos, beta):
+            values = unflatten(pos)
+            lq = self._log_q(values)
+            lp = self._log_p(values)
+            f = lq + beta * (lp - lq)
+            if tuple(f.shape) != chain_shape:
+                f = ad.broadcast_to(f, chain_shape)
+            return ad.reshape(f, (n_chains,))
+
+        # one recorded program for every temperature: beta is a per-call input
+        traced = ad.trace(logdensity, warn=False)
+
         def tempered(beta):
-            def logdensity(pos):
-                values = unflatten(pos)
-                lq = self._log_q(values)
-                lp = self._log_p(values)
-                f = lq + beta * (lp - lq)
-                if tuple(f.shape) != chain_shape:
-                    f = ad.broadcast_to(f, chain_shape)
-                return ad.reshape(f, (n_chains,))
-            return logdensity
+            return _AtTemperature(traced, xp.asarray(beta, dtype=position.dtype))
 
         opts = dict(self.hmc_kernel_options)
         step_size = float(opts.pop("step_size"))
@@ -351,6 +355,20 @@ class AIS:
         samples = {n: xp.reshape(pos[:, offsets[i]:offsets[i + 1]], chain_shape + events[n])
                    for i, n in enumerate(self.latent)}
         return AISResult(log_marginal, stderr, log_w, samples, acceptance, step_size)
+
+
+class _AtTemperature:
+    """``pos -> logdensity(pos, beta)`` for the samplers, replayed by the trace."""
+    _ad_traced = True
+
+    def __init__(self, traced, beta):
+        self.traced, self.beta = traced, beta
+
+    def __call__(self, pos):
+        return self.traced(pos, self.beta)
+
+    def value_and_grad(self, pos):
+        return self.traced.value_and_grad(pos, self.beta)
 
 
 def _log_mean_and_stderr(log_w, axis):
