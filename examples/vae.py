@@ -171,7 +171,10 @@ def run(args):
     x_train = common.to_dev(x_train_np, args.device)
     x_test = common.to_dev(x_test_np, args.device)
     xp = backend.get_array_module(x_train)
-    rng = common.make_rng(args.seed, args.device)
+    # A NumPy generator even on the GPU when tracing: its state can be saved, which the
+    # traced step's verification and the checkpoints need (CuPy's cannot); draws are
+    # made on the host and copied to the device (zsarray.distributions.base.draw).
+    rng = common.make_rng(args.seed, "cpu" if args.trace else args.device)
     x_dim = x_train.shape[1]
     vae = VAE(x_dim, args.z_dim, args.hidden, args.flow, args.n_flows, rng=args.seed,
               activation=args.activation)
