@@ -292,7 +292,10 @@ def primitive(fun, name=None, nargs=None):
                 x = conv(x)
             xd = x.data
             try:
-                ans = fun(xd, **kwargs) if kwargs else fun(xd)
+                if _tracer is None:
+                    ans = fun(xd, **kwargs) if kwargs else fun(xd)
+                else:
+                    ans = _tracer.inner(fun, (xd,), kwargs)
             except (ValueError, TypeError) as err:
                 _reraise(name, err, (xd,))
             maker = None
@@ -316,7 +319,7 @@ def primitive(fun, name=None, nargs=None):
             xd = x.data if tx else x
             yd = y.data if ty else y
             try:
-                ans = fun(xd, yd)
+                ans = fun(xd, yd) if _tracer is None else _tracer.inner(fun, (xd, yd), None)
             except (ValueError, TypeError) as err:
                 _reraise(name, err, (xd, yd))
             gx = tx and x.requires_grad
@@ -375,7 +378,9 @@ def primitive(fun, name=None, nargs=None):
 
 def _call(fun, name, raw, kwargs):
     try:
-        return fun(*raw, **kwargs)
+        if _tracer is None:
+            return fun(*raw, **kwargs)
+        return _tracer.inner(fun, raw, kwargs)
     except (ValueError, TypeError) as err:
         _reraise(name, err, raw)
 
@@ -386,9 +391,11 @@ def nograd_primitive(fun, name=None):
     Tensor arguments are unwrapped and the raw result is returned as is.
     """
     def wrapped(*args, **kwargs):
-        out = fun(*[a.data if type(a) is Tensor else a for a in args], **kwargs)
-        if _tracer is not None:
-            _tracer.nograd(out, fun, wrapped.__name__, args, kwargs)
+        raw = [a.data if type(a) is Tensor else a for a in args]
+        if _tracer is None:
+            return fun(*raw, **kwargs)
+        out = _tracer.inner(fun, raw, kwargs)
+        _tracer.nograd(out, fun, wrapped.__name__, args, kwargs)
         return out
     wrapped.__name__ = name or fun.__name__
     wrapped.__doc__ = fun.__doc__

@@ -343,8 +343,48 @@ def test_traced_step_catches_a_frozen_value_on_the_verifying_call():
         assert float(step.backward(xs[2])) == float(cost(xs[2]).data)
 
 
+def test_a_replay_that_raises_falls_back_and_a_shared_input_is_checked_again():
+    """A boolean mask makes the shape depend on the values: at a new input the replay
+    cannot even run; the call gives the tape's answer, warns, and stays on the tape."""
+    def f(x):
+        keep = x[ad.greater(x, 0.0)]
+        return ad.sum(keep * ad.tensor(np.arange(keep.shape[0], dtype=float)))
+    t = ad.trace(f)
+    t.value_and_grad(np.array([1.0, 2.0, -1.0]))
+    with pytest.warns(TraceWarning, match="disagree"):
+        v, g = t.value_and_grad(np.array([1.0, 2.0, 3.0]))
+    g_ref, v_ref = plain(f, np.array([1.0, 2.0, 3.0]))
+    assert float(v) == float(v_ref) and np.array_equal(g, g_ref)
+
+
+def test_verification_waits_for_inputs_other_than_the_recorded_ones():
+    """A value frozen at recording (a raw operator on a mask) is invisible at the
+    recording's own input; the calls at the same input do not count as checks."""
+    def f(x):
+        inside = ad.less(x, 1.5) & ad.greater(x, -1.5)   # raw '&': not recorded
+        return ad.sum(ad.where(inside, x * x, 10.0 * x))
+    t = ad.trace(f)
+    x0 = np.array([0.5, 1.0, 2.0])
+    for _ in range(3):                                  # record, then the same input
+        t.value_and_grad(x0)
+    prog = next(iter(t._programs.values()))
+    assert not prog.verified and prog.broken is None
+    with pytest.warns(TraceWarning, match="disagree"):
+        t.value_and_grad(np.array([0.5, 1.0, 1.0]))     # the frozen mask shows here
+    assert prog.broken is not None
+
+
+def test_integer_inputs_get_no_gradient_on_every_call():
+    t = ad.trace(lambda x: ad.sum(x * 2.0))
+    for _ in range(3):
+        v, g = t.value_and_grad(np.arange(3))
+        assert float(v) == 6.0
+
+
 def test_traced_step_bad_arguments():
     p = ad.tensor(np.ones(2), requires_grad=True)
+    with pytest.raises(ValueError, match="computed from other Tensors"):
+        ad.trace(lambda x: ad.sum(x * p), params=[p * 2.0])
     with pytest.raises(TypeError, match=r"params\[1\] must be a Tensor with requires_grad"):
         ad.trace(lambda x: ad.sum(x * p), params=[p, np.ones(2)])
     with pytest.raises(TypeError, match=r"params\[0\] must be a Tensor with requires_grad"):

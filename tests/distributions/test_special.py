@@ -189,3 +189,10 @@ def test_unnormalized_multinomial_log_prob_shapes_and_gradient(normalize):
     assert f32.dtype == np.float32
     with pytest.raises(NotImplementedError, match="cannot be sampled"):
         d.sample(1, rng=0)
+
+
+def test_scalar_poisson_and_binomial_samples():
+    """A 0-d parameter: NumPy's generator returns a Python int, still an int32 array."""
+    for d in (zd.Poisson(1.0), zd.Binomial(0.0, 3)):
+        x = d.sample(rng=0)
+        assert x.shape == () and x.dtype == np.int32

@@ -94,13 +94,64 @@ def test_a_generator_made_inside_the_step_is_caught():
 
 
 def test_a_draw_with_an_untraced_array_argument_falls_back():
-    """Gamma draws take the shape parameter as an array: it is not a traced value here
-    (a constant), so the recorder cannot tell it from a parameter's raw data."""
+    """A draw whose array argument is a parameter's raw data: the recorder cannot tell
+    it from a constant, so the step is not replayed."""
+    from zsarray.distributions.base import draw
     w = ad.tensor(np.ones(3), requires_grad=True)
     rng = np.random.default_rng(0)
 
     def cost(x):
-        g = zs.distributions.Gamma(np.full(3, 2.0), 1.0).sample(rng=rng)
-        return ad.sum(x * w * g)
+        noise = draw(rng, np, "normal", w.data, 1.0)     # w.data: invisible to the trace
+        return ad.sum(x * w * noise)
+    step = ad.trace(cost, params=[w])
     with pytest.warns(ad.TraceWarning, match="random draw took an array argument"):
-        ad.trace(cost, params=[w]).backward(np.ones(3))
+        step.backward(np.ones(3))
+
+
+@pytest.mark.parametrize("dist", ["gamma", "beta", "bernoulli", "categorical", "laplace",
+                                  "logistic", "onehot"])
+def test_sampling_inside_a_traced_step_repeats_the_tape(dist):
+    """Draws inside primitives (the implicitly reparameterized Gamma/Beta), discrete
+    samples built from the noise (Bernoulli, Categorical, one-hot) and transformed noise
+    are replayed: the same costs, gradients and generator state as the tape."""
+    zd = zs.distributions
+
+    def make(w, rng):
+        def cost(x):
+            if dist == "gamma":
+                s = zd.Gamma(ad.exp(w), 1.0).sample(rng=rng)
+            elif dist == "beta":
+                s = zd.Beta(ad.exp(w), 2.0).sample(rng=rng)
+            elif dist == "bernoulli":
+                s = ad.cast(zd.Bernoulli(logits=w).sample(rng=rng), np.float64) * w
+            elif dist == "categorical":
+                k = zd.Categorical(logits=ad.reshape(w, (1, 3))).sample(4, rng=rng)
+                s = ad.sum(ad.cast(k, np.float64)) * w
+            elif dist == "laplace":
+                s = zd.Laplace(w, 1.0).sample(rng=rng)
+            elif dist == "logistic":
+                s = zd.Logistic(w, 1.0).sample(rng=rng)
+            else:
+                s = ad.sum(zd.OnehotCategorical(w).sample(2, rng=rng), axis=0) * w
+            return ad.sum(s * x)
+        return cost
+    wa = ad.tensor(np.array([0.3, -0.2, 0.1]), requires_grad=True)
+    wb = ad.tensor(wa.data.copy(), requires_grad=True)
+    ra, rb = np.random.default_rng(3), np.random.default_rng(3)
+    cost_a = make(wa, ra)
+    step = ad.trace(make(wb, rb), params=[wb])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ad.TraceWarning)
+        for i in range(6):
+            x = np.full(3, 1.0 + i)
+            c = cost_a(x)
+            wa.grad = None
+            c.backward()
+            wb.grad = None
+            assert float(step.backward(x)) == float(c.data)
+            np.testing.assert_array_equal(wb.grad, wa.grad)
+            wa.data -= 0.01 * wa.grad
+            wb.data -= 0.01 * wb.grad
+    assert ra.bit_generator.state == rb.bit_generator.state
+    prog = next(iter(step._programs.values()))
+    assert prog.broken is None

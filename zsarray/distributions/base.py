@@ -207,20 +207,30 @@ def make_rng(rng, xp=np):
                     f"cupy.random.Generator, got {type(rng).__name__}")
 
 
-def draw(rng, xp, method, *args, **kwargs):
-    """``rng.<method>(*args, **kwargs)`` moved to the array module ``xp``.
+def draw(rng, xp, method, *args, post=None, **kwargs):
+    """``rng.<method>(*args, **kwargs)`` moved to the array module ``xp``, then
+    ``post(out)`` if given (a transform of the noise alone, e.g. ``-log u``).
 
     A NumPy generator with CuPy parameters draws on the host and copies the result to
     the device (and the other way round), so any generator works with any device.
 
-    Under :func:`autodiff.trace` the draw is recorded as a random source: replay draws
-    again from the same generator instead of reusing these numbers.
+    Under :func:`autodiff.trace` the draw and ``post`` are recorded as one random
+    source: replay draws again from the same generator and transforms again instead of
+    reusing these numbers. Anything else computed from the result must go through
+    autodiff primitives (``ad.less``, ``ad.cast``, ...) to be replayed.
     """
-    out = _draw(rng, xp, method, *args, **kwargs)
+    out = _draw_post(rng, xp, method, post, *args, **kwargs)
     tracer = ad_core._tracer
     if tracer is not None:
-        tracer.source(out, _draw, (rng, xp, method, *args), kwargs, rng)
+        tracer.source(out, _draw_post, (rng, xp, method, post, *args), kwargs, rng)
     return out
+
+
+def _draw_post(rng, xp, method, post, *args, **kwargs):
+    out = _draw(rng, xp, method, *args, **kwargs)
+    if not hasattr(out, "shape"):          # a Python scalar from a 0-d argument
+        out = xp.asarray(out)
+    return out if post is None else post(out)
 
 
 def _draw(rng, xp, method, *args, **kwargs):

@@ -14,7 +14,7 @@ import autodiff as ad
 from .multivariate import (Dirichlet, MultivariateNormalCholesky, OnehotCategorical,
                            _log_diag, _tril_solve)
 from .univariate import (Bernoulli, Beta, Categorical, Exponential, Gamma, Laplace, Normal,
-                         Uniform, _lbeta, _raw)
+                         Uniform, _lbeta)
 
 __all__ = ["kl_divergence", "register_kl", "KL_REGISTRY"]
 
@@ -102,7 +102,7 @@ def _kl_bernoulli(p, q):
 
 
 def _xlogq(w, d):
-    return ad.where(_raw(w) == 0, 0.0, w * d)
+    return ad.where(ad.equal(w, 0), 0.0, w * d)
 
 
 def _kl_categorical_logits(lp, lq):
@@ -162,6 +162,6 @@ def _kl_laplace(p, q):
 def _kl_uniform(p, q):
     """log((b2 - a2)/(b1 - a1)) when [a1, b1] lies inside [a2, b2], +inf otherwise."""
     a1, b1, a2, b2 = p._p.minval, p._p.maxval, q._p.minval, q._p.maxval
-    inside = (_raw(a2) <= _raw(a1)) & (_raw(b1) <= _raw(b2))
+    inside = ad.logical_and(ad.less_equal(a2, a1), ad.less_equal(b1, b2))
     return ad.where(inside, ad.log((b2 - a2) / (b1 - a1)), math.inf)
 

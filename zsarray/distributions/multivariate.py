@@ -11,8 +11,8 @@ import numpy as np
 import autodiff as ad
 
 from .base import Constraint, Distribution, constraints, draw
-from .univariate import (_HALF_LOG_2PI, _gamma_noise, _normal, _raw,
-                         _std_exponential, _xlogy, _xlogy_safe)
+from .univariate import (_HALF_LOG_2PI, _gamma_noise, _normal, _raw, _std_gumbel, _xlogy,
+                         _xlogy_safe)
 
 __all__ = ["MultivariateNormalCholesky", "MatrixVariateNormalCholesky", "Multinomial",
            "UnnormalizedMultinomial", "OnehotCategorical", "Dirichlet", "ExpConcrete",
@@ -236,10 +236,9 @@ class OnehotCategorical(Distribution):
         super().__init__(dict(logits=logits), **kwargs)
 
     def _sample(self, shape, rng, p):
-        g = -self._xp.log(_std_exponential(self, rng, shape))
-        idx = self._xp.argmax(_raw(p.logits) + g, axis=-1)
+        idx = ad.argmax(p.logits + _std_gumbel(self, rng, shape), axis=-1)
         k = self._xp.arange(self.value_shape[0])
-        return (idx[..., None] == k).astype(self.dtype)
+        return ad.cast(ad.equal(ad.expand_dims(idx, -1), k), self.dtype)   # replayable
 
     def _log_prob(self, x, p):
         return ad.sum(_xlogy_counts(x, ad.log_softmax(p.logits)), axis=-1)
@@ -307,7 +306,7 @@ class _ConcreteBase(Distribution):
         super().__init__(dict(temperature=temperature, logits=logits), **kwargs)
 
     def _log_sample(self, shape, rng, p):
-        gumbel = -self._xp.log(_std_exponential(self, rng, shape))
+        gumbel = _std_gumbel(self, rng, shape)
         return ad.log_softmax((p.logits + gumbel) / ad.expand_dims(p.temperature, -1))
 
     def _log_norm(self, p):

@@ -72,16 +72,33 @@ def _normal(self, rng, shape):
                 dtype=self.param_dtype)
 
 
-def _open_uniform(self, rng, shape, extra=()):
+def _open_uniform(self, rng, shape, extra=(), transform=None):
     """Uniform noise in the open interval (0, 1) of shape ``shape + batch + value +
-    extra``, in ``param_dtype``."""
-    u = draw(rng, self._xp, "random", size=_full_shape(self, shape) + extra,
-             dtype=self.param_dtype)
-    return self._xp.maximum(u, np.finfo(self.param_dtype).tiny)
+    extra``, in ``param_dtype``, or ``transform(u)`` of it (a function of the noise
+    alone: it is replayed with the draw under autodiff.trace). A Tensor (no gradient),
+    so that what is computed from it is recorded too."""
+    xp, tiny = self._xp, np.finfo(self.param_dtype).tiny
+
+    def post(u):
+        u = xp.maximum(u, tiny)
+        return u if transform is None else transform(u)
+    return Tensor(draw(rng, xp, "random", size=_full_shape(self, shape) + extra,
+                       dtype=self.param_dtype, post=post))
 
 
 def _std_exponential(self, rng, shape, extra=()):
-    return -self._xp.log(_open_uniform(self, rng, shape, extra))
+    xp = self._xp
+    return _open_uniform(self, rng, shape, extra, lambda u: -xp.log(u))
+
+
+def _std_gumbel(self, rng, shape, extra=()):
+    xp = self._xp
+    return _open_uniform(self, rng, shape, extra, lambda u: -xp.log(-xp.log(u)))
+
+
+def _std_logistic(self, rng, shape):
+    xp = self._xp
+    return _open_uniform(self, rng, shape, (), lambda u: xp.log(u) - xp.log1p(-u))
 
 
 # ----------------------------------------------------------------------------- implicit reparameterization
@@ -319,7 +336,7 @@ class Bernoulli(Distribution):
     def _sample(self, shape, rng, p):
         u = draw(rng, self._xp, "random", size=_full_shape(self, shape),
                  dtype=self.param_dtype)
-        return (u < _raw(self._probs(p))).astype(self.dtype)
+        return ad.cast(ad.less(u, self._probs(p)), self.dtype)     # primitives: replayable
 
     def _log_prob(self, x, p):
         if p.logits is not None:
@@ -352,8 +369,8 @@ def _xlogy_safe(q, logq):
 
 def _gumbel_argmax(self, logits, rng, shape):
     """Indices ``argmax(logits + Gumbel noise)`` of shape ``shape + batch`` (Gumbel-max)."""
-    g = -self._xp.log(_std_exponential(self, rng, shape, (logits.shape[-1],)))
-    return self._xp.argmax(_raw(logits) + g, axis=-1)
+    g = _std_gumbel(self, rng, shape, (logits.shape[-1],))
+    return ad.argmax(logits + g, axis=-1)
 
 
 class Categorical(Distribution):
@@ -373,7 +390,7 @@ class Categorical(Distribution):
 
     def _sample(self, shape, rng, p):
         # the batch axes come from the broadcast, the class axis from the logits
-        return _gumbel_argmax(self, p.logits, rng, shape).astype(self.dtype)
+        return ad.cast(_gumbel_argmax(self, p.logits, rng, shape), self.dtype)
 
     def _log_prob(self, x, p):
         lsm = ad.log_softmax(p.logits)
@@ -616,7 +633,7 @@ class Laplace(Distribution):
         super().__init__(dict(loc=loc, scale=scale), **kwargs)
 
     def _sample(self, shape, rng, p):
-        e = _std_exponential(self, rng, shape) - _std_exponential(self, rng, shape)
+        e = ad.subtract(_std_exponential(self, rng, shape), _std_exponential(self, rng, shape))
         return p.loc + p.scale * e
 
     def _log_prob(self, x, p):
@@ -641,8 +658,7 @@ class Logistic(Distribution):
         super().__init__(dict(loc=loc, scale=scale), **kwargs)
 
     def _sample(self, shape, rng, p):
-        u = _open_uniform(self, rng, shape)
-        return p.loc + p.scale * (self._xp.log(u) - self._xp.log1p(-u))
+        return p.loc + p.scale * _std_logistic(self, rng, shape)
 
     def _log_prob(self, x, p):
         z = (x - p.loc) / p.scale
@@ -706,8 +722,9 @@ class Cauchy(Distribution):
         super().__init__(dict(loc=loc, scale=scale), **kwargs)
 
     def _sample(self, shape, rng, p):
-        u = _open_uniform(self, rng, shape)
-        return p.loc + p.scale * self._xp.tan(math.pi * (u - 0.5))
+        xp = self._xp
+        return p.loc + p.scale * _open_uniform(self, rng, shape, (),
+                                               lambda u: xp.tan(math.pi * (u - 0.5)))
 
     def _log_prob(self, x, p):
         return -_LOG_PI - ad.log(p.scale) - ad.log1p(ad.square((x - p.loc) / p.scale))
@@ -726,8 +743,8 @@ class HalfCauchy(Distribution):
         super().__init__(dict(scale=scale), **kwargs)
 
     def _sample(self, shape, rng, p):
-        u = _open_uniform(self, rng, shape)
-        return p.scale * self._xp.tan(0.5 * math.pi * u)
+        xp = self._xp
+        return p.scale * _open_uniform(self, rng, shape, (), lambda u: xp.tan(0.5 * math.pi * u))
 
     def _log_prob(self, x, p):
         return (math.log(2) - _LOG_PI - ad.log(p.scale)
@@ -754,9 +771,7 @@ class BinConcrete(Distribution):
         super().__init__(dict(temperature=temperature, logits=logits), **kwargs)
 
     def _sample(self, shape, rng, p):
-        u = _open_uniform(self, rng, shape)
-        return ad.sigmoid((p.logits + (self._xp.log(u) - self._xp.log1p(-u)))
-                          / p.temperature)
+        return ad.sigmoid((p.logits + _std_logistic(self, rng, shape)) / p.temperature)
 
     def _log_prob(self, x, p):
         t = p.temperature
