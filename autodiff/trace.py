@@ -25,9 +25,10 @@ Like ``jax.jit``, replay assumes ``f`` is *shape-static and pure in its input*:
   evaluated normally on every call, with a warning. Reading ``tensor.data`` directly
   cannot be detected.
 
-A second safeguard: the second call of each traced shape is evaluated both ways and
-the results compared; a mismatch (the function changed its ops between calls) warns
-and turns replay off for that shape.
+A second safeguard: the calls after the recording are evaluated both ways and the
+results compared until two calls at inputs other than the recorded ones agree (at most
+eight calls); a mismatch (a value frozen at recording, ops that changed between calls,
+a replay that cannot run) warns and turns replay off for that shape.
 
 ``trace(cost, params=[...])`` differentiates with respect to parameter Tensors instead
 of the input: a training step, ``cost(x_batch) -> scalar``, whose ``backward(x)`` fills
