@@ -87,9 +87,9 @@ def build_gaussian_proposal(mean, logstd, n_particles, rng=None, observed=None):
     return bn
 
 
-def evaluate(vae, x_test, args, xp, rng):
+def evaluate(vae, x_test, args, xp, rng, ais=None):
     """Test ELBO (mean over 10 samples), IS log-likelihood, optional AIS (all in nats,
-    means per image)."""
+    means per image). ``ais`` overrides ``args.ais``."""
     def test_elbo(x):
         obj = zs.variational.elbo(build_model(vae, len(x), 10, xp=xp), {"x": x},
                                   variational=vae.q_net(x, 10, rng), axis=0)
@@ -103,7 +103,7 @@ def evaluate(vae, x_test, args, xp, rng):
     is_batch = max(1, int(1e7 // (args.is_k * args.hidden)))
     out = {"test_elbo": common.batched_mean(test_elbo, x_test, 500),
            "test_is_ll": common.batched_mean(test_ll, x_test, is_batch)}
-    if args.ais:
+    if args.ais if ais is None else ais:
         out.update(run_ais(vae, x_test, args, xp))
         # IS on the same images as AIS, for a like-for-like comparison
         out["test_is_ll_ais_images"] = common.batched_mean(test_ll, x_test[:args.ais_n],
@@ -153,7 +153,13 @@ def parse(argv):
                    help="AIS chains per image (default 8; 4 with --quick)")
     p.add_argument("--ais-n", type=int, default=None,
                    help="AIS on the first N test images (default 100; 50 with --quick)")
+    p.add_argument("--train-ll", type=int, default=0, metavar="N",
+                   help="also estimate the ELBO and IS log-likelihood on the first N "
+                        "(shuffled) training images, to show the train-test gap (default 0: "
+                        "off)")
     args = p.parse_args(argv)
+    if args.train_ll < 0:
+        p.error(f"--train-ll must be >= 0, got {args.train_ll}")
     common.fill_defaults(args, z_dim=10, epochs=(300, 50, 40))
     if args.k is None:
         args.k = 5 if args.objective == "iwae" else 1
@@ -205,6 +211,10 @@ def run(args):
     metrics.update(evaluate(vae, x_test, args, xp, rng))
     metrics["eval_seconds"] = time.perf_counter() - start
     metrics["test_nll"] = -metrics["test_is_ll"]
+    if args.train_ll:          # the same estimates on training images: the overfitting gap
+        train = evaluate(vae, x_train[:args.train_ll], args, xp, rng, ais=False)
+        metrics.update(train_elbo=train["test_elbo"], train_is_ll=train["test_is_ll"],
+                       train_ll_images=int(min(args.train_ll, len(x_train))))
 
     # figure: test images, their reconstructions (decoder mean at the posterior mean),
     # and samples from the prior (Bernoulli means)
@@ -224,7 +234,8 @@ def run(args):
         else f"{name}: training bound per epoch")
     common.report(f"{name} on {metrics['data']}, {args.epochs} epochs in {seconds:.1f} s",
                   metrics, ["train_bound_first_epoch", "train_bound_last_epoch", "test_elbo",
-                            "test_is_ll", "test_nll", "test_ais_ll", "test_is_ll_ais_images",
+                            "test_is_ll", "test_nll", "train_elbo", "train_is_ll",
+                            "test_ais_ll", "test_is_ll_ais_images",
                             "ais_acceptance",
                             "eval_seconds", "figure", "curve_figure"])
     return metrics

@@ -67,6 +67,25 @@ def test_vae_lr_schedule_runs(tmp_path):
     assert_png(out["curve_figure"])
 
 
+def test_vae_train_ll_reports_the_gap_without_changing_test_metrics(tmp_path):
+    """--train-ll N adds train ELBO / IS estimates on N training images; it may change
+    between sittings of a checkpointed run, and the test metrics stay the same."""
+    from examples import vae
+    ck = str(tmp_path / "run.ckpt")
+    base = quick(tmp_path, "--epochs", "3", "--is-k", "20", "--n-test", "50",
+                 "--checkpoint", ck)
+    plain = vae.main(base)
+    assert "train_is_ll" not in plain
+    out = vae.main(base + ["--train-ll", "60"])          # a finished run: evaluation only
+    assert out["train_ll_images"] == 60
+    assert math.isfinite(out["train_is_ll"]) and out["train_is_ll"] < 0
+    assert out["train_is_ll"] >= out["train_elbo"] - SLACK, out
+    for k in ("test_elbo", "test_is_ll", "train_bound_last_epoch"):
+        assert out[k] == plain[k], k
+    with pytest.raises(SystemExit):
+        vae.main(base + ["--train-ll", "-1"])
+
+
 @pytest.mark.parametrize("name", ["vae", "vae_ssl"])
 def test_checkpoint_resume_repeats_the_uninterrupted_run(tmp_path, capsys, name):
     """Two epochs, then a second sitting that resumes from the checkpoint to four: the
