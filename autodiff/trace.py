@@ -475,10 +475,9 @@ class Traced:
         if prog.recorded is not None and not all(
                 _equal(a, b) for a, b in zip(raw, prog.recorded)):
             prog.new_checks += 1
-        if prog.new_checks >= 2 or prog.checks >= 8:
+        if not same or prog.new_checks >= 2 or prog.checks >= 8:
             prog.verified, prog.recorded = True, None
         if not same:
-            prog.verified, prog.recorded = True, None
             prog.broken = "replay disagreed with a normal evaluation"
             if self.warn:
                 warnings.warn(f"trace({getattr(self.fun, '__name__', 'f')}): the replayed ops "

@@ -216,7 +216,8 @@ def train(step, x_train, args, params, extra_keys=(), desc="train", rngs=(), cos
 
 # options that may differ between the sittings of one checkpointed run
 _RESUMABLE = {"epochs", "checkpoint", "checkpoint_every", "no_progress", "out", "device", "trace",
-              "is_k", "n_test", "train_ll", "ais", "ais_temps", "ais_chains", "ais_n", "blas_threads"}
+              "is_k", "n_test", "train_ll", "ais", "ais_temps", "ais_chains", "ais_n",
+              "blas_threads"}
 
 
 def _config(args):

@@ -87,9 +87,9 @@ def build_gaussian_proposal(mean, logstd, n_particles, rng=None, observed=None):
     return bn
 
 
-def evaluate(vae, x_test, args, xp, rng, ais=None):
-    """Test ELBO (mean over 10 samples), IS log-likelihood, optional AIS (all in nats,
-    means per image). ``ais`` overrides ``args.ais``."""
+def evaluate(vae, x_test, args, xp, rng, ais):
+    """Test ELBO (mean over 10 samples), IS log-likelihood and, with ``ais``, AIS (all
+    in nats, means per image)."""
     def test_elbo(x):
         obj = zs.variational.elbo(build_model(vae, len(x), 10, xp=xp), {"x": x},
                                   variational=vae.q_net(x, 10, rng), axis=0)
@@ -103,7 +103,7 @@ def evaluate(vae, x_test, args, xp, rng, ais=None):
     is_batch = max(1, int(1e7 // (args.is_k * args.hidden)))
     out = {"test_elbo": common.batched_mean(test_elbo, x_test, 500),
            "test_is_ll": common.batched_mean(test_ll, x_test, is_batch)}
-    if args.ais if ais is None else ais:
+    if ais:
         out.update(run_ais(vae, x_test, args, xp))
         # IS on the same images as AIS, for a like-for-like comparison
         out["test_is_ll_ais_images"] = common.batched_mean(test_ll, x_test[:args.ais_n],
@@ -208,11 +208,11 @@ def run(args):
                "flow": args.flow, "data": "mnist" if common.is_mnist(args) else "digits",
                "n_test": int(len(x_test)), "is_k": args.is_k}
     start = time.perf_counter()
-    metrics.update(evaluate(vae, x_test, args, xp, rng))
+    metrics.update(evaluate(vae, x_test, args, xp, rng, args.ais))
     metrics["eval_seconds"] = time.perf_counter() - start
     metrics["test_nll"] = -metrics["test_is_ll"]
     if args.train_ll:          # the same estimates on training images: the overfitting gap
-        train = evaluate(vae, x_train[:args.train_ll], args, xp, rng, ais=False)
+        train = evaluate(vae, x_train[:args.train_ll], args, xp, rng, False)
         metrics.update(train_elbo=train["test_elbo"], train_is_ll=train["test_is_ll"],
                        train_ll_images=int(min(args.train_ll, len(x_train))))
 

@@ -633,7 +633,7 @@ class Laplace(Distribution):
         super().__init__(dict(loc=loc, scale=scale), **kwargs)
 
     def _sample(self, shape, rng, p):
-        e = ad.subtract(_std_exponential(self, rng, shape), _std_exponential(self, rng, shape))
+        e = _std_exponential(self, rng, shape) - _std_exponential(self, rng, shape)
         return p.loc + p.scale * e
 
     def _log_prob(self, x, p):
