@@ -17,7 +17,8 @@ from . import backend
 
 if _os.environ.get("ZSARRAY_MALLOC_TUNING", "1") != "0":
     backend.tune_allocator()
-from .core import (Tensor, tensor, register_tensor_like, unwrap, primitive, defvjp, nograd_primitive, VJP_RULES, grad,
+from .core import (Tensor, tensor, register_tensor_like, unwrap, primitive, defvjp, defvjp_argnum,
+                   nograd_primitive, VJP_RULES, grad,
                    value_and_grad, no_grad, enable_grad, is_grad_enabled, NestedGradError,
                    unbroadcast)
 from .ops import *  # noqa: F401,F403
@@ -29,7 +30,7 @@ from .trace import trace, Traced, TracedStep, TraceWarning
 
 __version__ = "0.1.0"
 
-__all__ = ["backend", "Tensor", "tensor", "register_tensor_like", "unwrap", "primitive", "defvjp", "nograd_primitive",
+__all__ = ["backend", "Tensor", "tensor", "register_tensor_like", "unwrap", "primitive", "defvjp", "defvjp_argnum", "nograd_primitive",
            "VJP_RULES", "grad", "value_and_grad", "no_grad", "enable_grad",
            "is_grad_enabled", "NestedGradError", "unbroadcast", "cholesky",
            "solve_triangular", "solve", "slogdet", "inv", "check_grads", "trace", "TracedStep",

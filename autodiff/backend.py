@@ -40,15 +40,25 @@ def get_array_module(*xs):
     lists, nothing) the default device decides (:func:`set_default_device`; NumPy
     unless set).
     """
+    gpu_default, host = _default_device == "gpu", False
     for x in xs:
-        d = getattr(x, "data", x) if type(x).__name__ == "Tensor" else x
+        d = _raw(x)
         if is_cupy(d):
             return _import_cupy()
-    if _default_device == "gpu" and not any(
-            isinstance(getattr(x, "data", x) if type(x).__name__ == "Tensor" else x,
-                       (np.ndarray, np.generic)) for x in xs):
+        if gpu_default and isinstance(d, (np.ndarray, np.generic)):
+            host = True
+    if gpu_default and not host:
         return _import_cupy()
     return np
+
+
+def _raw(x):
+    """The array behind a Tensor or a tracer (by type name: no import cycle)."""
+    name = type(x).__name__
+    if name == "Tensor":
+        x = x.data
+        name = type(x).__name__
+    return x.val if name == "Tracer" else x
 
 
 def default_float(xp):

@@ -5,11 +5,14 @@ Design (see STYLE.md 1-4):
 * There is no global tape. A Tensor produced by a primitive from inputs that
   require a gradient keeps its parents and one VJP closure per parent; the graph
   is reachable only from outputs, and in ``no_grad`` mode nothing is recorded.
-* One rule table, ``VJP_RULES``: primitive name -> one *maker* per positional
-  argument. A maker is staged like HIPS autograd's: ``maker(ans, *args, **kwargs)``
-  runs in the forward pass and returns ``vjp(g)``, which runs in the backward pass.
-  A ``None`` maker means "no gradient flows to this argument". A missing rule
-  raises when the op is recorded, naming the op and argument.
+* One rule table, ``VJP_RULES``: primitive -> one *maker* per positional argument
+  (keyed by the primitive object; its name is for messages only, so a user primitive
+  named "exp" does not touch the built-in exp). A maker is staged like HIPS
+  autograd's: ``maker(ans, *args, **kwargs)`` runs in the forward pass and returns
+  ``vjp(g)``, which runs in the backward pass. A ``None`` maker means "no gradient
+  flows to this argument". A missing rule raises when the op is recorded, naming the
+  op and argument. Ops taking any number of arrays (concatenate, stack, einsum) get
+  one rule indexed by position (:func:`defvjp_argnum`).
 * Unbroadcasting and dtype restoration happen in exactly one place, the backward
   loop: a rule may return a cotangent of the broadcast output shape and the loop
   sums it down to the parent's shape and casts it to the parent's dtype.
@@ -20,6 +23,10 @@ Design (see STYLE.md 1-4):
 * Nested differentiation (``grad`` of a function that itself calls ``grad``) is
   not supported and raises :class:`NestedGradError`: VJP rules are written on raw
   arrays, so a second-order tape would silently be wrong.
+* Recording (:mod:`autodiff.tracer`): a primitive whose raw arguments include a
+  tracer hands its call and its VJP makers to the tracer's builder, so running the tape
+  on tracers records the forward *and* the backward pass as a program. The hot path
+  pays one type check per argument; the recording state travels with the values.
 """
 import threading
 
@@ -27,9 +34,11 @@ import numpy as np
 
 from . import backend
 
-__all__ = ["Tensor", "tensor", "register_tensor_like", "unwrap", "primitive", "defvjp", "nograd_primitive", "VJP_RULES",
-           "grad", "value_and_grad", "no_grad", "enable_grad", "is_grad_enabled",
-           "NestedGradError", "unbroadcast"]
+from .tracer import Tracer as _Tracer, has_tracer as _has_tracer, owner as _owner
+
+__all__ = ["Tensor", "tensor", "register_tensor_like", "unwrap", "primitive", "defvjp",
+           "defvjp_argnum", "nograd_primitive", "VJP_RULES", "grad", "value_and_grad",
+           "no_grad", "enable_grad", "is_grad_enabled", "NestedGradError", "unbroadcast"]
 
 
 class NestedGradError(NotImplementedError):
@@ -44,12 +53,8 @@ class _State(threading.local):
 
 _state = _State()
 
-#: While :func:`autodiff.trace` records a function, the recorder (its ``op``, ``read`` and
-#: ``nograd`` methods are told about every primitive call and every read of a traced
-#: value); None otherwise, so the hot path pays one global lookup.
-_tracer = None
-
-#: The one rule table: primitive name -> list of VJP makers, one per positional arg.
+#: The one rule table: primitive (the wrapped function) -> list of VJP makers, one per
+#: positional argument, or an :class:`ArgnumRule` for ops with any number of arguments.
 VJP_RULES = {}
 #: Types that stand for a Tensor (e.g. BayesianNet nodes): type -> converter.
 _TENSOR_LIKE = {}
@@ -97,13 +102,12 @@ class Tensor:
     def __init__(self, data, requires_grad=False):
         if type(data) is Tensor:
             data = data.data
-        elif not (hasattr(data, "__array_interface__") or hasattr(data, "__cuda_array_interface__")):
+        elif not (type(data) is _Tracer or hasattr(data, "__array_interface__")
+                  or hasattr(data, "__cuda_array_interface__")):
             data = np.asarray(data)
         if requires_grad and data.dtype.kind not in "fc":
             raise TypeError(f"tensor: only floating-point tensors can require gradients, "
                             f"got dtype {data.dtype}")
-        if _tracer is not None:
-            _tracer.wrap(self, data)
         self.data = data
         self.grad = None
         self.requires_grad = bool(requires_grad)
@@ -129,37 +133,25 @@ class Tensor:
         return f"Tensor({self.data!r}{g})"
 
     def __bool__(self):
-        if _tracer is not None:
-            _tracer.read(self, "__bool__")
         return bool(self.data)
 
     def __float__(self):
-        if _tracer is not None:
-            _tracer.read(self, "__float__")
         return float(self.data)
 
     def __int__(self):
-        if _tracer is not None:
-            _tracer.read(self, "__int__")
         return int(self.data)
 
     def __array__(self, dtype=None, copy=None):
-        if _tracer is not None:
-            _tracer.read(self, "__array__")
         a = backend.asnumpy(self.data)
         return a.astype(dtype) if dtype is not None else a
 
     __hash__ = object.__hash__
 
     def item(self):
-        if _tracer is not None:
-            _tracer.read(self, "item")
         return self.data.item()
 
     def numpy(self):
         """The data as a NumPy array on the host (detached from the tape)."""
-        if _tracer is not None:
-            _tracer.read(self, "numpy")
         return backend.asnumpy(self.data)
 
     def detach(self):
@@ -208,6 +200,10 @@ def tensor(data, requires_grad=False, dtype=None):
     """
     if type(data) is Tensor:
         data = data.data
+    if type(data) is _Tracer:
+        if dtype is not None and np.dtype(dtype) != data.dtype:
+            data = data.astype(dtype)
+        return Tensor(data, requires_grad=requires_grad)
     xp = backend.get_array_module(data)
     if dtype is None and xp is not np and not hasattr(data, "dtype"):
         data = xp.asarray(data)         # Python scalars or lists on the GPU: float32
@@ -262,11 +258,54 @@ def _missing(name, i):
                                f"differentiated (define one with autodiff.defvjp)")
 
 
+class ArgnumRule:
+    """The VJP rule of an op taking any number of array arguments: ``rule(i, ans, *args,
+    **kwargs) -> (g -> cotangent)`` for argument ``i``; ``no_grad`` lists positions
+    that get no gradient (einsum's subscripts). See :func:`defvjp_argnum`."""
+    __slots__ = ("rule", "no_grad")
+
+    def __init__(self, rule, no_grad=()):
+        self.rule, self.no_grad = rule, frozenset(no_grad)
+
+    def maker(self, i):
+        if i in self.no_grad:
+            return None
+        rule = self.rule
+        return lambda ans, *args, **kwargs: rule(i, ans, *args, **kwargs)
+
+
 def _maker(rules, name, i):
+    """The VJP maker of argument ``i`` (None: no gradient); raises when there is none."""
+    if type(rules) is ArgnumRule:
+        return rules.maker(i)
     maker = rules[i] if i < len(rules) else _MISSING
     if maker is _MISSING:
         raise _missing(name, i)
     return maker
+
+
+def _traced(prim, fun, name, args, raw, kwargs):
+    """A primitive applied to raw arguments among which are tracers: the builder records
+    the call (and, through :meth:`Builder.vjp`, its backward functions). Tensors with
+    concrete data used beside traced values are read at every call of the program."""
+    b = _owner(raw)
+    for i, a in enumerate(args):
+        if type(a) is Tensor and type(a.data) is not _Tracer:
+            raw[i] = b.ref(a)
+    try:
+        ans = b.apply(fun, raw, kwargs, name=name)
+    except (ValueError, TypeError) as err:
+        _reraise(name, err, [getattr(a, "val", a) for a in raw])
+    edges = None
+    if prim is not None and _state.enabled:
+        rules = VJP_RULES[prim]
+        for i, a in enumerate(args):
+            if type(a) is Tensor and a.requires_grad:
+                maker = _maker(rules, name, i)
+                if maker is not None:
+                    e = (a, b.vjp(maker, ans, raw, kwargs, name))
+                    edges = [e] if edges is None else edges + [e]
+    return _leaf(ans) if edges is None else _new_node(ans, tuple(edges))
 
 
 def primitive(fun, name=None, nargs=None):
@@ -281,7 +320,7 @@ def primitive(fun, name=None, nargs=None):
     path of small-array code, so it avoids building argument lists.
     """
     name = name or fun.__name__
-    rules = VJP_RULES.setdefault(name, [])
+    rules = []
 
     if nargs == 1:
         def wrapped(x, **kwargs):
@@ -291,24 +330,18 @@ def primitive(fun, name=None, nargs=None):
                     return _leaf(_call(fun, name, (x,), kwargs))
                 x = conv(x)
             xd = x.data
+            if type(xd) is _Tracer:
+                return _traced(wrapped, fun, name, (x,), [xd], kwargs)
             try:
-                if _tracer is None:
-                    ans = fun(xd, **kwargs) if kwargs else fun(xd)
-                else:
-                    ans = _tracer.inner(fun, (xd,), kwargs)
+                ans = fun(xd, **kwargs) if kwargs else fun(xd)
             except (ValueError, TypeError) as err:
                 _reraise(name, err, (xd,))
-            maker = None
             if x.requires_grad and _state.enabled:
                 maker = rules[0] if rules else _maker(rules, name, 0)
-            if maker is not None:
-                out = _new_node(ans, ((x, maker(ans, xd, **kwargs) if kwargs
-                                       else maker(ans, xd)),))
-            else:
-                out = _leaf(ans)
-            if _tracer is not None:
-                _tracer.op(out, fun, rules, (x,), kwargs)
-            return out
+                if maker is not None:
+                    return _new_node(ans, ((x, maker(ans, xd, **kwargs) if kwargs
+                                            else maker(ans, xd)),))
+            return _leaf(ans)
     elif nargs == 2:
         def wrapped(x, y):
             tx, ty = type(x) is Tensor, type(y) is Tensor
@@ -318,8 +351,10 @@ def primitive(fun, name=None, nargs=None):
                 y, ty = _TENSOR_LIKE[type(y)](y), True
             xd = x.data if tx else x
             yd = y.data if ty else y
+            if type(xd) is _Tracer or type(yd) is _Tracer:
+                return _traced(wrapped, fun, name, (x, y), [xd, yd], {})
             try:
-                ans = fun(xd, yd) if _tracer is None else _tracer.inner(fun, (xd, yd), None)
+                ans = fun(xd, yd)
             except (ValueError, TypeError) as err:
                 _reraise(name, err, (xd, yd))
             gx = tx and x.requires_grad
@@ -332,55 +367,47 @@ def primitive(fun, name=None, nargs=None):
                     raise _missing(name, 0 if gx and not rules else 1) from None
                 if rx is not None:
                     if ry is not None:
-                        out = _new_node(ans, ((x, rx(ans, xd, yd)), (y, ry(ans, xd, yd))))
-                    else:
-                        out = _new_node(ans, ((x, rx(ans, xd, yd)),))
-                elif ry is not None:
-                    out = _new_node(ans, ((y, ry(ans, xd, yd)),))
-                else:
-                    out = _leaf(ans)
-            else:
-                out = _leaf(ans)
-            if _tracer is not None:
-                _tracer.op(out, fun, rules, (x, y), None)
-            return out
+                        return _new_node(ans, ((x, rx(ans, xd, yd)), (y, ry(ans, xd, yd))))
+                    return _new_node(ans, ((x, rx(ans, xd, yd)),))
+                if ry is not None:
+                    return _new_node(ans, ((y, ry(ans, xd, yd)),))
+            return _leaf(ans)
     else:
         def wrapped(*args, **kwargs):
             if _TENSOR_LIKE:
                 args = [_TENSOR_LIKE[type(a)](a) if type(a) in _TENSOR_LIKE else a
                         for a in args]
             raw = [a.data if type(a) is Tensor else a for a in args]
+            if _has_tracer(raw):
+                return _traced(wrapped, fun, name, args, raw, kwargs)
             ans = _call(fun, name, raw, kwargs)
             parents = None
             if _state.enabled:
                 for i, a in enumerate(args):
                     if type(a) is Tensor and a.requires_grad:
-                        makers = VJP_RULES[name]
-                        maker = _maker(makers, name, i)
+                        maker = _maker(VJP_RULES[wrapped], name, i)
                         if maker is None:
                             continue
                         if parents is None:
                             parents = [(a, maker(ans, *raw, **kwargs))]
                         else:
                             parents.append((a, maker(ans, *raw, **kwargs)))
-            out = _leaf(ans) if parents is None else _new_node(ans, tuple(parents))
-            if _tracer is not None:
-                _tracer.op(out, fun, VJP_RULES[name], args, kwargs)
-            return out
+            return _leaf(ans) if parents is None else _new_node(ans, tuple(parents))
 
     wrapped.__name__ = name
     wrapped.__qualname__ = name
     wrapped.__doc__ = fun.__doc__
     wrapped.__wrapped__ = fun
     wrapped._ad_name = name
+    VJP_RULES[wrapped] = rules
     return wrapped
 
 
 def _call(fun, name, raw, kwargs):
     try:
-        if _tracer is None:
-            return fun(*raw, **kwargs)
-        return _tracer.inner(fun, raw, kwargs)
+        if _has_tracer(raw):
+            return _owner(raw).apply(fun, list(raw), kwargs, name=name)
+        return fun(*raw, **kwargs)
     except (ValueError, TypeError) as err:
         _reraise(name, err, raw)
 
@@ -392,13 +419,12 @@ def nograd_primitive(fun, name=None):
     """
     def wrapped(*args, **kwargs):
         raw = [a.data if type(a) is Tensor else a for a in args]
-        if _tracer is None:
-            return fun(*raw, **kwargs)
-        out = _tracer.inner(fun, raw, kwargs)
-        _tracer.nograd(out, fun, wrapped.__name__, args, kwargs)
-        return out
+        if _has_tracer(raw):
+            return _traced(None, fun, wrapped.__name__, args, raw, kwargs).data
+        return fun(*raw, **kwargs)
     wrapped.__name__ = name or fun.__name__
     wrapped.__doc__ = fun.__doc__
+    wrapped.__wrapped__ = fun
     return wrapped
 
 
@@ -414,11 +440,32 @@ def defvjp(prim, *makers):
     >>> square = primitive(lambda x: x * x, name="my_square")
     >>> defvjp(square, lambda ans, x: lambda g: 2 * x * g)
     """
-    name = getattr(prim, "_ad_name", None)
-    if name is None:
+    rules = VJP_RULES.get(prim) if callable(prim) else None
+    if rules is None:
         raise TypeError(f"defvjp: {prim!r} is not an autodiff primitive (wrap it with "
                         f"autodiff.primitive first)")
-    VJP_RULES[name][:] = makers
+    if type(rules) is not list:        # replacing an argnum rule by positional makers
+        rules = VJP_RULES[prim] = []
+    rules[:] = makers
+
+
+def defvjp_argnum(prim, rule, no_grad=()):
+    """Define one VJP rule for every argument of a primitive taking any number of
+    arrays: ``rule(i, ans, *args, **kwargs) -> (g -> cotangent)`` gives the backward
+    function of argument ``i``; positions in ``no_grad`` get no gradient.
+
+    Example
+    -------
+    >>> cat = primitive(lambda *xs: np.concatenate(xs), name="my_concat")
+    >>> def rule(i, ans, *xs):
+    ...     start = sum(len(x) for x in xs[:i])
+    ...     return lambda g: g[start:start + len(xs[i])]
+    >>> defvjp_argnum(cat, rule)
+    """
+    if getattr(prim, "_ad_name", None) is None or prim not in VJP_RULES:
+        raise TypeError(f"defvjp_argnum: {prim!r} is not an autodiff primitive (wrap it "
+                        f"with autodiff.primitive first)")
+    VJP_RULES[prim] = ArgnumRule(rule, no_grad)
 
 
 def unbroadcast(g, shape):
@@ -629,19 +676,7 @@ def value_and_grad(fun, argnums=0, has_aux=False):
         wanted = {id(t): None for t in leaves}
         if type(out) is Tensor and out.requires_grad:
             _backward(out, _ones_like(val), wanted)
-        grads, seen = [], set()
-        for t in leaves:
-            g = wanted[id(t)]
-            if g is None:
-                g = _zeros_like(t.data)
-            elif isinstance(g, np.generic):
-                g = np.asarray(g)          # 0-d argument: a 0-d array, not a NumPy scalar
-            elif id(g) in seen or (type(g) is np.ndarray and not g.flags.writeable):
-                g = g.copy()   # never hand out one array twice, nor a read-only view
-            seen.add(id(g))
-            grads.append(g)
-        if isinstance(val, np.generic):
-            val = np.asarray(val)
+        val, grads = hand_back(val, [wanted[id(t)] for t in leaves], [t.data for t in leaves])
         grads = tuple(grads) if multi else grads[0]
         if has_aux:
             return (val, aux), grads
@@ -651,10 +686,30 @@ def value_and_grad(fun, argnums=0, has_aux=False):
     return wrapped
 
 
+def hand_back(value, grads, xs):
+    """``(value, grads)`` as :func:`value_and_grad` and the traced and compiled functions
+    hand them out: arrays rather than NumPy scalars, zeros (the shape and dtype of the
+    input) where the gradient did not reach, and never one array twice, an input itself
+    or a read-only view (callers may modify what they get in place)."""
+    out, seen = [], set()
+    for g, x in zip(grads, xs):
+        if g is None:
+            g = _zeros_like(x)
+        elif isinstance(g, np.generic):
+            g = np.asarray(g)              # 0-d argument: a 0-d array, not a NumPy scalar
+        elif id(g) in seen or g is x or (type(g) is np.ndarray and not g.flags.writeable):
+            g = g.copy()
+        seen.add(id(g))
+        out.append(g)
+    if isinstance(value, np.generic):
+        value = np.asarray(value)
+    return value, out
+
+
 def _as_leaf(a, i):
     """A fresh leaf requiring grad for argument ``i`` of a function being differentiated."""
     a = a.data if type(a) is Tensor else a
-    if type(a) is not np.ndarray and not backend.is_cupy(a):
+    if type(a) is not np.ndarray and type(a) is not _Tracer and not backend.is_cupy(a):
         a = np.asarray(a)
         if a.dtype.kind in "biu":
             a = a.astype(float)

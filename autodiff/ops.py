@@ -17,7 +17,7 @@ import string
 import numpy as np
 
 from . import backend
-from .core import Tensor, defvjp, nograd_primitive, primitive
+from .core import Tensor, defvjp, defvjp_argnum, nograd_primitive, primitive
 
 __all__ = [
     "add", "subtract", "multiply", "divide", "true_divide", "negative", "power",
@@ -498,20 +498,6 @@ broadcast_to = primitive(lambda x, shape: np.broadcast_to(x, shape), "broadcast_
 defvjp(broadcast_to, lambda ans, x, shape: lambda g: g)   # unbroadcast sums it back
 
 
-def _varargs_rule(rule, no_grad=()):
-    """Rules of an op taking any number of array arguments: ``rule(i, ans, *args)``;
-    the positions in ``no_grad`` get no gradient (e.g. einsum's subscripts)."""
-    class _ByArg(list):
-        def __len__(self):
-            return 1 << 30
-
-        def __getitem__(self, i):
-            if i in no_grad:
-                return None
-            return lambda ans, *args, **kwargs: rule(i, ans, *args, **kwargs)
-    return _ByArg()
-
-
 def _concat_fwd(*arrays, axis=0):
     return np.concatenate(arrays, axis=axis)
 
@@ -784,8 +770,6 @@ def einsum(subscripts, *operands):
 
 # ----------------------------------------------------------------------------- register
 # Ops taking a variable number of array arguments get one rule indexed by position.
-from .core import VJP_RULES  # noqa: E402
-
-VJP_RULES["concatenate"] = _varargs_rule(_concat_rule)
-VJP_RULES["stack"] = _varargs_rule(_stack_rule)
-VJP_RULES["einsum"] = _varargs_rule(_einsum_rule, no_grad=(0,))
+defvjp_argnum(_concat_p, _concat_rule)
+defvjp_argnum(_stack_p, _stack_rule)
+defvjp_argnum(_einsum_p, _einsum_rule, no_grad=(0,))

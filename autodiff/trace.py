@@ -49,6 +49,8 @@ import numpy as np
 
 from . import core
 from .core import Tensor
+from .program import Program, record
+from .tracer import Tracer
 
 __all__ = ["trace", "Traced", "TracedStep", "TraceWarning"]
 
@@ -57,284 +59,33 @@ class TraceWarning(UserWarning):
     """A traced function cannot be replayed safely and is evaluated normally."""
 
 
-class _Recorder:
-    """Collects the primitive calls on values derived from the traced inputs.
+class _Entry:
+    """The recording of one input shape/dtype: the value program, the value-and-grad
+    program, and the verification state."""
 
-    ``slot`` maps ``id`` of every traced value (the inputs, Tensors, the raw arrays
-    returned by gradient-free primitives such as comparisons, random draws) to its slot:
-    the inputs take slots ``0 .. n_in - 1``, op ``k`` slot ``n_in + k``. ``keep`` holds
-    them so that no other object can take their ids while recording.
-    """
+    __slots__ = ("value", "vg", "rngs", "verified", "broken", "recorded", "checks",
+                 "new_checks")
 
-    def __init__(self, inputs):
-        self.n_in = len(inputs)
-        self.slot = {id(t): i for i, t in enumerate(inputs)}
-        self.keep = list(inputs)
-        self.ops = []               # (out, fun, rules, args, kwargs)
-        self.sources = set()        # slots of random draws: replayed even when unused
-        self.rngs = []              # the generators they draw from
-        self.unsafe = None
-        self.inside = 0             # > 0 while a primitive's own function runs
-        self.drew = False           # a random draw happened inside that function
-        self.random_op = False      # ... so the op about to be reported is recorded
-
-    def inner(self, fun, args, kwargs):
-        """Run a primitive's raw function: random draws made inside it are part of the
-        primitive (replayed when it is, even without traced arguments), not sources of
-        their own."""
-        self.inside += 1
-        drew, self.drew = self.drew, False
-        try:
-            return fun(*args, **kwargs) if kwargs else fun(*args)
-        finally:
-            self.inside -= 1
-            self.random_op, self.drew = self.drew, drew or self.drew
-
-    def _hit(self, args, kwargs):
-        slot, hit = self.slot, False
-        for a in args:
-            if id(a) in slot:
-                hit = True
-            elif type(a) in (tuple, list) and any(id(b) in slot for b in a):
-                self.unsafe = self.unsafe or "a traced value was used inside a tuple or list"
-        if kwargs and any(id(v) in slot for v in kwargs.values()):
-            self.unsafe = self.unsafe or "a traced value was passed as a keyword argument"
-        return hit
-
-    def _add(self, out, fun, rules, args, kwargs):
-        self.slot[id(out)] = len(self.ops) + self.n_in
-        self.keep.append(out)
-        self.ops.append((out, fun, rules, tuple(args), dict(kwargs or {})))
-
-    def _random(self, out, fun, rules, args, kwargs):
-        """Record an op whose function drew random numbers, traced arguments or not."""
-        self.random_op = False
-        if id(out) not in self.slot:
-            self._add(out, fun, rules, args, kwargs)
-            self.sources.add(self.slot[id(out)])
-
-    def op(self, out, fun, rules, args, kwargs):
-        if self.random_op:
-            self._random(out, fun, rules, args, kwargs)
-        elif self._hit(args, kwargs):
-            self._add(out, fun, rules, args, kwargs)
-
-    def nograd(self, out, fun, name, args, kwargs):
-        if self.random_op:
-            self._random(out, fun, (), args, kwargs)
-            return
-        if not self._hit(args, kwargs):
-            return
-        if getattr(out, "ndim", 0) == 0 or id(out) in self.slot:
-            # a scalar (ids of scalars are shared) or an argument handed back
-            self.unsafe = self.unsafe or (f"the gradient-free primitive '{name}' returned "
-                                          f"a scalar computed from a traced value")
-            return
-        self._add(out, fun, (), args, kwargs)
-
-    def source(self, out, fun, args, kwargs, rng):
-        """A random draw ``out = fun(*args, **kwargs)`` from ``rng``: replayed (new
-        numbers on every call, as without trace) instead of captured. Array arguments
-        must be traced values; any other array (possibly the ``.data`` of a Tensor) makes
-        the function unsafe to replay. A draw inside a primitive's function belongs to
-        that primitive: only its generator is noted (for the verifying call)."""
-        if not any(r is rng for r in self.rngs):
-            self.rngs.append(rng)
-        if self.inside:
-            self.drew = True
-            return
-        slot = self.slot
-        for a in list(args) + list((kwargs or {}).values()):
-            if (isinstance(a, (np.ndarray, Tensor)) or core.backend.is_cupy(a)) \
-                    and id(a) not in slot:
-                self.unsafe = self.unsafe or ("a random draw took an array argument that "
-                                              "is not a traced value")
-        self._add(out, fun, (), args, kwargs)
-        self.sources.add(self.slot[id(out)])
-
-    def wrap(self, t, data):
-        """``Tensor(data)`` of a traced raw array is the same traced value."""
-        s = self.slot.get(id(data))
-        if s is not None:
-            self.slot[id(t)] = s
-            self.keep.append(t)
-
-    def read(self, t, how):
-        if id(t) in self.slot and self.unsafe is None:
-            self.unsafe = f"a traced value was converted with {how}"
-
-
-class _Program:
-    """A recorded function: ops as (out_slot, fun, template, fills, leaf_fills, kwargs,
-    edges) with edges (arg position, parent slot, VJP maker) to slots the gradient
-    reaches; ``grad_slots`` are the input slots differentiated."""
-
-    __slots__ = ("ops", "n_in", "grad_slots", "out_slot", "const", "rngs", "verified",
-                 "broken", "_fwd", "_vg", "source", "recorded", "checks", "new_checks")
-
-    def __init__(self, rec, out, grad_slots=(0,)):
-        self.verified = False
-        self.broken = None
+    def __init__(self, value, vg, rngs):
+        self.value, self.vg, self.rngs = value, vg, rngs
+        self.verified, self.broken = False, None
         self.recorded, self.checks, self.new_checks = None, 0, 0
-        self._fwd = self._vg = self.source = None
-        self.n_in, self.grad_slots, self.rngs = rec.n_in, tuple(grad_slots), list(rec.rngs)
-        n_in, slot = rec.n_in, rec.slot
-        if (type(out) is not Tensor or id(out) not in slot) and not rec.sources:
-            self.ops, self.out_slot = (), None
-            self.const = out.data if type(out) is Tensor else out
-            return
-        self.const = None
-        n = len(rec.ops)
-        out_slot = slot.get(id(out))
-        if out_slot is None:                 # a constant output, but random draws to replay
-            self.const = out.data if type(out) is Tensor else out
-        # ops the output depends on; random draws always run (the generator advances as
-        # it would without trace)
-        needed = [False] * (n_in + n)
-        if out_slot is not None:
-            needed[out_slot] = True
-        for s in rec.sources:
-            needed[s] = True
-        for k in range(n - 1, -1, -1):
-            if needed[n_in + k]:
-                for a in rec.ops[k][3]:
-                    s = slot.get(id(a))
-                    if s is not None:
-                        needed[s] = True
-        # slots the gradient of the differentiated inputs flows through
-        live = [False] * (n_in + n)
-        for s in self.grad_slots:
-            live[s] = True
-        ops = []
-        for k, (o, fun, rules, args, kwargs) in enumerate(rec.ops):
-            if not needed[n_in + k]:
-                continue
-            template, fills, leaf_fills, edges = list(args), [], [], []
-            grad_out = type(o) is Tensor and o.requires_grad
-            for i, a in enumerate(args):
-                s = slot.get(id(a))
-                if s is None:
-                    if type(a) is Tensor:           # another Tensor: its .data at replay
-                        leaf_fills.append((i, a))
-                        template[i] = None
-                    continue
-                fills.append((i, s))
-                template[i] = None
-                if live[s] and grad_out and type(a) is Tensor and a.requires_grad:
-                    maker = rules[i] if i < len(rules) else None
-                    if maker is not None:
-                        edges.append((i, s, maker))
-            live[n_in + k] = bool(edges)
-            ops.append((n_in + k, fun, template, tuple(fills), tuple(leaf_fills), kwargs,
-                        tuple(edges)))
-        self.ops, self.out_slot = tuple(ops), out_slot
 
-    def run(self, inputs, want_grad):
-        """``value`` or ``(value, grads)`` at the raw ``inputs`` (a tuple, one per input
-        slot); ``grads`` has one entry per differentiated slot (None where the gradient
-        does not reach), the gradient of ``value.sum()``."""
-        if self.out_slot is None and not self.ops:
-            if not want_grad:
-                return self.const
-            return self.const, (None,) * len(self.grad_slots)
-        if self._fwd is None:
-            self._compile()
-        if not want_grad:
-            return self._fwd(*inputs)
-        return self._vg(*inputs)
+    @property
+    def source(self):
+        """The generated Python of the value-and-grad program."""
+        return self.vg.python().source
 
-    def _compile(self):
-        """Generate straight-line Python for the forward pass and for value-and-grad.
+    def run(self, xs, want_grad):
+        prog = self.vg if want_grad else self.value
+        return prog.python()(*prog.args(xs))
 
-        One line per op (``v7 = f7(v3, c7_1)``), one per VJP closure
-        (``b7_0 = m7_0(v7, v3, c7_1)``) and, in reverse order, one VJP call and one
-        accumulation per edge (``t = b7_0(g7)``; ``g3 = t`` or ``g3 = g3 + t``), with the
-        shape/dtype fix of the tape's backward loop inlined. Cotangents are summed in
-        the same order as a reverse walk over the recorded ops.
-        """
-        ns = {"_fix": _fix, "_ones_like": core._ones_like, "_const": self.const}
-        fwd, grad_fwd = [], []
-        for out_slot, fun, template, fills, leaf_fills, kwargs, edges in self.ops:
-            k = out_slot
-            args = [f"c{k}_{i}" for i in range(len(template))]
-            for i, c in enumerate(template):
-                ns[f"c{k}_{i}"] = c
-            for i, sl in fills:
-                args[i] = f"v{sl}"
-            for i, t in leaf_fills:
-                ns[f"t{k}_{i}"] = t
-                args[i] = f"t{k}_{i}.data"
-            call = ", ".join(args)
-            if kwargs:
-                ns[f"kw{k}"] = kwargs
-                call += f", **kw{k}"
-            ns[f"f{k}"] = fun
-            line = f"    v{k} = f{k}({call})"
-            fwd.append(line)
-            grad_fwd.append(line)
-            for i, sl, maker in edges:
-                ns[f"m{k}_{i}"] = maker
-                grad_fwd.append(f"    b{k}_{i} = m{k}_{i}(v{k}, {call})")
-        out = self.out_slot
-        back, has_g = [], set()
-        if out is not None:
-            back.append(f"    g{out} = _ones_like(v{out})")
-            has_g.add(out)
-        for out_slot, edges in self._backward_order():
-            for i, sl, maker in edges:
-                back.append(f"    t = b{out_slot}_{i}(g{out_slot})")
-                back.append(f"    if t.shape != v{sl}.shape or (t.dtype is not v{sl}.dtype "
-                            f"and t.dtype != v{sl}.dtype):")
-                back.append(f"        t = _fix(t, v{sl})")
-                back.append(f"    g{sl} = g{sl} + t" if sl in has_g else f"    g{sl} = t")
-                has_g.add(sl)
-        params = ", ".join(f"v{i}" for i in range(self.n_in))
-        value = f"v{out}" if out is not None else "_const"
-        grads = "".join(f"g{s}, " if s in has_g else "None, " for s in self.grad_slots)
-        src = "\n".join([f"def _fwd({params}):", *fwd, f"    return {value}", "",
-                         f"def _vg({params}):", *grad_fwd, *back,
-                         f"    return {value}, ({grads})", ""])
-        exec(compile(src, f"<autodiff.trace program, {len(self.ops)} ops>", "exec"), ns)
-        self._fwd, self._vg, self.source = ns["_fwd"], ns["_vg"], src
-
-    def _backward_order(self):
-        """``(slot, edges)`` in the order the tape's backward pass (``core._backward``)
-        visits the same graph: consumers counted from the output, then a LIFO of the
-        nodes whose consumers are all done, edges in argument order. Cotangents are
-        then summed in the tape's order and the gradients come out bit for bit the
-        same. (Nodes outside the recording never lead back into it, so leaving them out
-        does not change the order among recorded ones.)"""
-        if self.out_slot is None:
-            return []
-        edges_of = {s: edges for s, _, _, _, _, _, edges in self.ops if edges}
-        count, seen, stack = {}, {self.out_slot}, [self.out_slot]
-        while stack:
-            for _, p, _ in edges_of.get(stack.pop(), ()):
-                count[p] = count.get(p, 0) + 1
-                if p not in seen:
-                    seen.add(p)
-                    if p in edges_of:
-                        stack.append(p)
-        order, ready = [], [self.out_slot]
-        while ready:
-            s = ready.pop()
-            edges = edges_of.get(s, ())
-            if edges:
-                order.append((s, edges))
-            for _, p, _ in edges:
-                count[p] -= 1
-                if count[p] == 0:
-                    ready.append(p)
-        return order
+    def refs_changed(self):
+        return any(_aval(t.data) != (v.shape, v.dtype) for v, t in self.vg.refs)
 
 
-def _fix(g, d):
-    """The tape's cotangent fix: sum a broadcast cotangent down, restore the dtype."""
-    if g.shape != d.shape:
-        g = core.unbroadcast(g, d.shape)
-    if g.dtype != d.dtype:
-        g = g.astype(d.dtype)
-    return g
+def _aval(a):
+    return (np.shape(a), getattr(a, "dtype", None))
 
 
 def _key(x):
@@ -365,7 +116,8 @@ class Traced:
         return f"trace({getattr(self.fun, '__name__', self.fun)!r})"
 
     def __call__(self, x, *args):
-        if type(x) is Tensor or core._state.depth or core._tracer is not None:
+        if type(x) in (Tensor, Tracer) or core._state.depth or \
+                any(type(a) is Tracer for a in args):
             return self.fun(x, *args)
         return self._evaluate((x, *args), want_grad=False)
 
@@ -376,25 +128,30 @@ class Traced:
         arrays, new at every call and not differentiated (a minibatch, a temperature)."""
         return self._evaluate((x, *args), want_grad=True)
 
+    #: record primitives as single calls (exact replay); compile follows them instead
+    _atomic = True
+
     # what differs between tracing a function of its input and of parameters; ``xs`` is
     # the tuple of input arrays
     def _key(self, xs):
         return tuple(_key(x) for x in xs)
 
-    def _inputs(self, xs):
-        leaves = [Tensor(xs[0], requires_grad=xs[0].dtype.kind in "fc"),
-                  *[Tensor(a) for a in xs[1:]]]
-        return leaves, leaves, (0,)
+    def _record(self, xs):
+        """Record ``fun`` at ``xs``: ``(builder, outputs)``, the outputs being the value
+        then the gradients (tracers or constants)."""
+        b, value, grads = record(self.fun, xs, wrt=(0,), atomic=self._atomic)
+        return b, [value, *grads]
 
-    def _raw_inputs(self, xs):
-        return xs
-
-    def _from_graph(self, out, inputs, xs, want_grad):
-        value = out.data if type(out) is Tensor else out
-        return _grad_from_graph(out, inputs[0], xs[0]) if want_grad else value
+    def _first(self, outs, xs, want_grad):
+        """What the recording call returns, from the outputs' concrete values."""
+        vals = [o.val if type(o) is Tracer else o for o in outs]
+        return self._from_replay(tuple(vals), xs, want_grad)
 
     def _from_replay(self, res, xs, want_grad):
-        return _finish(res[0], res[1][0], xs[0]) if want_grad else res
+        return _finish(res[0], res[1], xs[0]) if want_grad else res[0]
+
+    def _program_args(self, xs):
+        return xs
 
     def _plain(self, xs, want_grad):
         return _plain(self.fun, xs, want_grad)
@@ -407,78 +164,68 @@ class Traced:
         return tuple(x.data if type(x) is Tensor else x if hasattr(x, "shape")
                      else np.asarray(x) for x in xs)
 
-    def _call(self, leaves):
-        return self.fun(*leaves)
-
     def _evaluate(self, x, want_grad):
         x = self._prepare(x)
         key = self._key(x)
-        prog = self._programs.get(key)
-        if prog is None:
+        entry = self._programs.get(key)
+        if entry is None or entry.refs_changed():
             return self._trace(x, key, want_grad)
-        if prog.broken is not None:
+        if entry.broken is not None:
             return self._plain(x, want_grad)
-        if not prog.verified:
-            return self._verify(prog, x, want_grad)
-        return self._from_replay(prog.run(self._raw_inputs(x), want_grad), x, want_grad)
+        if not entry.verified:
+            return self._verify(entry, x, want_grad)
+        return self._from_replay(entry.run(self._program_args(x), want_grad), x, want_grad)
 
     def _trace(self, x, key, want_grad):
         if core._state.depth:
             raise core.NestedGradError("trace: cannot record inside another grad")
-        arg, inputs, grad_slots = self._inputs(x)
-        rec = _Recorder(inputs)
-        prev_tracer, prev_enabled = core._tracer, core._state.enabled
-        core._tracer = rec
-        core._state.enabled = True
-        core._state.depth += 1
-        try:
-            out = self._call(arg)
-        finally:
-            core._state.depth -= 1
-            core._state.enabled = prev_enabled
-            core._tracer = prev_tracer
-        prog = _Program(rec, out, grad_slots)
-        prog.recorded = tuple(_copy(a) for a in self._raw_inputs(x))
+        b, outs = self._record(x)
+        entry = self._entry(b, outs)
+        entry.recorded = tuple(_copy(a) for a in x)
+        self._programs.pop(key, None)
         if len(self._programs) >= self.max_shapes:
             self._programs.pop(next(iter(self._programs)))
-        self._programs[key] = prog
-        unsafe = rec.unsafe
-        if unsafe is None and rec.rngs and _rng_states(rec.rngs) is None:
+        self._programs[key] = entry
+        unsafe = b.unsafe
+        if unsafe is None and b.rngs and _rng_states(b.rngs) is None:
             unsafe = "a random draw came from a generator whose state cannot be saved"
         if unsafe is not None:
-            prog.broken = unsafe
+            entry.broken = unsafe
             if self.warn:
                 warnings.warn(f"trace({getattr(self.fun, '__name__', 'f')}): {unsafe} while "
                               f"tracing, so the ops may depend on the input's values; it "
                               f"is evaluated normally on every call", TraceWarning,
                               stacklevel=4)
-        return self._from_graph(out, inputs, x, want_grad)
+        return self._first(outs, x, want_grad)
 
-    def _verify(self, prog, x, want_grad):
+    def _entry(self, b, outs):
+        return _Entry(Program.from_builder(b, outs[:1]), Program.from_builder(b, outs),
+                      b.rngs)
+
+    def _verify(self, entry, x, want_grad):
         """Evaluate normally and by replay from the same generator states; compare.
 
         Replay counts as verified after two agreeing calls at inputs other than the
         recorded ones (a value frozen at recording shows only at a new input; a frozen
         discrete sample may agree once by chance), or after eight calls in all."""
-        states = _rng_states(prog.rngs)
+        states = _rng_states(entry.rngs)
         plain = self._plain(x, True)
-        after = _rng_states(prog.rngs)
-        _set_rng_states(prog.rngs, states)
-        raw = self._raw_inputs(x)
+        after = _rng_states(entry.rngs)
+        _set_rng_states(entry.rngs, states)
         try:
-            replay = self._from_replay(prog.run(raw, True), x, True)
+            replay = self._from_replay(entry.run(self._program_args(x), True), x, True)
             same = self._same(replay, plain)
         except Exception:                     # replay cannot even run: a mismatch
             same = False
-        _set_rng_states(prog.rngs, after)
-        prog.checks += 1
-        if prog.recorded is not None and not all(
-                _equal(a, b) for a, b in zip(raw, prog.recorded)):
-            prog.new_checks += 1
-        if not same or prog.new_checks >= 2 or prog.checks >= 8:
-            prog.verified, prog.recorded = True, None
+        _set_rng_states(entry.rngs, after)
+        entry.checks += 1
+        if entry.recorded is not None and not all(
+                _equal(a, b) for a, b in zip(x, entry.recorded)):
+            entry.new_checks += 1
+        if not same or entry.new_checks >= 2 or entry.checks >= 8:
+            entry.verified, entry.recorded = True, None
         if not same:
-            prog.broken = "replay disagreed with a normal evaluation"
+            entry.broken = "replay disagreed with a normal evaluation"
             if self.warn:
                 warnings.warn(f"trace({getattr(self.fun, '__name__', 'f')}): the replayed ops "
                               f"disagree with a normal evaluation at a new input (the "
@@ -519,8 +266,7 @@ class TracedStep(Traced):
                 f"params=[{len(self.params)} Tensors])")
 
     def __call__(self, *xs):
-        if any(type(x) is Tensor for x in xs) or core._state.depth \
-                or core._tracer is not None:
+        if any(type(x) in (Tensor, Tracer) for x in xs) or core._state.depth:
             return self.fun(*xs)
         return self._evaluate(xs, want_grad=False)[0]
 
@@ -543,20 +289,21 @@ class TracedStep(Traced):
     def _key(self, xs):
         return super()._key(xs) + tuple(_key(p.data) for p in self.params)
 
-    def _inputs(self, xs):
-        leaves = [Tensor(x) for x in xs]
-        n = len(leaves)
-        return leaves, [*leaves, *self.params], tuple(range(n, n + len(self.params)))
+    def _record(self, xs):
+        b, value, grads = record(self.fun, xs, wrt=(), params=self.params,
+                                 atomic=self._atomic)
+        return b, [value, *grads]
 
-    def _raw_inputs(self, xs):
+    def _program_args(self, xs):
         return (*xs, *[p.data for p in self.params])
 
-    def _from_graph(self, out, inputs, x, want_grad):
+    def _from_graph(self, out):
         value = out.data if type(out) is Tensor else out
-        return value, (_param_grads(out, self.params) if want_grad else None)
+        return value, _param_grads(out, self.params)
 
     def _from_replay(self, res, x, want_grad):
-        value, grads = res if want_grad else (res, None)
+        value = res[0]
+        grads = tuple(res[1:]) if want_grad else None
         return (np.asarray(value) if isinstance(value, np.generic) else value), grads
 
     def _plain(self, xs, want_grad):
@@ -572,7 +319,7 @@ class TracedStep(Traced):
         finally:
             core._state.depth -= 1
             core._state.enabled = prev
-        return self._from_graph(out, None, xs, True)
+        return self._from_graph(out)
 
     def _same(self, a, b):
         if not _close(a[0], b[0]):
@@ -647,16 +394,8 @@ def _grad_from_graph(out, leaf, x):
 
 
 def _finish(value, g, x):
-    """``(value, grad)`` as handed out: arrays (not NumPy scalars), zeros for no gradient,
-    never the input itself or a view of another array."""
-    if g is None:
-        g = core._zeros_like(x)
-    elif isinstance(g, np.generic):
-        g = np.asarray(g)
-    elif g is x or (type(g) is np.ndarray and (g.base is not None or not g.flags.writeable)):
-        g = g.copy()
-    if isinstance(value, np.generic):
-        value = np.asarray(value)
+    """``(value, grad)`` as handed out (see :func:`autodiff.core.hand_back`)."""
+    value, (g,) = core.hand_back(value, [g], [x])
     return value, g
 
 

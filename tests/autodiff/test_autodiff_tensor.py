@@ -483,3 +483,31 @@ def test_tune_allocator_applies_on_glibc_linux():
     assert ad.backend.tune_allocator() is True
     assert ad.backend.tune_allocator(mmap_threshold=1 << 20, trim_threshold=1 << 28) is True
     ad.backend.tune_allocator()   # back to the import-time settings
+
+
+def test_rules_are_keyed_by_the_primitive_not_its_name():
+    """A user primitive named like a built-in one gets its own rule table entry: the
+    built-in exp keeps its gradient."""
+    my_exp = ad.primitive(lambda x: np.exp(x) * 2.0, name="exp", nargs=1)
+    ad.defvjp(my_exp, lambda ans, x: lambda g: g * 0.0)
+    x = np.array([0.3, -1.2])
+    np.testing.assert_allclose(ad.grad(lambda t: ad.sum(ad.exp(t)))(x), np.exp(x))
+    np.testing.assert_array_equal(ad.grad(lambda t: ad.sum(my_exp(t)))(x), 0.0)
+    assert ad.VJP_RULES[my_exp] is not ad.VJP_RULES[ad.exp]
+
+
+def test_defvjp_argnum_gives_one_rule_for_any_number_of_arguments():
+    cat = ad.primitive(lambda *xs: np.concatenate(xs), name="my_cat")
+
+    def rule(i, ans, *xs):
+        start = sum(len(x) for x in xs[:i])
+        return lambda g: g[start:start + len(xs[i])]
+    ad.defvjp_argnum(cat, rule)
+    a, b, c = np.array([1.0, 2.0]), np.array([3.0]), np.array([4.0, 5.0, 6.0])
+    w = np.arange(6.0)
+    ga, gb, gc = ad.grad(lambda x, y, z: ad.sum(cat(x, y, z) * w), argnums=(0, 1, 2))(a, b, c)
+    np.testing.assert_array_equal(ga, [0.0, 1.0])
+    np.testing.assert_array_equal(gb, [2.0])
+    np.testing.assert_array_equal(gc, [3.0, 4.0, 5.0])
+    with pytest.raises(TypeError, match="not an autodiff primitive"):
+        ad.defvjp_argnum(np.concatenate, rule)

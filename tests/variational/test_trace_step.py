@@ -93,19 +93,29 @@ def test_a_generator_made_inside_the_step_is_caught():
     assert float(step(xs[2])) == float(cost_fixed(xs[2]).data)
 
 
-def test_a_draw_with_an_untraced_array_argument_falls_back():
-    """A draw whose array argument is a parameter's raw data: the recorder cannot tell
-    it from a constant, so the step is not replayed."""
+def test_a_draw_with_a_parameters_data_as_argument_is_replayed():
+    """A draw whose array argument is a parameter's raw data: the argument is traced, so
+    the replay draws at the parameter's current value, as the tape does."""
     from zsarray.distributions.base import draw
-    w = ad.tensor(np.ones(3), requires_grad=True)
-    rng = np.random.default_rng(0)
+    wa, wb = (ad.tensor(np.ones(3), requires_grad=True) for _ in range(2))
+    ra, rb = np.random.default_rng(0), np.random.default_rng(0)
 
-    def cost(x):
-        noise = draw(rng, np, "normal", w.data, 1.0)     # w.data: invisible to the trace
-        return ad.sum(x * w * noise)
-    step = ad.trace(cost, params=[w])
-    with pytest.warns(ad.TraceWarning, match="random draw took an array argument"):
-        step.backward(np.ones(3))
+    def make(w, rng):
+        def cost(x):
+            noise = draw(rng, np, "normal", w.data, 1.0)     # w.data: a traced value
+            return ad.sum(x * w * noise)
+        return cost
+    cost_a, step = make(wa, ra), ad.trace(make(wb, rb), params=[wb])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ad.TraceWarning)
+        for i in range(5):
+            c = cost_a(np.ones(3))
+            c.backward()
+            assert float(step.backward(np.ones(3))) == float(c.data)
+            for w in (wa, wb):
+                w.data = w.data - 0.1 * w.grad
+                w.grad = None
+    np.testing.assert_array_equal(wa.data, wb.data)
 
 
 @pytest.mark.parametrize("dist", ["gamma", "beta", "bernoulli", "categorical", "laplace",

@@ -36,7 +36,7 @@ import numpy as np
 
 import autodiff as ad
 from autodiff import backend
-from autodiff import core as ad_core
+from autodiff import tracer as ad_tracer
 from autodiff.core import Tensor
 
 __all__ = ["Distribution", "Constraint", "constraints", "make_rng"]
@@ -219,11 +219,10 @@ def draw(rng, xp, method, *args, post=None, **kwargs):
     reusing these numbers. Anything else computed from the result must go through
     autodiff primitives (``ad.less``, ``ad.cast``, ...) to be replayed.
     """
-    out = _draw_post(rng, xp, method, post, *args, **kwargs)
-    tracer = ad_core._tracer
-    if tracer is not None:
-        tracer.source(out, _draw_post, (rng, xp, method, post, *args), kwargs, rng)
-    return out
+    builder = ad_tracer.current_builder()
+    if builder is not None:
+        return builder.source(_draw_post, (rng, xp, method, post, *args), kwargs, rng)
+    return _draw_post(rng, xp, method, post, *args, **kwargs)
 
 
 def _draw_post(rng, xp, method, post, *args, **kwargs):
@@ -264,6 +263,11 @@ def _summary(bad, values):
 
 def _name(self):
     return type(self).__name__
+
+
+def _param_error(name, k, c):
+    return lambda ok, raw: ValueError(f"{name}: {k} must be {c.description}; got "
+                                      f"{_summary(~ok, raw)}")
 
 
 # ----------------------------------------------------------------------------- base class
@@ -421,10 +425,7 @@ class Distribution:
             if v is None:
                 continue
             raw = _data(v)
-            ok = c.check(raw, False)
-            if not bool(np.all(ok)):
-                raise ValueError(f"{_name(self)}: {k} must be {c.description}; got "
-                                 f"{_summary(~ok, raw)}")
+            ad_tracer.check(c.check(raw, False), _param_error(_name(self), k, c), raw)
         self._validate_extra()
 
     def _validate_extra(self):
@@ -557,11 +558,10 @@ class Distribution:
         return given, tuple(out[:len(out) - vn])
 
     def _validate_given(self, x):
-        c = self.support
-        ok = c.check(x, True)
-        if not bool(np.all(ok)):
-            raise ValueError(f"{_name(self)}.log_prob: given must be in the support "
-                             f"'{c.name}' ({c.description}); got {_summary(~ok, x)}")
+        c, name = self.support, _name(self)
+        ad_tracer.check(c.check(x, True), lambda ok, x: ValueError(
+            f"{name}.log_prob: given must be in the support '{c.name}' ({c.description}); "
+            f"got {_summary(~ok, x)}"), x)
 
     def _group(self, lp):
         g = self.group_ndims

@@ -468,6 +468,13 @@ class Binomial(Distribution):
 
 # ----------------------------------------------------------------------------- continuous
 
+def _uniform_error(ok, lo, hi):
+    bad = backend.asnumpy(~ok)
+    at = lambda v: np.broadcast_to(backend.asnumpy(v), bad.shape)[bad][0].item()   # noqa: E731
+    return ValueError(f"Uniform: maxval must be greater than minval; got "
+                      f"minval={at(lo)!r}, maxval={at(hi)!r}")
+
+
 class Uniform(Distribution):
     """Uniform on ``[minval, maxval)``; reparameterized ``minval + (maxval - minval) u``."""
     arg_constraints = {"minval": c.real, "maxval": c.real}
@@ -478,13 +485,8 @@ class Uniform(Distribution):
         self.support = c.interval(_raw(self.minval), _raw(self.maxval))
 
     def _validate_extra(self):
-        lo, hi = _raw(self._p.minval), _raw(self._p.maxval)
-        bad = ~(hi > lo)
-        if bool(np.any(bad)):
-            at = lambda v: np.broadcast_to(backend.asnumpy(v), bad.shape)[
-                backend.asnumpy(bad)][0].item()
-            raise ValueError(f"Uniform: maxval must be greater than minval; got "
-                             f"minval={at(lo)!r}, maxval={at(hi)!r}")
+        ad.tracer.check(_raw(self._p.maxval) > _raw(self._p.minval), _uniform_error,
+                        _raw(self._p.minval), _raw(self._p.maxval))
 
     def _sample(self, shape, rng, p):
         u = draw(rng, self._xp, "random", size=_full_shape(self, shape),
