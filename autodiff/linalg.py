@@ -9,6 +9,7 @@ import numpy as np
 
 from . import backend
 from .core import defvjp, nograd_primitive, primitive
+from .tracer import array_op
 
 __all__ = ["cholesky", "solve_triangular", "solve", "slogdet", "inv"]
 
@@ -17,6 +18,7 @@ def _T(a):
     return np.swapaxes(a, -1, -2)
 
 
+@array_op
 def _trisolve(a, b, lower, trans):
     """Solve op(a) x = b for a stack of triangular ``a`` [..., N, N], ``b`` [..., N, K]."""
     sl = backend.scipy_linalg(a)
@@ -138,7 +140,7 @@ solve.__doc__ = ("solve(a, b): x with a x = b (NumPy 2 semantics: b is a vector 
 
 _logabsdet = primitive(lambda a: backend.linalg(a).slogdet(a)[1], "logabsdet")
 defvjp(_logabsdet, lambda ans, a: lambda g:
-       backend.get_array_module(g).asarray(g)[..., None, None] * _T(backend.linalg(a).inv(a)))
+       np.reshape(g, np.shape(g) + (1, 1)) * _T(backend.linalg(a).inv(a)))
 
 
 _slogdet_sign = nograd_primitive(lambda a: backend.linalg(a).slogdet(a)[0], "slogdet_sign")

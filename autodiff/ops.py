@@ -18,6 +18,7 @@ import numpy as np
 
 from . import backend
 from .core import Tensor, defvjp, defvjp_argnum, nograd_primitive, primitive
+from .tracer import array_op
 
 __all__ = [
     "add", "subtract", "multiply", "divide", "true_divide", "negative", "power",
@@ -223,8 +224,14 @@ relu = _unary("relu", lambda x: np.maximum(x, 0), lambda ans, x: lambda g: g * (
 lgamma = _unary("lgamma", lambda x: _sp(x).gammaln(x),
                 lambda ans, x: lambda g: g * _sp(x).digamma(x))
 gammaln = lgamma
+@array_op
+def _trigamma(x):
+    """The trigamma function (derivative of digamma), one recorded operation."""
+    return _sp(x).polygamma(1, x)
+
+
 digamma = _unary("digamma", lambda x: _sp(x).digamma(x),
-                 lambda ans, x: lambda g: g * _sp(x).polygamma(1, x))
+                 lambda ans, x: lambda g: g * _trigamma(x))
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)   # a Python float: keeps float32 float32
 erf = _unary("erf", lambda x: _sp(x).erf(x),
              lambda ans, x: lambda g: g * _TWO_OVER_SQRT_PI * np.exp(-np.square(x)))
@@ -289,15 +296,11 @@ def _norm_axes(axis, ndim):
 
 
 def _expand(g, shape, axis, keepdims):
-    """Broadcast a reduced cotangent back to the input ``shape`` (a fresh array)."""
+    """Broadcast a reduced cotangent back to the input ``shape`` (a read-only view: the
+    backward pass copies a cotangent before handing it out or changing it)."""
     if not keepdims and axis is not None:
-        g = g.reshape(_kept_shape(shape, axis)) if hasattr(g, "reshape") else g
-    if isinstance(g, (np.ndarray, np.generic)):
-        out = np.empty(shape, dtype=g.dtype)
-    else:
-        out = backend.get_array_module(g).empty(shape, dtype=g.dtype)
-    out[...] = g
-    return out
+        g = np.reshape(g, _kept_shape(shape, axis))
+    return np.broadcast_to(g, shape)
 
 
 def _kept_shape(shape, axis):
@@ -561,18 +564,21 @@ def _is_advanced_int(idx):
     return False
 
 
+@array_op
+def _index_vjp(g, shape, idx):
+    """Zeros of ``shape`` with ``g`` written at ``idx`` (added, for repeated advanced
+    indices): the VJP of ``x[idx]``, recorded as one operation."""
+    z = _zeros(g, shape)
+    if _is_advanced_int(idx):  # repeated indices must accumulate
+        backend.scatter_add(z, idx, g)
+    else:
+        z[idx] = g
+    return z
+
+
 def _getitem_rule(ans, x, idx):
     shape = np.shape(x)
-    advanced = _is_advanced_int(idx)
-
-    def vjp(g):
-        z = _zeros(g, shape)
-        if advanced:  # repeated indices must accumulate
-            backend.scatter_add(z, idx, g)
-        else:
-            z[idx] = g
-        return z
-    return vjp
+    return lambda g: _index_vjp(g, shape, idx)
 
 
 def _zeros(like, shape):
@@ -587,19 +593,22 @@ def _take(a, indices, axis=None):
     return np.take(a, indices, axis=axis)
 
 
+@array_op
+def _take_vjp(g, shape, indices, axis):
+    """The VJP of ``np.take(a, indices, axis)``: ``g`` added into zeros of a's shape."""
+    z = _zeros(g, shape)
+    if axis is None:
+        flat = z.reshape(-1)
+        backend.scatter_add(flat, np.ravel(indices), np.ravel(g))
+        return z
+    ax = axis % len(shape)
+    backend.scatter_add(z, (slice(None),) * ax + (indices,), g)
+    return z
+
+
 def _take_rule(ans, a, indices, axis=None):
     shape = np.shape(a)
-
-    def vjp(g):
-        z = _zeros(g, shape)
-        if axis is None:
-            flat = z.reshape(-1)
-            backend.scatter_add(flat, np.ravel(indices), np.ravel(g))
-            return z
-        ax = axis % len(shape)
-        backend.scatter_add(z, (slice(None),) * ax + (indices,), g)
-        return z
-    return vjp
+    return lambda g: _take_vjp(g, shape, indices, axis)
 
 
 take = primitive(_take, "take")
@@ -615,20 +624,23 @@ def _diagonal(x, offset=0, axis1=0, axis2=1):
     return np.diagonal(x, offset, axis1, axis2)
 
 
+@array_op
+def _diagonal_vjp(g, shape, offset, axis1, axis2):
+    """The VJP of ``np.diagonal``: zeros of the input's shape with ``g`` on the diagonal."""
+    z = _zeros(g, shape)
+    zm = np.moveaxis(z, (axis1, axis2), (-2, -1))   # a writable view of z
+    n = g.shape[-1]
+    rows = np.arange(n) + (0 if offset >= 0 else -offset)
+    cols = np.arange(n) + (offset if offset >= 0 else 0)
+    if backend.is_cupy(g):
+        rows, cols = backend.to_device(rows, "gpu"), backend.to_device(cols, "gpu")
+    zm[..., rows, cols] = g
+    return z
+
+
 def _diagonal_rule(ans, x, offset=0, axis1=0, axis2=1):
     shape = np.shape(x)
-
-    def vjp(g):
-        z = _zeros(g, shape)
-        zm = np.moveaxis(z, (axis1, axis2), (-2, -1))   # a writable view of z
-        n = g.shape[-1]
-        rows = np.arange(n) + (0 if offset >= 0 else -offset)
-        cols = np.arange(n) + (offset if offset >= 0 else 0)
-        if backend.is_cupy(g):
-            rows, cols = backend.to_device(rows, "gpu"), backend.to_device(cols, "gpu")
-        zm[..., rows, cols] = g
-        return z
-    return vjp
+    return lambda g: _diagonal_vjp(g, shape, offset, axis1, axis2)
 
 
 diagonal = primitive(_diagonal, "diagonal")
@@ -752,12 +764,18 @@ def _einsum_rule(i, ans, subscripts, *operands):
                                 [sizes[c] for c in uniq])
         if uniq == target:
             return r
-        # repeated letters (a diagonal): write r onto the diagonal of zeros
-        z = _zeros(g, shape)
-        view = np.einsum(target + "->" + uniq, z)
-        view[...] = r
-        return z
+        return _einsum_diagonal_vjp(r, shape, target, uniq)
     return vjp
+
+
+@array_op
+def _einsum_diagonal_vjp(r, shape, target, uniq):
+    """Repeated letters in an einsum operand (a diagonal): ``r`` written onto the
+    diagonal of zeros of the operand's shape."""
+    z = _zeros(r, shape)
+    view = np.einsum(target + "->" + uniq, z)
+    view[...] = r
+    return z
 
 
 _einsum_p = primitive(_einsum_fwd, "einsum")

@@ -64,12 +64,13 @@ class _Entry:
     program, and the verification state."""
 
     __slots__ = ("value", "vg", "rngs", "verified", "broken", "recorded", "checks",
-                 "new_checks")
+                 "new_checks", "exe")
 
     def __init__(self, value, vg, rngs):
         self.value, self.vg, self.rngs = value, vg, rngs
         self.verified, self.broken = False, None
         self.recorded, self.checks, self.new_checks = None, 0, 0
+        self.exe = None          # compiled executables (value, value-and-grad), if any
 
     @property
     def source(self):
@@ -78,7 +79,8 @@ class _Entry:
 
     def run(self, xs, want_grad):
         prog = self.vg if want_grad else self.value
-        return prog.python()(*prog.args(xs))
+        f = prog.python() if self.exe is None else self.exe[want_grad]
+        return f(*prog.args(xs))
 
     def refs_changed(self):
         return any(_aval(t.data) != (v.shape, v.dtype) for v, t in self.vg.refs)
@@ -174,6 +176,9 @@ class Traced:
             return self._plain(x, want_grad)
         if not entry.verified:
             return self._verify(entry, x, want_grad)
+        return self._replay(entry, x, want_grad)
+
+    def _replay(self, entry, x, want_grad):
         return self._from_replay(entry.run(self._program_args(x), want_grad), x, want_grad)
 
     def _trace(self, x, key, want_grad):

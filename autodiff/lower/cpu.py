@@ -1,0 +1,604 @@
+"""Lowering a :class:`~autodiff.program.Program` to the machine of :mod:`.vm`.
+
+Every value of the program gets a place in one flat workspace: a :class:`View`
+(offset, shape, strides in elements) of a :class:`Buffer`. Operations that only move
+data (reshape of a contiguous value, transpose, broadcast, basic slicing, diagonal,
+flip) make new views and no instruction; the others emit rows of the instruction table
+(:mod:`.rules` has one lowering rule per operation). Buffers are allocated as values
+are made and reused once the last value viewing them is dead, so a long program works
+in a workspace the size of its largest live set.
+
+An equation without a rule runs as a Python step between two runs of the machine: its
+arguments are read from the workspace as NumPy views and its result written back
+(:class:`Executable` alternates ``("vm", start, end)`` and ``("py", ...)`` steps). Random
+draws that do not depend on traced values are made before the machine runs, in program
+order, so a compiled program consumes a generator exactly as the replay does.
+"""
+import threading
+import warnings
+
+import numpy as np
+
+from . import vm
+from .vm import OP, W
+
+__all__ = ["View", "Buffer", "Lowering", "Executable", "NotLowerable", "lower"]
+
+
+class NotLowerable(Exception):
+    """A program (or an equation) that this lowering cannot execute at all."""
+
+
+class Buffer:
+    __slots__ = ("off", "size", "refs", "pinned")
+
+    def __init__(self, off, size, pinned=False):
+        self.off, self.size, self.refs, self.pinned = off, size, 0, pinned
+
+
+class View:
+    """A strided place in the workspace."""
+    __slots__ = ("buf", "off", "shape", "strides")
+
+    def __init__(self, buf, off, shape, strides):
+        self.buf, self.off, self.shape, self.strides = buf, off, tuple(shape), tuple(strides)
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def contiguous(self):
+        return self.strides == _c_strides(self.shape) or self.size <= 1
+
+    def with_(self, off=None, shape=None, strides=None):
+        return View(self.buf, self.off if off is None else off,
+                    self.shape if shape is None else shape,
+                    self.strides if strides is None else strides)
+
+    def __repr__(self):
+        return f"View(@{self.off}, {self.shape}, {self.strides})"
+
+
+def _c_strides(shape):
+    st, acc = [], 1
+    for s in reversed(shape):
+        st.append(acc if s != 1 else 0)
+        acc *= s
+    return tuple(reversed(st))
+
+
+def _norm_strides(shape, strides):
+    """Strides with 0 on size-1 dims (they never move), for comparisons."""
+    return tuple(0 if n == 1 else s for n, s in zip(shape, strides))
+
+
+class _Allocator:
+    """Exact-size free lists over a growing workspace (sizes rounded to 8 elements)."""
+
+    def __init__(self):
+        self.top = 0
+        self.free = {}
+
+    def alloc(self, size, fresh=False):
+        size = max(8, -(-size // 8) * 8)
+        lst = None if fresh else self.free.get(size)
+        if lst:
+            return lst.pop(), size
+        off = self.top
+        self.top += size
+        return off, size
+
+    def release(self, off, size):
+        self.free.setdefault(size, []).append(off)
+
+
+class Lowering:
+    """Builds the instruction table, the gather tables and the workspace layout."""
+
+    def __init__(self, dtype):
+        self.dtype = np.dtype(dtype)
+        self.rows = []
+        self.tabs = []
+        self.tab_size = 0
+        self.alloc_ = _Allocator()
+        self.consts = []            # (offset, flat values)
+        self._scalars = {}
+        self._arrays = {}
+        self.loop_depth = 0
+        self.loop_strides = None    # (dict id(View.buf) -> per-iteration offset) in a loop
+        self.dying = frozenset()    # ids of buffers whose last value dies in this equation
+
+    def reusable(self, v):
+        """Whether a rule may write its result over input view ``v``: the only value
+        viewing its buffer dies in this equation and ``v`` covers the whole buffer."""
+        return (id(v.buf) in self.dying and v.off == v.buf.off and v.contiguous()
+                and v.buf.refs == 1 and not v.buf.pinned)
+
+    # ------------------------------------------------------------------ memory
+    def new(self, shape, pinned=False):
+        """A fresh contiguous value of ``shape``. Pinned values (constants, inputs,
+        outputs drawn before the machine runs) get memory no other value ever used."""
+        n = int(np.prod(shape, dtype=np.int64))
+        off, size = self.alloc_.alloc(n, fresh=pinned)
+        buf = Buffer(off, size, pinned)
+        return View(buf, off, shape, _c_strides(shape))
+
+    def release(self, buf):
+        if not buf.pinned:
+            self.alloc_.release(buf.off, buf.size)
+
+    def const(self, value):
+        """A constant as a view of the (never freed) constant area."""
+        if isinstance(value, (bool, int, float, np.generic)) or np.ndim(value) == 0:
+            v = float(np.asarray(value).real)
+            key = (v, np.signbit(v)) if v == v else ("nan",)
+            view = self._scalars.get(key)
+            if view is None:
+                view = self.new((), pinned=True)
+                self.consts.append((view.off, np.array([v])))
+                self._scalars[key] = view
+            return view
+        a = np.asarray(value)
+        if a.dtype.kind not in "biuf":
+            raise NotLowerable(f"a constant of dtype {a.dtype}")
+        hit = self._arrays.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        view = self.new(a.shape, pinned=True)
+        self.consts.append((view.off, np.ascontiguousarray(a, dtype=np.float64).ravel()))
+        self._arrays[id(value)] = (value, view)
+        return view
+
+    def table(self, offsets):
+        """Store a gather/scatter table; returns its start in ``tab``."""
+        start = self.tab_size
+        arr = np.ascontiguousarray(offsets, dtype=np.int64).ravel()
+        self.tabs.append(arr)
+        self.tab_size += arr.size
+        return start
+
+    # ------------------------------------------------------------------ rows
+    def row(self, op, n=(1, 1, 1, 1), o=None, a=None, b=None, c=None, x=(0, 0, 0, 0),
+            so=(0,) * 4, sa=(0,) * 4, sb=(0,) * 4, sc=(0,) * 4):
+        """Append one instruction; ``o``/``a``/``b``/``c`` are Views (or None)."""
+        r = np.zeros(W, dtype=np.int64)
+        r[vm.F_OP] = op
+        r[vm.F_ND] = 4
+        r[vm.F_N0:vm.F_N3 + 1] = n
+        for (fo, fs, fl), v, s in (((vm.F_O, vm.F_SO0, vm.F_LO), o, so),
+                                   ((vm.F_A, vm.F_SA0, vm.F_LA), a, sa),
+                                   ((vm.F_B, vm.F_SB0, vm.F_LB), b, sb),
+                                   ((vm.F_C, vm.F_SC0, vm.F_LC), c, sc)):
+            if v is not None:
+                r[fo] = v.off
+                r[fs:fs + 4] = s
+                if self.loop_strides is not None:
+                    r[fl] = self.loop_strides.get(id(v.buf), 0)
+        r[vm.F_X0:vm.F_X3 + 1] = x
+        self.rows.append(r)
+        return len(self.rows) - 1
+
+    def nest(self, op, out, ins, x=(0, 0, 0, 0)):
+        """Rows applying ``op`` elementwise over ``out``'s shape: ``ins`` are Views of
+        the same shape (broadcast already, strides 0 where they repeat). Dimensions
+        that every operand walks contiguously are merged; more than four dimensions
+        left are split into one row per leading index."""
+        views = [out] + list(ins)
+        shape = list(out.shape)
+        strides = [list(v.strides) for v in views]
+        # drop size-1 dims, merge dims contiguous for every operand
+        dims = [i for i, n in enumerate(shape) if n != 1]
+        shape = [shape[i] for i in dims]
+        strides = [[s[i] for i in dims] for s in strides]
+        merged_shape, merged = [], [[] for _ in views]
+        for k, n in enumerate(shape):
+            if merged_shape and all(ms[-1] == st[k] * n for ms, st in zip(merged, strides)):
+                merged_shape[-1] *= n
+                for ms, st in zip(merged, strides):
+                    ms[-1] = st[k]
+            else:
+                merged_shape.append(n)
+                for ms, st in zip(merged, strides):
+                    ms.append(st[k])
+        if not merged_shape:
+            merged_shape = [1]
+            merged = [[0] for _ in views]
+        while len(merged_shape) > 4:           # split the leading dimension
+            n0 = merged_shape[0]
+            lead = [m[0] for m in merged]
+            rest_shape = merged_shape[1:]
+            rest = [m[1:] for m in merged]
+            for i in range(n0):
+                sub = [v.with_(off=v.off + i * st, shape=rest_shape, strides=rs)
+                       for v, st, rs in zip(views, lead, rest)]
+                self.nest(op, sub[0], sub[1:], x)
+            return
+        pad = 4 - len(merged_shape)
+        n = [1] * pad + merged_shape
+        st = [[0] * pad + m for m in merged]
+        ops = [views[0], *views[1:]] + [None] * (4 - len(views))
+        sts = st + [[0] * 4] * (4 - len(st))
+        self.row(op, n, ops[0], ops[1], ops[2], ops[3], x, sts[0], sts[1], sts[2], sts[3])
+
+    def copy(self, src, dst=None):
+        """``src`` into a new contiguous value (or into ``dst``), broadcasting."""
+        if dst is None:
+            dst = self.new(src.shape)
+        self.nest(OP.UNARY, dst, [broadcast(src, dst.shape)], (vm.UN.COPY, 0, 0, 0))
+        return dst
+
+    def contiguous(self, v):
+        return v if v.contiguous() else self.copy(v)
+
+    def fill(self, dst, value):
+        self.nest(OP.UNARY, dst, [broadcast(self.const(value), dst.shape)],
+                  (vm.UN.COPY, 0, 0, 0))
+
+
+# ----------------------------------------------------------------------------- views
+def broadcast(v, shape):
+    """``v`` broadcast to ``shape`` (stride 0 on new and stretched dims)."""
+    shape = tuple(shape)
+    if v.shape == shape:
+        return v
+    nd = len(shape)
+    if v.ndim > nd:
+        raise NotLowerable(f"cannot broadcast {v.shape} to {shape}")
+    vs = (1,) * (nd - v.ndim) + v.shape
+    vst = (0,) * (nd - v.ndim) + v.strides
+    st = []
+    for n, vn, s in zip(shape, vs, vst):
+        if vn == n:
+            st.append(s if n != 1 else 0)
+        elif vn == 1:
+            st.append(0)
+        else:
+            raise NotLowerable(f"cannot broadcast {v.shape} to {shape}")
+    return v.with_(shape=shape, strides=tuple(st))
+
+
+def reshape(L, v, shape):
+    """``v`` reshaped (a view when its layout allows, else a copy first)."""
+    shape = tuple(int(s) for s in shape)
+    if v.shape == shape:
+        return v
+    st = _reshape_strides(v.shape, v.strides, shape)
+    if st is None:
+        v = L.copy(v)
+        st = _c_strides(shape)
+    return v.with_(shape=shape, strides=st)
+
+
+def _reshape_strides(old, ostr, new):
+    """Strides of ``new`` viewing the same elements as (old, ostr) in C order, or None
+    (NumPy's attempt_nocopy_reshape, on element strides)."""
+    old_d = [(n, s) for n, s in zip(old, ostr) if n != 1]
+    new_nz = [n for n in new]
+    if int(np.prod(old, dtype=np.int64)) != int(np.prod(new, dtype=np.int64)):
+        return None
+    if not old_d:
+        return tuple(0 for _ in new)
+    out = [0] * len(new)
+    oi, ni = 0, 0
+    on, nn = len(old_d), len(new_nz)
+    while ni < nn and oi < on:
+        np_, op_ = new_nz[ni], old_d[oi][0]
+        nj, oj = ni + 1, oi + 1
+        while np_ != op_:
+            if np_ < op_:
+                np_ *= new_nz[nj]
+                nj += 1
+            else:
+                op_ *= old_d[oj][0]
+                oj += 1
+        for k in range(oi, oj - 1):          # the old chunk must be contiguous
+            if old_d[k][1] != old_d[k + 1][1] * old_d[k + 1][0]:
+                return None
+        out[nj - 1] = old_d[oj - 1][1]
+        for k in range(nj - 1, ni, -1):
+            out[k - 1] = out[k] * new_nz[k]
+        ni, oi = nj, oj
+    for k in range(len(new)):
+        if new[k] == 1:
+            out[k] = 0
+    return tuple(out)
+
+
+def transpose(v, axes):
+    axes = tuple(a % v.ndim for a in axes) if axes is not None else \
+        tuple(reversed(range(v.ndim)))
+    return v.with_(shape=[v.shape[a] for a in axes], strides=[v.strides[a] for a in axes])
+
+
+# ----------------------------------------------------------------------------- executable
+class Executable:
+    """A lowered program: call it with the program's arguments, get its outputs."""
+
+    def __init__(self, prog, L, steps, in_views, out_views, sources, warned):
+        self.prog = prog
+        self.dtype = L.dtype
+        self.code = np.ascontiguousarray(np.array(L.rows, dtype=np.int64).reshape(-1, W))
+        self.tab = np.concatenate(L.tabs) if L.tabs else np.zeros(1, np.int64)
+        self.size = L.alloc_.top + 8
+        self.w = np.zeros(self.size, dtype=L.dtype)     # the template (constants in place)
+        for off, vals in L.consts:
+            self.w[off:off + vals.size] = vals
+        self._local = threading.local()                   # one workspace per thread
+        self.steps = steps
+        self.in_views = in_views
+        self.out_views = out_views
+        self.sources = sources           # (eqn, out View) drawn before the machine runs
+        self.fallbacks = warned
+
+    @property
+    def n_rows(self):
+        return len(self.code)
+
+    def __call__(self, *args):
+        w = getattr(self._local, "w", None)
+        if w is None:
+            w = self._local.w = self.w.copy()
+        for v, x in zip(self.in_views, args):
+            _write(w, v, x)
+        for e, views in self.sources:
+            out = e.fn(*e.args, **e.kwargs)
+            for v, val in zip(views, out if e.multi is not None else (out,)):
+                _write(w, v, val)
+        objs = {}
+        for step in self.steps:
+            if step[0] == "vm":
+                status = vm.run(self.code, w, self.tab, step[1], step[2])
+                if status:
+                    raise _Check(status - 1)
+            else:
+                _python_step(w, step, objs)
+        return tuple(_read(w, v, dt) for v, dt in self.out_views)
+
+
+class _Check(Exception):
+    """A check in the program failed (or an index was out of range) at ``row``."""
+
+    def __init__(self, row):
+        super().__init__(row)
+        self.row = row
+
+
+def _np_view(w, v):
+    """A NumPy view of workspace place ``v``."""
+    isz = w.itemsize
+    return np.lib.stride_tricks.as_strided(w[v.off:], shape=v.shape,
+                                           strides=tuple(s * isz for s in v.strides))
+
+
+def _write(w, v, x):
+    x = np.asarray(x)
+    if v.contiguous() and x.flags.c_contiguous:
+        w[v.off:v.off + v.size] = x.reshape(-1)
+    else:
+        _np_view(w, v)[...] = x
+
+
+def _read(w, v, dtype):
+    if v is None:
+        return None
+    if type(v) is not View:          # a constant output
+        return v
+    a = _np_view(w, v)
+    return a.copy() if dtype is None else a.astype(dtype)
+
+
+def _python_step(w, step, objs):
+    _, e, arg_views, out_views = step
+    args = _materialize(e.args, w, arg_views, objs)
+    kwargs = {k: _materialize((v,), w, arg_views, objs)[0] for k, v in e.kwargs.items()}
+    out = e.fn(*args, **kwargs)
+    outs = out if e.multi is not None else (out,)
+    for var, o, place in zip(e.outs, outs, out_views):
+        if place is None:
+            objs[id(var)] = o
+        else:
+            _write(w, place, o)
+
+
+def _materialize(template, w, views, objs):
+    from ..tracer import Var
+    out = []
+    for a in template:
+        if type(a) is Var:
+            v = views.get(id(a))
+            out.append(objs[id(a)] if v is None else _np_view(w, v).astype(
+                a.dtype, copy=True))
+        elif type(a) in (tuple, list):
+            inner = _materialize(a, w, views, objs)
+            out.append(tuple(inner) if type(a) is tuple else inner)
+        else:
+            out.append(a)
+    return out
+
+
+# ----------------------------------------------------------------------------- driver
+def lower(prog, warn=True, keep_all=False):
+    """Lower ``prog`` to an :class:`Executable`.
+
+    Raises
+    ------
+    NotLowerable
+        When the program cannot run on the machine at all (values whose shape depends
+        on the data, complex numbers, random draws that depend on traced values).
+    """
+    from . import rules
+    from .simplify import simplify
+    from ..tracer import Var
+    prog = simplify(prog)
+    dtypes = set()
+    for v in list(prog.inputs) + [v for v, _ in prog.refs] + \
+            [o for e in prog.eqns for o in e.outs]:
+        if v.shape is None:
+            continue
+        if v.dtype.kind == "c":
+            raise NotLowerable("complex values")
+        if v.dtype.kind == "f":
+            dtypes.add(v.dtype)
+    dtype = np.float32 if dtypes == {np.dtype(np.float32)} else np.float64
+    L = Lowering(dtype)
+    L.mixed = dtype == np.float64 and np.dtype(np.float32) in dtypes
+    loc = {}
+    # liveness: the last equation reading each Var
+    last = {}
+    for k, e in enumerate(prog.eqns):
+        for v in e.inputs():
+            last[id(v)] = k
+    keep = {id(o) for o in prog.outputs if type(o) is Var}
+    if keep_all:                   # debugging: every value stays readable (see debug())
+        keep = {id(o) for e in prog.eqns for o in e.outs}
+    in_views = []
+    for v in list(prog.inputs) + [v for v, _ in prog.refs]:
+        view = L.new(v.shape, pinned=True)
+        loc[id(v)] = view
+        in_views.append(view)
+    sources, steps, warned = [], [], []
+    seg_start = 0
+    for k, e in enumerate(prog.eqns):
+        if e.source and not any(type(a) is Var for a in _flat(e.args, e.kwargs)):
+            views = []
+            for o in e.outs:
+                views.append(L.new(o.shape, pinned=True))
+                loc[id(o)] = views[-1]
+            sources.append((e, views))
+            continue
+        rule = rules.RULES.get(rules.key_of(e))
+        done = False
+        dying = set()
+        for v in e.inputs():
+            if last.get(id(v)) == k and id(v) not in keep:
+                view = loc.get(id(v))
+                if type(view) is View:
+                    dying.add(id(view.buf))
+        L.dying = dying
+        if rule is not None and not e.random:
+            try:
+                n_rows = len(L.rows)
+                outs = rule(L, e, [_resolve(a, loc) for a in e.args],
+                            {kk: _resolve(vv, loc) for kk, vv in e.kwargs.items()})
+                done = True
+            except rules.NoRule:
+                del L.rows[n_rows:]
+        if done:
+            outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+            for o, view in zip(e.outs, outs):
+                if type(view) is not View:
+                    view = L.const(view)
+                if L.mixed and o.dtype == np.float32:
+                    r32 = L.new(view.shape)
+                    L.nest(OP.ROUND32, r32, [view])
+                    view = r32
+                view.buf.refs += 1
+                loc[id(o)] = view
+        else:
+            if e.random:
+                raise NotLowerable(f"the random draw '{e.name}' depends on traced values")
+            if len(L.rows) > seg_start:
+                steps.append(("vm", seg_start, len(L.rows)))
+            arg_views = {id(v): loc.get(id(v)) for v in _flat(e.args, e.kwargs)
+                         if type(v) is Var}
+            out_views = []
+            for o in e.outs:
+                if o.shape is None:
+                    out_views.append(None)
+                else:
+                    view = L.new(o.shape)
+                    view.buf.refs += 1
+                    loc[id(o)] = view
+                    out_views.append(view)
+            steps.append(("py", e, arg_views, out_views))
+            seg_start = len(L.rows)
+            warned.append(e.name)
+        # free what died here
+        for v in e.inputs():
+            if last.get(id(v)) == k and id(v) not in keep:
+                view = loc.get(id(v))
+                if view is not None and type(view) is View:
+                    view.buf.refs -= 1
+                    if view.buf.refs <= 0:
+                        L.release(view.buf)
+    if len(L.rows) > seg_start:
+        steps.append(("vm", seg_start, len(L.rows)))
+    out_views = []
+    for o in prog.outputs:
+        if type(o) is Var:
+            out_views.append((loc[id(o)], o.dtype))
+        else:
+            out_views.append((o, None))
+    if warned and warn:
+        names = sorted(set(warned))
+        warnings.warn(f"compile: no lowering for {', '.join(names)}; "
+                      f"{'it runs' if len(names) == 1 else 'they run'} as Python calls "
+                      f"between compiled segments", CompileWarning, stacklevel=3)
+    ex = Executable(prog, L, steps, in_views, out_views, sources, warned)
+    ex.places = loc if keep_all else None
+    return ex
+
+
+def debug(prog, *args, rtol=1e-9):
+    """Run ``prog`` by replay and on the machine (nothing freed) and return the first
+    equation whose result differs, as ``(index, eqn, replayed, machine)``, or None."""
+    from ..tracer import Var, _call_vjp
+    ex = lower(prog, warn=False, keep_all=True)
+    ex(*args)
+    w = ex._local.w
+    env = {id(v): a for v, a in zip(list(prog.inputs) + [v for v, _ in prog.refs],
+                                    prog.args(args))}
+
+    def arg(a):
+        if type(a) is Var:
+            return env[id(a)]
+        if type(a) in (tuple, list):
+            r = [arg(b) for b in a]
+            return tuple(r) if type(a) is tuple else r
+        return a
+    for k, e in enumerate(prog.eqns):
+        if e.fn is _call_vjp:
+            out = arg(e.args[0])(arg(e.args[1]))
+        else:
+            out = e.fn(*[arg(a) for a in e.args], **{kk: arg(v) for kk, v in e.kwargs.items()})
+        for o, val in zip(e.outs, out if e.multi is not None else (out,)):
+            env[id(o)] = val
+            place = ex.places.get(id(o))
+            if type(place) is View and o.shape is not None:
+                got = _np_view(w, place).astype(o.dtype)
+                if not np.allclose(got, np.asarray(val), rtol=rtol, atol=1e-12, equal_nan=True):
+                    return k, e, np.asarray(val), got
+    return None
+
+
+class CompileWarning(UserWarning):
+    """Part of a function could not be compiled (it runs as Python, or not compiled)."""
+
+
+def _flat(args, kwargs):
+    for a in list(args) + list(kwargs.values()):
+        if type(a) in (tuple, list):
+            for b in a:
+                if type(b) in (tuple, list):
+                    yield from b
+                else:
+                    yield b
+        else:
+            yield a
+
+
+def _resolve(a, loc):
+    from ..tracer import Var
+    if type(a) is Var:
+        v = loc.get(id(a))
+        if v is None:
+            raise NotLowerable("a value without a place (an opaque object)")
+        return v
+    if type(a) in (tuple, list):
+        out = [_resolve(b, loc) for b in a]
+        return tuple(out) if type(a) is tuple else out
+    return a

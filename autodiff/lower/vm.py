@@ -1,0 +1,804 @@
+"""The machine compiled programs run on: one Numba function that interprets a table.
+
+A lowered program (:mod:`autodiff.lower.cpu`) is a table of instructions, one
+``int64`` row each, over one flat workspace array ``w`` (float64, or float32 for
+float32 programs) that holds every constant, input, intermediate and output, plus an
+``int64`` table ``tab`` of gather/scatter offsets. :func:`run` executes rows
+``start .. end``. It is compiled once (and cached on disk by Numba), so lowering a new
+program costs no compilation at all: a program is data.
+
+Why an interpreter rather than generated code: Numba's compile time grows faster than
+linearly with the size of a function (about 6 s for 100 small loop nests and 130 s for
+500, measured on the CI machine class), and log densities with time loops or many
+small terms have thousands of operations. Dispatching a row costs 20-30 ns; the loops
+inside a row are ordinary compiled loops (unit-stride inner loops vectorize, matrix
+products go to BLAS through ``np.dot`` on workspace views).
+
+A row (``W`` fields, indices named below) describes an operation on up to four
+strided views of the workspace, each an offset and up to four strides (in elements)
+over a loop nest of up to four dimensions ``n0..n3``::
+
+    OP  ND  N0 N1 N2 N3  O SO0..SO3  A SA0..SA3  B SB0..SB3  C SC0..SC3  X0..X3  LO LA LB LC
+
+``X0..X3`` are operation-specific integers; ``LO..LC`` are per-iteration offsets of the
+four views inside a loop (``scan``): view offset = offset + t * L.
+
+Values are stored as floats whatever their dtype: booleans as 0/1, integers exactly
+(to 2^53 in float64, 2^24 in float32).
+"""
+import math
+
+import numba
+import numpy as np
+
+__all__ = ["run", "W", "OP", "UN", "BIN", "RED", "BLAS_MIN"]
+
+# ----------------------------------------------------------------------------- layout
+W = 34
+(F_OP, F_ND, F_N0, F_N1, F_N2, F_N3, F_O, F_SO0, F_SO1, F_SO2, F_SO3, F_A, F_SA0, F_SA1,
+ F_SA2, F_SA3, F_B, F_SB0, F_SB1, F_SB2, F_SB3, F_C, F_SC0, F_SC1, F_SC2, F_SC3,
+ F_X0, F_X1, F_X2, F_X3, F_LO, F_LA, F_LB, F_LC) = range(W)
+
+
+class OP:
+    """Operation codes (column ``OP``)."""
+    UNARY = 1          # o = f(a), f = X0
+    BINARY = 2         # o = f(a, b), f = X0
+    SELECT = 3         # o = b if a else c
+    REDUCE = 4         # o (op)= a over the loop nest (o has stride 0 on reduced dims); X0 kind
+    MATMUL = 5         # batched [n0, n1] x [M, K] @ [K, N]; X0..X2 = M, K, N; X3 = use BLAS
+    GATHER = 6         # o[i] = a[tab[X0 + i]], i < n0 (o contiguous)
+    SCATTER_ADD = 7    # o[tab[X0 + i]] += a[i], i < n0 (a contiguous)
+    SCAN_AXIS = 8      # cumulative X0-kind along dim 3
+    CHOLESKY = 9       # batched [n0, n1]: lower factor of a [N, N] (X0 = N); NaN if not PD
+    TRISOLVE = 10      # batched: solve tri(a) x = b, a [N, N], b [N, K]; X0 = N, X1 = K, X2 lower
+    CHECK = 11         # stop with status row + 1 unless every element of a is nonzero
+    LOOP = 12          # start a loop of X0 iterations over rows up to X1 (its END)
+    END = 13           # end of the loop started at row X0
+    ROUND32 = 14       # o = float32(a) (values of float32 variables in a float64 program)
+    DYNGATHER = 15     # o[i...] = a[... + idx * X1 ...]: a view whose dim-3 offset is index b
+    TRIL_MASK = 16     # o = a where (row - col) in range(X0, X1) else 0 (rows dim 2, cols 3)
+    GAUSS = 17         # batched: a [N, N] (overwritten) x = o [N, K] (rhs in, solution out)
+    SLOGDET = 18       # batched: a [N, N] (overwritten); o = log|det|, b = sign
+
+
+class UN:
+    """Unary functions (``X0`` of UNARY)."""
+    COPY, NEG, EXP, LOG, LOG1P, EXPM1, SQRT, SQUARE, ABS, SIN, COS, TAN, TANH, ARCTAN, \
+        SIGN, FLOOR, CEIL, RINT, ISFINITE, ISNAN, ISINF, NOT, RECIPROCAL, EXPIT, LGAMMA, \
+        DIGAMMA, ERF, ERFC, TRIGAMMA, BOOL, TRUNC, ARCSIN, ARCCOS, SINH, COSH, ARCSINH, \
+        LOG_EXPIT, SOFTPLUS, ARCTANH, LOG2, LOG10, EXP2, CBRT, GAMMA, NDTR, LOG_NDTR = range(46)
+
+
+class BIN:
+    """Binary functions (``X0`` of BINARY)."""
+    ADD, SUB, MUL, DIV, POW, MAX, MIN, LT, LE, GT, GE, EQ, NE, AND, OR, XOR, LOGADDEXP, \
+        ARCTAN2, FLOORDIV, MOD, FMAX, FMIN, HYPOT, XLOGY, COPYSIGN, XLOG1PY = range(26)
+
+
+class RED:
+    """Reductions (``X0`` of REDUCE and SCAN_AXIS)."""
+    SUM, MAX, MIN, PROD, ANY, ALL = range(6)
+
+
+#: Matrix products with at least this many multiply-adds use BLAS (``np.dot``).
+BLAS_MIN = 4096
+
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+_inline = numba.njit(inline="always", error_model="numpy")
+
+
+# ----------------------------------------------------------------------------- scalars
+@_inline
+def _digamma(x):
+    if x != x or x == -np.inf:
+        return np.nan
+    if x <= 0.0 and math.floor(x) == x:
+        return np.nan
+    r = 0.0
+    if x < 0.0:                                  # reflection
+        r = -np.pi / math.tan(np.pi * x)
+        x = 1.0 - x
+    while x < 10.0:
+        r -= 1.0 / x
+        x += 1.0
+    f = 1.0 / (x * x)
+    t = f * (-1.0 / 12 + f * (1.0 / 120 + f * (-1.0 / 252 + f * (1.0 / 240 + f * (
+        -1.0 / 132 + f * (691.0 / 32760 + f * (-1.0 / 12)))))))
+    return r + math.log(x) - 0.5 / x + t
+
+
+@_inline
+def _trigamma(x):
+    if x != x or x == -np.inf:
+        return np.nan
+    if x <= 0.0 and math.floor(x) == x:
+        return np.inf
+    r = 0.0
+    if x < 0.0:                                  # reflection: psi1(1-x) + psi1(x) = pi^2/sin^2
+        s = math.sin(np.pi * x)
+        return -_trigamma_pos(1.0 - x) + np.pi * np.pi / (s * s)
+    return r + _trigamma_pos(x)
+
+
+@_inline
+def _trigamma_pos(x):
+    r = 0.0
+    while x < 10.0:
+        r += 1.0 / (x * x)
+        x += 1.0
+    f = 1.0 / (x * x)
+    t = 1.0 / x + f / 2.0 + f / x * (1.0 / 6 + f * (-1.0 / 30 + f * (1.0 / 42 + f * (
+        -1.0 / 30 + f * (5.0 / 66 + f * (-691.0 / 2730 + f * (7.0 / 6)))))))
+    return r + t
+
+
+@_inline
+def _expit(x):
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@_inline
+def _softplus(x):
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x))) if x == x else x
+
+
+@_inline
+def _logaddexp(a, b):
+    if a == b:
+        return a + math.log(2.0) if a == a else a
+    m = max(a, b)
+    if m != m:
+        return m
+    return m + math.log1p(math.exp(-abs(a - b)))
+
+
+@_inline
+def _ndtr(x):
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+@_inline
+def _log_ndtr(x):
+    if x > -20.0:
+        return math.log(_ndtr(x))
+    # asymptotic series for the lower tail
+    z = x * x
+    s = 1.0 - 1.0 / z + 3.0 / (z * z) - 15.0 / (z * z * z)
+    return -0.5 * z - math.log(-x) - 0.5 * math.log(2.0 * np.pi) + math.log(s)
+
+
+@_inline
+def _un(f, x):
+    if f == 0:
+        return x
+    elif f == 1:
+        return -x
+    elif f == 2:
+        return math.exp(x)
+    elif f == 3:
+        return math.log(x) if x > 0.0 else (-np.inf if x == 0.0 else np.nan)
+    elif f == 4:
+        return math.log1p(x) if x > -1.0 else (-np.inf if x == -1.0 else np.nan)
+    elif f == 5:
+        return math.expm1(x)
+    elif f == 6:
+        return math.sqrt(x) if x >= 0.0 else np.nan
+    elif f == 7:
+        return x * x
+    elif f == 8:
+        return abs(x)
+    elif f == 9:
+        return math.sin(x)
+    elif f == 10:
+        return math.cos(x)
+    elif f == 11:
+        return math.tan(x)
+    elif f == 12:
+        return math.tanh(x)
+    elif f == 13:
+        return math.atan(x)
+    elif f == 14:
+        return (x > 0.0) - (x < 0.0) if x == x else x
+    elif f == 15:
+        return math.floor(x) if x - x == 0.0 else x
+    elif f == 16:
+        return math.ceil(x) if x - x == 0.0 else x
+    elif f == 17:
+        return np.rint(x)
+    elif f == 18:
+        return 1.0 if x - x == 0.0 else 0.0
+    elif f == 19:
+        return 1.0 if x != x else 0.0
+    elif f == 20:
+        return 1.0 if (x == np.inf or x == -np.inf) else 0.0
+    elif f == 21:
+        return 1.0 if x == 0.0 else 0.0
+    elif f == 22:
+        return 1.0 / x
+    elif f == 23:
+        return _expit(x)
+    elif f == 24:
+        return math.lgamma(x) if (x > 0.0 or math.floor(x) != x) else np.inf
+    elif f == 25:
+        return _digamma(x)
+    elif f == 26:
+        return math.erf(x)
+    elif f == 27:
+        return math.erfc(x)
+    elif f == 28:
+        return _trigamma(x)
+    elif f == 29:
+        return 1.0 if x != 0.0 else 0.0
+    elif f == 30:
+        return math.trunc(x) if x - x == 0.0 else x
+    elif f == 31:
+        return math.asin(x) if -1.0 <= x <= 1.0 else np.nan
+    elif f == 32:
+        return math.acos(x) if -1.0 <= x <= 1.0 else np.nan
+    elif f == 33:
+        return math.sinh(x)
+    elif f == 34:
+        return math.cosh(x)
+    elif f == 35:
+        return math.asinh(x)
+    elif f == 36:
+        return -_softplus(-x)
+    elif f == 37:
+        return _softplus(x)
+    elif f == 38:
+        if -1.0 < x < 1.0:
+            return math.atanh(x)
+        return np.copysign(np.inf, x) if abs(x) == 1.0 else np.nan
+    elif f == 39:
+        return math.log2(x) if x > 0.0 else (-np.inf if x == 0.0 else np.nan)
+    elif f == 40:
+        return math.log10(x) if x > 0.0 else (-np.inf if x == 0.0 else np.nan)
+    elif f == 41:
+        return 2.0 ** x
+    elif f == 42:
+        return np.cbrt(x)
+    elif f == 43:
+        return math.gamma(x) if (x > 0.0 or math.floor(x) != x) else np.nan
+    elif f == 44:
+        return _ndtr(x)
+    elif f == 45:
+        return _log_ndtr(x)
+    return np.nan
+
+
+@_inline
+def _bin(f, x, y):
+    if f == 0:
+        return x + y
+    elif f == 1:
+        return x - y
+    elif f == 2:
+        return x * y
+    elif f == 3:
+        return x / y
+    elif f == 4:
+        return x ** y
+    elif f == 5:
+        return x if (x > y or x != x) else y
+    elif f == 6:
+        return x if (x < y or x != x) else y
+    elif f == 7:
+        return 1.0 if x < y else 0.0
+    elif f == 8:
+        return 1.0 if x <= y else 0.0
+    elif f == 9:
+        return 1.0 if x > y else 0.0
+    elif f == 10:
+        return 1.0 if x >= y else 0.0
+    elif f == 11:
+        return 1.0 if x == y else 0.0
+    elif f == 12:
+        return 1.0 if x != y else 0.0
+    elif f == 13:
+        return 1.0 if (x != 0.0 and y != 0.0) else 0.0
+    elif f == 14:
+        return 1.0 if (x != 0.0 or y != 0.0) else 0.0
+    elif f == 15:
+        return 1.0 if ((x != 0.0) != (y != 0.0)) else 0.0
+    elif f == 16:
+        return _logaddexp(x, y)
+    elif f == 17:
+        return math.atan2(x, y)
+    elif f == 18:
+        return math.floor(x / y) if y != 0.0 else x / y
+    elif f == 19:
+        if y == 0.0:
+            return np.nan
+        return x - y * math.floor(x / y)
+    elif f == 20:
+        return x if (x >= y or y != y) else y
+    elif f == 21:
+        return x if (x <= y or y != y) else y
+    elif f == 22:
+        return math.hypot(x, y)
+    elif f == 23:
+        return 0.0 if x == 0.0 and y == y else x * math.log(y)
+    elif f == 24:
+        return math.copysign(x, y)
+    elif f == 25:
+        return 0.0 if x == 0.0 and y == y else x * math.log1p(y)
+    return np.nan
+
+
+@_inline
+def _combine(kind, acc, x):
+    if kind == 0:
+        return acc + x
+    elif kind == 1:
+        return x if (x > acc or x != x) else acc
+    elif kind == 2:
+        return x if (x < acc or x != x) else acc
+    elif kind == 3:
+        return acc * x
+    elif kind == 4:
+        return 1.0 if (acc != 0.0 or x != 0.0) else 0.0
+    return 1.0 if (acc != 0.0 and x != 0.0) else 0.0
+
+
+# ----------------------------------------------------------------------------- row bodies
+@_jit
+def _unary(w, r, o, a):
+    f = r[F_X0]
+    n0, n1, n2, n3 = r[F_N0], r[F_N1], r[F_N2], r[F_N3]
+    so0, so1, so2, so3 = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
+    sa0, sa1, sa2, sa3 = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+    for i0 in range(n0):
+        for i1 in range(n1):
+            for i2 in range(n2):
+                oo = o + i0 * so0 + i1 * so1 + i2 * so2
+                aa = a + i0 * sa0 + i1 * sa1 + i2 * sa2
+                if so3 == 1 and sa3 == 1:
+                    for i3 in range(n3):
+                        w[oo + i3] = _un(f, w[aa + i3])
+                else:
+                    for i3 in range(n3):
+                        w[oo + i3 * so3] = _un(f, w[aa + i3 * sa3])
+
+
+@_jit
+def _binary(w, r, o, a, b):
+    f = r[F_X0]
+    n0, n1, n2, n3 = r[F_N0], r[F_N1], r[F_N2], r[F_N3]
+    so0, so1, so2, so3 = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
+    sa0, sa1, sa2, sa3 = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+    sb0, sb1, sb2, sb3 = r[F_SB0], r[F_SB1], r[F_SB2], r[F_SB3]
+    for i0 in range(n0):
+        for i1 in range(n1):
+            for i2 in range(n2):
+                oo = o + i0 * so0 + i1 * so1 + i2 * so2
+                aa = a + i0 * sa0 + i1 * sa1 + i2 * sa2
+                bb = b + i0 * sb0 + i1 * sb1 + i2 * sb2
+                if so3 == 1 and sa3 == 1 and sb3 == 1:
+                    for i3 in range(n3):
+                        w[oo + i3] = _bin(f, w[aa + i3], w[bb + i3])
+                elif so3 == 1 and sa3 == 1 and sb3 == 0:
+                    y = w[bb]
+                    for i3 in range(n3):
+                        w[oo + i3] = _bin(f, w[aa + i3], y)
+                elif so3 == 1 and sa3 == 0 and sb3 == 1:
+                    x = w[aa]
+                    for i3 in range(n3):
+                        w[oo + i3] = _bin(f, x, w[bb + i3])
+                else:
+                    for i3 in range(n3):
+                        w[oo + i3 * so3] = _bin(f, w[aa + i3 * sa3], w[bb + i3 * sb3])
+
+
+@_jit
+def _select(w, r, o, a, b, c):
+    n0, n1, n2, n3 = r[F_N0], r[F_N1], r[F_N2], r[F_N3]
+    so0, so1, so2, so3 = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
+    sa0, sa1, sa2, sa3 = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+    sb0, sb1, sb2, sb3 = r[F_SB0], r[F_SB1], r[F_SB2], r[F_SB3]
+    sc0, sc1, sc2, sc3 = r[F_SC0], r[F_SC1], r[F_SC2], r[F_SC3]
+    for i0 in range(n0):
+        for i1 in range(n1):
+            for i2 in range(n2):
+                oo = o + i0 * so0 + i1 * so1 + i2 * so2
+                aa = a + i0 * sa0 + i1 * sa1 + i2 * sa2
+                bb = b + i0 * sb0 + i1 * sb1 + i2 * sb2
+                cc = c + i0 * sc0 + i1 * sc1 + i2 * sc2
+                for i3 in range(n3):
+                    w[oo + i3 * so3] = w[bb + i3 * sb3] if w[aa + i3 * sa3] != 0.0 \
+                        else w[cc + i3 * sc3]
+
+
+@_jit
+def _reduce(w, r, o, a):
+    kind = r[F_X0]
+    n0, n1, n2, n3 = r[F_N0], r[F_N1], r[F_N2], r[F_N3]
+    so0, so1, so2, so3 = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
+    sa0, sa1, sa2, sa3 = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+    for i0 in range(n0):
+        for i1 in range(n1):
+            for i2 in range(n2):
+                oo = o + i0 * so0 + i1 * so1 + i2 * so2
+                aa = a + i0 * sa0 + i1 * sa1 + i2 * sa2
+                if so3 == 0:                       # reduced innermost: a register
+                    acc = w[oo]
+                    if kind == 0 and sa3 == 1:
+                        for i3 in range(n3):
+                            acc += w[aa + i3]
+                    else:
+                        for i3 in range(n3):
+                            acc = _combine(kind, acc, w[aa + i3 * sa3])
+                    w[oo] = acc
+                else:
+                    for i3 in range(n3):
+                        p = oo + i3 * so3
+                        w[p] = _combine(kind, w[p], w[aa + i3 * sa3])
+
+
+@_jit
+def _scan_axis(w, r, o, a):
+    kind = r[F_X0]
+    n0, n1, n2, n3 = r[F_N0], r[F_N1], r[F_N2], r[F_N3]
+    so0, so1, so2, so3 = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
+    sa0, sa1, sa2, sa3 = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+    for i0 in range(n0):
+        for i1 in range(n1):
+            for i2 in range(n2):
+                oo = o + i0 * so0 + i1 * so1 + i2 * so2
+                aa = a + i0 * sa0 + i1 * sa1 + i2 * sa2
+                acc = w[aa]
+                w[oo] = acc
+                for i3 in range(1, n3):
+                    acc = _combine(kind, acc, w[aa + i3 * sa3])
+                    w[oo + i3 * so3] = acc
+
+
+@_jit
+def _gemm(w, a, b, o, m, k, n, a_c, b_c):
+    """BLAS on workspace views; a_c / b_c: C- (True) or F-contiguous operands."""
+    out = w[o:o + m * n].reshape(m, n)
+    if a_c:
+        A = w[a:a + m * k].reshape(m, k)
+        if b_c:
+            np.dot(A, w[b:b + k * n].reshape(k, n), out)
+        else:
+            np.dot(A, w[b:b + k * n].reshape(n, k).T, out)
+    else:
+        A = w[a:a + m * k].reshape(k, m).T
+        if b_c:
+            np.dot(A, w[b:b + k * n].reshape(k, n), out)
+        else:
+            np.dot(A, w[b:b + k * n].reshape(n, k).T, out)
+
+
+@_jit
+def _matmul(w, r, o, a, b):
+    m, k, n, blas = r[F_X0], r[F_X1], r[F_X2], r[F_X3]
+    n0, n1 = r[F_N0], r[F_N1]
+    so0, so1, som, son = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
+    sa0, sa1, sam, sak = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+    sb0, sb1, sbk, sbn = r[F_SB0], r[F_SB1], r[F_SB2], r[F_SB3]
+    for i0 in range(n0):
+        for i1 in range(n1):
+            oo = o + i0 * so0 + i1 * so1
+            aa = a + i0 * sa0 + i1 * sa1
+            bb = b + i0 * sb0 + i1 * sb1
+            if blas:
+                _gemm(w, aa, bb, oo, m, k, n, sak == 1, sbn == 1)
+                continue
+            for i in range(m):
+                for j in range(n):
+                    s = 0.0
+                    for kk in range(k):
+                        s += w[aa + i * sam + kk * sak] * w[bb + kk * sbk + j * sbn]
+                    w[oo + i * som + j * son] = s
+
+
+@_jit
+def _cholesky(w, r, o, a):
+    nn = r[F_X0]
+    n0, n1 = r[F_N0], r[F_N1]
+    so0, so1, sor, soc = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
+    sa0, sa1, sar, sac = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+    for i0 in range(n0):
+        for i1 in range(n1):
+            oo = o + i0 * so0 + i1 * so1
+            aa = a + i0 * sa0 + i1 * sa1
+            ok = True
+            for j in range(nn):
+                s = w[aa + j * sar + j * sac]
+                for kk in range(j):
+                    v = w[oo + j * sor + kk * soc]
+                    s -= v * v
+                if not s > 0.0:
+                    ok = False
+                    break
+                d = math.sqrt(s)
+                w[oo + j * sor + j * soc] = d
+                for i in range(j + 1, nn):
+                    s = w[aa + i * sar + j * sac]
+                    for kk in range(j):
+                        s -= w[oo + i * sor + kk * soc] * w[oo + j * sor + kk * soc]
+                    w[oo + i * sor + j * soc] = s / d
+                for i in range(j):
+                    w[oo + i * sor + j * soc] = 0.0
+            if not ok:                    # not positive definite: NaN for this member
+                for i in range(nn):
+                    for j in range(nn):
+                        w[oo + i * sor + j * soc] = np.nan
+
+
+@_jit
+def _trisolve(w, r, o, a, b):
+    nn, kk_, lower = r[F_X0], r[F_X1], r[F_X2]
+    n0, n1 = r[F_N0], r[F_N1]
+    so0, so1, sor, soc = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
+    sa0, sa1, sar, sac = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+    sb0, sb1, sbr, sbc = r[F_SB0], r[F_SB1], r[F_SB2], r[F_SB3]
+    for i0 in range(n0):
+        for i1 in range(n1):
+            oo = o + i0 * so0 + i1 * so1
+            aa = a + i0 * sa0 + i1 * sa1
+            bb = b + i0 * sb0 + i1 * sb1
+            for c in range(kk_):
+                for step in range(nn):
+                    i = step if lower else nn - 1 - step
+                    s = w[bb + i * sbr + c * sbc]
+                    if lower:
+                        for j in range(i):
+                            s -= w[aa + i * sar + j * sac] * w[oo + j * sor + c * soc]
+                    else:
+                        for j in range(i + 1, nn):
+                            s -= w[aa + i * sar + j * sac] * w[oo + j * sor + c * soc]
+                    w[oo + i * sor + c * soc] = s / w[aa + i * sar + i * sac]
+
+
+@_jit
+def _gather(w, tab, r, o, a):
+    t = r[F_X0]
+    for i in range(r[F_N0]):
+        w[o + i] = w[a + tab[t + i]]
+
+
+@_jit
+def _scatter_add(w, tab, r, o, a):
+    t = r[F_X0]
+    for i in range(r[F_N0]):
+        w[o + tab[t + i]] += w[a + i]
+
+
+@_jit
+def _dyngather(w, r, o, a, b):
+    """Dims 0..2 of o and a run together; a's dim 3 is replaced by the index read at b
+    (stride X1 into a, X0 = size of that axis); indices wrap like NumPy's."""
+    size, stride = r[F_X0], r[F_X1]
+    n0, n1, n2, n3 = r[F_N0], r[F_N1], r[F_N2], r[F_N3]
+    so0, so1, so2, so3 = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
+    sa0, sa1, sa2, sa3 = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+    sb0, sb1, sb2, sb3 = r[F_SB0], r[F_SB1], r[F_SB2], r[F_SB3]
+    bad = 0
+    for i0 in range(n0):
+        for i1 in range(n1):
+            for i2 in range(n2):
+                for i3 in range(n3):
+                    j = int(w[b + i0 * sb0 + i1 * sb1 + i2 * sb2 + i3 * sb3])
+                    if j < 0:
+                        j += size
+                    if j < 0 or j >= size:
+                        bad = 1
+                        j = 0
+                    w[o + i0 * so0 + i1 * so1 + i2 * so2 + i3 * so3] = \
+                        w[a + i0 * sa0 + i1 * sa1 + i2 * sa2 + i3 * sa3 + j * stride]
+    return bad
+
+
+@_jit
+def _gauss(w, r, o, a):
+    """Gaussian elimination with partial pivoting, in place: a holds the matrix (left
+    in a reduced state), o the right-hand sides (left holding the solution). A
+    singular matrix gives NaN."""
+    nn, kk_ = r[F_X0], r[F_X1]
+    n0, n1 = r[F_N0], r[F_N1]
+    so0, so1, sor, soc = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
+    sa0, sa1, sar, sac = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+    for i0 in range(n0):
+        for i1 in range(n1):
+            oo = o + i0 * so0 + i1 * so1
+            aa = a + i0 * sa0 + i1 * sa1
+            singular = False
+            for j in range(nn):
+                p, best = j, abs(w[aa + j * sar + j * sac])
+                for i in range(j + 1, nn):
+                    v = abs(w[aa + i * sar + j * sac])
+                    if v > best:
+                        p, best = i, v
+                if not best > 0.0:
+                    singular = True
+                    break
+                if p != j:
+                    for c in range(nn):
+                        t = w[aa + j * sar + c * sac]
+                        w[aa + j * sar + c * sac] = w[aa + p * sar + c * sac]
+                        w[aa + p * sar + c * sac] = t
+                    for c in range(kk_):
+                        t = w[oo + j * sor + c * soc]
+                        w[oo + j * sor + c * soc] = w[oo + p * sor + c * soc]
+                        w[oo + p * sor + c * soc] = t
+                d = w[aa + j * sar + j * sac]
+                for i in range(j + 1, nn):
+                    f = w[aa + i * sar + j * sac] / d
+                    if f != 0.0:
+                        for c in range(j + 1, nn):
+                            w[aa + i * sar + c * sac] -= f * w[aa + j * sar + c * sac]
+                        for c in range(kk_):
+                            w[oo + i * sor + c * soc] -= f * w[oo + j * sor + c * soc]
+            if singular:
+                for i in range(nn):
+                    for c in range(kk_):
+                        w[oo + i * sor + c * soc] = np.nan
+                continue
+            for c in range(kk_):                  # back substitution
+                for i in range(nn - 1, -1, -1):
+                    s = w[oo + i * sor + c * soc]
+                    for j in range(i + 1, nn):
+                        s -= w[aa + i * sar + j * sac] * w[oo + j * sor + c * soc]
+                    w[oo + i * sor + c * soc] = s / w[aa + i * sar + i * sac]
+
+
+@_jit
+def _slogdet(w, r, o, a, c):
+    nn = r[F_X0]
+    n0, n1 = r[F_N0], r[F_N1]
+    so0, so1 = r[F_SO0], r[F_SO1]
+    sa0, sa1, sar, sac = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+    sc0, sc1 = r[F_SB0], r[F_SB1]
+    for i0 in range(n0):
+        for i1 in range(n1):
+            aa = a + i0 * sa0 + i1 * sa1
+            sign, logdet = 1.0, 0.0
+            for j in range(nn):
+                p, best = j, abs(w[aa + j * sar + j * sac])
+                for i in range(j + 1, nn):
+                    v = abs(w[aa + i * sar + j * sac])
+                    if v > best:
+                        p, best = i, v
+                if not best > 0.0:
+                    sign, logdet = 0.0, -np.inf
+                    break
+                if p != j:
+                    sign = -sign
+                    for k in range(nn):
+                        t = w[aa + j * sar + k * sac]
+                        w[aa + j * sar + k * sac] = w[aa + p * sar + k * sac]
+                        w[aa + p * sar + k * sac] = t
+                d = w[aa + j * sar + j * sac]
+                if d < 0.0:
+                    sign = -sign
+                logdet += math.log(abs(d))
+                for i in range(j + 1, nn):
+                    f = w[aa + i * sar + j * sac] / d
+                    if f != 0.0:
+                        for k in range(j + 1, nn):
+                            w[aa + i * sar + k * sac] -= f * w[aa + j * sar + k * sac]
+            w[o + i0 * so0 + i1 * so1] = logdet
+            w[c + i0 * sc0 + i1 * sc1] = sign
+
+
+@_jit
+def _tril_mask(w, r, o, a):
+    lo, hi = r[F_X0], r[F_X1]
+    n0, n1, n2, n3 = r[F_N0], r[F_N1], r[F_N2], r[F_N3]
+    so0, so1, so2, so3 = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
+    sa0, sa1, sa2, sa3 = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+    for i0 in range(n0):
+        for i1 in range(n1):
+            for i2 in range(n2):
+                for i3 in range(n3):
+                    d = i2 - i3
+                    v = w[a + i0 * sa0 + i1 * sa1 + i2 * sa2 + i3 * sa3]
+                    w[o + i0 * so0 + i1 * so1 + i2 * so2 + i3 * so3] = \
+                        v if lo <= d < hi else 0.0
+
+
+@_jit
+def _round32(w, r, o, a):
+    n0, n1, n2, n3 = r[F_N0], r[F_N1], r[F_N2], r[F_N3]
+    so0, so1, so2, so3 = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
+    sa0, sa1, sa2, sa3 = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+    for i0 in range(n0):
+        for i1 in range(n1):
+            for i2 in range(n2):
+                for i3 in range(n3):
+                    w[o + i0 * so0 + i1 * so1 + i2 * so2 + i3 * so3] = np.float32(
+                        w[a + i0 * sa0 + i1 * sa1 + i2 * sa2 + i3 * sa3])
+
+
+@_jit
+def _all_nonzero(w, r, a):
+    n0, n1, n2, n3 = r[F_N0], r[F_N1], r[F_N2], r[F_N3]
+    sa0, sa1, sa2, sa3 = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+    for i0 in range(n0):
+        for i1 in range(n1):
+            for i2 in range(n2):
+                for i3 in range(n3):
+                    if w[a + i0 * sa0 + i1 * sa1 + i2 * sa2 + i3 * sa3] == 0.0:
+                        return False
+    return True
+
+
+# ----------------------------------------------------------------------------- machine
+@_jit
+def run(code, w, tab, start, end):
+    """Execute rows ``start .. end - 1`` of ``code`` on workspace ``w``.
+
+    Returns 0, or ``1 + row`` of the first CHECK that failed or DYNGATHER that was
+    given an index out of range (the caller re-evaluates to raise the proper error).
+    """
+    pc = start
+    # one level of loop: (first row, last row, iterations, current iteration)
+    l_first, l_end, l_n, t = -1, -1, 0, 0
+    while pc < end:
+        r = code[pc]
+        op = r[F_OP]
+        if op == 12:                                  # LOOP
+            l_first, l_end, l_n, t = pc + 1, r[F_X1], r[F_X0], 0
+            if l_n == 0:
+                pc = l_end + 1
+                l_first = -1
+                continue
+            pc += 1
+            continue
+        if op == 13:                                  # END
+            t += 1
+            if t < l_n:
+                pc = l_first
+            else:
+                pc += 1
+                l_first = -1
+            continue
+        if l_first >= 0:
+            o = r[F_O] + t * r[F_LO]
+            a = r[F_A] + t * r[F_LA]
+            b = r[F_B] + t * r[F_LB]
+            c = r[F_C] + t * r[F_LC]
+        else:
+            o, a, b, c = r[F_O], r[F_A], r[F_B], r[F_C]
+        if op == 1:
+            _unary(w, r, o, a)
+        elif op == 2:
+            _binary(w, r, o, a, b)
+        elif op == 3:
+            _select(w, r, o, a, b, c)
+        elif op == 4:
+            _reduce(w, r, o, a)
+        elif op == 5:
+            _matmul(w, r, o, a, b)
+        elif op == 6:
+            _gather(w, tab, r, o, a)
+        elif op == 7:
+            _scatter_add(w, tab, r, o, a)
+        elif op == 8:
+            _scan_axis(w, r, o, a)
+        elif op == 9:
+            _cholesky(w, r, o, a)
+        elif op == 10:
+            _trisolve(w, r, o, a, b)
+        elif op == 11:
+            if not _all_nonzero(w, r, a):
+                return pc + 1
+        elif op == 14:
+            _round32(w, r, o, a)
+        elif op == 15:
+            if _dyngather(w, r, o, a, b):
+                return pc + 1
+        elif op == 16:
+            _tril_mask(w, r, o, a)
+        elif op == 17:
+            _gauss(w, r, o, a)
+        elif op == 18:
+            _slogdet(w, r, o, a, b)
+        pc += 1
+    return 0
