@@ -28,6 +28,7 @@ from . import operators as _operators  # noqa: F401  (binds Tensor operators)
 from .check import check_grads
 from .trace import trace, Traced, TracedStep, TraceWarning
 from .compile import compile, Compiled, CompiledStep, CompileWarning
+from .control import scan, fori_loop
 
 __version__ = "0.1.0"
 
@@ -35,4 +36,4 @@ __all__ = ["backend", "Tensor", "tensor", "register_tensor_like", "unwrap", "pri
            "VJP_RULES", "grad", "value_and_grad", "no_grad", "enable_grad",
            "is_grad_enabled", "NestedGradError", "unbroadcast", "cholesky",
            "solve_triangular", "solve", "slogdet", "inv", "check_grads", "trace", "TracedStep",
-           "Traced", "TraceWarning", "compile", "Compiled", "CompiledStep", "CompileWarning"] + list(_ops_all)
+           "Traced", "TraceWarning", "compile", "Compiled", "CompiledStep", "CompileWarning", "scan", "fori_loop"] + list(_ops_all)

@@ -289,9 +289,15 @@ def _traced(prim, fun, name, args, raw, kwargs):
     the call (and, through :meth:`Builder.vjp`, its backward functions). Tensors with
     concrete data used beside traced values are read at every call of the program."""
     b = _owner(raw)
+    args = list(args)
     for i, a in enumerate(args):
-        if type(a) is Tensor and type(a.data) is not _Tracer:
-            raw[i] = b.ref(a)
+        if type(a) is Tensor:
+            d = a.data
+            if type(d) is not _Tracer:
+                raw[i] = b.ref(a)
+            elif d.b is not b and d.b.depth < b.depth:   # closed over by a scan body
+                args[i] = b.capture_tensor(a)
+                raw[i] = args[i].data
     try:
         ans = b.apply(fun, raw, kwargs, name=name)
     except (ValueError, TypeError) as err:
@@ -499,18 +505,35 @@ def _backward(root, seed, wanted):
     ``wanted`` is None (accumulate into ``.grad`` of leaves, as Tensor.backward) or a
     dict ``id(leaf) -> None`` filled in place with the leaves' cotangents (grad()).
     """
-    if root._edges is None:  # the root is itself a leaf
-        _deliver(root, seed, wanted, seed)
+    _backward_roots(((root, seed),), wanted)
+
+
+def _backward_roots(pairs, wanted):
+    """Propagate one seed from each of several roots ``(root, seed)`` in one pass (a
+    root may also lie below another; its seed then adds to what reaches it). With one
+    root this is the order described in the module docstring."""
+    delivered = set()
+    roots = []
+    for root, seed in pairs:
+        if root._edges is None:      # the root is itself a leaf
+            _deliver(root, seed, wanted, seed, delivered)
+        else:
+            roots.append((root, seed))
+    if not roots:
         return
     # Count, for every node, how many recorded consumers it has.
-    touched, leaves, delivered = [root], [], set()
-    stack = [root]
+    touched, leaves, stack, rootset = [], [], [], set()
+    for root, _ in roots:
+        if id(root) not in rootset:
+            rootset.add(id(root))
+            touched.append(root)
+            stack.append(root)
     try:
         while stack:
             for p, _ in stack.pop()._edges:
                 n = p._n
                 p._n = n + 1
-                if n == 0:
+                if n == 0 and id(p) not in rootset:
                     touched.append(p)
                     if p._edges:
                         stack.append(p)
@@ -518,8 +541,14 @@ def _backward(root, seed, wanted):
                         leaves.append(p)
                     else:
                         raise RuntimeError(_FREED)
-        root._g = seed
-        ready = [root]
+        for root, seed in roots:
+            root._g = seed if root._g is None else root._g + seed
+        ready, seen = [], set()
+        for root, _ in roots:
+            if root._n == 0 and id(root) not in seen:
+                seen.add(id(root))
+                ready.append(root)
+        seed = roots[0][1] if len(roots) == 1 else None
         while ready:
             t = ready.pop()
             g = t._g

@@ -150,6 +150,8 @@ class Builder:
         self._captured = {}             # id(outer Var) -> inner tracer
         self.refs = []                  # (Var, Tensor): read at every call
         self._refs = {}                 # id(Tensor) -> tracer
+        self.cap_tensors = []           # (outer Tensor, inner leaf Tensor) of a scan body
+        self._cap_tensors = {}
         self.rngs = []                  # generators drawn from (for verification)
         self.unsafe = None              # why the recording cannot be replayed
         self.dynamic = None             # an op whose output shape depends on values
@@ -196,6 +198,20 @@ class Builder:
             self._captured[id(t.var)] = inner
             self.captures.append((outer, inner.var))
         return inner
+
+    def capture_tensor(self, t):
+        """An outer Tensor (its data traced by an enclosing builder) used in a ``scan``
+        body: a leaf of this recording standing for it, so that the body's backward pass
+        stops there and hands its cotangent to the loop's."""
+        leaf = self._cap_tensors.get(id(t))
+        if leaf is None:
+            from .core import Tensor
+            d = t.data
+            leaf = Tensor(Tracer(d.val, Var(d.var.shape, d.var.dtype), self),
+                          requires_grad=t.requires_grad)
+            self._cap_tensors[id(t)] = leaf
+            self.cap_tensors.append((t, leaf))
+        return leaf
 
     def read(self, how):
         """A traced value was converted to a concrete one (``how``)."""

@@ -37,11 +37,13 @@ class Buffer:
 
 
 class View:
-    """A strided place in the workspace."""
-    __slots__ = ("buf", "off", "shape", "strides")
+    """A strided place in the workspace; ``lstride`` is how far it moves per iteration
+    of the machine loop it is read or written in (0: it stays)."""
+    __slots__ = ("buf", "off", "shape", "strides", "lstride")
 
-    def __init__(self, buf, off, shape, strides):
+    def __init__(self, buf, off, shape, strides, lstride=0):
         self.buf, self.off, self.shape, self.strides = buf, off, tuple(shape), tuple(strides)
+        self.lstride = lstride
 
     @property
     def size(self):
@@ -54,10 +56,11 @@ class View:
     def contiguous(self):
         return self.strides == _c_strides(self.shape) or self.size <= 1
 
-    def with_(self, off=None, shape=None, strides=None):
+    def with_(self, off=None, shape=None, strides=None, lstride=None):
         return View(self.buf, self.off if off is None else off,
                     self.shape if shape is None else shape,
-                    self.strides if strides is None else strides)
+                    self.strides if strides is None else strides,
+                    self.lstride if lstride is None else lstride)
 
     def __repr__(self):
         return f"View(@{self.off}, {self.shape}, {self.strides})"
@@ -108,8 +111,7 @@ class Lowering:
         self.consts = []            # (offset, flat values)
         self._scalars = {}
         self._arrays = {}
-        self.loop_depth = 0
-        self.loop_strides = None    # (dict id(View.buf) -> per-iteration offset) in a loop
+        self.loop_depth = 0         # > 0 while lowering the body of a machine loop
         self.dying = frozenset()    # ids of buffers whose last value dies in this equation
 
     def reusable(self, v):
@@ -176,8 +178,7 @@ class Lowering:
             if v is not None:
                 r[fo] = v.off
                 r[fs:fs + 4] = s
-                if self.loop_strides is not None:
-                    r[fl] = self.loop_strides.get(id(v.buf), 0)
+                r[fl] = v.lstride
         r[vm.F_X0:vm.F_X3 + 1] = x
         self.rows.append(r)
         return len(self.rows) - 1
@@ -430,13 +431,11 @@ def lower(prog, warn=True, keep_all=False):
         When the program cannot run on the machine at all (values whose shape depends
         on the data, complex numbers, random draws that depend on traced values).
     """
-    from . import rules
     from .simplify import simplify
     from ..tracer import Var
     prog = simplify(prog)
     dtypes = set()
-    for v in list(prog.inputs) + [v for v, _ in prog.refs] + \
-            [o for e in prog.eqns for o in e.outs]:
+    for v in program_vars(prog):
         if v.shape is None:
             continue
         if v.dtype.kind == "c":
@@ -447,11 +446,6 @@ def lower(prog, warn=True, keep_all=False):
     L = Lowering(dtype)
     L.mixed = dtype == np.float64 and np.dtype(np.float32) in dtypes
     loc = {}
-    # liveness: the last equation reading each Var
-    last = {}
-    for k, e in enumerate(prog.eqns):
-        for v in e.inputs():
-            last[id(v)] = k
     keep = {id(o) for o in prog.outputs if type(o) is Var}
     if keep_all:                   # debugging: every value stays readable (see debug())
         keep = {id(o) for e in prog.eqns for o in e.outs}
@@ -461,9 +455,49 @@ def lower(prog, warn=True, keep_all=False):
         loc[id(v)] = view
         in_views.append(view)
     sources, steps, warned = [], [], []
-    seg_start = 0
-    for k, e in enumerate(prog.eqns):
-        if e.source and not any(type(a) is Var for a in _flat(e.args, e.kwargs)):
+    lower_eqns(L, prog.eqns, loc, keep, steps=steps, warned=warned, sources=sources)
+    out_views = []
+    for o in prog.outputs:
+        if type(o) is Var:
+            out_views.append((loc[id(o)], o.dtype))
+        else:
+            out_views.append((o, None))
+    if warned and warn:
+        names = sorted(set(warned))
+        warnings.warn(f"compile: no lowering for {', '.join(names)}; "
+                      f"{'it runs' if len(names) == 1 else 'they run'} as Python calls "
+                      f"between compiled segments", CompileWarning, stacklevel=3)
+    ex = Executable(prog, L, steps, in_views, out_views, sources, warned)
+    ex.places = loc if keep_all else None
+    return ex
+
+
+def program_vars(prog):
+    """Every Var of ``prog`` and of the programs nested in its equations (scan bodies)."""
+    for v in list(prog.inputs) + [v for v, _ in prog.refs]:
+        yield v
+    for e in prog.eqns:
+        yield from e.outs
+        for val in e.kwargs.values():
+            for sub in getattr(val, "programs", ()):
+                yield from program_vars(sub)
+
+
+def lower_eqns(L, eqns, loc, keep, steps=None, warned=None, sources=None):
+    """Lower ``eqns`` into ``L`` with the places in ``loc`` (filled in for every result);
+    values in ``keep`` are never freed. With ``steps`` None (the body of a machine loop)
+    every equation must have a rule; otherwise one without runs as a Python step and
+    random draws of untraced arguments are made before the machine runs."""
+    from . import rules
+    from ..tracer import Var
+    last = {}
+    for k, e in enumerate(eqns):
+        for v in e.inputs():
+            last[id(v)] = k
+    seg_start = len(L.rows)
+    for k, e in enumerate(eqns):
+        if sources is not None and e.source and \
+                not any(type(a) is Var for a in _flat(e.args, e.kwargs)):
             views = []
             for o in e.outs:
                 views.append(L.new(o.shape, pinned=True))
@@ -478,15 +512,17 @@ def lower(prog, warn=True, keep_all=False):
                 view = loc.get(id(v))
                 if type(view) is View:
                     dying.add(id(view.buf))
-        L.dying = dying
         if rule is not None and not e.random:
+            n_rows = len(L.rows)
             try:
-                n_rows = len(L.rows)
+                L.dying = dying
                 outs = rule(L, e, [_resolve(a, loc) for a in e.args],
                             {kk: _resolve(vv, loc) for kk, vv in e.kwargs.items()})
                 done = True
             except rules.NoRule:
                 del L.rows[n_rows:]
+            finally:
+                L.dying = frozenset()
         if done:
             outs = outs if isinstance(outs, (tuple, list)) else (outs,)
             for o, view in zip(e.outs, outs):
@@ -501,6 +537,8 @@ def lower(prog, warn=True, keep_all=False):
         else:
             if e.random:
                 raise NotLowerable(f"the random draw '{e.name}' depends on traced values")
+            if steps is None:
+                raise NotLowerable(f"'{e.name}' has no lowering and is inside a loop")
             if len(L.rows) > seg_start:
                 steps.append(("vm", seg_start, len(L.rows)))
             arg_views = {id(v): loc.get(id(v)) for v in _flat(e.args, e.kwargs)
@@ -525,22 +563,8 @@ def lower(prog, warn=True, keep_all=False):
                     view.buf.refs -= 1
                     if view.buf.refs <= 0:
                         L.release(view.buf)
-    if len(L.rows) > seg_start:
+    if steps is not None and len(L.rows) > seg_start:
         steps.append(("vm", seg_start, len(L.rows)))
-    out_views = []
-    for o in prog.outputs:
-        if type(o) is Var:
-            out_views.append((loc[id(o)], o.dtype))
-        else:
-            out_views.append((o, None))
-    if warned and warn:
-        names = sorted(set(warned))
-        warnings.warn(f"compile: no lowering for {', '.join(names)}; "
-                      f"{'it runs' if len(names) == 1 else 'they run'} as Python calls "
-                      f"between compiled segments", CompileWarning, stacklevel=3)
-    ex = Executable(prog, L, steps, in_views, out_views, sources, warned)
-    ex.places = loc if keep_all else None
-    return ex
 
 
 def debug(prog, *args, rtol=1e-9):

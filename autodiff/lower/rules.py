@@ -905,3 +905,11 @@ def _check(L, e, args, kwargs):
 
 
 _register_ops_rules()
+
+
+def _register_loops():
+    from . import loops
+    loops.register()
+
+
+_register_loops()

@@ -346,11 +346,11 @@ def _combine(kind, acc, x):
 
 # ----------------------------------------------------------------------------- row bodies
 @_jit
-def _unary(w, r, o, a):
-    f = r[F_X0]
-    n0, n1, n2, n3 = r[F_N0], r[F_N1], r[F_N2], r[F_N3]
-    so0, so1, so2, so3 = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
-    sa0, sa1, sa2, sa3 = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+def _unary(w, code, pc, o, a):
+    f = code[pc, F_X0]
+    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
+    so0, so1, so2, so3 = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
+    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
     for i0 in range(n0):
         for i1 in range(n1):
             for i2 in range(n2):
@@ -365,12 +365,12 @@ def _unary(w, r, o, a):
 
 
 @_jit
-def _binary(w, r, o, a, b):
-    f = r[F_X0]
-    n0, n1, n2, n3 = r[F_N0], r[F_N1], r[F_N2], r[F_N3]
-    so0, so1, so2, so3 = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
-    sa0, sa1, sa2, sa3 = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
-    sb0, sb1, sb2, sb3 = r[F_SB0], r[F_SB1], r[F_SB2], r[F_SB3]
+def _binary(w, code, pc, o, a, b):
+    f = code[pc, F_X0]
+    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
+    so0, so1, so2, so3 = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
+    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
+    sb0, sb1, sb2, sb3 = code[pc, F_SB0], code[pc, F_SB1], code[pc, F_SB2], code[pc, F_SB3]
     for i0 in range(n0):
         for i1 in range(n1):
             for i2 in range(n2):
@@ -394,12 +394,12 @@ def _binary(w, r, o, a, b):
 
 
 @_jit
-def _select(w, r, o, a, b, c):
-    n0, n1, n2, n3 = r[F_N0], r[F_N1], r[F_N2], r[F_N3]
-    so0, so1, so2, so3 = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
-    sa0, sa1, sa2, sa3 = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
-    sb0, sb1, sb2, sb3 = r[F_SB0], r[F_SB1], r[F_SB2], r[F_SB3]
-    sc0, sc1, sc2, sc3 = r[F_SC0], r[F_SC1], r[F_SC2], r[F_SC3]
+def _select(w, code, pc, o, a, b, c):
+    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
+    so0, so1, so2, so3 = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
+    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
+    sb0, sb1, sb2, sb3 = code[pc, F_SB0], code[pc, F_SB1], code[pc, F_SB2], code[pc, F_SB3]
+    sc0, sc1, sc2, sc3 = code[pc, F_SC0], code[pc, F_SC1], code[pc, F_SC2], code[pc, F_SC3]
     for i0 in range(n0):
         for i1 in range(n1):
             for i2 in range(n2):
@@ -413,11 +413,11 @@ def _select(w, r, o, a, b, c):
 
 
 @_jit
-def _reduce(w, r, o, a):
-    kind = r[F_X0]
-    n0, n1, n2, n3 = r[F_N0], r[F_N1], r[F_N2], r[F_N3]
-    so0, so1, so2, so3 = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
-    sa0, sa1, sa2, sa3 = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+def _reduce(w, code, pc, o, a):
+    kind = code[pc, F_X0]
+    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
+    so0, so1, so2, so3 = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
+    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
     for i0 in range(n0):
         for i1 in range(n1):
             for i2 in range(n2):
@@ -439,11 +439,11 @@ def _reduce(w, r, o, a):
 
 
 @_jit
-def _scan_axis(w, r, o, a):
-    kind = r[F_X0]
-    n0, n1, n2, n3 = r[F_N0], r[F_N1], r[F_N2], r[F_N3]
-    so0, so1, so2, so3 = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
-    sa0, sa1, sa2, sa3 = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+def _scan_axis(w, code, pc, o, a):
+    kind = code[pc, F_X0]
+    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
+    so0, so1, so2, so3 = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
+    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
     for i0 in range(n0):
         for i1 in range(n1):
             for i2 in range(n2):
@@ -475,12 +475,12 @@ def _gemm(w, a, b, o, m, k, n, a_c, b_c):
 
 
 @_jit
-def _matmul(w, r, o, a, b):
-    m, k, n, blas = r[F_X0], r[F_X1], r[F_X2], r[F_X3]
-    n0, n1 = r[F_N0], r[F_N1]
-    so0, so1, som, son = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
-    sa0, sa1, sam, sak = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
-    sb0, sb1, sbk, sbn = r[F_SB0], r[F_SB1], r[F_SB2], r[F_SB3]
+def _matmul(w, code, pc, o, a, b):
+    m, k, n, blas = code[pc, F_X0], code[pc, F_X1], code[pc, F_X2], code[pc, F_X3]
+    n0, n1 = code[pc, F_N0], code[pc, F_N1]
+    so0, so1, som, son = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
+    sa0, sa1, sam, sak = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
+    sb0, sb1, sbk, sbn = code[pc, F_SB0], code[pc, F_SB1], code[pc, F_SB2], code[pc, F_SB3]
     for i0 in range(n0):
         for i1 in range(n1):
             oo = o + i0 * so0 + i1 * so1
@@ -498,11 +498,11 @@ def _matmul(w, r, o, a, b):
 
 
 @_jit
-def _cholesky(w, r, o, a):
-    nn = r[F_X0]
-    n0, n1 = r[F_N0], r[F_N1]
-    so0, so1, sor, soc = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
-    sa0, sa1, sar, sac = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+def _cholesky(w, code, pc, o, a):
+    nn = code[pc, F_X0]
+    n0, n1 = code[pc, F_N0], code[pc, F_N1]
+    so0, so1, sor, soc = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
+    sa0, sa1, sar, sac = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
     for i0 in range(n0):
         for i1 in range(n1):
             oo = o + i0 * so0 + i1 * so1
@@ -532,12 +532,12 @@ def _cholesky(w, r, o, a):
 
 
 @_jit
-def _trisolve(w, r, o, a, b):
-    nn, kk_, lower = r[F_X0], r[F_X1], r[F_X2]
-    n0, n1 = r[F_N0], r[F_N1]
-    so0, so1, sor, soc = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
-    sa0, sa1, sar, sac = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
-    sb0, sb1, sbr, sbc = r[F_SB0], r[F_SB1], r[F_SB2], r[F_SB3]
+def _trisolve(w, code, pc, o, a, b):
+    nn, kk_, lower = code[pc, F_X0], code[pc, F_X1], code[pc, F_X2]
+    n0, n1 = code[pc, F_N0], code[pc, F_N1]
+    so0, so1, sor, soc = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
+    sa0, sa1, sar, sac = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
+    sb0, sb1, sbr, sbc = code[pc, F_SB0], code[pc, F_SB1], code[pc, F_SB2], code[pc, F_SB3]
     for i0 in range(n0):
         for i1 in range(n1):
             oo = o + i0 * so0 + i1 * so1
@@ -557,28 +557,28 @@ def _trisolve(w, r, o, a, b):
 
 
 @_jit
-def _gather(w, tab, r, o, a):
-    t = r[F_X0]
-    for i in range(r[F_N0]):
+def _gather(w, tab, code, pc, o, a):
+    t = code[pc, F_X0]
+    for i in range(code[pc, F_N0]):
         w[o + i] = w[a + tab[t + i]]
 
 
 @_jit
-def _scatter_add(w, tab, r, o, a):
-    t = r[F_X0]
-    for i in range(r[F_N0]):
+def _scatter_add(w, tab, code, pc, o, a):
+    t = code[pc, F_X0]
+    for i in range(code[pc, F_N0]):
         w[o + tab[t + i]] += w[a + i]
 
 
 @_jit
-def _dyngather(w, r, o, a, b):
+def _dyngather(w, code, pc, o, a, b):
     """Dims 0..2 of o and a run together; a's dim 3 is replaced by the index read at b
     (stride X1 into a, X0 = size of that axis); indices wrap like NumPy's."""
-    size, stride = r[F_X0], r[F_X1]
-    n0, n1, n2, n3 = r[F_N0], r[F_N1], r[F_N2], r[F_N3]
-    so0, so1, so2, so3 = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
-    sa0, sa1, sa2, sa3 = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
-    sb0, sb1, sb2, sb3 = r[F_SB0], r[F_SB1], r[F_SB2], r[F_SB3]
+    size, stride = code[pc, F_X0], code[pc, F_X1]
+    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
+    so0, so1, so2, so3 = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
+    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
+    sb0, sb1, sb2, sb3 = code[pc, F_SB0], code[pc, F_SB1], code[pc, F_SB2], code[pc, F_SB3]
     bad = 0
     for i0 in range(n0):
         for i1 in range(n1):
@@ -596,14 +596,14 @@ def _dyngather(w, r, o, a, b):
 
 
 @_jit
-def _gauss(w, r, o, a):
+def _gauss(w, code, pc, o, a):
     """Gaussian elimination with partial pivoting, in place: a holds the matrix (left
     in a reduced state), o the right-hand sides (left holding the solution). A
     singular matrix gives NaN."""
-    nn, kk_ = r[F_X0], r[F_X1]
-    n0, n1 = r[F_N0], r[F_N1]
-    so0, so1, sor, soc = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
-    sa0, sa1, sar, sac = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+    nn, kk_ = code[pc, F_X0], code[pc, F_X1]
+    n0, n1 = code[pc, F_N0], code[pc, F_N1]
+    so0, so1, sor, soc = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
+    sa0, sa1, sar, sac = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
     for i0 in range(n0):
         for i1 in range(n1):
             oo = o + i0 * so0 + i1 * so1
@@ -649,12 +649,12 @@ def _gauss(w, r, o, a):
 
 
 @_jit
-def _slogdet(w, r, o, a, c):
-    nn = r[F_X0]
-    n0, n1 = r[F_N0], r[F_N1]
-    so0, so1 = r[F_SO0], r[F_SO1]
-    sa0, sa1, sar, sac = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
-    sc0, sc1 = r[F_SB0], r[F_SB1]
+def _slogdet(w, code, pc, o, a, c):
+    nn = code[pc, F_X0]
+    n0, n1 = code[pc, F_N0], code[pc, F_N1]
+    so0, so1 = code[pc, F_SO0], code[pc, F_SO1]
+    sa0, sa1, sar, sac = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
+    sc0, sc1 = code[pc, F_SB0], code[pc, F_SB1]
     for i0 in range(n0):
         for i1 in range(n1):
             aa = a + i0 * sa0 + i1 * sa1
@@ -688,11 +688,11 @@ def _slogdet(w, r, o, a, c):
 
 
 @_jit
-def _tril_mask(w, r, o, a):
-    lo, hi = r[F_X0], r[F_X1]
-    n0, n1, n2, n3 = r[F_N0], r[F_N1], r[F_N2], r[F_N3]
-    so0, so1, so2, so3 = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
-    sa0, sa1, sa2, sa3 = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+def _tril_mask(w, code, pc, o, a):
+    lo, hi = code[pc, F_X0], code[pc, F_X1]
+    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
+    so0, so1, so2, so3 = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
+    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
     for i0 in range(n0):
         for i1 in range(n1):
             for i2 in range(n2):
@@ -704,10 +704,10 @@ def _tril_mask(w, r, o, a):
 
 
 @_jit
-def _round32(w, r, o, a):
-    n0, n1, n2, n3 = r[F_N0], r[F_N1], r[F_N2], r[F_N3]
-    so0, so1, so2, so3 = r[F_SO0], r[F_SO1], r[F_SO2], r[F_SO3]
-    sa0, sa1, sa2, sa3 = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+def _round32(w, code, pc, o, a):
+    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
+    so0, so1, so2, so3 = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
+    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
     for i0 in range(n0):
         for i1 in range(n1):
             for i2 in range(n2):
@@ -717,9 +717,9 @@ def _round32(w, r, o, a):
 
 
 @_jit
-def _all_nonzero(w, r, a):
-    n0, n1, n2, n3 = r[F_N0], r[F_N1], r[F_N2], r[F_N3]
-    sa0, sa1, sa2, sa3 = r[F_SA0], r[F_SA1], r[F_SA2], r[F_SA3]
+def _all_nonzero(w, code, pc, a):
+    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
+    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
     for i0 in range(n0):
         for i1 in range(n1):
             for i2 in range(n2):
@@ -741,10 +741,9 @@ def run(code, w, tab, start, end):
     # one level of loop: (first row, last row, iterations, current iteration)
     l_first, l_end, l_n, t = -1, -1, 0, 0
     while pc < end:
-        r = code[pc]
-        op = r[F_OP]
+        op = code[pc, F_OP]
         if op == 12:                                  # LOOP
-            l_first, l_end, l_n, t = pc + 1, r[F_X1], r[F_X0], 0
+            l_first, l_end, l_n, t = pc + 1, code[pc, F_X1], code[pc, F_X0], 0
             if l_n == 0:
                 pc = l_end + 1
                 l_first = -1
@@ -760,45 +759,45 @@ def run(code, w, tab, start, end):
                 l_first = -1
             continue
         if l_first >= 0:
-            o = r[F_O] + t * r[F_LO]
-            a = r[F_A] + t * r[F_LA]
-            b = r[F_B] + t * r[F_LB]
-            c = r[F_C] + t * r[F_LC]
+            o = code[pc, F_O] + t * code[pc, F_LO]
+            a = code[pc, F_A] + t * code[pc, F_LA]
+            b = code[pc, F_B] + t * code[pc, F_LB]
+            c = code[pc, F_C] + t * code[pc, F_LC]
         else:
-            o, a, b, c = r[F_O], r[F_A], r[F_B], r[F_C]
+            o, a, b, c = code[pc, F_O], code[pc, F_A], code[pc, F_B], code[pc, F_C]
         if op == 1:
-            _unary(w, r, o, a)
+            _unary(w, code, pc, o, a)
         elif op == 2:
-            _binary(w, r, o, a, b)
+            _binary(w, code, pc, o, a, b)
         elif op == 3:
-            _select(w, r, o, a, b, c)
+            _select(w, code, pc, o, a, b, c)
         elif op == 4:
-            _reduce(w, r, o, a)
+            _reduce(w, code, pc, o, a)
         elif op == 5:
-            _matmul(w, r, o, a, b)
+            _matmul(w, code, pc, o, a, b)
         elif op == 6:
-            _gather(w, tab, r, o, a)
+            _gather(w, tab, code, pc, o, a)
         elif op == 7:
-            _scatter_add(w, tab, r, o, a)
+            _scatter_add(w, tab, code, pc, o, a)
         elif op == 8:
-            _scan_axis(w, r, o, a)
+            _scan_axis(w, code, pc, o, a)
         elif op == 9:
-            _cholesky(w, r, o, a)
+            _cholesky(w, code, pc, o, a)
         elif op == 10:
-            _trisolve(w, r, o, a, b)
+            _trisolve(w, code, pc, o, a, b)
         elif op == 11:
-            if not _all_nonzero(w, r, a):
+            if not _all_nonzero(w, code, pc, a):
                 return pc + 1
         elif op == 14:
-            _round32(w, r, o, a)
+            _round32(w, code, pc, o, a)
         elif op == 15:
-            if _dyngather(w, r, o, a, b):
+            if _dyngather(w, code, pc, o, a, b):
                 return pc + 1
         elif op == 16:
-            _tril_mask(w, r, o, a)
+            _tril_mask(w, code, pc, o, a)
         elif op == 17:
-            _gauss(w, r, o, a)
+            _gauss(w, code, pc, o, a)
         elif op == 18:
-            _slogdet(w, r, o, a, b)
+            _slogdet(w, code, pc, o, a, b)
         pc += 1
     return 0
