@@ -280,19 +280,24 @@ class LogDensity:
     grad_fn : callable, optional
         ``grad_fn(position [C, D]) -> [C, D]``, the gradient of the log density
         per chain. When given, autodiff is not used (nor imported).
+    compile : bool
+        Compile the log density with :func:`autodiff.compile` on first use (default);
+        False evaluates it on the tape at every call. A function already traced or
+        compiled (``autodiff.trace``, ``autodiff.compile``) is used as it is.
 
     Notes
     -----
     With autodiff, one ``value_and_grad`` of ``q -> sum(logdensity(q))`` with
     the per-chain values as auxiliary output evaluates every chain in a single
-    tape pass. The returned shapes are checked on every call (two tuple
-    comparisons): a log density that returns ``[C, 1]`` or a scalar would
-    otherwise broadcast silently into wrong acceptance probabilities.
+    tape pass (compiled: one run of the compiled program). The returned shapes are
+    checked on every call (two tuple comparisons): a log density that returns
+    ``[C, 1]`` or a scalar would otherwise broadcast silently into wrong acceptance
+    probabilities.
     """
 
-    __slots__ = ("logdensity", "grad_fn", "_vg")
+    __slots__ = ("logdensity", "grad_fn", "_vg", "compile")
 
-    def __init__(self, logdensity, grad_fn=None):
+    def __init__(self, logdensity, grad_fn=None, compile=True):
         if not callable(logdensity):
             raise TypeError(f"logdensity: expected a callable position [C, D] -> [C], "
                             f"got {type(logdensity).__name__}")
@@ -301,6 +306,7 @@ class LogDensity:
                             f"got {type(grad_fn).__name__}")
         self.logdensity = logdensity
         self.grad_fn = grad_fn
+        self.compile = bool(compile)
         self._vg = None
 
     def _value_and_grad(self):
@@ -312,16 +318,26 @@ class LogDensity:
                                   "autodiff package; pass grad_fn= to supply the gradient "
                                   f"yourself ({e})") from None
             f = self.logdensity
+            if self.compile:
+                # recorded at the first call of each shape, verified against the tape on
+                # the next ones; falls back (with a warning) when it cannot be compiled
+                self.logdensity = ad.compile(f)
+                self._vg = self.logdensity.value_and_grad
+                return self._vg
 
             def summed(q):
                 lp = f(q)
                 return ad.sum(lp), lp
 
-            self._vg = ad.value_and_grad(summed, has_aux=True)
+            vg = ad.value_and_grad(summed, has_aux=True)
+            self._vg = lambda q: (lambda r: (r[0][1], r[1]))(vg(q))
         return self._vg
 
     def value(self, q):
         """Log density only, ``[C]`` (no gradient; used by RWMH)."""
+        if self.grad_fn is None and self.compile and self._vg is None and \
+                not getattr(self.logdensity, "_ad_traced", False):
+            self._value_and_grad()
         lp = self.logdensity(q)
         if self.grad_fn is None and sys.modules.get("autodiff") is not None:
             lp = _unwrap(lp)
@@ -333,10 +349,10 @@ class LogDensity:
         if self.grad_fn is not None:
             lp = _unwrap(self.logdensity(q))
             g = _unwrap(self.grad_fn(q))
-        elif getattr(self.logdensity, "_ad_traced", False):     # autodiff.trace(f)
+        elif getattr(self.logdensity, "_ad_traced", False):     # trace(f) / compile(f)
             lp, g = self.logdensity.value_and_grad(q)
         else:
-            (_, lp), g = self._value_and_grad()(q)
+            lp, g = self._value_and_grad()(q)
         self._check_value(lp, q)
         if getattr(g, "shape", None) != q.shape:
             raise ValueError(f"grad_fn: must return the gradient with the shape of the "

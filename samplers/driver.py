@@ -225,7 +225,7 @@ def _check_options(kernel, opts, size_name):
 
 def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel="nuts",
            rng=0, progress=True, thin=1, dense_mass=False, target_accept=None, grad_fn=None,
-           n_chains=None, init="uniform", *, dim=None, **kernel_options):
+           n_chains=None, init="uniform", *, dim=None, compile=True, **kernel_options):
     """Sample ``n_chains`` chains at once with warmup; return a :class:`Result`.
 
     Parameters
@@ -262,6 +262,11 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         ``"uniform"`` (Stan's uniform(-2, 2), default) or ``"zeros"``.
     dim : int, optional
         Dimension (needed when ``init_position`` is None).
+    compile : bool
+        Compile the log density with :func:`autodiff.compile` (default): it is recorded
+        at the first call, checked against the tape on the next ones and then runs as
+        one compiled program per gradient. False evaluates it on the tape. A function
+        that cannot be compiled falls back with a warning.
     **kernel_options
         Passed to the kernel: ``step_size`` (initial; default 1, RWMH
         ``scale``), ``inverse_mass`` (initial), ``n_leapfrogs`` (HMC, default
@@ -301,7 +306,7 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
     size_name = "scale" if kernel == "rwmh" else "step_size"
     _check_options(kernel, opts, size_name)
     k = KERNELS[kernel](logdensity, **{size_name: step_size}, inverse_mass=inverse_mass,
-                        grad_fn=grad_fn, **opts)
+                        grad_fn=grad_fn, compile=compile, **opts)
     state = k.init(q0)
     c, d = q0.shape
 

@@ -51,12 +51,15 @@ class GradientKernel:
         ``grad_fn(position [C, D]) -> [C, D]`` instead of autodiff.
     divergence_threshold : float
         Energy error marking a divergence (1000, as Stan).
+    compile : bool
+        Compile the log density (:func:`autodiff.compile`, the default); False runs it
+        on the tape.
     """
 
     def __init__(self, logdensity, step_size, inverse_mass=None, integrator="velocity_verlet",
-                 *, grad_fn=None, divergence_threshold=DIVERGENCE_THRESHOLD):
+                 *, grad_fn=None, divergence_threshold=DIVERGENCE_THRESHOLD, compile=True):
         self.logdensity = (logdensity if isinstance(logdensity, LogDensity)
-                           else LogDensity(logdensity, grad_fn))
+                           else LogDensity(logdensity, grad_fn, compile))
         if grad_fn is not None and self.logdensity.grad_fn is not grad_fn:
             self.logdensity = LogDensity(self.logdensity.logdensity, grad_fn)
         _check_step_size(step_size)
@@ -192,6 +195,9 @@ class HMC(GradientKernel):
         ``grad_fn(position [C, D]) -> [C, D]``; autodiff is used when None.
     divergence_threshold : float
         Energy error above which a transition counts as divergent (1000).
+    compile : bool
+        Compile the log density (:func:`autodiff.compile`, the default); False runs it
+        on the tape.
 
     Examples
     --------
@@ -202,9 +208,9 @@ class HMC(GradientKernel):
 
     def __init__(self, logdensity, step_size, n_leapfrogs, inverse_mass=None,
                  integrator="velocity_verlet", *, grad_fn=None,
-                 divergence_threshold=DIVERGENCE_THRESHOLD):
+                 divergence_threshold=DIVERGENCE_THRESHOLD, compile=True):
         super().__init__(logdensity, step_size, inverse_mass, integrator, grad_fn=grad_fn,
-                         divergence_threshold=divergence_threshold)
+                         divergence_threshold=divergence_threshold, compile=compile)
         if int(n_leapfrogs) != n_leapfrogs or n_leapfrogs < 1:
             raise ValueError(f"n_leapfrogs: expected a positive integer, got {n_leapfrogs!r}")
         self.n_leapfrogs = int(n_leapfrogs)

@@ -32,12 +32,16 @@ class MALA(GradientKernel):
         ``grad_fn(position [C, D]) -> [C, D]`` instead of autodiff.
     divergence_threshold : float
         Energy error marking a divergence (1000).
+    compile : bool
+        Compile the log density (:func:`autodiff.compile`, the default); False runs it
+        on the tape.
     """
 
     def __init__(self, logdensity, step_size, inverse_mass=None, *, grad_fn=None,
-                 divergence_threshold=DIVERGENCE_THRESHOLD):
+                 divergence_threshold=DIVERGENCE_THRESHOLD, compile=True):
         super().__init__(logdensity, step_size, inverse_mass, "velocity_verlet",
-                         grad_fn=grad_fn, divergence_threshold=divergence_threshold)
+                         grad_fn=grad_fn, divergence_threshold=divergence_threshold,
+                         compile=compile)
 
     def step(self, state, rng):
         """One MALA transition of every chain.

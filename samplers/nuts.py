@@ -280,13 +280,16 @@ class NUTS(GradientKernel):
         ``grad_fn(position [C, D]) -> [C, D]`` instead of autodiff.
     divergence_threshold : float
         Energy error that stops a trajectory as divergent (1000).
+    compile : bool
+        Compile the log density (:func:`autodiff.compile`, the default); False runs it
+        on the tape.
     """
 
     def __init__(self, logdensity, step_size, inverse_mass=None, max_tree_depth=10,
                  integrator="velocity_verlet", *, grad_fn=None,
-                 divergence_threshold=DIVERGENCE_THRESHOLD):
+                 divergence_threshold=DIVERGENCE_THRESHOLD, compile=True):
         super().__init__(logdensity, step_size, inverse_mass, integrator, grad_fn=grad_fn,
-                         divergence_threshold=divergence_threshold)
+                         divergence_threshold=divergence_threshold, compile=compile)
         if int(max_tree_depth) != max_tree_depth or not 1 <= max_tree_depth <= 30:
             raise ValueError("max_tree_depth: expected an integer in [1, 30], got "
                              f"{max_tree_depth!r}")

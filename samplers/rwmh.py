@@ -30,12 +30,15 @@ class RWMH:
         warmup adapts both.
     grad_fn : callable, optional
         Accepted for a uniform interface and ignored (RWMH needs no gradient).
+    compile : bool
+        Compile the log density (:func:`autodiff.compile`, the default); False runs it
+        on the tape.
     """
 
-    def __init__(self, logdensity, scale, inverse_mass=None, *, grad_fn=None):
+    def __init__(self, logdensity, scale, inverse_mass=None, *, grad_fn=None, compile=True):
         del grad_fn  # no gradient needed
         self.logdensity = (logdensity if isinstance(logdensity, LogDensity)
-                           else LogDensity(logdensity))
+                           else LogDensity(logdensity, compile=compile))
         _check_step_size(scale)
         self.scale = scale
         self.inverse_mass = inverse_mass

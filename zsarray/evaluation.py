@@ -184,6 +184,10 @@ class AIS:
         Steepness of :func:`sigmoid_schedule`.
     track_step_size : bool
         Keep adapting the step size after ``n_adapt`` (see above).
+    compile : bool
+        Compile the tempered log density once for every temperature (beta is an
+        input of the program; :func:`autodiff.compile`, default), or replay it
+        (:func:`autodiff.trace`, which repeats the tape's arithmetic exactly).
 
     Examples
     --------
@@ -195,7 +199,7 @@ class AIS:
 
     def __init__(self, model, proposal, hmc_kernel_options, observed, latent,
                  n_temperatures=1000, n_adapt=30, axis=0, target_acceptance=0.65,
-                 delta=4.0, track_step_size=True):
+                 delta=4.0, track_step_size=True, compile=True):
         if not (isinstance(model, MetaBayesianNet) or callable(model)):
             raise TypeError(f"AIS: model must be a zs.MetaBayesianNet or a log-joint function, "
                             f"got {type(model).__name__}")
@@ -233,6 +237,7 @@ class AIS:
         self.n_temperatures, self.n_adapt = int(n_temperatures), int(n_adapt)
         self.axis, self.target_acceptance = int(axis), float(target_acceptance)
         self.track_step_size = bool(track_step_size)
+        self.compile = bool(compile)
 
     # ---------------------------------------------------------------- densities
     def _log_q(self, values):
@@ -324,7 +329,7 @@ class AIS:
             return ad.reshape(f, (n_chains,))
 
         # one recorded program for every temperature: beta is a per-call input
-        traced = ad.trace(logdensity, warn=False)
+        traced = (ad.compile if self.compile else ad.trace)(logdensity, warn=False)
 
         def tempered(beta):
             return _AtTemperature(traced, xp.asarray(beta, dtype=position.dtype))

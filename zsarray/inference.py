@@ -150,13 +150,13 @@ def _joint(model, observed, n, scaled=(), scale=1.0):
     return total
 
 
-def _model_log_density(model, observed, layout, vectorized):
+def _model_log_density(model, observed, layout, vectorized, compile=True):
     """``logdensity(q [n, dim]) -> [n]`` of the model on the unconstrained space.
 
-    Returned under :func:`autodiff.trace`: the BayesianNet is built and observed only
-    while tracing, later calls replay the array ops (2.5-3.5x faster per gradient on
-    small models). Models whose ops depend on the values (a Python ``if`` on a
-    latent) are detected and evaluated normally."""
+    Returned under :func:`autodiff.compile` (or :func:`autodiff.trace` with
+    ``compile=False``): the BayesianNet is built and observed only while recording,
+    later calls run the compiled program. Models whose ops depend on the values (a
+    Python ``if`` on a latent) are detected and evaluated normally."""
     def joint(values, n):
         return _joint(model, {**observed, **values}, n)
 
@@ -167,7 +167,8 @@ def _model_log_density(model, observed, layout, vectorized):
             return joint(values, n) + ldj
         per_chain = [joint({k: v[i] for k, v in values.items()}, 1) for i in range(n)]
         return ad.concatenate([ad.reshape(p, (1,)) for p in per_chain], axis=0) + ldj
-    return ad.trace(log_density, warn=False)
+    return ad.compile(log_density, warn=False) if compile else ad.trace(log_density,
+                                                                         warn=False)
 
 
 class InferenceResult:
@@ -267,7 +268,8 @@ class _Front:
         return layout, q0, gen, xp
 
     def sample(self, model, observed=None, latent=None, n_chains=4, n_samples=1000,
-               n_warmup=1000, rng=0, progress=True, thin=1, vectorized=True, **options):
+               n_warmup=1000, rng=0, progress=True, thin=1, vectorized=True, compile=True,
+               **options):
         """Sample the latents of ``model`` given ``observed``.
 
         Parameters
@@ -283,6 +285,9 @@ class _Front:
         vectorized : bool
             Evaluate all chains in one model call with a leading chain axis (the model
             must broadcast over it), or one call per chain (see the module docstring).
+        compile : bool
+            Compile the model's log density (:func:`autodiff.compile`, default) or
+            replay it (:func:`autodiff.trace`).
         **options
             More options for :func:`samplers.sample` (``dense_mass``, ``target_accept``,
             ``step_size``, ``max_tree_depth``...), overriding those given at construction.
@@ -293,7 +298,7 @@ class _Front:
         """
         layout, q0, gen, xp = self._prepare(model, observed, latent, n_chains, rng)
         observed = dict(observed or {})
-        log_density = _model_log_density(model, observed, layout, vectorized)
+        log_density = _model_log_density(model, observed, layout, vectorized, compile)
         opts = {**self.kernel_options, **options}
         try:
             result = samplers.sample(log_density, xp.asarray(q0), n_samples=n_samples,
@@ -345,7 +350,7 @@ class _SGFront(_Front):
 
     def sample(self, model, observed=None, latent=None, data=None, batch_size=None,
                n_chains=4, n_samples=1000, burnin=0, thin=1, rng=0, progress=True,
-               vectorized=True):
+               vectorized=True, compile=True):
         """Sample the latents of ``model`` with minibatch gradients.
 
         Parameters
@@ -359,6 +364,9 @@ class _SGFront(_Front):
         batch_size : int
         n_chains, n_samples, burnin, thin, rng, progress
             As in :func:`samplers.sgmcmc.sample_sgmcmc`.
+        compile : bool
+            Compile the minibatch log density (default; the rows are inputs of the
+            compiled program) or replay it (:func:`autodiff.trace`).
 
         Returns
         -------
@@ -398,7 +406,7 @@ class _SGFront(_Front):
             return ldj + _joint(m, {**obs, **values}, n, scaled=data_nodes, scale=scale)
 
         # traced: the minibatch rows are inputs of the recorded program, new at every call
-        traced = ad.trace(minibatch_log_density, warn=False)
+        traced = (ad.compile if compile else ad.trace)(minibatch_log_density, warn=False)
 
         def grad_estimator(q, rng):
             idx = rng.choice(n_data, size=batch_size, replace=False)

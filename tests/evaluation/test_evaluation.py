@@ -85,13 +85,15 @@ def test_ais_matches_the_exact_log_marginal():
     assert np.abs(res.samples["z"].mean(0) - post_mean).mean() < 0.3
 
 
-def test_ais_replays_the_tape_bit_for_bit(monkeypatch):
-    """AIS traces its tempered log density once (beta a per-call input); evaluating it
-    on the tape instead gives the very same weights, step for step."""
+@pytest.mark.parametrize("compile", [False, True])
+def test_ais_replays_the_tape_bit_for_bit(monkeypatch, compile):
+    """AIS records its tempered log density once (beta a per-call input); evaluating it
+    on the tape instead gives the very same weights, step for step (replayed), or the
+    same to rounding (compiled)."""
     def run():
         ais = evaluation.AIS(model_builder(), prior_builder(4, np.random.default_rng(0)),
                              {"step_size": 0.2, "n_leapfrogs": 3}, {"x": X}, "z",
-                             n_temperatures=20, n_adapt=5)
+                             n_temperatures=20, n_adapt=5, compile=compile)
         return ais.run(rng=1)
     traced = run()
 
@@ -101,9 +103,9 @@ def test_ais_replays_the_tape_bit_for_bit(monkeypatch):
         def __init__(self, f, **kwargs):
             self.f = f
 
-    class Namespace:                       # autodiff, with trace() replaced
+    class Namespace:                       # autodiff, with trace() and compile() replaced
         def __getattr__(self, name):
-            return Tape if name == "trace" else getattr(ad, name)
+            return Tape if name in ("trace", "compile") else getattr(ad, name)
 
     class OnTape:
         _ad_traced = True
@@ -120,8 +122,12 @@ def test_ais_replays_the_tape_bit_for_bit(monkeypatch):
     monkeypatch.setattr(evaluation, "ad", Namespace())
     monkeypatch.setattr(evaluation, "_AtTemperature", OnTape)
     tape = run()
-    np.testing.assert_array_equal(tape.log_weights, traced.log_weights)
-    np.testing.assert_array_equal(tape.samples["z"], traced.samples["z"])
+    if compile:
+        np.testing.assert_allclose(tape.log_weights, traced.log_weights, rtol=1e-10)
+        np.testing.assert_allclose(tape.samples["z"], traced.samples["z"], rtol=1e-10)
+    else:
+        np.testing.assert_array_equal(tape.log_weights, traced.log_weights)
+        np.testing.assert_array_equal(tape.samples["z"], traced.samples["z"])
 
 
 def test_sigmoid_schedule():
