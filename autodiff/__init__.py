@@ -27,7 +27,7 @@ from .linalg import cholesky, solve_triangular, solve, slogdet, inv
 from . import operators as _operators  # noqa: F401  (binds Tensor operators)
 from .check import check_grads
 from .trace import trace, Traced, TracedStep, TraceWarning
-from .compile import compile, Compiled, CompiledStep, CompileWarning
+from .compiler import compile, Compiled, CompiledStep, CompileWarning
 from .control import scan, fori_loop
 
 __version__ = "0.1.0"

@@ -47,14 +47,15 @@ def load_data(path=None, test_fraction=0.2, seed=0):
 def make_log_density(x, y):
     """log p(w | x, y) for a batch of chains: w [C, D] -> [C].
 
-    Under ``ad.trace``: recorded at the first call, replayed afterwards without the
-    tape's per-op bookkeeping (same values, about 30% less time per gradient here)."""
+    ``samplers.sample`` compiles it (``autodiff.compile``): recorded at the first call,
+    checked against the tape on the next ones, then run as one compiled program per
+    gradient."""
     def log_density(w):
         logits = x @ w.T                                             # [N, C]
         loglik = ad.sum(y[:, None] * ad.log_sigmoid(logits)
                         + (1 - y[:, None]) * ad.log_sigmoid(-logits), axis=0)
         return loglik - 0.5 * ad.sum(w * w, axis=1)
-    return ad.trace(log_density)
+    return log_density
 
 
 def predictive_accuracy(draws, x, y):

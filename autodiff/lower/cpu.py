@@ -102,8 +102,10 @@ class _Allocator:
 class Lowering:
     """Builds the instruction table, the gather tables and the workspace layout."""
 
-    def __init__(self, dtype):
+    def __init__(self, dtype, const_base=None):
         self.dtype = np.dtype(dtype)
+        self.const_base = const_base    # constants in their own area from here (GPU)
+        self.const_top = 0
         self.rows = []
         self.tabs = []
         self.tab_size = 0
@@ -129,6 +131,15 @@ class Lowering:
         buf = Buffer(off, size, pinned)
         return View(buf, off, shape, _c_strides(shape))
 
+    def new_const(self, shape):
+        """A place for a constant: pinned memory, in the constant area if there is one."""
+        if self.const_base is None:
+            return self.new(shape, pinned=True)
+        n = max(8, -(-int(np.prod(shape, dtype=np.int64)) // 8) * 8)
+        off = self.const_base + self.const_top
+        self.const_top += n
+        return View(Buffer(off, n, pinned=True), off, shape, _c_strides(shape))
+
     def release(self, buf):
         if not buf.pinned:
             self.alloc_.release(buf.off, buf.size)
@@ -140,7 +151,7 @@ class Lowering:
             key = (v, np.signbit(v)) if v == v else ("nan",)
             view = self._scalars.get(key)
             if view is None:
-                view = self.new((), pinned=True)
+                view = self.new_const(())
                 self.consts.append((view.off, np.array([v])))
                 self._scalars[key] = view
             return view
@@ -150,7 +161,7 @@ class Lowering:
         hit = self._arrays.get(id(value))
         if hit is not None and hit[0] is value:
             return hit[1]
-        view = self.new(a.shape, pinned=True)
+        view = self.new_const(a.shape)
         self.consts.append((view.off, np.ascontiguousarray(a, dtype=np.float64).ravel()))
         self._arrays[id(value)] = (value, view)
         return view
@@ -334,17 +345,53 @@ class Executable:
         self.out_views = out_views
         self.sources = sources           # (eqn, out View) drawn before the machine runs
         self.fallbacks = warned
+        # the common case: one machine run between writing inputs and reading outputs
+        self._single = (len(steps) == 1 and steps[0][0] == "vm" and not sources) or not steps
+        self._run_range = (steps[0][1], steps[0][2]) if self._single and steps else (0, 0)
+        self._ins = [(v.off, v.size, v.contiguous()) for v in in_views]
 
     @property
     def n_rows(self):
         return len(self.code)
 
+    def _workspace(self):
+        """This thread's workspace and NumPy views of the outputs in it."""
+        w = self.w.copy()
+        outs = []
+        for v, dt in self.out_views:
+            if type(v) is not View:
+                outs.append((None, v, None))
+            elif v.contiguous():
+                outs.append((w[v.off:v.off + v.size].reshape(v.shape), None, dt))
+            else:
+                outs.append((_np_view(w, v), None, dt))
+        self._local.w, self._local.outs = w, outs
+        return w, outs
+
     def __call__(self, *args):
-        w = getattr(self._local, "w", None)
+        loc = self._local
+        w = getattr(loc, "w", None)
         if w is None:
-            w = self._local.w = self.w.copy()
-        for v, x in zip(self.in_views, args):
-            _write(w, v, x)
+            w, outs = self._workspace()
+        else:
+            outs = loc.outs
+        for (off, n, contig), v, x in zip(self._ins, self.in_views, args):
+            if contig and type(x) is np.ndarray and x.flags.c_contiguous:
+                w[off:off + n] = x.reshape(n)
+            else:
+                _write(w, v, x)
+        if self._single:
+            if self.steps:
+                status = vm.run(self.code, w, self.tab, self._run_range[0], self._run_range[1])
+                if status:
+                    raise _Check(status - 1)
+        else:
+            self._steps(w)
+        return tuple(const if a is None else (a.copy() if dt is None or a.dtype == dt
+                                              else a.astype(dt))
+                     for a, const, dt in outs)
+
+    def _steps(self, w):
         for e, views in self.sources:
             out = e.fn(*e.args, **e.kwargs)
             for v, val in zip(views, out if e.multi is not None else (out,)):
@@ -357,7 +404,6 @@ class Executable:
                     raise _Check(status - 1)
             else:
                 _python_step(w, step, objs)
-        return tuple(_read(w, v, dt) for v, dt in self.out_views)
 
 
 class _Check(Exception):
@@ -381,15 +427,6 @@ def _write(w, v, x):
         w[v.off:v.off + v.size] = x.reshape(-1)
     else:
         _np_view(w, v)[...] = x
-
-
-def _read(w, v, dtype):
-    if v is None:
-        return None
-    if type(v) is not View:          # a constant output
-        return v
-    a = _np_view(w, v)
-    return a.copy() if dtype is None else a.astype(dtype)
 
 
 def _python_step(w, step, objs):
@@ -422,14 +459,16 @@ def _materialize(template, w, views, objs):
 
 
 # ----------------------------------------------------------------------------- driver
-def lower(prog, warn=True, keep_all=False):
-    """Lower ``prog`` to an :class:`Executable`.
+def lower(prog, warn=True, keep_all=False, gpu=False):
+    """Lower ``prog`` to an :class:`Executable` (or, with ``gpu``, a
+    :class:`~autodiff.lower.cuda.GPUExecutable` of a program recorded at one chain).
 
     Raises
     ------
     NotLowerable
         When the program cannot run on the machine at all (values whose shape depends
-        on the data, complex numbers, random draws that depend on traced values).
+        on the data, complex numbers, random draws that depend on traced values; on the
+        GPU also operations without a rule and random draws).
     """
     from .simplify import simplify
     from ..tracer import Var
@@ -443,6 +482,9 @@ def lower(prog, warn=True, keep_all=False):
         if v.dtype.kind == "f":
             dtypes.add(v.dtype)
     dtype = np.float32 if dtypes == {np.dtype(np.float32)} else np.float64
+    if gpu:
+        from .cuda import CBASE
+        return _lower_gpu(prog, Lowering(dtype, const_base=CBASE), dtypes)
     L = Lowering(dtype)
     L.mixed = dtype == np.float64 and np.dtype(np.float32) in dtypes
     loc = {}
@@ -470,6 +512,35 @@ def lower(prog, warn=True, keep_all=False):
     ex = Executable(prog, L, steps, in_views, out_views, sources, warned)
     ex.places = loc if keep_all else None
     return ex
+
+
+def _lower_gpu(prog, L, dtypes):
+    """The GPU lowering: input 0 per chain, the other inputs in the constant area, every
+    row on the machine, outputs copied to per-chain values."""
+    from ..tracer import Var
+    from .cuda import GPUExecutable
+    L.mixed = L.dtype == np.float64 and np.dtype(np.float32) in dtypes
+    loc, in_views = {}, []
+    for k, v in enumerate(list(prog.inputs) + [v for v, _ in prog.refs]):
+        view = L.new(v.shape, pinned=True) if k == 0 else L.new_const(v.shape)
+        loc[id(v)] = view
+        in_views.append(view)
+    keep = {id(o) for o in prog.outputs if type(o) is Var}
+    steps, warned, sources = [], [], []
+    lower_eqns(L, prog.eqns, loc, keep, steps=steps, warned=warned, sources=sources)
+    if warned or sources:
+        raise NotLowerable("on the GPU, " + (f"'{warned[0]}' has no lowering" if warned
+                                             else "random draws are not compiled"))
+    out_views = []
+    for o in prog.outputs:
+        if type(o) is not Var:
+            out_views.append((o, None))
+            continue
+        v = loc[id(o)]
+        if v.off >= L.const_base or not v.contiguous() or v.off != v.buf.off:
+            v = L.copy(v)
+        out_views.append((v, o.dtype))
+    return GPUExecutable(prog, L, in_views, out_views)
 
 
 def program_vars(prog):

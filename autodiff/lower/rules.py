@@ -267,6 +267,29 @@ def _cum(kind):
     return rule
 
 
+def _argreduce(kind):
+    def rule(L, e, args, kwargs):
+        b = _bind(args, kwargs, ("a", "axis", "out", "keepdims"),
+                  {"axis": None, "out": None, "keepdims": False})
+        if b["out"] is not None:
+            raise NoRule("out=")
+        x = _view(L, b["a"])
+        if b["axis"] is None:
+            x = reshape(L, x, (x.size,))
+            ax = 0
+        else:
+            ax = b["axis"] % x.ndim
+        perm = [i for i in range(x.ndim) if i != ax] + [ax]
+        xt = transpose(x, perm)
+        out = L.new(xt.shape[:-1])
+        ov = out.with_(shape=xt.shape, strides=out.strides + (0,))
+        _rows_last_axis(L, OP.ARGREDUCE, ov, xt, (kind, 0, 0, 0))
+        return reshape(L, out, _out(e).shape)
+    return rule
+
+
+RULES[np.argmax] = _argreduce(0)
+RULES[np.argmin] = _argreduce(1)
 RULES[np.cumsum] = _cum(RED.SUM)
 RULES[np.cumprod] = _cum(RED.PROD)
 
@@ -547,34 +570,45 @@ def _getitem(L, e, args, kwargs):
     return _dynamic_index(L, e, x, idx)
 
 
-def _dynamic_index(L, e, x, idx):
-    """``x[idx]`` with one traced integer index array among slices/ints."""
+def _dyn_views(x, idx):
+    """For ``x[idx]`` with one traced integer index array among slices and ints: the view
+    of ``x`` over the result's shape (stride 0 along the index dims), the index view
+    over the same shape, the indexed axis' size and stride, and the result's shape."""
     parts = _index_parts(x.shape, idx)
     traced = [k for k, i in enumerate(parts) if type(i) is View]
     if len(traced) != 1 or any(_is_array_index(i) for k, i in enumerate(parts)
-                               if k != traced[0]) or None in parts:
+                               if k != traced[0]) or any(i is None for i in parts):
         raise NoRule("several array indices")
     k = traced[0]
     iv = parts[k]
-    dim = sum(1 for i in parts[:k])
     pre = basic_view(x, tuple(parts[:k]) + (slice(None),) * (x.ndim - k))
-    # pre keeps axes from k on; index the kept axis k of pre (its position in pre)
-    ax = sum(1 for i in parts[:k] if isinstance(i, slice))
+    ax = sum(1 for i in parts[:k] if isinstance(i, slice))      # the axis' place in pre
     rest = basic_view(pre, (slice(None),) * (ax + 1) + tuple(parts[k + 1:]))
-    del dim
     size, stride = rest.shape[ax], rest.strides[ax]
     lead, tail = rest.shape[:ax], rest.shape[ax + 1:]
-    out_shape = lead + iv.shape + tail
-    if tuple(out_shape) != tuple(_out(e).shape):
-        raise NoRule("index layout")
+    out_shape = tuple(lead + iv.shape + tail)
     ni = len(iv.shape)
     a = rest.with_(shape=out_shape, strides=rest.strides[:ax] + (0,) * ni
                    + rest.strides[ax + 1:])
     b = iv.with_(shape=out_shape, strides=(0,) * len(lead) + broadcast(iv, iv.shape).strides
                  + (0,) * len(tail))
+    return a, b, size, stride, out_shape
+
+
+def _dynamic_index(L, e, x, idx):
+    """``x[idx]`` with one traced integer index array (see :func:`_dyn_views`)."""
+    a, b, size, stride, out_shape = _dyn_views(x, idx)
+    if out_shape != tuple(_out(e).shape):
+        raise NoRule("index layout")
     out = L.new(out_shape)
     L.nest(OP.DYNGATHER, out, [a, b], (size, stride, 0, 0))
     return out
+
+
+def dynamic_scatter(L, target, idx, g):
+    """``target[idx] += g`` in place, ``idx`` with one traced index array."""
+    a, b, size, stride, out_shape = _dyn_views(target, idx)
+    L.nest(OP.DYNSCATTER, a, [L.contiguous(broadcast(g, out_shape)), b], (size, stride, 0, 0))
 
 
 @register(np.take)
@@ -614,7 +648,8 @@ def _register_ops_rules():
                 L.copy(broadcast(g, v.shape), v)
                 return
             if not _constant_index(idx):
-                raise NoRule("traced index in a gradient")
+                dynamic_scatter(L, z, idx, g)
+                return
             rel = _offsets(z)[idx]
             src = L.contiguous(broadcast(g, rel.shape))
             if src.size:
@@ -640,7 +675,8 @@ def _register_ops_rules():
             L.nest(OP.BINARY, v, [v, broadcast(g, v.shape)], (BIN.ADD, 0, 0, 0))
             return out
         if not _constant_index(idx):
-            raise NoRule("traced index in a gradient")
+            dynamic_scatter(L, out, idx, g)
+            return out
         rel = _offsets(out)[idx]
         src = L.contiguous(broadcast(g, rel.shape))
         if src.size:
@@ -681,6 +717,11 @@ def _register_ops_rules():
             st = [sum(z.strides[i] for i, c in enumerate(target) if c == u) for u in uniq]
             L.copy(r, z.with_(shape=[shape[target.index(u)] for u in uniq], strides=st))
         return _zeros_with(L, e, shape, write)
+
+    for fn, rule in ((linalg._cholesky, _cholesky), (linalg._solve, _solve),
+                     (linalg._inv, _inv)):
+        RULES[fn.__wrapped__] = (lambda rule: lambda L, e, a, k: rule(L, e, a, k,
+                                                                     stack_nan=True))(rule)
 
     @register(linalg._trisolve.__wrapped__)
     def _trisolve(L, e, args, kwargs):
@@ -844,12 +885,15 @@ def _contract(L, s1, v1, s2, v2, keep):
 
 # ----------------------------------------------------------------------------- linalg
 @register(np.linalg.cholesky)
-def _cholesky(L, e, args, kwargs):
+def _cholesky(L, e, args, kwargs, stack_nan=False):
+    """NumPy's cholesky raises for any failing matrix (the row stops the machine and
+    the tape raises); autodiff's gives NaN for failing members of a stack."""
     if kwargs:
         raise NoRule("cholesky options")
     a = _view(L, args[0])
     out = L.new(a.shape)
-    mat_rows(L, OP.CHOLESKY, out, [a], (a.shape[-1], 0, 0, 0))
+    stop = not (stack_nan and a.ndim > 2)
+    mat_rows(L, OP.CHOLESKY, out, [a], (a.shape[-1], int(stop), 0, 0))
     return out
 
 
@@ -859,28 +903,30 @@ def _batched_square(L, a, batch):
 
 
 @register(np.linalg.solve)
-def _solve(L, e, args, kwargs):
+def _solve(L, e, args, kwargs, stack_nan=False):
     if kwargs:
         raise NoRule("solve options")
     a, b = _view(L, args[0]), _view(L, args[1])
+    stop = not (stack_nan and a.ndim > 2)
     vec = b.ndim == 1
     if vec:
         b = b.with_(shape=b.shape + (1,), strides=b.strides + (0,))
     batch = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
     m = _batched_square(L, a, batch)
     x = L.copy(broadcast(b, batch + b.shape[-2:]))
-    mat_rows(L, OP.GAUSS, x, [m], (a.shape[-1], b.shape[-1], 0, 0))
+    mat_rows(L, OP.GAUSS, x, [m], (a.shape[-1], b.shape[-1], int(stop), 0))
     return reshape(L, x, _out(e).shape)
 
 
 @register(np.linalg.inv)
-def _inv(L, e, args, kwargs):
+def _inv(L, e, args, kwargs, stack_nan=False):
     a = _view(L, args[0])
+    stop = not (stack_nan and a.ndim > 2)
     n = a.shape[-1]
     batch = a.shape[:-2]
     m = _batched_square(L, a, batch)
     x = L.copy(broadcast(L.const(np.eye(n)), batch + (n, n)))
-    mat_rows(L, OP.GAUSS, x, [m], (n, n, 0, 0))
+    mat_rows(L, OP.GAUSS, x, [m], (n, n, int(stop), 0))
     return x
 
 

@@ -50,7 +50,8 @@ class OP:
     GATHER = 6         # o[i] = a[tab[X0 + i]], i < n0 (o contiguous)
     SCATTER_ADD = 7    # o[tab[X0 + i]] += a[i], i < n0 (a contiguous)
     SCAN_AXIS = 8      # cumulative X0-kind along dim 3
-    CHOLESKY = 9       # batched [n0, n1]: lower factor of a [N, N] (X0 = N); NaN if not PD
+    CHOLESKY = 9       # batched [n0, n1]: lower factor of a [N, N] (X0 = N); NaN if not PD,
+    #                    or stop (status) when X1 = 1 (a single matrix: the tape raises)
     TRISOLVE = 10      # batched: solve tri(a) x = b, a [N, N], b [N, K]; X0 = N, X1 = K, X2 lower
     CHECK = 11         # stop with status row + 1 unless every element of a is nonzero
     LOOP = 12          # start a loop of X0 iterations over rows up to X1 (its END)
@@ -58,8 +59,11 @@ class OP:
     ROUND32 = 14       # o = float32(a) (values of float32 variables in a float64 program)
     DYNGATHER = 15     # o[i...] = a[... + idx * X1 ...]: a view whose dim-3 offset is index b
     TRIL_MASK = 16     # o = a where (row - col) in range(X0, X1) else 0 (rows dim 2, cols 3)
-    GAUSS = 17         # batched: a [N, N] (overwritten) x = o [N, K] (rhs in, solution out)
+    GAUSS = 17         # batched: a [N, N] (overwritten) x = o [N, K] (rhs in, solution out);
+    #                    NaN if singular, or stop (status) when X2 = 1
     SLOGDET = 18       # batched: a [N, N] (overwritten); o = log|det|, b = sign
+    ARGREDUCE = 19     # o = index of the max (X0 = 0) / min (X0 = 1) of a along dim 3
+    DYNSCATTER = 20    # o[... + idx * X1 ...] += a[i...], idx read at b (as DYNGATHER)
 
 
 class UN:
@@ -89,7 +93,19 @@ _inline = numba.njit(inline="always", error_model="numpy")
 
 
 # ----------------------------------------------------------------------------- scalars
-@_inline
+# Plain Python, compiled twice: inlined into the CPU machine here and into the GPU
+# machine by :mod:`.cuda` (see :func:`compile_scalars`), so both compute the same
+# functions. Only what both Numba targets accept is used (math, float arithmetic).
+def _rint(x):
+    """Round half to even (np.rint)."""
+    if x - x != 0.0:
+        return x
+    r = math.floor(x + 0.5)
+    if r - x == 0.5 and r - 2.0 * math.floor(r / 2.0) != 0.0:
+        r -= 1.0
+    return r
+
+
 def _digamma(x):
     if x != x or x == -np.inf:
         return np.nan
@@ -108,7 +124,6 @@ def _digamma(x):
     return r + math.log(x) - 0.5 / x + t
 
 
-@_inline
 def _trigamma(x):
     if x != x or x == -np.inf:
         return np.nan
@@ -121,7 +136,6 @@ def _trigamma(x):
     return r + _trigamma_pos(x)
 
 
-@_inline
 def _trigamma_pos(x):
     r = 0.0
     while x < 10.0:
@@ -133,7 +147,6 @@ def _trigamma_pos(x):
     return r + t
 
 
-@_inline
 def _expit(x):
     if x >= 0.0:
         return 1.0 / (1.0 + math.exp(-x))
@@ -141,12 +154,10 @@ def _expit(x):
     return e / (1.0 + e)
 
 
-@_inline
 def _softplus(x):
     return max(x, 0.0) + math.log1p(math.exp(-abs(x))) if x == x else x
 
 
-@_inline
 def _logaddexp(a, b):
     if a == b:
         return a + math.log(2.0) if a == a else a
@@ -156,12 +167,10 @@ def _logaddexp(a, b):
     return m + math.log1p(math.exp(-abs(a - b)))
 
 
-@_inline
 def _ndtr(x):
     return 0.5 * math.erfc(-x / math.sqrt(2.0))
 
 
-@_inline
 def _log_ndtr(x):
     if x > -20.0:
         return math.log(_ndtr(x))
@@ -171,7 +180,6 @@ def _log_ndtr(x):
     return -0.5 * z - math.log(-x) - 0.5 * math.log(2.0 * np.pi) + math.log(s)
 
 
-@_inline
 def _un(f, x):
     if f == 0:
         return x
@@ -208,7 +216,7 @@ def _un(f, x):
     elif f == 16:
         return math.ceil(x) if x - x == 0.0 else x
     elif f == 17:
-        return np.rint(x)
+        return _rint(x)
     elif f == 18:
         return 1.0 if x - x == 0.0 else 0.0
     elif f == 19:
@@ -252,7 +260,7 @@ def _un(f, x):
     elif f == 38:
         if -1.0 < x < 1.0:
             return math.atanh(x)
-        return np.copysign(np.inf, x) if abs(x) == 1.0 else np.nan
+        return math.copysign(np.inf, x) if abs(x) == 1.0 else np.nan
     elif f == 39:
         return math.log2(x) if x > 0.0 else (-np.inf if x == 0.0 else np.nan)
     elif f == 40:
@@ -260,7 +268,7 @@ def _un(f, x):
     elif f == 41:
         return 2.0 ** x
     elif f == 42:
-        return np.cbrt(x)
+        return math.copysign(abs(x) ** (1.0 / 3.0), x)
     elif f == 43:
         return math.gamma(x) if (x > 0.0 or math.floor(x) != x) else np.nan
     elif f == 44:
@@ -270,7 +278,6 @@ def _un(f, x):
     return np.nan
 
 
-@_inline
 def _bin(f, x, y):
     if f == 0:
         return x + y
@@ -329,7 +336,6 @@ def _bin(f, x, y):
     return np.nan
 
 
-@_inline
 def _combine(kind, acc, x):
     if kind == 0:
         return acc + x
@@ -342,6 +348,24 @@ def _combine(kind, acc, x):
     elif kind == 4:
         return 1.0 if (acc != 0.0 or x != 0.0) else 0.0
     return 1.0 if (acc != 0.0 and x != 0.0) else 0.0
+
+
+SCALARS = (_rint, _digamma, _trigamma, _trigamma_pos, _expit, _softplus, _logaddexp, _ndtr,
+           _log_ndtr, _un, _bin, _combine)
+
+
+def compile_scalars(deco):
+    """The scalar functions compiled with ``deco`` (``numba.njit(inline="always")`` or
+    ``numba.cuda.jit(device=True)``), calling each other's compiled versions."""
+    import types
+    ns = {"math": math, "np": np}
+    for f in SCALARS:
+        ns[f.__name__] = deco(types.FunctionType(f.__code__, ns, f.__name__))
+    return ns
+
+
+_CPU = compile_scalars(_inline)
+_un, _bin, _combine = _CPU["_un"], _CPU["_bin"], _CPU["_combine"]
 
 
 # ----------------------------------------------------------------------------- row bodies
@@ -503,6 +527,7 @@ def _cholesky(w, code, pc, o, a):
     n0, n1 = code[pc, F_N0], code[pc, F_N1]
     so0, so1, sor, soc = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
     sa0, sa1, sar, sac = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
+    failed = False
     for i0 in range(n0):
         for i1 in range(n1):
             oo = o + i0 * so0 + i1 * so1
@@ -526,9 +551,11 @@ def _cholesky(w, code, pc, o, a):
                 for i in range(j):
                     w[oo + i * sor + j * soc] = 0.0
             if not ok:                    # not positive definite: NaN for this member
+                failed = True
                 for i in range(nn):
                     for j in range(nn):
                         w[oo + i * sor + j * soc] = np.nan
+    return failed
 
 
 @_jit
@@ -604,6 +631,7 @@ def _gauss(w, code, pc, o, a):
     n0, n1 = code[pc, F_N0], code[pc, F_N1]
     so0, so1, sor, soc = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
     sa0, sa1, sar, sac = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
+    failed = False
     for i0 in range(n0):
         for i1 in range(n1):
             oo = o + i0 * so0 + i1 * so1
@@ -636,6 +664,7 @@ def _gauss(w, code, pc, o, a):
                         for c in range(kk_):
                             w[oo + i * sor + c * soc] -= f * w[oo + j * sor + c * soc]
             if singular:
+                failed = True
                 for i in range(nn):
                     for c in range(kk_):
                         w[oo + i * sor + c * soc] = np.nan
@@ -646,6 +675,7 @@ def _gauss(w, code, pc, o, a):
                     for j in range(i + 1, nn):
                         s -= w[aa + i * sar + j * sac] * w[oo + j * sor + c * soc]
                     w[oo + i * sor + c * soc] = s / w[aa + i * sar + i * sac]
+    return failed
 
 
 @_jit
@@ -685,6 +715,49 @@ def _slogdet(w, code, pc, o, a, c):
                             w[aa + i * sar + k * sac] -= f * w[aa + j * sar + k * sac]
             w[o + i0 * so0 + i1 * so1] = logdet
             w[c + i0 * sc0 + i1 * sc1] = sign
+
+
+@_jit
+def _argreduce(w, code, pc, o, a):
+    kind = code[pc, F_X0]
+    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
+    so0, so1, so2 = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2]
+    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
+    for i0 in range(n0):
+        for i1 in range(n1):
+            for i2 in range(n2):
+                aa = a + i0 * sa0 + i1 * sa1 + i2 * sa2
+                best, arg = w[aa], 0
+                for i3 in range(1, n3):
+                    if best != best:           # NumPy: the first NaN wins
+                        break
+                    x = w[aa + i3 * sa3]
+                    if x != x or (x > best if kind == 0 else x < best):
+                        best, arg = x, i3
+                w[o + i0 * so0 + i1 * so1 + i2 * so2] = arg
+
+
+@_jit
+def _dynscatter(w, code, pc, o, a, b):
+    size, stride = code[pc, F_X0], code[pc, F_X1]
+    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
+    so0, so1, so2, so3 = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
+    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
+    sb0, sb1, sb2, sb3 = code[pc, F_SB0], code[pc, F_SB1], code[pc, F_SB2], code[pc, F_SB3]
+    bad = 0
+    for i0 in range(n0):
+        for i1 in range(n1):
+            for i2 in range(n2):
+                for i3 in range(n3):
+                    j = int(w[b + i0 * sb0 + i1 * sb1 + i2 * sb2 + i3 * sb3])
+                    if j < 0:
+                        j += size
+                    if j < 0 or j >= size:
+                        bad = 1
+                        continue
+                    p = o + i0 * so0 + i1 * so1 + i2 * so2 + i3 * so3 + j * stride
+                    w[p] += w[a + i0 * sa0 + i1 * sa1 + i2 * sa2 + i3 * sa3]
+    return bad
 
 
 @_jit
@@ -782,7 +855,8 @@ def run(code, w, tab, start, end):
         elif op == 8:
             _scan_axis(w, code, pc, o, a)
         elif op == 9:
-            _cholesky(w, code, pc, o, a)
+            if _cholesky(w, code, pc, o, a) and code[pc, F_X1]:
+                return pc + 1
         elif op == 10:
             _trisolve(w, code, pc, o, a, b)
         elif op == 11:
@@ -796,8 +870,14 @@ def run(code, w, tab, start, end):
         elif op == 16:
             _tril_mask(w, code, pc, o, a)
         elif op == 17:
-            _gauss(w, code, pc, o, a)
+            if _gauss(w, code, pc, o, a) and code[pc, F_X2]:
+                return pc + 1
         elif op == 18:
             _slogdet(w, code, pc, o, a, b)
+        elif op == 19:
+            _argreduce(w, code, pc, o, a)
+        elif op == 20:
+            if _dynscatter(w, code, pc, o, a, b):
+                return pc + 1
         pc += 1
     return 0

@@ -105,3 +105,31 @@ def test_a_value_dependent_shape_is_replayed_with_a_warning():
         tv, tg = _tape(f, np.array(x))
         assert float(v) == float(tv) and np.array_equal(g, tg)
     assert not comp.compiled
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_failing_members_of_a_stack_give_nan_and_a_single_matrix_raises(compiled):
+    """One chain proposing a matrix that is not positive definite gets NaN (its proposal
+    is then rejected); the other members are exact. A single matrix raises."""
+    good = np.array([[2.0, 0.3], [0.3, 1.0]])
+    bad = np.array([[1.0, 2.0], [2.0, 1.0]])
+
+    def f(s):                                   # s [C]: scales the off-diagonal
+        a = ad.tensor(np.stack([good, bad, good]))
+        m = a * ad.reshape(s, (-1, 1, 1))
+        chol = ad.cholesky(m)
+        x = ad.solve(m, np.ones((3, 2, 1)))
+        return ad.sum(ad.log(ad.diagonal(chol, 0, 1, 2)), axis=1) + ad.sum(x, axis=(1, 2))
+    g = ad.compile(f, warn=False) if compiled else None
+    s = np.array([1.0, 1.0, 2.0])
+    for _ in range(3):
+        v, gr = g.value_and_grad(s) if compiled else (
+            f(ad.Tensor(s)).data, ad.grad(lambda t: ad.sum(f(t)))(s))
+        assert np.isfinite(v[0]) and np.isfinite(v[2]) and np.isnan(v[1])
+        ref = f(ad.Tensor(s)).data
+        np.testing.assert_allclose(v[[0, 2]], ref[[0, 2]], rtol=1e-12)
+        assert np.isnan(gr).any()           # the sum couples the chains' gradients
+    single = lambda t: ad.sum(ad.cholesky(ad.tensor(bad) * t))   # noqa: E731
+    with pytest.raises(np.linalg.LinAlgError):
+        (ad.compile(single, warn=False).value_and_grad if compiled else
+         ad.value_and_grad(single))(np.array(1.0))

@@ -24,7 +24,7 @@ from autodiff import backend
 from autodiff.core import Tensor
 
 from .base import Distribution, constraints, draw
-from .fused import fused_normal_sample_logprob
+from .fused import fused_normal_sample_logprob, unfused_normal_sample_logprob
 
 __all__ = ["Normal", "FoldNormal", "HalfNormal", "LogNormal", "Bernoulli", "Categorical",
            "Uniform", "Gamma", "Beta", "Poisson", "Binomial", "InverseGamma", "Laplace",
@@ -197,7 +197,12 @@ class _FusedNormal(_NormalFamily):
 
     def _sample(self, shape, rng, p):
         eps = _normal(self, rng, shape)
-        return fused_normal_sample_logprob(
+        # while autodiff.compile records, the tape ops (which it lowers) replace the
+        # fused kernel (which it could only call back into Python)
+        b = ad.tracer.current_builder()
+        sample_logprob = unfused_normal_sample_logprob if b is not None and not b.atomic \
+            else fused_normal_sample_logprob
+        return sample_logprob(
             p.mean, self._logstd(p), eps, lognormal=self._lognormal,
             reparameterized=self.is_reparameterized,
             path_derivative=self.use_path_derivative)

@@ -27,9 +27,14 @@ generator: a compiled training step consumes random numbers as the tape does.
 """
 import warnings
 
+from . import backend
 from .lower import CompileWarning, NotLowerable, lower
 from .lower.cpu import _Check
+from .program import record
 from .trace import Traced, TracedStep
+
+#: Tests under Numba's CUDA simulator set this to run NumPy inputs on the GPU lowering.
+_GPU_FOR_NUMPY = False
 
 __all__ = ["compile", "Compiled", "CompiledStep", "CompileWarning"]
 
@@ -39,6 +44,7 @@ class _Lowered:
     check in the machine handed to the tape (which raises the proper error)."""
 
     _atomic = False
+    _per_chain = False           # set while recording a per-chain (GPU) program
 
     def _entry(self, b, outs):
         entry = super()._entry(b, outs)
@@ -47,7 +53,8 @@ class _Lowered:
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", CompileWarning)
-                    entry.exe = (lower(entry.value), lower(entry.vg))
+                    gpu = self._per_chain
+                    entry.exe = (lower(entry.value, gpu=gpu), lower(entry.vg, gpu=gpu))
                 for w in caught[:1]:
                     if self.warn:
                         warnings.warn(f"compile({self._name()}): {w.message}", CompileWarning,
@@ -62,6 +69,25 @@ class _Lowered:
 
     def _name(self):
         return getattr(self.fun, "__name__", "f")
+
+    def _gpu(self, x):
+        """Whether ``x`` (the differentiated input) runs on the GPU machine: CuPy arrays
+        with a leading chain axis (functions of other inputs and steps do not)."""
+        return (backend.is_cupy(x) or _GPU_FOR_NUMPY) and getattr(x, "ndim", 0) >= 1 \
+            and type(self) is Compiled
+
+    def _record(self, xs):
+        """On the GPU: the program of one chain (``x[:1]``), run by one thread per chain."""
+        self._per_chain = self._gpu(xs[0])
+        if not self._per_chain:
+            return super()._record(xs)
+        b, value, grads = record(self.fun, (xs[0][:1], *xs[1:]), wrt=(0,), atomic=False)
+        return b, [value, *grads]
+
+    def _first(self, outs, xs, want_grad):
+        if not self._per_chain:
+            return super()._first(outs, xs, want_grad)
+        return self._deliver(self._plain(xs, True), want_grad)   # the whole batch
 
     def _replay(self, entry, x, want_grad):
         try:
