@@ -205,7 +205,7 @@ class Traced:
                 self._fast = None
                 return self._evaluate(xs, want_grad=True)
             return value, g
-        self._fast = (x[0].shape, x[0].dtype, len(x) - 1, call)
+        self._fast = (x[0].shape, x[0].dtype, len(x) - 1, call, exe)
 
     def _replay(self, entry, x, want_grad):
         return self._from_replay(entry.run(self._program_args(x), want_grad), x, want_grad)

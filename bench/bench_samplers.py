@@ -125,12 +125,14 @@ def _np_grad(w):
     return resid @ X - w
 
 
-#: name -> (logdensity, grad_fn): autodiff ops; the same function under
-#: ``autodiff.trace`` (recorded once, replayed without the tape's bookkeeping);
-#: autodiff with the fused likelihood primitive; plain NumPy/Numba with a
+#: name -> (logdensity, grad_fn, compile): autodiff ops on the tape; the same function
+#: under ``autodiff.trace`` (recorded once, replayed without the tape's bookkeeping) and
+#: ``autodiff.compile`` (the samplers' default: one compiled program per gradient);
+#: autodiff with the fused likelihood primitive (on the tape); plain NumPy/Numba with a
 #: hand-written gradient (no tape: the sampler's own overhead plus the arithmetic).
-MODELS = {"ops": (logdensity, None), "traced": (ad.trace(logdensity), None),
-          "fused": (logdensity_fused, None), "grad_fn": (_np_value, _np_grad)}
+MODELS = {"tape": (logdensity, None, False), "traced": (ad.trace(logdensity), None, False),
+          "compiled": (logdensity, None, True), "fused": (logdensity_fused, None, False),
+          "grad_fn": (_np_value, _np_grad, False)}
 
 
 def _init(c, seed=0):
@@ -147,7 +149,8 @@ def _report(benchmark, **info):
 @pytest.mark.parametrize("model", list(MODELS))
 @pytest.mark.parametrize("c", [1, 16, 256, 1024, 4096])
 def test_grad_evals_per_second(benchmark, c, model):
-    ld = LogDensity(*MODELS[model])
+    f, g, comp = MODELS[model]
+    ld = LogDensity(f, g, compile=comp)
     w = _init(c)
     ld(w)
     benchmark(ld, w)
@@ -165,8 +168,8 @@ def _time(f, *a, n=5):
 @pytest.mark.parametrize("model", list(MODELS))
 @pytest.mark.parametrize("c", [1, 256, 4096])
 def test_hmc_chain_iterations_per_second(benchmark, c, model):
-    f, g = MODELS[model]
-    k = samplers.HMC(f, step_size=EPS_HMC, n_leapfrogs=N_LEAPFROG, grad_fn=g)
+    f, g, comp = MODELS[model]
+    k = samplers.HMC(f, step_size=EPS_HMC, n_leapfrogs=N_LEAPFROG, grad_fn=g, compile=comp)
     rng = np.random.default_rng(0)
     box = [k.init(_init(c))]
     box[0], _ = k.step(box[0], rng)
@@ -191,9 +194,9 @@ def test_nuts_min_ess_per_second(benchmark, c, model):
 
     def run():
         t0 = time.perf_counter()
-        f, g = MODELS[model]
+        f, g, comp = MODELS[model]
         res = samplers.sample(f, _init(c, 1), n_samples=1000, n_warmup=1000, rng=1,
-                              progress=False, grad_fn=g)
+                              progress=False, grad_fn=g, compile=comp)
         out["res"], out["total"] = res, time.perf_counter() - t0
         # time the sampling phase alone: continue from the tuned state
         rng = np.random.default_rng(2)
@@ -304,14 +307,15 @@ def test_numpyro_nuts_min_ess_per_second(benchmark, c):
 # ------------------------------------------------------- script: repeated NUTS comparison
 def _nuts_ess_rates(n_repeats=4, n_draws=1000):
     """Single-chain warm NUTS, min bulk ESS per second of sampling, ``n_repeats`` sampling
-    runs from one tuned state (different random streams), for zsarray (ops, traced) and
+    runs from one tuned state (different random streams), for zsarray (tape, traced,
+    compiled) and
     NumPyro, interleaved so that a busy spell of the machine hits all of them."""
     from samplers.diagnostics import ess
     runners = {}
-    for model in ("ops", "traced"):
-        f, g = MODELS[model]
+    for model in ("tape", "traced", "compiled"):
+        f, g, comp = MODELS[model]
         res = samplers.sample(f, _init(1, 1), n_samples=200, n_warmup=1000, rng=1,
-                              progress=False, grad_fn=g)
+                              progress=False, grad_fn=g, compile=comp)
 
         def run(seed, res=res):
             st, k, rng = res.state, res.kernel, np.random.default_rng(seed)
@@ -356,11 +360,12 @@ def _interleave(runners, rounds):
 
 def _hmc_rates(c=256, n_iter=200, rounds=5):
     """Fixed-step HMC chain-iterations per second at ``c`` chains, ``rounds`` interleaved
-    rounds of ``n_iter`` iterations for zsarray (ops, traced) and NumPyro."""
+    rounds of ``n_iter`` iterations for zsarray (tape, traced, compiled) and NumPyro."""
     runners = {}
-    for model in ("ops", "traced"):
-        f, g = MODELS[model]
-        k = samplers.HMC(f, step_size=EPS_HMC, n_leapfrogs=N_LEAPFROG, grad_fn=g)
+    for model in ("tape", "traced", "compiled"):
+        f, g, comp = MODELS[model]
+        k = samplers.HMC(f, step_size=EPS_HMC, n_leapfrogs=N_LEAPFROG, grad_fn=g,
+                         compile=comp)
         box = [k.init(_init(c)), np.random.default_rng(0)]
 
         def run(k=k, box=box):
@@ -400,12 +405,13 @@ def _hmc_rates(c=256, n_iter=200, rounds=5):
 
 
 def main():
-    rates = _hmc_rates()
-    print(f"BLR, fixed-step HMC ({N_LEAPFROG} leapfrogs), 256 chains, chain-iterations/s "
-          "(5 interleaved rounds of 200 iterations):")
-    for name, r in rates.items():
-        print(f"  {name:<16s} median {np.median(r):8,.0f}  best {max(r):8,.0f}   "
-              + " ".join(f"{x:,.0f}" for x in r))
+    for c, n_iter in ((256, 200), (4096, 30)):
+        rates = _hmc_rates(c, n_iter)
+        print(f"BLR, fixed-step HMC ({N_LEAPFROG} leapfrogs), {c} chains, chain-iterations/s "
+              f"(5 interleaved rounds of {n_iter} iterations):")
+        for name, r in rates.items():
+            print(f"  {name:<16s} median {np.median(r):8,.0f}  best {max(r):8,.0f}   "
+                  + " ".join(f"{x:,.0f}" for x in r))
     rates = _nuts_ess_rates()
     print("BLR (breast cancer, D = 31), single-chain NUTS, warm, 1000 draws per run:")
     print(f"  {'':<16s} {'ms/draw':>8s} {'min ESS':>8s} {'ESS/s':>7s}  (median of runs; ESS/s per run)")

@@ -331,6 +331,19 @@ class NUTS(GradientKernel):
         dense = inv.ndim == 2
         inv2 = inv if dense else inv[None, :]
         kmax = self.max_tree_depth + 1
+        # Velocity Verlet on a serial-size batch: call its kick-drift kernel directly
+        # (what integrate() would dispatch to, minus ~2 us of Python per leapfrog)
+        direct = integ.n_stages == 1 and not cpu_kernels._use_parallel(q0)
+        if direct:
+            kd = (cpu_kernels._kick_drift_dense_serial if dense
+                  else cpu_kernels._kick_drift_diag_serial)
+            inv_kd = np.ascontiguousarray(inv.T) if dense else inv
+            k0, a0 = dtype.type(integ.coefficients[0]), dtype.type(integ.coefficients[1])
+            kick = dtype.type(integ.coefficients[-1])
+            out = self._step_machine(q0, lp0, g0, msqrt, eps0, inv2,
+                                     inv_kd if dense else inv2, dense, kick, k0, a0, rng)
+            if out is not None:
+                return out
 
         p0 = draw_momentum(rng, q0, msqrt)
         ps0 = velocity(p0, inv)
@@ -366,14 +379,6 @@ class NUTS(GradientKernel):
                                             for _ in range(5))
         scratch = np.empty(d, dtype=dtype)
         kick = dtype.type(integ.coefficients[-1])     # the final half-kick, in q's dtype
-        # Velocity Verlet on a serial-size batch: call its kick-drift kernel directly
-        # (what integrate() would dispatch to, minus ~2 us of Python per leapfrog)
-        direct = integ.n_stages == 1 and not cpu_kernels._use_parallel(q0)
-        if direct:
-            kd = (cpu_kernels._kick_drift_dense_serial if dense
-                  else cpu_kernels._kick_drift_diag_serial)
-            inv_kd = np.ascontiguousarray(inv.T) if dense else inv
-            k0, a0 = dtype.type(integ.coefficients[0]), dtype.type(integ.coefficients[1])
 
         for j in range(self.max_tree_depth):
             fwd = rng.random(c) > 0.5
@@ -403,6 +408,31 @@ class NUTS(GradientKernel):
 
         accept = sum_metro / np.maximum(n_leap, 1)
         info = NUTSInfo(accept, divergent, s_h, n_leap * integ.n_stages, depth)
+        return HMCState(s_q, s_lp, s_g), info
+
+    def _step_machine(self, q0, lp0, g0, msqrt, eps0, inv2, inv_kd, dense, kick, k0, a0,
+                      rng):
+        """The whole transition in one Numba call when the log density is one compiled
+        machine run (see :mod:`samplers.nuts_machine`); None when it is not, or when the
+        machine stopped (the generator is then restored for the Python path)."""
+        if not isinstance(rng, np.random.Generator) or \
+                getattr(self.logdensity, "grad_fn", None) is not None:
+            return None
+        from . import nuts_machine
+        machine = nuts_machine.machine_of(self.logdensity, q0)
+        if machine is None:
+            return None
+        saved = rng.bit_generator.state
+        p0 = draw_momentum(rng, q0, msqrt)
+        status, s_q, s_lp, s_g, s_h, sum_metro, n_leap, divergent, depth = \
+            nuts_machine.transition(rng, machine, q0, lp0, g0, p0, eps0, inv2, inv_kd, dense,
+                                    self.max_tree_depth, self.divergence_threshold, kick,
+                                    k0, a0)
+        if status:
+            rng.bit_generator.state = saved
+            return None
+        accept = sum_metro / np.maximum(n_leap, 1)
+        info = NUTSInfo(accept, divergent, s_h, n_leap * self.integrator.n_stages, depth)
         return HMCState(s_q, s_lp, s_g), info
 
     def _step_array(self, state, rng):

@@ -354,6 +354,26 @@ class Executable:
     def n_rows(self):
         return len(self.code)
 
+    def machine(self):
+        """``(code, w, tab, start, end, in_off, out0_off, out1_off)`` for programs that are
+        one machine run from a contiguous input to two contiguous outputs of the
+        workspace's dtype (a log density and its gradient), for compiled callers (see
+        :mod:`samplers.nuts_machine`); None otherwise. ``w`` is this thread's
+        workspace."""
+        if not (self._single and self.steps and len(self.in_views) == 1
+                and self._ins[0][2] and len(self.out_views) == 2):
+            return None
+        offs = []
+        for v, dt in self.out_views:
+            if type(v) is not View or not v.contiguous() or np.dtype(dt) != self.dtype:
+                return None
+            offs.append(v.off)
+        w = getattr(self._local, "w", None)
+        if w is None:
+            w, _ = self._workspace()
+        return (self.code, w, self.tab, self._run_range[0], self._run_range[1],
+                self._ins[0][0], offs[0], offs[1])
+
     def _workspace(self):
         """This thread's workspace and NumPy views of the outputs in it."""
         w = self.w.copy()

@@ -307,3 +307,59 @@ def test_tree_matches_recursive_stan_transcription(r, path):
     np.testing.assert_array_equal(info.is_divergent, div)
     np.testing.assert_allclose(info.acceptance_rate, accept, rtol=1e-10)
     assert len(set(depth.tolist())) >= 3 and div.any() and not div.all()
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_compiled_transition_matches_the_python_driven_one(dense, monkeypatch):
+    """With the log density compiled into one machine run, the whole transition runs in
+    one Numba call (samplers.nuts_machine); it makes the same transitions as the
+    Python-driven loop from the same random stream, to rounding."""
+    import autodiff as ad
+    from samplers import nuts_machine
+    scales = np.array([1.0, 10.0, 0.3])
+
+    def f(q):
+        return -0.5 * ad.sum(ad.square(q / scales), axis=1) + ad.sum(ad.tanh(q), axis=1)
+    inv = np.array([[1.0, 0.3, 0.0], [0.3, 2.0, 0.0], [0.0, 0.0, 0.5]]) if dense else \
+        np.array([1.0, 2.0, 0.5])
+    x = np.random.default_rng(0).standard_normal((6, 3)) * scales
+    runs = []
+    for machine in (True, False):
+        if not machine:
+            monkeypatch.setattr(nuts_machine, "machine_of", lambda *a: None)
+        k = NUTS(f, 0.4, inverse_mass=inv)
+        st, rng = k.init(x), np.random.default_rng(3)
+        for _ in range(4):                         # record, verify: then compiled
+            k.logdensity(x + 0.01 * _)
+        assert (nuts_machine.machine_of(k.logdensity, x) is not None) == machine
+        out = []
+        for _ in range(15):
+            st, info = k.step(st, rng)
+            out.append((st.position.copy(), info.tree_depth.copy(), info.n_grad_evals.copy()))
+        runs.append((out, rng.bit_generator.state))
+    assert runs[0][1] == runs[1][1]                  # the same numbers were drawn
+    runs = [r[0] for r in runs]
+    for (qa, da, na), (qb, db, nb) in zip(*runs):
+        np.testing.assert_array_equal(da, db)
+        np.testing.assert_array_equal(na, nb)
+        np.testing.assert_allclose(qa, qb, rtol=1e-10, atol=1e-12)
+
+
+def test_a_stopped_machine_hands_the_transition_back():
+    """A log density whose compiled run stops (here a single matrix that is not positive
+    definite, which the tape reports as an error): the transition is redone in Python
+    from the same generator state, and the error is the tape's."""
+    import autodiff as ad
+
+    def f(q):                                      # a 1x1 matrix 1 - |q|^2
+        chol = ad.cholesky(ad.reshape(1.0 - ad.sum(ad.square(q)), (1, 1)))
+        return -0.5 * ad.sum(q * q, axis=1) + ad.sum(ad.log(chol))
+    k = NUTS(f, 0.1)
+    x = np.full((2, 2), 0.1)
+    for _ in range(4):
+        k.logdensity(x * (1 + 0.01 * _))
+    with pytest.raises(np.linalg.LinAlgError):
+        st = k.init(x)
+        rng = np.random.default_rng(0)
+        for _ in range(200):                       # the chains drift out of |q| < 1
+            st, _ = k.step(st, rng)
