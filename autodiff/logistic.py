@@ -45,6 +45,16 @@ def _from_bits(typingctx, bits):
     return sig, codegen
 
 
+@intrinsic
+def _to_bits(typingctx, x):
+    """Reinterpret a float64 as an int64 (an LLVM bitcast, which vectorizes)."""
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return sig, codegen
+
+
 _FLAGS = dict(fastmath={"contract"}, error_model="numpy")
 _inline = numba.njit(inline="always", **_FLAGS)
 _kernel = numba.njit(cache=True, nogil=True, **_FLAGS)
@@ -100,6 +110,80 @@ def _log1p_unit(e):
     b3 = (_L12 + _L13 * z) + (_L14 + _L15 * z) * z2
     p = ((b0 + b1 * z4) + (b2 + b3 * z4) * z8) + (_L16 + _L17 * z) * (z8 * z8)
     return 2.0 * s * p
+
+
+@_inline
+def _exp_any(y):
+    """exp(y) over the whole float64 range (NaN and infinities included), without libm:
+    the reduction and polynomial of :func:`_exp_nonpos`, scaled by 2**k in two normal
+    factors so that overflow gives inf and subnormal results round once."""
+    yc = min(max(y, _EXP_MIN), 709.8)
+    k = np.floor(yc * _INV_LN2 + 0.5)
+    r = (yc - k * _LN2_HI) - k * _LN2_LO
+    r2 = r * r
+    r4 = r2 * r2
+    b0 = (_E0 + _E1 * r) + (_E2 + _E3 * r) * r2
+    b1 = (_E4 + _E5 * r) + (_E6 + _E7 * r) * r2
+    b2 = (_E8 + _E9 * r) + (_E10 + _E11 * r) * r2
+    p = (b0 + b1 * r4) + (b2 + (_E12 + _E13 * r) * r4) * (r4 * r4)
+    ki = np.int64(k)
+    k1 = ki >> 1
+    e = p * _from_bits((k1 + 1023) << 52) * _from_bits((ki - k1 + 1023) << 52)
+    if y < _EXP_MIN:
+        e = 0.0
+    if y > 709.79:
+        e = np.inf
+    if y != y:
+        e = y
+    return e
+
+
+_SQRT2 = 1.4142135623730951
+_MANT = (1 << 52) - 1
+
+
+@_inline
+def _log_any(x):
+    """log(x) over the whole float64 range without libm: ``x = m 2**e`` with ``m`` in
+    ``[sqrt(1/2), sqrt(2))`` from the bits, ``log m = 2 atanh(s)``, ``s = (m-1)/(m+1)``
+    (|s| < 0.172, the series to s**23). Subnormals are scaled up first; 0 gives -inf,
+    negatives NaN."""
+    sub = x < 2.2250738585072014e-308
+    xs = x * 18014398509481984.0 if sub else x          # 2**54
+    b = _to_bits(xs)
+    ex = ((b >> 52) & 0x7FF) - 1023
+    m = _from_bits((b & _MANT) | (np.int64(1023) << 52))
+    big = m > _SQRT2
+    m = m * 0.5 if big else m
+    e = np.float64(ex + (1 if big else 0) - (54 if sub else 0))
+    s = (m - 1.0) / (m + 1.0)
+    z = s * s
+    z2 = z * z
+    z4 = z2 * z2
+    b0 = (_L0 + _L1 * z) + (_L2 + _L3 * z) * z2
+    b1 = (_L4 + _L5 * z) + (_L6 + _L7 * z) * z2
+    b2 = (_L8 + _L9 * z) + (_L10 + _L11 * z) * z2
+    p = (b0 + b1 * z4) + b2 * (z4 * z4)
+    r = (e * _LN2_HI + 2.0 * s * p) + e * _LN2_LO
+    if x == 0.0:
+        r = -np.inf
+    if x < 0.0 or x != x:
+        r = np.nan
+    if x == np.inf:
+        r = x
+    return r
+
+
+@_inline
+def _log1p_any(x):
+    """log1p(x) for x >= -1 without libm: ``log(u) * x / (u - 1)`` with ``u = 1 + x``
+    (Goldberg's correction of the rounding in ``u``), ``x`` itself when ``u == 1``."""
+    u = 1.0 + x
+    d = u - 1.0
+    r = _log_any(u) * (x / d) if d != 0.0 else x
+    if x == np.inf:
+        r = x
+    return r
 
 
 @_inline

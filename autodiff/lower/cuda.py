@@ -335,7 +335,7 @@ def _build():
                            s / ld(w, cs, aa + i * sar + i * sac, nc, c))
         return failed
 
-    @cuda.jit
+    @cuda.jit(cache=True)
     def run(code, w, cs, tab, start, end, nc, status):
         c = cuda.grid(1)
         if c >= nc:

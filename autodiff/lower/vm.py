@@ -31,6 +31,8 @@ import math
 import numba
 import numpy as np
 
+from ..logistic import _exp_any, _exp_nonpos, _log1p_any, _log1p_unit, _log_any
+
 __all__ = ["run", "W", "OP", "UN", "BIN", "RED", "BLAS_MIN"]
 
 # ----------------------------------------------------------------------------- layout
@@ -88,8 +90,10 @@ class RED:
 #: Matrix products with at least this many multiply-adds use BLAS (``np.dot``).
 BLAS_MIN = 4096
 
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
-_inline = numba.njit(inline="always", error_model="numpy")
+# FMA contraction on (the polynomial loops below vectorize only with it); nothing that
+# changes NaN or infinity semantics
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+_inline = numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
 
 
 # ----------------------------------------------------------------------------- scalars
@@ -368,6 +372,90 @@ _CPU = compile_scalars(_inline)
 _un, _bin, _combine = _CPU["_un"], _CPU["_bin"], _CPU["_combine"]
 
 
+# Vectorizable versions of the hottest functions (no libm calls: polynomials on the bits,
+# see autodiff.logistic), used by the CPU machine's contiguous inner loops; a few ulp of
+# the libm ones.
+@_inline
+def _expit_v(x):
+    e = _exp_nonpos(-abs(x))
+    r = 1.0 / (1.0 + e)
+    return r if x >= 0.0 else e * r
+
+
+@_inline
+def _softplus_v(x):
+    r = max(x, 0.0) + _log1p_unit(_exp_nonpos(-abs(x)))
+    return x if x != x else r
+
+
+@_inline
+def _log_expit_v(x):
+    r = min(x, 0.0) - _log1p_unit(_exp_nonpos(-abs(x)))
+    return x if x != x else r
+
+
+@_inline
+def _logaddexp_v(a, b):
+    r = max(a, b) + _log1p_unit(_exp_nonpos(-abs(a - b)))
+    if a == b:
+        r = a + 0.6931471805599453
+    if a != a or b != b:
+        r = np.nan
+    return r
+
+
+@_inline
+def _unary_fast(f, w, oo, aa, n):
+    """A contiguous run of the vectorizable functions; False for the others. (Slices:
+    indexing ``w[oo + i]`` with a possibly negative index keeps LLVM from vectorizing.)"""
+    src, dst = w[aa:aa + n], w[oo:oo + n]
+    if f == 2:
+        for i in range(n):
+            dst[i] = _exp_any(np.float64(src[i]))
+    elif f == 3:
+        for i in range(n):
+            dst[i] = _log_any(np.float64(src[i]))
+    elif f == 4:
+        for i in range(n):
+            dst[i] = _log1p_any(np.float64(src[i]))
+    elif f == 23:
+        for i in range(n):
+            dst[i] = _expit_v(np.float64(src[i]))
+    elif f == 36:
+        for i in range(n):
+            dst[i] = _log_expit_v(np.float64(src[i]))
+    elif f == 37:
+        for i in range(n):
+            dst[i] = _softplus_v(np.float64(src[i]))
+    else:
+        return False
+    return True
+
+
+@_inline
+def _binary_fast(f, w, oo, aa, bb, n, sa, sb):
+    """Contiguous runs of logaddexp (either operand may repeat one value); False for the
+    others."""
+    if f != 16:
+        return False
+    dst = w[oo:oo + n]
+    if sa == 1 and sb == 1:
+        x, y = w[aa:aa + n], w[bb:bb + n]
+        for i in range(n):
+            dst[i] = _logaddexp_v(np.float64(x[i]), np.float64(y[i]))
+    elif sa == 0 and sb == 1:
+        x0, y = np.float64(w[aa]), w[bb:bb + n]
+        for i in range(n):
+            dst[i] = _logaddexp_v(x0, np.float64(y[i]))
+    elif sa == 1 and sb == 0:
+        x, y0 = w[aa:aa + n], np.float64(w[bb])
+        for i in range(n):
+            dst[i] = _logaddexp_v(np.float64(x[i]), y0)
+    else:
+        return False
+    return True
+
+
 # ----------------------------------------------------------------------------- row bodies
 @_jit
 def _unary(w, code, pc, o, a):
@@ -381,8 +469,10 @@ def _unary(w, code, pc, o, a):
                 oo = o + i0 * so0 + i1 * so1 + i2 * so2
                 aa = a + i0 * sa0 + i1 * sa1 + i2 * sa2
                 if so3 == 1 and sa3 == 1:
-                    for i3 in range(n3):
-                        w[oo + i3] = _un(f, w[aa + i3])
+                    if not _unary_fast(f, w, oo, aa, n3):
+                        src, dst = w[aa:aa + n3], w[oo:oo + n3]
+                        for i3 in range(n3):
+                            dst[i3] = _un(f, src[i3])
                 else:
                     for i3 in range(n3):
                         w[oo + i3 * so3] = _un(f, w[aa + i3 * sa3])
@@ -401,17 +491,20 @@ def _binary(w, code, pc, o, a, b):
                 oo = o + i0 * so0 + i1 * so1 + i2 * so2
                 aa = a + i0 * sa0 + i1 * sa1 + i2 * sa2
                 bb = b + i0 * sb0 + i1 * sb1 + i2 * sb2
-                if so3 == 1 and sa3 == 1 and sb3 == 1:
+                if so3 == 1 and _binary_fast(f, w, oo, aa, bb, n3, sa3, sb3):
+                    pass
+                elif so3 == 1 and sa3 == 1 and sb3 == 1:
+                    x, y, dst = w[aa:aa + n3], w[bb:bb + n3], w[oo:oo + n3]
                     for i3 in range(n3):
-                        w[oo + i3] = _bin(f, w[aa + i3], w[bb + i3])
+                        dst[i3] = _bin(f, x[i3], y[i3])
                 elif so3 == 1 and sa3 == 1 and sb3 == 0:
-                    y = w[bb]
+                    y, src, dst = w[bb], w[aa:aa + n3], w[oo:oo + n3]
                     for i3 in range(n3):
-                        w[oo + i3] = _bin(f, w[aa + i3], y)
+                        dst[i3] = _bin(f, src[i3], y)
                 elif so3 == 1 and sa3 == 0 and sb3 == 1:
-                    x = w[aa]
+                    x, src, dst = w[aa], w[bb:bb + n3], w[oo:oo + n3]
                     for i3 in range(n3):
-                        w[oo + i3] = _bin(f, x, w[bb + i3])
+                        dst[i3] = _bin(f, x, src[i3])
                 else:
                     for i3 in range(n3):
                         w[oo + i3 * so3] = _bin(f, w[aa + i3 * sa3], w[bb + i3 * sb3])
