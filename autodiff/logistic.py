@@ -76,9 +76,9 @@ _E12, _E13 = 1.0 / 479001600, 1.0 / 6227020800
 
 
 @_inline
-def _exp_nonpos(y):
-    """exp(y) for y <= 0; NaN propagates."""
-    yc = max(y, _EXP_MIN)
+def _exp_reduced(yc):
+    """``(k, exp(r))`` with ``yc = k ln2 + r``, ``|r| <= ln2 / 2`` (Cody-Waite split, so
+    ``k ln2`` is exact) and the degree-13 Taylor polynomial in Estrin's scheme."""
     k = np.floor(yc * _INV_LN2 + 0.5)
     r = (yc - k * _LN2_HI) - k * _LN2_LO
     r2 = r * r
@@ -86,7 +86,13 @@ def _exp_nonpos(y):
     b0 = (_E0 + _E1 * r) + (_E2 + _E3 * r) * r2
     b1 = (_E4 + _E5 * r) + (_E6 + _E7 * r) * r2
     b2 = (_E8 + _E9 * r) + (_E10 + _E11 * r) * r2
-    p = (b0 + b1 * r4) + (b2 + (_E12 + _E13 * r) * r4) * (r4 * r4)
+    return k, (b0 + b1 * r4) + (b2 + (_E12 + _E13 * r) * r4) * (r4 * r4)
+
+
+@_inline
+def _exp_nonpos(y):
+    """exp(y) for y <= 0; NaN propagates."""
+    k, p = _exp_reduced(max(y, _EXP_MIN))
     # 2**k = 2**(k + 60) * 2**-60: k + 60 + 1023 >= 8 keeps the first factor normal
     e = p * _from_bits((np.int64(k) + 1083) << 52) * _TWO_M60
     if y < _EXP_MIN:
@@ -117,15 +123,7 @@ def _exp_any(y):
     """exp(y) over the whole float64 range (NaN and infinities included), without libm:
     the reduction and polynomial of :func:`_exp_nonpos`, scaled by 2**k in two normal
     factors so that overflow gives inf and subnormal results round once."""
-    yc = min(max(y, _EXP_MIN), 709.8)
-    k = np.floor(yc * _INV_LN2 + 0.5)
-    r = (yc - k * _LN2_HI) - k * _LN2_LO
-    r2 = r * r
-    r4 = r2 * r2
-    b0 = (_E0 + _E1 * r) + (_E2 + _E3 * r) * r2
-    b1 = (_E4 + _E5 * r) + (_E6 + _E7 * r) * r2
-    b2 = (_E8 + _E9 * r) + (_E10 + _E11 * r) * r2
-    p = (b0 + b1 * r4) + (b2 + (_E12 + _E13 * r) * r4) * (r4 * r4)
+    k, p = _exp_reduced(min(max(y, _EXP_MIN), 709.8))
     ki = np.int64(k)
     k1 = ki >> 1
     e = p * _from_bits((k1 + 1023) << 52) * _from_bits((ki - k1 + 1023) << 52)

@@ -5,7 +5,9 @@ decoder 40-500-500-784 with a Bernoulli likelihood, SGVB cost, backward, Adam up
 batch 128, float32, ReLU (Kingma & Welling 2014, as in ZhuSuan's vae example). The
 script also times the IWAE paper's small-batch protocol (784-200-200-50, tanh, batch
 20), where per-op overhead matters most, and zsarray's step under
-``autodiff.trace(cost, params=...)`` ("zsarray traced").
+``autodiff.trace(cost, params=...)`` ("zsarray traced") and
+``autodiff.compile(cost, params=...)`` ("zsarray compiled": the whole step one run of
+the compiled machine, the reparameterization noise drawn before it).
 
     python -m pytest bench/bench_vae.py --benchmark-enable --benchmark-columns=min,median
     python bench/bench_vae.py            # side-by-side table
@@ -45,7 +47,7 @@ KINGMA = Config(784, 500, 40, 128, "relu")       # the default bench (ZhuSuan's 
 IWAE = Config(784, 200, 50, 20, "tanh")          # Burda et al. 2016's MNIST protocol
 
 
-def make_zsarray_step(c, seed=0, traced=False):
+def make_zsarray_step(c, seed=0, traced=False, compiled=False):
     rng = np.random.default_rng(seed)
     encoder = zs.nn.MLP([c.x, c.h, c.h, 2 * c.z], activation=c.act, rng=rng)
     decoder = zs.nn.MLP([c.z, c.h, c.h, c.x], activation=c.act, rng=rng)
@@ -68,11 +70,12 @@ def make_zsarray_step(c, seed=0, traced=False):
         q.normal("z", h[:, :c.z], logstd=h[:, c.z:], group_ndims=1)
         return zs.variational.elbo(vae, {"x": x}, variational=q, axis=None).sgvb()
 
-    traced_cost = ad.trace(cost, params=optimizer.param_groups[0]["params"])
+    params = optimizer.param_groups[0]["params"]
+    traced_cost = (ad.compile if compiled else ad.trace)(cost, params=params)
 
     def step():
         optimizer.zero_grad()
-        if traced:
+        if traced or compiled:
             value = traced_cost.backward(x)
         else:
             c_ = cost(x)
@@ -186,6 +189,10 @@ def test_vae_step_zsarray_traced(benchmark):
     benchmark(make_zsarray_step(KINGMA, traced=True))
 
 
+def test_vae_step_zsarray_compiled(benchmark):
+    benchmark(make_zsarray_step(KINGMA, compiled=True))
+
+
 def test_vae_step_torch(benchmark):
     benchmark(make_torch_step(KINGMA))
 
@@ -213,7 +220,8 @@ def main():
     for cfg, title, n in ((KINGMA, "784-500-500-40 ReLU, batch 128", 20),
                           (IWAE, "784-200-200-50 tanh, batch 20", 100)):
         steps = {"zsarray": make_zsarray_step(cfg),
-                 "zsarray traced": make_zsarray_step(cfg, traced=True)}
+                 "zsarray traced": make_zsarray_step(cfg, traced=True),
+                 "zsarray compiled": make_zsarray_step(cfg, compiled=True)}
         for name, make in (("PyTorch eager", make_torch_step), ("JAX jit", make_jax_step)):
             try:
                 steps[name] = make(cfg)
@@ -221,15 +229,16 @@ def main():
                 print(f"{name} skipped: {e}")
         times = _rounds(steps, n=n)
         print(f"VAE step {title}, float32, SGVB + Adam (ms per step; best and median of 6 "
-              f"interleaved rounds of {n} steps; ratios: zsarray / zsarray traced / other)")
+              f"interleaved rounds of {n} steps; ratios: zsarray / traced / compiled over "
+              f"the other)")
         ours = {k: (min(times[k]), float(np.median(times[k])))
-                for k in ("zsarray", "zsarray traced")}
+                for k in ("zsarray", "zsarray traced", "zsarray compiled")}
         for name, t in times.items():
             best, med = min(t), float(np.median(t))
             ratio = "" if name.startswith("zsarray") else (
                 "   " + " / ".join(f"{ours[k][0] / best:.2f}" for k in ours) + " best, "
                 + " / ".join(f"{ours[k][1] / med:.2f}" for k in ours) + " median")
-            print(f"  {name:<15s} best {best:6.2f}  median {med:6.2f}{ratio}")
+            print(f"  {name:<17s} best {best:6.2f}  median {med:6.2f}{ratio}")
 
 
 if __name__ == "__main__":

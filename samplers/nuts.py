@@ -260,6 +260,27 @@ def _nb_merge(j, u, fwd, running, active, q, g, lp, p_last, ps_last,
     return n_running
 
 
+@_jit
+def _tree_buffers(q0, lp0, g0, p0, ps0, h0, kmax):
+    """The arrays of one transition: trajectory ends (l backward, r forward), the
+    current sample, trajectory sums, then the subtree's state and the per-level block
+    starts (shared by the Python-driven transition and samplers.nuts_machine)."""
+    c, d = q0.shape
+    dt = q0.dtype
+    return (q0.copy(), q0.copy(), p0.copy(), p0.copy(), g0.copy(), g0.copy(), lp0.copy(),
+            lp0.copy(), ps0.copy(), ps0.copy(), p0.copy(), q0.copy(), g0.copy(), lp0.copy(),
+            h0.copy(), np.zeros(c), np.zeros(c, dtype=np.int64), np.zeros(c, dtype=np.int64),
+            np.zeros(c), np.zeros(c, dtype=np.bool_), np.ones(c, dtype=np.bool_),
+            np.empty_like(q0), np.empty_like(q0), np.empty_like(q0),
+            np.empty(c, dtype=lp0.dtype), np.empty(c, dtype=dt), np.empty(c, dtype=np.bool_),
+            np.empty((c, d), dtype=dt), np.empty(c), np.empty_like(q0), np.empty_like(q0),
+            np.empty(c, dtype=lp0.dtype), np.empty(c, dtype=h0.dtype), np.empty_like(q0),
+            np.empty_like(q0), np.empty((kmax, c, d), dtype=dt),
+            np.empty((kmax, c, d), dtype=dt), np.empty((kmax, c, d), dtype=dt),
+            np.empty((kmax, c, d), dtype=dt), np.empty((kmax, c, d), dtype=dt),
+            np.empty(d, dtype=dt))
+
+
 class NUTS(GradientKernel):
     """No-U-Turn Sampler with multinomial sampling (Stan's algorithm), batched over chains.
 
@@ -348,36 +369,10 @@ class NUTS(GradientKernel):
         p0 = draw_momentum(rng, q0, msqrt)
         ps0 = velocity(p0, inv)
         h0 = 0.5 * _dot(p0, ps0) - lp0
-        # ends (l: backward, r: forward), current sample, trajectory sums
-        lq, rq = q0.copy(), q0.copy()
-        lp_, rp = p0.copy(), p0.copy()
-        lg, rg = g0.copy(), g0.copy()
-        llp, rlp = lp0.copy(), lp0.copy()
-        lps, rps = ps0.copy(), ps0.copy()
-        rho = p0.copy()
-        s_q, s_g = q0.copy(), g0.copy()
-        s_lp, s_h = lp0.copy(), h0.copy()
-        log_w = np.zeros(c)
-        depth = np.zeros(c, dtype=np.int64)
-        n_leap = np.zeros(c, dtype=np.int64)
-        sum_metro = np.zeros(c)
-        divergent = np.zeros(c, dtype=bool)
-        running = np.ones(c, dtype=bool)
-        # subtree state
-        q = np.empty_like(q0)
-        p = np.empty_like(q0)
-        g = np.empty_like(q0)
-        lp = np.empty(c, dtype=lp0.dtype)
-        eps = np.empty(c, dtype=dtype)
-        active = np.empty(c, dtype=bool)
-        cum = np.empty((c, d), dtype=dtype)
-        log_w_sub = np.empty(c)
-        sub_q, sub_g = np.empty_like(q0), np.empty_like(q0)
-        sub_lp, sub_h = np.empty(c, dtype=lp0.dtype), np.empty(c, dtype=h0.dtype)
-        prev_p, prev_ps = np.empty_like(q0), np.empty_like(q0)
-        st_p, st_ps, st_cum, pv_p, pv_ps = (np.empty((kmax, c, d), dtype=dtype)
-                                            for _ in range(5))
-        scratch = np.empty(d, dtype=dtype)
+        (lq, rq, lp_, rp, lg, rg, llp, rlp, lps, rps, rho, s_q, s_g, s_lp, s_h, log_w, depth,
+         n_leap, sum_metro, divergent, running, q, p, g, lp, eps, active, cum, log_w_sub,
+         sub_q, sub_g, sub_lp, sub_h, prev_p, prev_ps, st_p, st_ps, st_cum, pv_p, pv_ps,
+         scratch) = _tree_buffers(q0, lp0, g0, p0, ps0, h0, kmax)
         kick = dtype.type(integ.coefficients[-1])     # the final half-kick, in q's dtype
 
         for j in range(self.max_tree_depth):

@@ -21,7 +21,7 @@ import numpy as np
 from autodiff.lower.vm import run as _vm_run
 
 from .kernels.cpu import _kick_drift_dense_serial, _kick_drift_diag_serial
-from .nuts import _nb_begin, _nb_leaf, _nb_merge
+from .nuts import _nb_begin, _nb_leaf, _nb_merge, _tree_buffers
 
 __all__ = ["transition", "machine_of"]
 
@@ -70,7 +70,6 @@ def transition(rng, machine, q0, lp0, g0, p0, eps0, inv, inv_kd, dense, max_dept
     """
     code, w, tab, start, end, in_off, lp_off, g_off = machine
     c, d = q0.shape
-    dt = q0.dtype
     kmax = max_depth + 1
     ps0 = np.empty_like(q0)
     h0 = np.empty(c, dtype=lp0.dtype)
@@ -86,37 +85,10 @@ def transition(rng, machine, q0, lp0, g0, p0, eps0, inv, inv_kd, dense, max_dept
                 ps0[i, a] = inv[0, a] * p0[i, a]
             kin += p0[i, a] * ps0[i, a]
         h0[i] = 0.5 * kin - lp0[i]
-    lq, rq = q0.copy(), q0.copy()
-    lp_, rp = p0.copy(), p0.copy()
-    lg, rg = g0.copy(), g0.copy()
-    llp, rlp = lp0.copy(), lp0.copy()
-    lps, rps = ps0.copy(), ps0.copy()
-    rho = p0.copy()
-    s_q, s_g = q0.copy(), g0.copy()
-    s_lp, s_h = lp0.copy(), h0.copy()
-    log_w = np.zeros(c)
-    depth = np.zeros(c, dtype=np.int64)
-    n_leap = np.zeros(c, dtype=np.int64)
-    sum_metro = np.zeros(c)
-    divergent = np.zeros(c, dtype=np.bool_)
-    running = np.ones(c, dtype=np.bool_)
-    q = np.empty_like(q0)
-    p = np.empty_like(q0)
-    g = np.empty_like(q0)
-    lp = np.empty(c, dtype=lp0.dtype)
-    eps = np.empty(c, dtype=dt)
-    active = np.empty(c, dtype=np.bool_)
-    cum = np.empty((c, d), dtype=dt)
-    log_w_sub = np.empty(c)
-    sub_q, sub_g = np.empty_like(q0), np.empty_like(q0)
-    sub_lp, sub_h = np.empty(c, dtype=lp0.dtype), np.empty(c, dtype=h0.dtype)
-    prev_p, prev_ps = np.empty_like(q0), np.empty_like(q0)
-    st_p = np.empty((kmax, c, d), dtype=dt)
-    st_ps = np.empty((kmax, c, d), dtype=dt)
-    st_cum = np.empty((kmax, c, d), dtype=dt)
-    pv_p = np.empty((kmax, c, d), dtype=dt)
-    pv_ps = np.empty((kmax, c, d), dtype=dt)
-    scratch = np.empty(d, dtype=dt)
+    (lq, rq, lp_, rp, lg, rg, llp, rlp, lps, rps, rho, s_q, s_g, s_lp, s_h, log_w, depth,
+     n_leap, sum_metro, divergent, running, q, p, g, lp, eps, active, cum, log_w_sub,
+     sub_q, sub_g, sub_lp, sub_h, prev_p, prev_ps, st_p, st_ps, st_cum, pv_p, pv_ps,
+     scratch) = _tree_buffers(q0, lp0, g0, p0, ps0, h0, kmax)
     ones = np.ones(1)
     status = 0
     for j in range(max_depth):

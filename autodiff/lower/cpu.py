@@ -695,15 +695,8 @@ class CompileWarning(UserWarning):
 
 
 def _flat(args, kwargs):
-    for a in list(args) + list(kwargs.values()):
-        if type(a) in (tuple, list):
-            for b in a:
-                if type(b) in (tuple, list):
-                    yield from b
-                else:
-                    yield b
-        else:
-            yield a
+    from ..tracer import _leaves
+    return _leaves(tuple(args) + tuple(kwargs.values()))
 
 
 def _resolve(a, loc):

@@ -165,28 +165,7 @@ def _build():
                 st(w, o + i, nc, c, ld(w, cs, a + tab[t + i], nc, c))
 
     @dev
-    def dyngather(w, cs, code, pc, nc, c, o, a, b):
-        size, stride = code[pc, F_X0], code[pc, F_X1]
-        bad = False
-        for i0 in range(code[pc, F_N0]):
-            for i1 in range(code[pc, F_N1]):
-                for i2 in range(code[pc, F_N2]):
-                    for i3 in range(code[pc, F_N3]):
-                        j = int(ld(w, cs, b + i0 * code[pc, F_SB0] + i1 * code[pc, F_SB1]
-                                   + i2 * code[pc, F_SB2] + i3 * code[pc, F_SB3], nc, c))
-                        if j < 0:
-                            j += size
-                        if j < 0 or j >= size:
-                            bad = True
-                            j = 0
-                        v = ld(w, cs, a + i0 * code[pc, F_SA0] + i1 * code[pc, F_SA1]
-                               + i2 * code[pc, F_SA2] + i3 * code[pc, F_SA3] + j * stride, nc, c)
-                        st(w, o + i0 * code[pc, F_SO0] + i1 * code[pc, F_SO1]
-                           + i2 * code[pc, F_SO2] + i3 * code[pc, F_SO3], nc, c, v)
-        return bad
-
-    @dev
-    def dynscatter(w, cs, code, pc, nc, c, o, a, b):
+    def dynindex(w, cs, code, pc, nc, c, o, a, b, scatter):
         size, stride = code[pc, F_X0], code[pc, F_X1]
         bad = False
         for i0 in range(code[pc, F_N0]):
@@ -200,11 +179,15 @@ def _build():
                         if j < 0 or j >= size:
                             bad = True
                             continue
-                        p = (o + i0 * code[pc, F_SO0] + i1 * code[pc, F_SO1]
-                             + i2 * code[pc, F_SO2] + i3 * code[pc, F_SO3] + j * stride)
-                        st(w, p, nc, c, ld(w, cs, p, nc, c) + ld(
-                            w, cs, a + i0 * code[pc, F_SA0] + i1 * code[pc, F_SA1]
-                            + i2 * code[pc, F_SA2] + i3 * code[pc, F_SA3], nc, c))
+                        oo = (o + i0 * code[pc, F_SO0] + i1 * code[pc, F_SO1]
+                              + i2 * code[pc, F_SO2] + i3 * code[pc, F_SO3])
+                        aa = (a + i0 * code[pc, F_SA0] + i1 * code[pc, F_SA1]
+                              + i2 * code[pc, F_SA2] + i3 * code[pc, F_SA3])
+                        if scatter:
+                            p = oo + j * stride
+                            st(w, p, nc, c, ld(w, cs, p, nc, c) + ld(w, cs, aa, nc, c))
+                        else:
+                            st(w, oo, nc, c, ld(w, cs, aa + j * stride, nc, c))
         return bad
 
     @dev
@@ -387,7 +370,7 @@ def _build():
                     status[c] = pc + 1
                     return
             elif op == 15:
-                if dyngather(w, cs, code, pc, nc, c, o, a, b):
+                if dynindex(w, cs, code, pc, nc, c, o, a, b, False):
                     status[c] = pc + 1
                     return
             elif op == 17:
@@ -399,7 +382,7 @@ def _build():
             elif op == 19:
                 argreduce(w, cs, code, pc, nc, c, o, a)
             elif op == 20:
-                if dynscatter(w, cs, code, pc, nc, c, o, a, b):
+                if dynindex(w, cs, code, pc, nc, c, o, a, b, True):
                     status[c] = pc + 1
                     return
             pc += 1

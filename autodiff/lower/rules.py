@@ -605,6 +605,23 @@ def _dynamic_index(L, e, x, idx):
     return out
 
 
+def add_at(L, target, idx, g):
+    """Rows adding ``g`` into ``target[idx]`` in place (repeated advanced indices
+    accumulate): a strided view for basic indices, a scatter for constant arrays, a
+    dynamic scatter for a traced index."""
+    v = basic_view(target, idx)
+    if v is not None:
+        L.nest(OP.BINARY, v, [v, broadcast(g, v.shape)], (BIN.ADD, 0, 0, 0))
+    elif not _constant_index(idx):
+        dynamic_scatter(L, target, idx, g)
+    else:
+        rel = _offsets(target)[idx]
+        src = L.contiguous(broadcast(g, rel.shape))
+        if src.size:
+            L.row(OP.SCATTER_ADD, (src.size, 1, 1, 1), target, src,
+                  x=(L.table(rel), 0, 0, 0))
+
+
 def dynamic_scatter(L, target, idx, g):
     """``target[idx] += g`` in place, ``idx`` with one traced index array."""
     a, b, size, stride, out_shape = _dyn_views(target, idx)
@@ -642,20 +659,7 @@ def _register_ops_rules():
     def _index_vjp(L, e, args, kwargs):
         g, shape, idx = _view(L, args[0]), args[1], args[2]
 
-        def write(z):
-            v = basic_view(z, idx)
-            if v is not None:
-                L.copy(broadcast(g, v.shape), v)
-                return
-            if not _constant_index(idx):
-                dynamic_scatter(L, z, idx, g)
-                return
-            rel = _offsets(z)[idx]
-            src = L.contiguous(broadcast(g, rel.shape))
-            if src.size:
-                L.row(OP.SCATTER_ADD, (src.size, 1, 1, 1), z, src,
-                      x=(L.table(rel), 0, 0, 0))
-        return _zeros_with(L, e, shape, write)
+        return _zeros_with(L, e, shape, lambda z: add_at(L, z, idx, g))
 
     from .simplify import index_add
 
@@ -670,17 +674,7 @@ def _register_ops_rules():
     def _index_add(L, e, args, kwargs):
         acc, g, idx = _view(L, args[0]), _view(L, args[1]), args[2]
         out = acc if L.reusable(acc) else L.copy(acc)
-        v = basic_view(out, idx)
-        if v is not None:
-            L.nest(OP.BINARY, v, [v, broadcast(g, v.shape)], (BIN.ADD, 0, 0, 0))
-            return out
-        if not _constant_index(idx):
-            dynamic_scatter(L, out, idx, g)
-            return out
-        rel = _offsets(out)[idx]
-        src = L.contiguous(broadcast(g, rel.shape))
-        if src.size:
-            L.row(OP.SCATTER_ADD, (src.size, 1, 1, 1), out, src, x=(L.table(rel), 0, 0, 0))
+        add_at(L, out, idx, g)
         return out
 
     @register(ops._take_vjp.__wrapped__)

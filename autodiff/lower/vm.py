@@ -457,12 +457,18 @@ def _binary_fast(f, w, oo, aa, bb, n, sa, sb):
 
 
 # ----------------------------------------------------------------------------- row bodies
+@_inline
+def _four(code, pc, f):
+    """Fields ``f .. f + 3`` of row ``pc`` (the loop sizes, or one view's strides)."""
+    return code[pc, f], code[pc, f + 1], code[pc, f + 2], code[pc, f + 3]
+
+
 @_jit
 def _unary(w, code, pc, o, a):
     f = code[pc, F_X0]
-    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
-    so0, so1, so2, so3 = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
-    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
+    n0, n1, n2, n3 = _four(code, pc, F_N0)
+    so0, so1, so2, so3 = _four(code, pc, F_SO0)
+    sa0, sa1, sa2, sa3 = _four(code, pc, F_SA0)
     for i0 in range(n0):
         for i1 in range(n1):
             for i2 in range(n2):
@@ -481,10 +487,10 @@ def _unary(w, code, pc, o, a):
 @_jit
 def _binary(w, code, pc, o, a, b):
     f = code[pc, F_X0]
-    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
-    so0, so1, so2, so3 = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
-    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
-    sb0, sb1, sb2, sb3 = code[pc, F_SB0], code[pc, F_SB1], code[pc, F_SB2], code[pc, F_SB3]
+    n0, n1, n2, n3 = _four(code, pc, F_N0)
+    so0, so1, so2, so3 = _four(code, pc, F_SO0)
+    sa0, sa1, sa2, sa3 = _four(code, pc, F_SA0)
+    sb0, sb1, sb2, sb3 = _four(code, pc, F_SB0)
     for i0 in range(n0):
         for i1 in range(n1):
             for i2 in range(n2):
@@ -512,11 +518,11 @@ def _binary(w, code, pc, o, a, b):
 
 @_jit
 def _select(w, code, pc, o, a, b, c):
-    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
-    so0, so1, so2, so3 = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
-    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
-    sb0, sb1, sb2, sb3 = code[pc, F_SB0], code[pc, F_SB1], code[pc, F_SB2], code[pc, F_SB3]
-    sc0, sc1, sc2, sc3 = code[pc, F_SC0], code[pc, F_SC1], code[pc, F_SC2], code[pc, F_SC3]
+    n0, n1, n2, n3 = _four(code, pc, F_N0)
+    so0, so1, so2, so3 = _four(code, pc, F_SO0)
+    sa0, sa1, sa2, sa3 = _four(code, pc, F_SA0)
+    sb0, sb1, sb2, sb3 = _four(code, pc, F_SB0)
+    sc0, sc1, sc2, sc3 = _four(code, pc, F_SC0)
     for i0 in range(n0):
         for i1 in range(n1):
             for i2 in range(n2):
@@ -532,9 +538,9 @@ def _select(w, code, pc, o, a, b, c):
 @_jit
 def _reduce(w, code, pc, o, a):
     kind = code[pc, F_X0]
-    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
-    so0, so1, so2, so3 = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
-    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
+    n0, n1, n2, n3 = _four(code, pc, F_N0)
+    so0, so1, so2, so3 = _four(code, pc, F_SO0)
+    sa0, sa1, sa2, sa3 = _four(code, pc, F_SA0)
     for i0 in range(n0):
         for i1 in range(n1):
             for i2 in range(n2):
@@ -558,9 +564,9 @@ def _reduce(w, code, pc, o, a):
 @_jit
 def _scan_axis(w, code, pc, o, a):
     kind = code[pc, F_X0]
-    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
-    so0, so1, so2, so3 = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
-    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
+    n0, n1, n2, n3 = _four(code, pc, F_N0)
+    so0, so1, so2, so3 = _four(code, pc, F_SO0)
+    sa0, sa1, sa2, sa3 = _four(code, pc, F_SA0)
     for i0 in range(n0):
         for i1 in range(n1):
             for i2 in range(n2):
@@ -691,31 +697,6 @@ def _scatter_add(w, tab, code, pc, o, a):
 
 
 @_jit
-def _dyngather(w, code, pc, o, a, b):
-    """Dims 0..2 of o and a run together; a's dim 3 is replaced by the index read at b
-    (stride X1 into a, X0 = size of that axis); indices wrap like NumPy's."""
-    size, stride = code[pc, F_X0], code[pc, F_X1]
-    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
-    so0, so1, so2, so3 = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
-    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
-    sb0, sb1, sb2, sb3 = code[pc, F_SB0], code[pc, F_SB1], code[pc, F_SB2], code[pc, F_SB3]
-    bad = 0
-    for i0 in range(n0):
-        for i1 in range(n1):
-            for i2 in range(n2):
-                for i3 in range(n3):
-                    j = int(w[b + i0 * sb0 + i1 * sb1 + i2 * sb2 + i3 * sb3])
-                    if j < 0:
-                        j += size
-                    if j < 0 or j >= size:
-                        bad = 1
-                        j = 0
-                    w[o + i0 * so0 + i1 * so1 + i2 * so2 + i3 * so3] = \
-                        w[a + i0 * sa0 + i1 * sa1 + i2 * sa2 + i3 * sa3 + j * stride]
-    return bad
-
-
-@_jit
 def _gauss(w, code, pc, o, a):
     """Gaussian elimination with partial pivoting, in place: a holds the matrix (left
     in a reduced state), o the right-hand sides (left holding the solution). A
@@ -813,9 +794,9 @@ def _slogdet(w, code, pc, o, a, c):
 @_jit
 def _argreduce(w, code, pc, o, a):
     kind = code[pc, F_X0]
-    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
+    n0, n1, n2, n3 = _four(code, pc, F_N0)
     so0, so1, so2 = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2]
-    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
+    sa0, sa1, sa2, sa3 = _four(code, pc, F_SA0)
     for i0 in range(n0):
         for i1 in range(n1):
             for i2 in range(n2):
@@ -831,12 +812,16 @@ def _argreduce(w, code, pc, o, a):
 
 
 @_jit
-def _dynscatter(w, code, pc, o, a, b):
+def _dynindex(w, code, pc, o, a, b, scatter):
+    """Dims 0..3 of ``o`` and ``a`` run together, one of them also moves by the index
+    read at ``b`` times X1 along an axis of size X0 (indices wrap like NumPy's): a gather
+    ``o[i] = a[i + idx * X1]``, or with ``scatter`` ``o[i + idx * X1] += a[i]``. Returns 1
+    when an index was out of range."""
     size, stride = code[pc, F_X0], code[pc, F_X1]
-    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
-    so0, so1, so2, so3 = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
-    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
-    sb0, sb1, sb2, sb3 = code[pc, F_SB0], code[pc, F_SB1], code[pc, F_SB2], code[pc, F_SB3]
+    n0, n1, n2, n3 = _four(code, pc, F_N0)
+    so0, so1, so2, so3 = _four(code, pc, F_SO0)
+    sa0, sa1, sa2, sa3 = _four(code, pc, F_SA0)
+    sb0, sb1, sb2, sb3 = _four(code, pc, F_SB0)
     bad = 0
     for i0 in range(n0):
         for i1 in range(n1):
@@ -848,17 +833,21 @@ def _dynscatter(w, code, pc, o, a, b):
                     if j < 0 or j >= size:
                         bad = 1
                         continue
-                    p = o + i0 * so0 + i1 * so1 + i2 * so2 + i3 * so3 + j * stride
-                    w[p] += w[a + i0 * sa0 + i1 * sa1 + i2 * sa2 + i3 * sa3]
+                    oo = o + i0 * so0 + i1 * so1 + i2 * so2 + i3 * so3
+                    aa = a + i0 * sa0 + i1 * sa1 + i2 * sa2 + i3 * sa3
+                    if scatter:
+                        w[oo + j * stride] += w[aa]
+                    else:
+                        w[oo] = w[aa + j * stride]
     return bad
 
 
 @_jit
 def _tril_mask(w, code, pc, o, a):
     lo, hi = code[pc, F_X0], code[pc, F_X1]
-    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
-    so0, so1, so2, so3 = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
-    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
+    n0, n1, n2, n3 = _four(code, pc, F_N0)
+    so0, so1, so2, so3 = _four(code, pc, F_SO0)
+    sa0, sa1, sa2, sa3 = _four(code, pc, F_SA0)
     for i0 in range(n0):
         for i1 in range(n1):
             for i2 in range(n2):
@@ -871,9 +860,9 @@ def _tril_mask(w, code, pc, o, a):
 
 @_jit
 def _round32(w, code, pc, o, a):
-    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
-    so0, so1, so2, so3 = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
-    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
+    n0, n1, n2, n3 = _four(code, pc, F_N0)
+    so0, so1, so2, so3 = _four(code, pc, F_SO0)
+    sa0, sa1, sa2, sa3 = _four(code, pc, F_SA0)
     for i0 in range(n0):
         for i1 in range(n1):
             for i2 in range(n2):
@@ -884,8 +873,8 @@ def _round32(w, code, pc, o, a):
 
 @_jit
 def _all_nonzero(w, code, pc, a):
-    n0, n1, n2, n3 = code[pc, F_N0], code[pc, F_N1], code[pc, F_N2], code[pc, F_N3]
-    sa0, sa1, sa2, sa3 = code[pc, F_SA0], code[pc, F_SA1], code[pc, F_SA2], code[pc, F_SA3]
+    n0, n1, n2, n3 = _four(code, pc, F_N0)
+    sa0, sa1, sa2, sa3 = _four(code, pc, F_SA0)
     for i0 in range(n0):
         for i1 in range(n1):
             for i2 in range(n2):
@@ -958,7 +947,7 @@ def run(code, w, tab, start, end):
         elif op == 14:
             _round32(w, code, pc, o, a)
         elif op == 15:
-            if _dyngather(w, code, pc, o, a, b):
+            if _dynindex(w, code, pc, o, a, b, False):
                 return pc + 1
         elif op == 16:
             _tril_mask(w, code, pc, o, a)
@@ -970,7 +959,7 @@ def run(code, w, tab, start, end):
         elif op == 19:
             _argreduce(w, code, pc, o, a)
         elif op == 20:
-            if _dynscatter(w, code, pc, o, a, b):
+            if _dynindex(w, code, pc, o, a, b, True):
                 return pc + 1
         pc += 1
     return 0

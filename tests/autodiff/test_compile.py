@@ -17,6 +17,8 @@ from autodiff import CompileWarning, TraceWarning
 
 from .test_autodiff_ops import CASES, _split
 
+RNG_C = np.random.default_rng(21)
+
 def _has_bool(idx):
     parts = idx if isinstance(idx, tuple) else (idx,)
     return any(np.asarray(p).dtype == bool for p in parts
@@ -133,3 +135,59 @@ def test_failing_members_of_a_stack_give_nan_and_a_single_matrix_raises(compiled
     with pytest.raises(np.linalg.LinAlgError):
         (ad.compile(single, warn=False).value_and_grad if compiled else
          ad.value_and_grad(single))(np.array(1.0))
+
+
+def test_an_op_without_a_lowering_runs_as_a_python_step_with_a_warning():
+    """A user primitive whose function the machine cannot run (here SciPy's Spence
+    integral, a ufunc with no lowering rule): the program runs in compiled segments
+    around one Python call, named in a CompileWarning, with the tape's values."""
+    import scipy.special as sps
+    spence = ad.primitive(sps.spence, name="my_spence", nargs=1)
+    ad.defvjp(spence, lambda ans, x: lambda g: -g * np.log(x) / (1.0 - x))
+
+    def f(x):
+        return ad.sum(ad.exp(x) * spence(x * 0.5 + 1.0), axis=1)
+    comp = ad.compile(f)
+    x = RNG_C.uniform(0.1, 1.0, size=(3, 4))
+    with pytest.warns(CompileWarning, match="spence"):
+        comp.value_and_grad(x)
+    for k in range(3):
+        v, g = comp.value_and_grad(x + 0.01 * k)
+        tv, tg = f(ad.Tensor(x + 0.01 * k)).data, ad.grad(lambda t: ad.sum(f(t)))(x + 0.01 * k)
+        np.testing.assert_allclose(v, tv, rtol=1e-12)
+        np.testing.assert_allclose(g, tg, rtol=1e-12)
+    entry = next(iter(comp._programs.values()))
+    assert entry.exe[1].fallbacks and len(entry.exe[1].steps) >= 3     # vm, py, vm
+
+
+def test_value_dependent_python_control_flow_falls_back():
+    def f(x):
+        if float(ad.sum(x)) > 0:
+            return ad.sum(x * x, axis=1)
+        return ad.sum(ad.exp(x), axis=1)
+    comp = ad.compile(f)
+    with pytest.warns(TraceWarning, match="__float__"):
+        comp.value_and_grad(np.ones((2, 3)))
+    v, g = comp.value_and_grad(-np.ones((2, 3)))
+    np.testing.assert_allclose(v, np.exp(-1.0) * 3)
+    assert not comp.compiled
+
+
+def test_a_compiled_function_is_shared_by_threads():
+    """Each thread gets its own workspace: eight threads calling one compiled function
+    at once (with a tiny switch interval) get exactly the single-threaded answers."""
+    from tests.threads import run_in_threads
+
+    def f(x):
+        c, _ = ad.scan(lambda h, y: (ad.tanh(h * 0.9 + y), None), x, np.ones((20, 1)))
+        return ad.sum(c * c, axis=1) + ad.logsumexp(x, axis=1)
+    comp = ad.compile(f)
+    xs = [RNG_C.normal(size=(5, 3)) for _ in range(8)]
+    for x in xs[:4]:
+        comp.value_and_grad(x)                       # record and verify
+    expected = [comp.value_and_grad(x) for x in xs]
+    def work(k):
+        for _ in range(50):
+            v, g = comp.value_and_grad(xs[k])
+            assert np.array_equal(v, expected[k][0]) and np.array_equal(g, expected[k][1])
+    run_in_threads(work)

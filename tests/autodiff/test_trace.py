@@ -484,37 +484,19 @@ def test_traced_step_without_inputs():
 def test_recordings_in_threads_do_not_interfere():
     """Each recording lives in its values (and a context variable): eight threads
     tracing at once, with a tiny switch interval, each get their own exact programs."""
-    import sys
-    import threading
-
     from autodiff.tracer import current_builder
-
-    errors = []
+    from tests.threads import run_in_threads
 
     def work(k):
-        try:
-            r = np.random.default_rng(k)
-            f = [blr, mixed, gaussian, scalar_out][k % 4]
-            shape = (k % 3 + 2, 3 if f is gaussian else 4)
-            t = ad.trace(f)
-            for _ in range(5):
-                x = r.normal(size=shape)
-                v, g = t.value_and_grad(x)
-                g_ref, v_ref = plain(f, x)
-                assert np.array_equal(v, v_ref) and np.array_equal(g, g_ref)
-            assert current_builder() is None
-        except Exception as e:          # pragma: no cover - reported below
-            errors.append(e)
-
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-    finally:
-        sys.setswitchinterval(old)
-    assert not errors, errors
+        r = np.random.default_rng(k)
+        f = [blr, mixed, gaussian, scalar_out][k % 4]
+        shape = (k % 3 + 2, 3 if f is gaussian else 4)
+        t = ad.trace(f)
+        for _ in range(5):
+            x = r.normal(size=shape)
+            v, g = t.value_and_grad(x)
+            g_ref, v_ref = plain(f, x)
+            assert np.array_equal(v, v_ref) and np.array_equal(g, g_ref)
+        assert current_builder() is None
+    run_in_threads(work)
     assert current_builder() is None
