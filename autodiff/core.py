@@ -482,12 +482,12 @@ def unbroadcast(g, shape):
     if extra > 0:
         g = g.sum(axis=tuple(range(extra)))
     elif extra < 0:  # a rule returned fewer dims (e.g. a scalar): broadcast up
-        return backend.get_array_module(g).broadcast_to(g, shape).copy()
+        return np.broadcast_to(g, shape).copy()     # (dispatches to CuPy and tracers)
     axes = tuple(i for i, (s, gs) in enumerate(zip(shape, g.shape)) if s == 1 and gs != 1)
     if axes:
         g = g.sum(axis=axes, keepdims=True)
     if g.shape != shape:
-        g = backend.get_array_module(g).broadcast_to(g, shape).copy()
+        g = np.broadcast_to(g, shape).copy()
     return g
 
 
@@ -755,13 +755,13 @@ def _ones_like(x):
         out = np.empty(x.shape, x.dtype)          # np.ones is a Python-level wrapper
         out.fill(1)
         return out
-    return backend.get_array_module(x).ones_like(x)
+    return np.ones_like(x)          # (dispatches to CuPy and tracers)
 
 
 def _zeros_like(x):
     if type(x) is np.ndarray:
         return np.zeros(x.shape, x.dtype)
-    return backend.get_array_module(x).zeros_like(x)
+    return np.zeros_like(x)
 
 
 def grad(fun, argnums=0):

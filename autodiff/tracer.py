@@ -516,6 +516,27 @@ _METADATA = {np.shape, np.ndim, np.size, np.result_type, np.iscomplexobj, np.isr
              np.may_share_memory, np.shares_memory, np.min_scalar_type, np.can_cast}
 
 
+_SPECIAL = {}
+
+
+def _ufunc_fn(ufunc):
+    """The function recorded for a ufunc: NumPy's own (it dispatches to CuPy), or, for a
+    ufunc of another library (``scipy.special``), one that calls CuPy's version
+    (``cupyx.scipy.special``) on CuPy arrays, which SciPy's ufuncs do not accept."""
+    if getattr(np, ufunc.__name__, None) is ufunc:
+        return ufunc
+    fn = _SPECIAL.get(ufunc)
+    if fn is None:
+        def fn(*args, **kwargs):
+            if any(type(a).__module__.startswith("cupy") for a in args):
+                import cupyx.scipy.special as csp
+                return getattr(csp, ufunc.__name__)(*args, **kwargs)
+            return ufunc(*args, **kwargs)
+        fn.__name__ = ufunc.__name__
+        _SPECIAL[ufunc] = fn
+    return fn
+
+
 def _binop(ufunc, swap=False):
     def f(self, other):
         if not _arraylike(other):
@@ -567,7 +588,8 @@ class Tracer:
                                           **{k: concrete(v) for k, v in kwargs.items()})
         kwargs.pop("out", None)
         if method == "__call__":
-            return _record_numpy(ufunc, inputs, kwargs, key=ufunc, name=ufunc.__name__)
+            return _record_numpy(_ufunc_fn(ufunc), inputs, kwargs, key=ufunc,
+                                 name=ufunc.__name__)
         return _record_numpy(getattr(ufunc, method), inputs, kwargs, key=(ufunc, method),
                              name=f"{ufunc.__name__}.{method}")
 
