@@ -200,25 +200,7 @@ class Lowering:
         that every operand walks contiguously are merged; more than four dimensions
         left are split into one row per leading index."""
         views = [out] + list(ins)
-        shape = list(out.shape)
-        strides = [list(v.strides) for v in views]
-        # drop size-1 dims, merge dims contiguous for every operand
-        dims = [i for i, n in enumerate(shape) if n != 1]
-        shape = [shape[i] for i in dims]
-        strides = [[s[i] for i in dims] for s in strides]
-        merged_shape, merged = [], [[] for _ in views]
-        for k, n in enumerate(shape):
-            if merged_shape and all(ms[-1] == st[k] * n for ms, st in zip(merged, strides)):
-                merged_shape[-1] *= n
-                for ms, st in zip(merged, strides):
-                    ms[-1] = st[k]
-            else:
-                merged_shape.append(n)
-                for ms, st in zip(merged, strides):
-                    ms.append(st[k])
-        if not merged_shape:
-            merged_shape = [1]
-            merged = [[0] for _ in views]
+        merged_shape, merged = merge_dims(out.shape, [v.strides for v in views])
         while len(merged_shape) > 4:           # split the leading dimension
             n0 = merged_shape[0]
             lead = [m[0] for m in merged]
@@ -252,6 +234,27 @@ class Lowering:
 
 
 # ----------------------------------------------------------------------------- views
+def merge_dims(shape, strides_list):
+    """Drop size-1 dimensions and merge neighbours that every operand walks contiguously:
+    ``(shape, [strides per operand])`` with as few dimensions as possible (at least 1)."""
+    dims = [i for i, n in enumerate(shape) if n != 1]
+    shape = [shape[i] for i in dims]
+    strides = [[s[i] for i in dims] for s in strides_list]
+    merged_shape, merged = [], [[] for _ in strides_list]
+    for k, n in enumerate(shape):
+        if merged_shape and all(ms[-1] == st[k] * n for ms, st in zip(merged, strides)):
+            merged_shape[-1] *= n
+            for ms, st in zip(merged, strides):
+                ms[-1] = st[k]
+        else:
+            merged_shape.append(n)
+            for ms, st in zip(merged, strides):
+                ms.append(st[k])
+    if not merged_shape:
+        return [1], [[0] for _ in strides_list]
+    return merged_shape, merged
+
+
 def broadcast(v, shape):
     """``v`` broadcast to ``shape`` (stride 0 on new and stretched dims)."""
     shape = tuple(shape)

@@ -408,7 +408,12 @@ def _logaddexp_v(a, b):
 def _unary_fast(f, w, oo, aa, n):
     """A contiguous run of the vectorizable functions; False for the others. (Slices:
     indexing ``w[oo + i]`` with a possibly negative index keeps LLVM from vectorizing.)"""
-    src, dst = w[aa:aa + n], w[oo:oo + n]
+    return _unary_slices(f, w[aa:aa + n], w[oo:oo + n], n)
+
+
+@_inline
+def _unary_slices(f, src, dst, n):
+    """``dst[i] = f(src[i])`` for the vectorizable functions; False for the others."""
     if f == 2:
         for i in range(n):
             dst[i] = _exp_any(np.float64(src[i]))
@@ -961,5 +966,6 @@ def run(code, w, tab, start, end):
         elif op == 20:
             if _dynindex(w, code, pc, o, a, b, True):
                 return pc + 1
+
         pc += 1
     return 0
