@@ -6,10 +6,14 @@
 
 Public contract (see DESIGN.md): :class:`Tensor`, :func:`tensor`, NumPy-named
 functions, :func:`grad`, :func:`value_and_grad`, :class:`no_grad`,
-:func:`primitive` + :func:`defvjp` for new ops, :func:`check_grads`, and
-:mod:`autodiff.backend`. Nested ``grad`` raises :class:`NestedGradError`.
-:func:`trace` records a shape-static function once and replays its ops (for log
-densities evaluated thousands of times).
+:func:`primitive` + :func:`defvjp` (:func:`defvjp_argnum`) for new ops,
+:func:`check_grads`, and :mod:`autodiff.backend`. Nested ``grad`` raises
+:class:`NestedGradError`.
+
+Execution: :func:`trace` records a shape-static function once (the tape run on tracers,
+:mod:`autodiff.tracer`, into one :class:`~autodiff.program.Program`) and replays it;
+:func:`compile` lowers the same program to a Numba-compiled machine
+(:mod:`autodiff.lower`); :func:`scan` and :func:`fori_loop` keep time loops as loops.
 """
 import os as _os
 

@@ -91,10 +91,8 @@ class Tensor:
     requires_grad : bool
         Whether gradients flow to (or through) this tensor.
     """
-    # _n (pending consumer count) and _g (cotangent being accumulated) are scratch
-    # space of the backward pass, kept on the node instead of in dicts for speed.
     # _edges: None for a leaf, ((parent, vjp), ...) for a recorded op, () once freed.
-    __slots__ = ("data", "grad", "requires_grad", "_edges", "_n", "_g", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_edges", "__weakref__")
     # NumPy must defer to our reflected operators (ndarray + Tensor -> Tensor.__radd__)
     __array_ufunc__ = None
     __array_priority__ = 1000
@@ -112,8 +110,6 @@ class Tensor:
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self._edges = None
-        self._n = 0
-        self._g = None
 
     shape = property(lambda self: self.data.shape)
     dtype = property(lambda self: self.data.dtype)
@@ -223,8 +219,6 @@ def _new_node(data, edges):
     t.grad = None
     t.requires_grad = True
     t._edges = edges
-    t._n = 0
-    t._g = None
     return t
 
 
@@ -234,8 +228,6 @@ def _leaf(data):
     t.grad = None
     t.requires_grad = False
     t._edges = None
-    t._n = 0
-    t._g = None
     return t
 
 
@@ -511,7 +503,11 @@ def _backward(root, seed, wanted):
 def _backward_roots(pairs, wanted):
     """Propagate one seed from each of several roots ``(root, seed)`` in one pass (a
     root may also lie below another; its seed then adds to what reaches it). With one
-    root this is the order described in the module docstring."""
+    root this is the order described in the module docstring.
+
+    The pass keeps its counts and partial cotangents in its own dictionaries (keyed by
+    node identity; ``touched`` keeps the nodes alive), never on the Tensors: two threads
+    running backward through shared parameters do not see each other's scratch."""
     delivered = set()
     roots = []
     for root, seed in pairs:
@@ -522,86 +518,90 @@ def _backward_roots(pairs, wanted):
     if not roots:
         return
     # Count, for every node, how many recorded consumers it has.
-    touched, leaves, stack, rootset = [], [], [], set()
+    touched, stack, pending, acc = [], [], {}, {}
     for root, _ in roots:
-        if id(root) not in rootset:
-            rootset.add(id(root))
+        if id(root) not in pending:
+            pending[id(root)] = 0
             touched.append(root)
             stack.append(root)
-    try:
-        while stack:
-            for p, _ in stack.pop()._edges:
-                n = p._n
-                p._n = n + 1
-                if n == 0 and id(p) not in rootset:
-                    touched.append(p)
-                    if p._edges:
-                        stack.append(p)
-                    elif p._edges is None:
-                        leaves.append(p)
-                    else:
-                        raise RuntimeError(_FREED)
-        for root, seed in roots:
-            root._g = seed if root._g is None else root._g + seed
-        ready, seen = [], set()
-        for root, _ in roots:
-            if root._n == 0 and id(root) not in seen:
-                seen.add(id(root))
-                ready.append(root)
-        seed = roots[0][1] if len(roots) == 1 else None
-        while ready:
-            t = ready.pop()
-            g = t._g
-            t._g = None
-            edges = t._edges
-            if edges is None:
-                _deliver(t, g, wanted, seed, delivered)
-                continue
-            if not edges:
-                raise RuntimeError(_FREED)
-            t._edges = ()   # free the graph as we go
-            for p, vjp in edges:
-                gp = vjp(g)
-                d = p.data
-                if gp.shape != d.shape:
-                    gp = unbroadcast(gp, d.shape)
-                if gp.dtype is not d.dtype and gp.dtype != d.dtype:
-                    gp = gp.astype(d.dtype)
-                prev = p._g
-                p._g = gp if prev is None else prev + gp
-                n = p._n - 1
-                p._n = n
-                if n == 0:
-                    ready.append(p)
-    except BaseException:
-        for t in touched:     # leave every node that survives clean for a later pass
-            t._n, t._g = 0, None
-        raise
-    for leaf in leaves:       # leaves outlive this pass (all others are freed)
-        leaf._n, leaf._g = 0, None
+    while stack:
+        for p, _ in stack.pop()._edges:
+            k = id(p)
+            n = pending.get(k)
+            if n is None:
+                pending[k] = 1
+                touched.append(p)
+                if p._edges:
+                    stack.append(p)
+                elif p._edges is not None:
+                    raise RuntimeError(_FREED)
+            else:
+                pending[k] = n + 1
+    for root, seed in roots:
+        prev = acc.get(id(root))
+        acc[id(root)] = seed if prev is None else prev + seed
+    ready, seen = [], set()
+    for root, _ in roots:
+        if pending[id(root)] == 0 and id(root) not in seen:
+            seen.add(id(root))
+            ready.append(root)
+    seed = roots[0][1] if len(roots) == 1 else None
+    while ready:
+        t = ready.pop()
+        g = acc.pop(id(t))
+        edges = t._edges
+        if edges is None:
+            _deliver(t, g, wanted, seed, delivered)
+            continue
+        if not edges:
+            raise RuntimeError(_FREED)
+        t._edges = ()   # free the graph as we go
+        for p, vjp in edges:
+            gp = vjp(g)
+            d = p.data
+            if gp.shape != d.shape:
+                gp = unbroadcast(gp, d.shape)
+            if gp.dtype is not d.dtype and gp.dtype != d.dtype:
+                gp = gp.astype(d.dtype)
+            k = id(p)
+            prev = acc.get(k)
+            acc[k] = gp if prev is None else prev + gp
+            n = pending[k] - 1
+            pending[k] = n
+            if n == 0:
+                ready.append(p)
+    del touched
 
 
 _FREED = ("backward(): part of this graph was already freed by an earlier backward pass; "
           "recompute the forward pass")
 
 
+_GRAD_LOCK = threading.Lock()
+
+
 def _deliver(leaf, g, wanted, seed=None, delivered=None):
     if wanted is None:
-        if leaf.grad is not None:
-            leaf.grad = leaf.grad + g
-            return
-        if isinstance(g, np.generic):
-            g = np.array(g)
-        elif g is seed or _maybe_shared(g) or (delivered is not None and id(g) in delivered):
-            # .grad may be modified in place (clipping): never hand out the caller's seed,
-            # one array to two leaves, a view of another array, or a read-only array
-            g = g.copy()
-        if delivered is not None:
-            delivered.add(id(g))
-        leaf.grad = g
+        with _GRAD_LOCK:       # .grad is shared: concurrent passes add, never overwrite
+            _deliver_grad(leaf, g, seed, delivered)
     elif id(leaf) in wanted:
         w = wanted[id(leaf)]
         wanted[id(leaf)] = g if w is None else w + g
+
+
+def _deliver_grad(leaf, g, seed, delivered):
+    if leaf.grad is not None:
+        leaf.grad = leaf.grad + g
+        return
+    if isinstance(g, np.generic):
+        g = np.array(g)
+    elif g is seed or _maybe_shared(g) or (delivered is not None and id(g) in delivered):
+        # .grad may be modified in place (clipping): never hand out the caller's seed,
+        # one array to two leaves, a view of another array, or a read-only array
+        g = g.copy()
+    if delivered is not None:
+        delivered.add(id(g))
+    leaf.grad = g
 
 
 class no_grad:
@@ -746,7 +746,7 @@ def _as_leaf(a, i):
         raise TypeError(f"value_and_grad: argument {i} has dtype {a.dtype}; only "
                         f"floating-point arguments can be differentiated")
     t = _new(Tensor)
-    t.data, t.grad, t.requires_grad, t._edges, t._n, t._g = a, None, True, None, 0, None
+    t.data, t.grad, t.requires_grad, t._edges = a, None, True, None
     return t
 
 
