@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from . import vm
+from . import fuse, vm
 from .vm import OP, W
 
 __all__ = ["View", "Buffer", "Lowering", "Executable", "NotLowerable", "lower"]
@@ -30,10 +30,11 @@ class NotLowerable(Exception):
 
 
 class Buffer:
-    __slots__ = ("off", "size", "refs", "pinned")
+    __slots__ = ("off", "size", "refs", "pinned", "dead_at")
 
     def __init__(self, off, size, pinned=False):
         self.off, self.size, self.refs, self.pinned = off, size, 0, pinned
+        self.dead_at = None     # the equation (Lowering.eqn_no) after which it is free
 
 
 class View:
@@ -107,6 +108,8 @@ class Lowering:
         self.const_base = const_base    # constants in their own area from here (GPU)
         self.const_top = 0
         self.rows = []
+        self.meta = []              # per row: (Buffer of its output or None, eqn_no)
+        self.eqn_no = 0             # equations lowered so far, nested bodies included
         self.tabs = []
         self.tab_size = 0
         self.alloc_ = _Allocator()
@@ -142,6 +145,7 @@ class Lowering:
 
     def release(self, buf):
         if not buf.pinned:
+            buf.dead_at = self.eqn_no
             self.alloc_.release(buf.off, buf.size)
 
     def const(self, value):
@@ -192,6 +196,7 @@ class Lowering:
                 r[fl] = v.lstride
         r[vm.F_X0:vm.F_X3 + 1] = x
         self.rows.append(r)
+        self.meta.append((None if o is None else o.buf, self.eqn_no))
         return len(self.rows) - 1
 
     def nest(self, op, out, ins, x=(0, 0, 0, 0)):
@@ -521,6 +526,8 @@ def lower(prog, warn=True, keep_all=False, gpu=False):
         in_views.append(view)
     sources, steps, warned = [], [], []
     lower_eqns(L, prog.eqns, loc, keep, steps=steps, warned=warned, sources=sources)
+    if fuse.ENABLED and not keep_all:
+        fuse.fuse(L, [(s[1], s[2]) for s in steps if s[0] == "vm"])
     out_views = []
     for o in prog.outputs:
         if type(o) is Var:
@@ -590,6 +597,7 @@ def lower_eqns(L, eqns, loc, keep, steps=None, warned=None, sources=None):
             last[id(v)] = k
     seg_start = len(L.rows)
     for k, e in enumerate(eqns):
+        L.eqn_no += 1
         if sources is not None and e.source and \
                 not any(type(a) is Var for a in _flat(e.args, e.kwargs)):
             views = []
@@ -615,6 +623,7 @@ def lower_eqns(L, eqns, loc, keep, steps=None, warned=None, sources=None):
                 done = True
             except rules.NoRule:
                 del L.rows[n_rows:]
+                del L.meta[n_rows:]
             finally:
                 L.dying = frozenset()
         if done:

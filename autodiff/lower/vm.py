@@ -66,6 +66,9 @@ class OP:
     SLOGDET = 18       # batched: a [N, N] (overwritten); o = log|det|, b = sign
     ARGREDUCE = 19     # o = index of the max (X0 = 0) / min (X0 = 1) of a along dim 3
     DYNSCATTER = 20    # o[... + idx * X1 ...] += a[i...], idx read at b (as DYNGATHER)
+    FUSED = 21         # X1 member rows at tab[X0:], run tile by tile (X3 elements of dim 3)
+    #                    over the loop nest N0..N3, scratch slots from X2 (see .fuse)
+    NOP = 0            # a row taken into a FUSED row
 
 
 class UN:
@@ -408,7 +411,7 @@ def _logaddexp_v(a, b):
 # may be negative, and the wrap-around Numba then emits keeps LLVM from vectorizing; slices
 # would vectorize too but cost two reference counts per row (rows are often a few
 # elements long: 3x slower on the HMM).
-@_inline
+@_jit
 def _unary_fast(f, w, oo, aa, n):
     """``w[oo + i] = f(w[aa + i])`` for the vectorizable functions; False for the
     others."""
@@ -437,26 +440,61 @@ def _unary_fast(f, w, oo, aa, n):
 
 
 @_inline
-def _binary_fast(f, w, oo, aa, bb, n, sa, sb):
-    """Contiguous runs of logaddexp (either operand may repeat one value); False for the
-    others."""
-    if f != 16:
-        return False
-    o, a, b, m = np.uint64(oo), np.uint64(aa), np.uint64(bb), np.uint64(n)
+def _add(x, y):
+    return x + y
+
+
+@_inline
+def _sub(x, y):
+    return x - y
+
+
+@_inline
+def _mul(x, y):
+    return x * y
+
+
+@_inline
+def _div(x, y):
+    return x / y
+
+
+@_inline
+def _loop2(g, w, o, a, b, m, sa, sb):
+    """``w[o + i] = g(w[a + i sa], w[b + i sb])`` (unsigned indices, one loop per
+    function ``g``: Numba specializes on it); False unless both strides are 0 or 1."""
     if sa == 1 and sb == 1:
         for i in range(m):
-            w[o + i] = _logaddexp_v(np.float64(w[a + i]), np.float64(w[b + i]))
+            w[o + i] = g(np.float64(w[a + i]), np.float64(w[b + i]))
     elif sa == 0 and sb == 1:
         x0 = np.float64(w[a])
         for i in range(m):
-            w[o + i] = _logaddexp_v(x0, np.float64(w[b + i]))
+            w[o + i] = g(x0, np.float64(w[b + i]))
     elif sa == 1 and sb == 0:
         y0 = np.float64(w[b])
         for i in range(m):
-            w[o + i] = _logaddexp_v(np.float64(w[a + i]), y0)
+            w[o + i] = g(np.float64(w[a + i]), y0)
     else:
         return False
     return True
+
+
+@_jit
+def _binary_vec(f, w, oo, aa, bb, n, sa, sb):
+    """Contiguous runs of + - * / and logaddexp (either operand may repeat one value);
+    False for the others."""
+    o, a, b, m = np.uint64(oo), np.uint64(aa), np.uint64(bb), np.uint64(n)
+    if f == 0:
+        return _loop2(_add, w, o, a, b, m, sa, sb)
+    elif f == 1:
+        return _loop2(_sub, w, o, a, b, m, sa, sb)
+    elif f == 2:
+        return _loop2(_mul, w, o, a, b, m, sa, sb)
+    elif f == 3:
+        return _loop2(_div, w, o, a, b, m, sa, sb)
+    elif f == 16:
+        return _loop2(_logaddexp_v, w, o, a, b, m, sa, sb)
+    return False
 
 
 # ----------------------------------------------------------------------------- row bodies
@@ -464,6 +502,16 @@ def _binary_fast(f, w, oo, aa, bb, n, sa, sb):
 def _four(code, pc, f):
     """Fields ``f .. f + 3`` of row ``pc`` (the loop sizes, or one view's strides)."""
     return code[pc, f], code[pc, f + 1], code[pc, f + 2], code[pc, f + 3]
+
+
+@_inline
+def _binary_fast(f, w, oo, aa, bb, n, sa, sb):
+    """The row bodies' fast path: logaddexp only (the arithmetic ones pay in fused rows,
+    where runs are long; here their extra code slows the many short rows)."""
+    if f != 16:
+        return False
+    return _loop2(_logaddexp_v, w, np.uint64(oo), np.uint64(aa), np.uint64(bb),
+                  np.uint64(n), sa, sb)
 
 
 @_jit
@@ -562,6 +610,125 @@ def _reduce(w, code, pc, o, a):
                     for i3 in range(n3):
                         p = oo + i3 * so3
                         w[p] = _combine(kind, w[p], w[aa + i3 * sa3])
+
+
+# ----------------------------------------------------------------------------- fused rows
+# The members of a FUSED row run through these one-dimensional loops. The row bodies
+# above keep their own copies: written through these helpers they measured 1.4x slower
+# on programs of many short rows (the HMM: 131 -> 185 us), the fused rows' long runs
+# need the arithmetic fast paths that slow the short rows down.
+
+#: Shorter contiguous runs take the scalar loops (vector loops' set-up costs more there).
+_VEC_MIN = 16
+
+
+@_inline
+def _unary_run(w, f, oo, so, aa, sa, n):
+    """``w[oo + i so] = f(w[aa + i sa])`` for ``i < n``."""
+    if so == 1 and sa == 1:
+        if n < _VEC_MIN or not _unary_fast(f, w, oo, aa, n):
+            uo, ua = np.uint64(oo), np.uint64(aa)
+            for i in range(np.uint64(n)):
+                w[uo + i] = _un(f, w[ua + i])
+    elif so == 1 and sa == 0:             # one value, repeated
+        v, uo = _un(f, w[aa]), np.uint64(oo)
+        for i in range(np.uint64(n)):
+            w[uo + i] = v
+    else:
+        for i in range(n):
+            w[oo + i * so] = _un(f, w[aa + i * sa])
+
+
+@_inline
+def _binary_run(w, f, oo, so, aa, sa, bb, sb, n):
+    """``w[oo + i so] = f(w[aa + i sa], w[bb + i sb])`` for ``i < n``."""
+    if so == 1 and n >= _VEC_MIN and _binary_vec(f, w, oo, aa, bb, n, sa, sb):
+        pass
+    elif so == 1 and sa == 1 and sb == 1:
+        uo, ua, ub = np.uint64(oo), np.uint64(aa), np.uint64(bb)
+        for i in range(np.uint64(n)):
+            w[uo + i] = _bin(f, w[ua + i], w[ub + i])
+    elif so == 1 and sa == 1 and sb == 0:
+        y, uo, ua = w[bb], np.uint64(oo), np.uint64(aa)
+        for i in range(np.uint64(n)):
+            w[uo + i] = _bin(f, w[ua + i], y)
+    elif so == 1 and sa == 0 and sb == 1:
+        x, uo, ub = w[aa], np.uint64(oo), np.uint64(bb)
+        for i in range(np.uint64(n)):
+            w[uo + i] = _bin(f, x, w[ub + i])
+    else:
+        for i in range(n):
+            w[oo + i * so] = _bin(f, w[aa + i * sa], w[bb + i * sb])
+
+
+@_inline
+def _select_run(w, oo, so, aa, sa, bb, sb, cc, sc, n):
+    """``w[oo + i so] = w[bb + i sb] if w[aa + i sa] else w[cc + i sc]``."""
+    for i in range(n):
+        w[oo + i * so] = w[bb + i * sb] if w[aa + i * sa] != 0.0 else w[cc + i * sc]
+
+
+@_inline
+def _reduce_run(w, kind, oo, so, aa, sa, n):
+    """Combine ``w[aa + i sa]`` into ``w[oo + i so]`` (``so`` 0: into one register)."""
+    if so == 0:
+        acc = w[oo]
+        if kind == 0 and sa == 1:
+            for i in range(n):
+                acc += w[aa + i]
+        else:
+            for i in range(n):
+                acc = _combine(kind, acc, w[aa + i * sa])
+        w[oo] = acc
+    else:
+        for i in range(n):
+            p = oo + i * so
+            w[p] = _combine(kind, w[p], w[aa + i * sa])
+
+
+@_inline
+def _place(tab, r, f, fs, fl, i0, i1, i2, c0, scratch, tile):
+    """Where operand ``f`` of fused member ``r`` starts in this tile, and its stride:
+    a scratch slot (``fl`` field = slot + 1) or its place in the workspace."""
+    slot = tab[r + fl]
+    if slot > 0:
+        return scratch + (slot - 1) * tile, 1
+    return (tab[r + f] + i0 * tab[r + fs] + i1 * tab[r + fs + 1] + i2 * tab[r + fs + 2]
+            + c0 * tab[r + fs + 3]), tab[r + fs + 3]
+
+
+@_jit
+def _fused(w, tab, code, pc):
+    """A FUSED row: its members (rows stored in ``tab``) run tile by tile over one loop
+    nest, values that die inside the group kept in scratch slots of one tile."""
+    n0, n1, n2, n3 = _four(code, pc, F_N0)
+    start, k, scratch, tile = _four(code, pc, F_X0)
+    for i0 in range(n0):
+        for i1 in range(n1):
+            for i2 in range(n2):
+                for c0 in range(0, n3, tile):
+                    m = min(tile, n3 - c0)
+                    for j in range(k):
+                        r = start + j * W
+                        op = tab[r + F_OP]
+                        oo, so = _place(tab, r, F_O, F_SO0, F_LO, i0, i1, i2, c0, scratch,
+                                        tile)
+                        aa, sa = _place(tab, r, F_A, F_SA0, F_LA, i0, i1, i2, c0, scratch,
+                                        tile)
+                        if op == 1:
+                            _unary_run(w, tab[r + F_X0], oo, so, aa, sa, m)
+                        elif op == 2:
+                            bb, sb = _place(tab, r, F_B, F_SB0, F_LB, i0, i1, i2, c0,
+                                            scratch, tile)
+                            _binary_run(w, tab[r + F_X0], oo, so, aa, sa, bb, sb, m)
+                        elif op == 3:
+                            bb, sb = _place(tab, r, F_B, F_SB0, F_LB, i0, i1, i2, c0,
+                                            scratch, tile)
+                            cc, sc = _place(tab, r, F_C, F_SC0, F_LC, i0, i1, i2, c0,
+                                            scratch, tile)
+                            _select_run(w, oo, so, aa, sa, bb, sb, cc, sc, m)
+                        else:
+                            _reduce_run(w, tab[r + F_X0], oo, so, aa, sa, m)
 
 
 @_jit
@@ -964,6 +1131,8 @@ def run(code, w, tab, start, end):
         elif op == 20:
             if _dynindex(w, code, pc, o, a, b, True):
                 return pc + 1
+        elif op == 21:
+            _fused(w, tab, code, pc)
 
         pc += 1
     return 0

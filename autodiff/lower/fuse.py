@@ -1,0 +1,295 @@
+"""Tiled fusion of elementwise rows on the CPU machine.
+
+A chain of elementwise rows over one large loop nest (``logits * y - softplus(logits)``
+and its sum, or the gradient's ``g * (y - expit(logits))``) makes each row stream its
+operands through memory: at 2 million elements every row is memory bound. A FUSED row
+runs the chain tile by tile (``TILE`` elements of the innermost loop), every member on
+the same tile before the next tile, so operands are read from cache, and a member whose
+result dies inside the group writes it to a scratch slot of one tile instead of the
+workspace.
+
+This is a pass over the finished instruction table (top-level segments only, never
+inside a machine loop): the rows keep their places (members become NOPs and the FUSED
+row takes the place of the last member), so row numbers used by loops, checks and
+segments stay valid. Rows of other shapes that do not touch what the group reads or
+writes may sit between members; they then run before the group.
+
+Reordering is safe when every pair of accesses to overlapping memory by two members is
+to the same elements in the same iteration order (identical views in the common loop
+nest), and a reduction's output is touched by no other member: then executing member
+by member within a tile, tile after tile, reads and writes every element in the same
+order as row after row.
+"""
+import numpy as np
+
+from . import vm
+from .vm import OP, W
+
+__all__ = ["fuse", "ENABLED", "TILE", "MIN_SIZE"]
+
+#: Switch for comparisons (tests and benchmarks run both ways).
+ENABLED = True
+
+#: Elements of the innermost loop per tile (a few kilobytes per operand: L1-resident).
+TILE = 512
+#: Rows with fewer elements are left alone (dispatch is not the cost there).
+MIN_SIZE = 4096
+#: The common loop nest's innermost extent must be at least this (per-tile overhead).
+MIN_INNER = 64
+MAX_MEMBERS = 32
+
+_MEMBER_OPS = (OP.UNARY, OP.BINARY, OP.SELECT, OP.REDUCE)
+# operand fields: (offset field, first stride field, slot field)
+_O = (vm.F_O, vm.F_SO0, vm.F_LO)
+_A = (vm.F_A, vm.F_SA0, vm.F_LA)
+_B = (vm.F_B, vm.F_SB0, vm.F_LB)
+_C = (vm.F_C, vm.F_SC0, vm.F_LC)
+_READS = {OP.UNARY: (_A,), OP.BINARY: (_A, _B), OP.SELECT: (_A, _B, _C),
+          OP.REDUCE: (_A, _O)}
+
+
+def _shape(r):
+    return tuple(int(v) for v in r[vm.F_N0:vm.F_N3 + 1])
+
+
+def _strides(r, field):
+    return tuple(int(v) for v in r[field[1]:field[1] + 4])
+
+
+def _recast(r, shape):
+    """``r``'s operand strides in the loop nest ``shape`` (per operand field), or None
+    when ``r``'s own nest cannot be written that way."""
+    own = _shape(r)
+    fields = (_O,) + _READS[int(r[vm.F_OP])]
+    if own == shape:
+        return {f: _strides(r, f) for f in fields}
+    if own[:3] != (1, 1, 1) or own[3] != int(np.prod(shape)):
+        return None
+    out = {}
+    for f in fields:
+        s = int(r[f[1] + 3])
+        acc, st = s, [0, 0, 0, 0]
+        for d in (3, 2, 1, 0):
+            st[d] = acc if shape[d] != 1 else 0
+            acc *= shape[d]
+        out[f] = tuple(st)
+    return out
+
+
+def _span(off, shape, strides):
+    lo = hi = off
+    for n, s in zip(shape, strides):
+        if n > 1:
+            if s > 0:
+                hi += (n - 1) * s
+            else:
+                lo += (n - 1) * s
+    return lo, hi
+
+
+class _Access:
+    """The elements one operand of a row touches: ``off`` and ``strides`` in the common
+    loop nest, ``lo``..``hi`` its span; ``excl`` for a reduction's output (complete only
+    after the last tile: no other member may touch it)."""
+    __slots__ = ("off", "strides", "lo", "hi", "excl")
+
+    def __init__(self, off, shape, strides, excl=False):
+        self.off, self.strides, self.excl = off, strides, excl
+        self.lo, self.hi = _span(off, shape, strides)
+
+    def overlaps(self, other):
+        return self.lo <= other.hi and other.lo <= self.hi
+
+    def conflicts(self, other):
+        """Overlapping, and not the same elements in the same order."""
+        return self.overlaps(other) and (self.excl or other.excl or not self.same(other))
+
+    def same(self, other):
+        return self.off == other.off and self.strides == other.strides
+
+
+def _accesses(r, shape, strides):
+    """(writes, reads) of row ``r`` as _Access lists, in loop nest ``shape``."""
+    op = int(r[vm.F_OP])
+    red = op == OP.REDUCE
+    writes = [_Access(int(r[vm.F_O]), shape, strides[_O], red)]
+    reads = [_Access(int(r[f[0]]), shape, strides[f], red and f is _O)
+             for f in _READS[op]]
+    return writes, reads
+
+
+def _own_accesses(r):
+    shape = _shape(r)
+    return _accesses(r, shape, {f: _strides(r, f) for f in (_O,) + _READS[int(r[vm.F_OP])]})
+
+
+class _Group:
+    def __init__(self, i, r, shape, strides):
+        self.shape = shape
+        self.members = []          # (row index, strides by field, writes, reads)
+        self.add(i, r, strides)
+
+    def add(self, i, r, strides):
+        w, rd = _accesses(r, self.shape, strides)
+        self.members.append((i, strides, w, rd))
+
+    def compatible(self, w, rd):
+        """Whether a row with accesses ``w``/``rd`` may join (run tile by tile after
+        the members)."""
+        for _, _, mw, mr in self.members:
+            if any(x.conflicts(y) for x in w for y in mw + mr) or \
+                    any(x.conflicts(y) for x in rd for y in mw):
+                return False
+        return True
+
+    def independent(self, w, rd):
+        """Whether a row with these accesses may run before every member so far."""
+        for _, _, mw, mr in self.members:
+            for x in w:
+                if any(x.overlaps(y) for y in mw + mr):
+                    return False
+            for x in rd:
+                if any(x.overlaps(y) for y in mw):
+                    return False
+        return True
+
+
+def _size(r):
+    return int(np.prod(_shape(r)))
+
+
+def _segments(rows, ranges):
+    """Top-level row ranges of the machine segments (loops cut them)."""
+    for start, end in ranges:
+        s = start
+        pc = start
+        while pc < end:
+            op = int(rows[pc][vm.F_OP])
+            if op == OP.LOOP:
+                if pc > s:
+                    yield s, pc
+                pc = int(rows[pc][vm.F_X1]) + 1
+                s = pc
+                continue
+            pc += 1
+        if end > s:
+            yield s, end
+
+
+def fuse(L, ranges):
+    """Fuse elementwise rows of ``L.rows`` in the top-level row ranges ``ranges`` (in
+    place). Returns the number of FUSED rows made."""
+    rows = L.rows
+    made = 0
+    plans = []
+    for start, end in _segments(rows, ranges):
+        g = None
+        for i in range(start, end):
+            r = rows[i]
+            op = int(r[vm.F_OP])
+            simple = op in _MEMBER_OPS
+            if simple and g is not None and len(g.members) < MAX_MEMBERS \
+                    and _size(r) >= MIN_SIZE:
+                st = _recast(r, g.shape)
+                if st is None and all(_shape(rows[m[0]])[:3] == (1, 1, 1)
+                                      for m in g.members):
+                    st = _recast_group(g, rows, r)
+                if st is not None:
+                    w, rd = _accesses(r, g.shape, st)
+                    if g.compatible(w, rd):
+                        g.add(i, r, st)
+                        continue
+            if simple and g is not None and _size(r) < _size(rows[g.members[0][0]]):
+                w, rd = _own_accesses(r)     # a smaller row (a reduction's fill, a
+                if g.independent(w, rd):     # bias gradient): it runs before the group
+                    continue
+            if g is not None:
+                plans.append(g)
+                g = None
+            if simple and _size(r) >= MIN_SIZE and op != OP.REDUCE:
+                shape = _shape(r)
+                g = _Group(i, r, shape, _recast(r, shape))
+        if g is not None:
+            plans.append(g)
+    scratch_slots = 0
+    built = []
+    for g in plans:
+        if len(g.members) < 2 or g.shape[3] < MIN_INNER:
+            continue
+        members, n_slots = _plan(L, g)
+        built.append((g, members, n_slots))
+        scratch_slots = max(scratch_slots, n_slots)
+    if not built:
+        return 0
+    scratch = L.alloc_.alloc(max(1, scratch_slots) * TILE, fresh=True)[0]
+    for g, members, n_slots in built:
+        start = L.table(np.concatenate(members))
+        last = g.members[-1][0]
+        for i, *_ in g.members:
+            rows[i] = np.zeros(W, dtype=np.int64)       # NOP
+        f = np.zeros(W, dtype=np.int64)
+        f[vm.F_OP] = OP.FUSED
+        f[vm.F_ND] = 4
+        f[vm.F_N0:vm.F_N3 + 1] = g.shape
+        f[vm.F_X0:vm.F_X3 + 1] = (start, len(g.members), scratch, TILE)
+        rows[last] = f
+        made += 1
+    return made
+
+
+def _recast_group(g, rows, r):
+    """When every member so far is one flat loop and ``r`` is not, re-express the group
+    in ``r``'s loop nest; returns ``r``'s strides or None."""
+    shape = _shape(r)
+    new = []
+    for i, *_ in g.members:
+        st = _recast(rows[i], shape)
+        if st is None:
+            return None
+        new.append((i, st))
+    old = (g.shape, g.members)
+    g.shape, g.members = shape, []
+    for i, st in new:
+        g.add(i, rows[i], st)
+    mine = _recast(r, shape)
+    if mine is None:
+        g.shape, g.members = old
+    return mine
+
+
+def _plan(L, g):
+    """The member rows as stored in ``tab``: strides in the common nest, and values
+    that die inside the group in scratch slots. Returns (rows, number of slots)."""
+    rows, meta = L.rows, L.meta
+    last = g.members[-1][0]
+    last_eqn = meta[last][1]
+    next_eqn = meta[last + 1][1] if last + 1 < len(meta) else None
+    out = []
+    slot_of = {}                 # member index -> slot (its output lives in scratch)
+    writer = []                  # (access, member index) of outputs so far
+    n_slots = 0
+    for k, (i, st, w, rd) in enumerate(g.members):
+        r = rows[i].copy()
+        op = int(r[vm.F_OP])
+        for f in (_O,) + _READS[op]:
+            r[f[1]:f[1] + 4] = st[f]
+            r[f[2]] = 0
+        for f, acc in zip(_READS[op], rd):   # reads of an earlier member's scratch result
+            if f is not _O:
+                src = None
+                for wacc, m in writer:
+                    if wacc.same(acc):
+                        src = m
+                if src is not None and src in slot_of:
+                    r[f[2]] = slot_of[src] + 1
+        buf = meta[i][0]
+        dies = (op != OP.REDUCE and buf is not None and not buf.pinned
+                and buf.dead_at is not None and buf.dead_at <= last_eqn
+                and (next_eqn is None or next_eqn > buf.dead_at))
+        if dies:
+            slot_of[k] = n_slots
+            r[_O[2]] = n_slots + 1
+            n_slots += 1
+        writer = [(a, m) for a, m in writer if not a.same(w[0])] + [(w[0], k)]
+        out.append(r)
+    return out, n_slots
