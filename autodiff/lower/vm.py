@@ -460,6 +460,56 @@ def _div(x, y):
 
 
 @_inline
+def _max(x, y):
+    return x if (x > y or x != x) else y
+
+
+@_inline
+def _min(x, y):
+    return x if (x < y or x != x) else y
+
+
+@_inline
+def _lt(x, y):
+    return 1.0 if x < y else 0.0
+
+
+@_inline
+def _le(x, y):
+    return 1.0 if x <= y else 0.0
+
+
+@_inline
+def _gt(x, y):
+    return 1.0 if x > y else 0.0
+
+
+@_inline
+def _ge(x, y):
+    return 1.0 if x >= y else 0.0
+
+
+@_inline
+def _eq(x, y):
+    return 1.0 if x == y else 0.0
+
+
+@_inline
+def _ne(x, y):
+    return 1.0 if x != y else 0.0
+
+
+@_inline
+def _and(x, y):
+    return 1.0 if (x != 0.0 and y != 0.0) else 0.0
+
+
+@_inline
+def _or(x, y):
+    return 1.0 if (x != 0.0 or y != 0.0) else 0.0
+
+
+@_inline
 def _loop2(g, w, o, a, b, m, sa, sb):
     """``w[o + i] = g(w[a + i sa], w[b + i sb])`` (unsigned indices, one loop per
     function ``g``: Numba specializes on it); False unless both strides are 0 or 1."""
@@ -481,7 +531,8 @@ def _loop2(g, w, o, a, b, m, sa, sb):
 
 @_jit
 def _binary_vec(f, w, oo, aa, bb, n, sa, sb):
-    """Contiguous runs of + - * / and logaddexp (either operand may repeat one value);
+    """Contiguous runs of the arithmetic, comparison, logical, max/min and logaddexp
+    functions (either operand may repeat one value; one vector loop per function);
     False for the others."""
     o, a, b, m = np.uint64(oo), np.uint64(aa), np.uint64(bb), np.uint64(n)
     if f == 0:
@@ -492,6 +543,26 @@ def _binary_vec(f, w, oo, aa, bb, n, sa, sb):
         return _loop2(_mul, w, o, a, b, m, sa, sb)
     elif f == 3:
         return _loop2(_div, w, o, a, b, m, sa, sb)
+    elif f == 5:
+        return _loop2(_max, w, o, a, b, m, sa, sb)
+    elif f == 6:
+        return _loop2(_min, w, o, a, b, m, sa, sb)
+    elif f == 7:
+        return _loop2(_lt, w, o, a, b, m, sa, sb)
+    elif f == 8:
+        return _loop2(_le, w, o, a, b, m, sa, sb)
+    elif f == 9:
+        return _loop2(_gt, w, o, a, b, m, sa, sb)
+    elif f == 10:
+        return _loop2(_ge, w, o, a, b, m, sa, sb)
+    elif f == 11:
+        return _loop2(_eq, w, o, a, b, m, sa, sb)
+    elif f == 12:
+        return _loop2(_ne, w, o, a, b, m, sa, sb)
+    elif f == 13:
+        return _loop2(_and, w, o, a, b, m, sa, sb)
+    elif f == 14:
+        return _loop2(_or, w, o, a, b, m, sa, sb)
     elif f == 16:
         return _loop2(_logaddexp_v, w, o, a, b, m, sa, sb)
     return False
