@@ -26,8 +26,8 @@ Like ``jax.jit``, replay assumes ``f`` is *shape-static and pure in its input*:
   cannot be detected.
 
 A second safeguard: the calls after the recording are evaluated both ways and the
-results compared until two calls at inputs other than the recorded ones agree (at most
-eight calls); a mismatch (a value frozen at recording, ops that changed between calls,
+results compared until two calls at inputs other than the recorded ones agree (new
+arguments or new values of the referenced parameters; at most eight calls); a mismatch (a value frozen at recording, ops that changed between calls,
 a replay that cannot run) warns and turns replay off for that shape.
 
 ``trace(cost, params=[...])`` differentiates with respect to parameter Tensors instead
@@ -162,6 +162,12 @@ class Traced:
     def _program_args(self, xs):
         return xs
 
+    def _inputs(self, entry, xs):
+        """What makes a call's input new for verification: the arguments and the
+        referenced Tensors' values (a training step's batch may stay, its parameters
+        move)."""
+        return tuple(xs) + tuple(t.data for _, t in entry.vg.refs)
+
     def _plain(self, xs, want_grad):
         return _plain(self.fun, xs, want_grad)
 
@@ -216,7 +222,7 @@ class Traced:
         self._fast = None
         b, outs = self._record(x)
         entry = self._entry(b, outs)
-        entry.recorded = tuple(_copy(a) for a in x)
+        entry.recorded = tuple(_copy(a) for a in self._inputs(entry, x))
         self._programs.pop(key, None)
         if len(self._programs) >= self.max_shapes:
             self._programs.pop(next(iter(self._programs)))
@@ -255,7 +261,7 @@ class Traced:
         _set_rng_states(entry.rngs, after)
         entry.checks += 1
         if entry.recorded is not None and not all(
-                _equal(a, b) for a, b in zip(x, entry.recorded)):
+                _equal(a, b) for a, b in zip(self._inputs(entry, x), entry.recorded)):
             entry.new_checks += 1
         if not same or entry.new_checks >= 2 or entry.checks >= 8:
             entry.verified, entry.recorded = True, None
@@ -331,6 +337,9 @@ class TracedStep(Traced):
 
     def _program_args(self, xs):
         return (*xs, *[p.data for p in self.params])
+
+    def _inputs(self, entry, xs):
+        return super()._inputs(entry, xs) + tuple(p.data for p in self.params)
 
     def _from_graph(self, out):
         value = out.data if type(out) is Tensor else out

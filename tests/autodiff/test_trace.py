@@ -421,6 +421,22 @@ def test_verification_waits_for_inputs_other_than_the_recorded_ones():
     assert prog.broken is not None
 
 
+def test_a_step_on_one_batch_is_verified_once_its_parameters_move():
+    """Moved parameters make an input new: a training step on one fixed batch is
+    verified after two checks (not eight), and not before its parameters moved."""
+    params = _two_layer(4)[:2]
+    x = _batches(1)[0]
+    step = ad.trace(lambda xb: ad.mean(ad.tanh(xb @ params[0]) @ params[1]), params=params)
+    step.backward(x)                                    # record
+    step.backward(x)                                    # same batch, same parameters
+    entry = next(iter(step._programs.values()))
+    assert not entry.verified and entry.new_checks == 0
+    for _ in range(2):
+        _sgd(params)
+        step.backward(x)
+    assert entry.verified and entry.broken is None and entry.checks == 3
+
+
 def test_integer_inputs_get_no_gradient_on_every_call():
     t = ad.trace(lambda x: ad.sum(x * 2.0))
     for _ in range(3):
