@@ -17,6 +17,10 @@ Execution: :func:`trace` records a shape-static function once (the tape run on t
 """
 import os as _os
 
+from . import _jitcache
+
+_jitcache.install()       # before any cached Numba function is defined
+
 from . import backend
 
 if _os.environ.get("ZSARRAY_MALLOC_TUNING", "1") != "0":

@@ -55,6 +55,7 @@ point of the old trajectory. Using the adjacent end keeps the criterion a
 function of the final binary tree alone, which reversibility needs; the
 checks inside subtrees are Stan's exactly.)
 """
+import autodiff._jitcache  # noqa: F401,I001  (Numba's cache keyed by the whole package)
 import numba
 import numpy as np
 

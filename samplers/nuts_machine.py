@@ -16,6 +16,7 @@ A machine run that stops (a failed check, an index out of range) makes :func:`tr
 return early; the caller restores the generator and redoes the transition in Python,
 where the compiled function hands the call to the tape (which raises the proper error).
 """
+import autodiff._jitcache  # noqa: F401,I001  (Numba's cache keyed by the whole package)
 import numba
 import numpy as np
 from autodiff.lower.vm import run as _vm_run

@@ -23,6 +23,7 @@ Design notes
   been kicked, so no ``[C, D]`` velocity temporary is needed.
 """
 
+import autodiff._jitcache  # noqa: F401,I001  (Numba's cache keyed by the whole package)
 import numba
 import numpy as np
 

@@ -22,6 +22,7 @@ kernel (the caller checks the result's finiteness where it matters).
 """
 import math
 
+import autodiff._jitcache  # noqa: F401,I001  (Numba's cache keyed by the whole package)
 import numba
 
 __all__ = ["sgld", "psgld", "drift", "momentum", "thermostat"]

@@ -29,6 +29,7 @@ cotangent is never materialized.
 import math
 import types
 
+import autodiff._jitcache  # noqa: F401,I001  (Numba's cache keyed by the whole package)
 import numba
 import numpy as np
 from numba import prange

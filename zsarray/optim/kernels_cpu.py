@@ -26,6 +26,7 @@ when ``amsgrad`` is off) are passed as empty arrays and never touched.
 """
 import math
 
+import autodiff._jitcache  # noqa: F401,I001  (Numba's cache keyed by the whole package)
 import numba
 
 __all__ = ["sgd", "adam", "adamax", "rmsprop"]

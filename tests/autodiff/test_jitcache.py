@@ -1,0 +1,49 @@
+"""Numba's cache keyed by the whole package (autodiff._jitcache): a cached function
+that calls jitted code of another module must not survive a change to that module."""
+from autodiff import _jitcache
+
+
+def test_package_functions_use_the_package_keyed_locator():
+    from autodiff.lower import vm
+    from samplers import nuts_machine  # noqa: F401  (calls vm.run from jitted code)
+    locator = vm.run._cache._impl.locator
+    assert getattr(type(locator), "_zsarray", False)
+    file_stamp, package = locator.get_source_stamp()
+    assert package == _jitcache.package_stamp()
+
+
+def test_functions_outside_the_package_keep_numbas_locator(tmp_path):
+    src = tmp_path / "outside.py"
+    src.write_text("import numba\n@numba.njit(cache=True)\ndef f(x):\n    return x + 1\n")
+    ns = {}
+    code = compile(src.read_text(), str(src), "exec")
+    exec(code, ns)
+    assert ns["f"](1) == 2
+    assert not getattr(type(ns["f"]._cache._impl.locator), "_zsarray", False)
+
+
+def test_the_stamp_changes_with_any_source_file(tmp_path, monkeypatch):
+    roots = []
+    for name in ("autodiff", "samplers", "zsarray"):
+        d = tmp_path / name / "sub"
+        d.mkdir(parents=True)
+        (d / "m.py").write_text(f"x = '{name}'\n")
+        roots.append(str(tmp_path / name))
+    monkeypatch.setattr(_jitcache, "_ROOTS", tuple(roots))
+    monkeypatch.setattr(_jitcache, "_stamp", None)
+    a = _jitcache.package_stamp()
+    (tmp_path / "samplers" / "sub" / "m.py").write_text("x = 'changed'\n")
+    monkeypatch.setattr(_jitcache, "_stamp", None)
+    b = _jitcache.package_stamp()
+    (tmp_path / "samplers" / "sub" / "notes.txt").write_text("not source\n")
+    monkeypatch.setattr(_jitcache, "_stamp", None)
+    assert a != b and _jitcache.package_stamp() == b
+
+
+def test_install_is_idempotent():
+    from numba.core import caching
+    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
+    before = list(impl._locator_classes)
+    _jitcache.install()
+    assert impl._locator_classes == before
+    assert sum(getattr(c, "_zsarray", False) for c in before) >= 2
