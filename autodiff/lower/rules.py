@@ -247,20 +247,23 @@ def _minmax(args, kwargs):
     return (b["a"], b["axis"]), {"out": b["out"], "keepdims": b["keepdims"]}
 
 
+def _axis_last(L, x, axis):
+    """``x`` (flattened when ``axis`` is None) and the permutation moving ``axis`` last."""
+    if axis is None:
+        x, ax = reshape(L, x, (x.size,)), 0
+    else:
+        ax = axis % x.ndim
+    return x, [i for i in range(x.ndim) if i != ax] + [ax]
+
+
 def _cum(kind):
     def rule(L, e, args, kwargs):
         b = _bind(args, kwargs, ("a", "axis", "dtype", "out"),
                   {"axis": None, "dtype": None, "out": None})
-        x = _view(L, b["a"])
-        if b["axis"] is None:
-            x = reshape(L, x, (x.size,))
-            ax = 0
-        else:
-            ax = b["axis"] % x.ndim
+        x, perm = _axis_last(L, _view(L, b["a"]), b["axis"])
         out = L.new(x.shape)
         if x.size == 0:
             return out
-        perm = [i for i in range(x.ndim) if i != ax] + [ax]
         xo, oo = transpose(x, perm), transpose(out, perm)
         _rows_last_axis(L, OP.SCAN_AXIS, oo, xo, (kind, 0, 0, 0))
         return out
@@ -273,13 +276,7 @@ def _argreduce(kind):
                   {"axis": None, "out": None, "keepdims": False})
         if b["out"] is not None:
             raise NoRule("out=")
-        x = _view(L, b["a"])
-        if b["axis"] is None:
-            x = reshape(L, x, (x.size,))
-            ax = 0
-        else:
-            ax = b["axis"] % x.ndim
-        perm = [i for i in range(x.ndim) if i != ax] + [ax]
+        x, perm = _axis_last(L, _view(L, b["a"]), b["axis"])
         xt = transpose(x, perm)
         out = L.new(xt.shape[:-1])
         ov = out.with_(shape=xt.shape, strides=out.strides + (0,))
