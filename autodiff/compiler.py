@@ -27,6 +27,8 @@ generator: a compiled training step consumes random numbers as the tape does.
 """
 import warnings
 
+import numpy as np
+
 from . import backend
 from .lower import CompileWarning, NotLowerable, lower
 from .lower.cpu import _Check
@@ -110,10 +112,28 @@ class Compiled(_Lowered, Traced):
 
 
 class CompiledStep(_Lowered, TracedStep):
-    """A training step compiled with respect to parameter Tensors; see :func:`compile`."""
+    """A training step compiled with respect to parameter Tensors; see :func:`compile`.
+
+    After a compiled :meth:`backward`, each parameter's ``.data`` is a view of its place
+    in the machine's workspace (same values, shape and dtype), so the next step reads it
+    without a copy; an optimizer updating ``.data`` in place writes there directly. A
+    parameter whose ``.data`` was rebound since is copied in as before.
+    """
 
     def __repr__(self):
         return f"compile({self._name()!r}, params=[{len(self.params)} Tensors])"
+
+    def _replay(self, entry, x, want_grad):
+        out = super()._replay(entry, x, want_grad)
+        if want_grad and entry.exe is not None and entry.broken is None:
+            exe = entry.exe[1]
+            for k, p in enumerate(self.params, start=len(x)):
+                view = exe.resident(k)
+                d = p.data
+                if (view is not None and d is not view and type(d) is np.ndarray
+                        and d.dtype == view.dtype and d.shape == view.shape):
+                    p.data = view                  # holds d's values: the input's copy
+        return out
 
 
 def compile(fun, params=None, max_shapes=8, warn=True):

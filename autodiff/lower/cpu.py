@@ -14,8 +14,10 @@ arguments are read from the workspace as NumPy views and its result written back
 draws that do not depend on traced values are made before the machine runs, in program
 order, so a compiled program consumes a generator exactly as the replay does.
 """
+import sys
 import threading
 import warnings
+import weakref
 
 import numpy as np
 
@@ -376,15 +378,64 @@ class Executable:
             if type(v) is not View or not v.contiguous() or np.dtype(dt) != self.dtype:
                 return None
             offs.append(v.off)
-        w = getattr(self._local, "w", None)
-        if w is None:
-            w, _ = self._workspace()
-        return (self.code, w, self.tab, self._run_range[0], self._run_range[1],
+        if getattr(self._local, "w", None) is None:
+            self._workspace()
+        return (self.code, self._local.w, self.tab, self._run_range[0], self._run_range[1],
                 self._ins[0][0], offs[0], offs[1])
 
+    def resident(self, k):
+        """A writable NumPy view of input ``k``'s place in this thread's workspace, or
+        None when the input is not one contiguous block of the workspace's dtype.
+
+        Passing this very array as input ``k`` skips its copy: a caller may keep an
+        input there between calls (a parameter that an optimizer updates in place).
+        The machine never writes to an input's place. Before another array is copied
+        over a place that was handed out, the thread gets a fresh workspace if any
+        array other than the handed-out views still sees the old one (a former
+        ``.data`` someone kept, or a view of it): memory that someone can see is
+        never overwritten."""
+        loc = self._local
+        if getattr(loc, "w", None) is None:
+            self._workspace()
+        (off, n, contig), v = self._ins[k], self.in_views[k]
+        if not contig:
+            return None
+        r = loc.resident[k]
+        view = r() if r is not None else None
+        if view is None:
+            view = loc.w[off:off + n].reshape(v.shape)
+            loc.resident[k] = weakref.ref(view)
+        return view
+
+    def _settle(self, args):
+        """The inputs of a call with ``args`` already in place in this thread's
+        workspace, when places were handed out (see :meth:`resident`); replaces the
+        workspace first when an input must be copied over memory that an array other
+        than the live handed-out views may see."""
+        loc = self._local
+        in_place, alive, write, seen = set(), 0, False, False
+        for k, (r, x) in enumerate(zip(loc.resident, args)):
+            if r is None:
+                continue
+            view = r()
+            if view is None:
+                write = True
+            elif x is view:
+                alive += 1
+                in_place.add(k)
+            else:                      # a live view held by someone else: never overwrite
+                alive += 1
+                write = seen = True
+            del view
+        if seen or (write and _refs(loc) - loc.base_refs - alive > 0):
+            self._workspace()
+            return ()
+        return in_place
+
     def _workspace(self):
-        """This thread's workspace and NumPy views of the outputs in it."""
-        w = self.w.copy()
+        """A fresh workspace for this thread, with NumPy views of the outputs in it."""
+        loc = self._local
+        loc.w = w = self.w.copy()
         outs = []
         for v, dt in self.out_views:
             if type(v) is not View:
@@ -393,17 +444,22 @@ class Executable:
                 outs.append((w[v.off:v.off + v.size].reshape(v.shape), None, dt))
             else:
                 outs.append((_np_view(w, v), None, dt))
-        self._local.w, self._local.outs = w, outs
-        return w, outs
+        loc.outs = outs
+        loc.resident = [None] * len(self._ins)      # weak references, see resident()
+        del w
+        loc.base_refs = _refs(loc)
 
     def __call__(self, *args):
         loc = self._local
-        w = getattr(loc, "w", None)
-        if w is None:
-            w, outs = self._workspace()
-        else:
-            outs = loc.outs
-        for (off, n, contig), v, x in zip(self._ins, self.in_views, args):
+        in_place = ()
+        if getattr(loc, "w", None) is None:
+            self._workspace()
+        elif any(loc.resident):
+            in_place = self._settle(args)
+        w, outs = loc.w, loc.outs
+        for k, ((off, n, contig), v, x) in enumerate(zip(self._ins, self.in_views, args)):
+            if k in in_place:
+                continue                            # already there (see resident())
             if contig and type(x) is np.ndarray and x.flags.c_contiguous:
                 w[off:off + n] = x.reshape(n)
             else:
@@ -432,6 +488,11 @@ class Executable:
                     raise _Check(status - 1)
             else:
                 _python_step(w, step, objs)
+
+
+def _refs(loc):
+    """References to this thread's workspace (each NumPy view of it holds one)."""
+    return sys.getrefcount(loc.w)
 
 
 class _Check(Exception):

@@ -196,3 +196,58 @@ def test_compiled_training_step_follows_the_tape(objective):
     assert ra.bit_generator.state == rb.bit_generator.state
     entry = next(iter(step._programs.values()))
     assert entry.exe is not None and entry.exe[1].fallbacks == [] and entry.exe[1].sources
+
+
+def test_compiled_step_keeps_parameters_in_its_workspace_without_changing_meaning():
+    """After a compiled backward the parameters' .data live in the machine's workspace
+    (no copy per step). Updating .data in place, rebinding it, or leaving it must give
+    the same gradients as a fresh copy of the parameters would, and the machine never
+    writes to them."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((64, 5)).astype(np.float32)
+    W = ad.tensor(rng.standard_normal((5, 3)).astype(np.float32), requires_grad=True)
+    b = ad.tensor(np.zeros(3, np.float32), requires_grad=True)
+
+    def cost(x):
+        return ad.sum(ad.tanh(x @ W + b) ** 2)
+
+    step = ad.compile(cost, params=[W, b], warn=False)
+    ref = ad.trace(cost, params=[W, b], warn=False)     # reads whatever .data holds
+
+    def grads(s, x):
+        W.grad = b.grad = None
+        v = s.backward(x)
+        return v, W.grad.copy(), b.grad.copy()
+
+    for i in range(12):
+        before = (W.data.copy(), b.data.copy())
+        v, gw, gb = grads(step, X)
+        np.testing.assert_array_equal(W.data, before[0])      # backward reads, never writes
+        np.testing.assert_array_equal(b.data, before[1])
+        v2, gw2, gb2 = grads(ref, X)
+        np.testing.assert_allclose(v, v2, rtol=1e-5)
+        np.testing.assert_allclose(gw, gw2, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(gb, gb2, rtol=1e-4, atol=1e-5)
+        if i % 3 == 0:
+            W.data -= np.float32(0.05) * gw                    # in place
+        elif i % 3 == 1:
+            W.data = W.data - np.float32(0.05) * gw            # rebound
+        b.data[...] = b.data + np.float32(0.01)
+    entry = next(iter(step._programs.values()))
+    exe = entry.exe[1]
+    assert W.data is exe.resident(1) and b.data is exe.resident(2)
+    # a rebound parameter's new values are seen; arrays that still see the old
+    # place (the former .data, a view of it) are never written over
+    for keep in (lambda a: a, lambda a: a.T[1:]):
+        kept = keep(W.data)
+        expected = kept.copy()
+        W.data = rng.standard_normal((5, 3)).astype(np.float32)
+        v, gw, _ = grads(step, X)
+        v2, gw2, _ = grads(ref, X)
+        np.testing.assert_allclose(gw, gw2, rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(kept, expected)
+        assert W.data is exe.resident(1) or W.data is entry.exe[1].resident(1)
+    # nothing kept: the place is reused
+    W.data = W.data * np.float32(0.5)
+    grads(step, X)
+    assert W.data is exe.resident(1) and b.data is exe.resident(2)
