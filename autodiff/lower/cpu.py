@@ -99,7 +99,10 @@ class _Allocator:
         return off, size
 
     def release(self, off, size):
-        self.free.setdefault(size, []).append(off)
+        lst = self.free.setdefault(size, [])
+        if off in lst:      # two later values would share this memory: a wrong answer
+            raise AssertionError(f"lowering: workspace block {off} released twice")
+        lst.append(off)
 
 
 class Lowering:
@@ -719,8 +722,8 @@ def lower_eqns(L, eqns, loc, keep, steps=None, warned=None, sources=None):
             steps.append(("py", e, arg_views, out_views))
             seg_start = len(L.rows)
             warned.append(e.name)
-        # free what died here
-        for v in e.inputs():
+        # free what died here (once per Var: x * x reads x twice but holds it once)
+        for v in {id(v): v for v in e.inputs()}.values():
             if last.get(id(v)) == k and id(v) not in keep:
                 view = loc.get(id(v))
                 if view is not None and type(view) is View:

@@ -137,6 +137,27 @@ def test_failing_members_of_a_stack_give_nan_and_a_single_matrix_raises(compiled
          ad.value_and_grad(single))(np.array(1.0))
 
 
+def test_a_value_read_twice_by_one_op_is_freed_once():
+    """``y * y`` (here inside tanh's VJP) reads y twice; freeing its block twice let two
+    later values share memory, and the gradient came out wrong (the verification
+    then fell back to the tape)."""
+    def f(q):
+        rho = ad.tanh(q[:, 0]) * 0.5
+        one = ad.ones_like(rho)
+        m = ad.stack([ad.stack([one, rho], axis=1), ad.stack([rho, one], axis=1)], axis=1)
+        logdet = 2.0 * ad.sum(ad.log(ad.diagonal(ad.cholesky(m), 0, 1, 2)), axis=1)
+        return -0.5 * logdet - 0.5 * q[:, 1] ** 2 + ad.log1p(-ad.square(ad.tanh(q[:, 0])))
+    q = np.array([[0.1, 0.2], [2.0, 0.1], [-0.3, 0.5]])
+    comp = ad.compile(f)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for k in range(4):
+            v, g = comp.value_and_grad(q + 0.01 * k)
+            tv, tg = _tape(lambda t: ad.sum(f(t)), q + 0.01 * k)
+            np.testing.assert_allclose(g, tg, rtol=1e-12)
+    assert comp.compiled
+
+
 def test_an_op_without_a_lowering_runs_as_a_python_step_with_a_warning():
     """A user primitive whose function the machine cannot run (here SciPy's Spence
     integral, a ufunc with no lowering rule): the program runs in compiled segments
