@@ -26,7 +26,8 @@ __all__ = [
     "window_adaptation", "find_step_size", "dual_averaging", "welford_covariance",
     "find_reasonable_step_size", "window_schedule", "DualAveragingState", "WelfordState",
     # diagnostics
-    "ess", "ess_tail", "ess_basic", "rhat", "mcse", "mcse_sd", "summary", "Summary",
+    "ess", "ess_tail", "ess_basic", "rhat", "nested_rhat", "stuck_chains", "mcse", "mcse_sd",
+    "summary", "Summary", "StuckChainWarning",
     # leapfrog kernels
     "kick_drift", "kick", "kinetic_energy", "sample_momentum", "mass_sqrt_from_inverse",
     # stochastic-gradient MCMC
@@ -52,6 +53,8 @@ _WHERE = {
     "DualAveragingState": "adaptation", "WelfordState": "adaptation",
     "ess": "diagnostics", "ess_tail": "diagnostics", "ess_basic": "diagnostics",
     "rhat": "diagnostics", "mcse": "diagnostics", "mcse_sd": "diagnostics",
+    "nested_rhat": "diagnostics", "stuck_chains": "diagnostics",
+    "StuckChainWarning": "warmup",
     "summary": "diagnostics", "Summary": "diagnostics",
     "kick_drift": "kernels", "kick": "kernels", "kinetic_energy": "kernels",
     "sample_momentum": "kernels", "mass_sqrt_from_inverse": "kernels",

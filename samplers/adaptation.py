@@ -35,33 +35,39 @@ __all__ = [
 ]
 
 
-def _pooled_accept(accept_prob):
-    """Mean acceptance over chains, on the host; NaN counts as 0, values clipped to [0, 1].
-
-    A NaN acceptance comes from a divergent trajectory (infinite energy), which
-    should push the step size down like a rejection does.
-    """
+def _accept(accept_prob):
+    """Acceptance probabilities on the host as float64; NaN counts as 0, values clipped
+    to [0, 1]. A NaN acceptance comes from a divergent trajectory (infinite energy),
+    which should push the step size down like a rejection does."""
     if type(accept_prob).__module__.startswith("cupy"):
         accept_prob = accept_prob.get()
     a = np.asarray(accept_prob, dtype=np.float64)
-    return float(np.clip(np.nan_to_num(a, nan=0.0), 0.0, 1.0).mean())
+    return np.clip(np.nan_to_num(a, nan=0.0), 0.0, 1.0)
+
+
+def _pooled_accept(accept_prob):
+    """Mean acceptance over chains (see :func:`_accept`)."""
+    return float(_accept(accept_prob).mean())
 
 
 # ------------------------------------------------------------ dual averaging
 class DualAveragingState(NamedTuple):
     """State of :func:`dual_averaging`.
 
+    The fields are floats (one step size shared by the chains) or ``[C]`` host arrays
+    (one dual averaging per chain), as the initial step size given to ``init``.
+
     Attributes
     ----------
-    log_step_size : float
+    log_step_size : float or array, shape [C]
         ``log eps_t``, the step size to use for the next iteration.
-    log_step_size_avg : float
+    log_step_size_avg : float or array, shape [C]
         ``log eps_bar_t``, the iterate average returned by ``final``.
     step : int
         Number of updates ``t`` so far.
-    avg_error : float
+    avg_error : float or array, shape [C]
         ``H_bar_t``, the running average of ``target - accept_prob``.
-    mu : float
+    mu : float or array, shape [C]
         Shrinkage point ``log(10 * eps_0)``.
     """
 
@@ -74,7 +80,8 @@ class DualAveragingState(NamedTuple):
     @property
     def step_size(self):
         """The step size to use for the next iteration, ``exp(log_step_size)``."""
-        return math.exp(self.log_step_size)
+        return np.exp(self.log_step_size) if isinstance(self.log_step_size, np.ndarray) \
+            else math.exp(self.log_step_size)
 
 
 def dual_averaging(target=0.8, t0=10.0, gamma=0.05, kappa=0.75):
@@ -94,23 +101,31 @@ def dual_averaging(target=0.8, t0=10.0, gamma=0.05, kappa=0.75):
     Returns
     -------
     init : callable
-        ``init(initial_step_size) -> DualAveragingState``.
+        ``init(initial_step_size) -> DualAveragingState``: a float starts one dual
+        averaging shared by all chains, a ``[C]`` array one per chain.
     update : callable
         ``update(state, accept_prob) -> DualAveragingState``. ``accept_prob``
-        is a scalar or a ``[C]`` array (NumPy or CuPy); a batch of chains
-        shares one step size, so it is pooled by its mean (NaN counted as 0,
-        values clipped to [0, 1] as Stan does).
+        is a scalar or a ``[C]`` array (NumPy or CuPy; NaN counted as 0, values
+        clipped to [0, 1] as Stan does); a shared step size uses its mean over the
+        chains, per-chain step sizes each chain's own.
     final : callable
-        ``final(state) -> float``, the averaged step size ``exp(log_eps_bar)``
-        to use after warmup.
+        ``final(state) -> float or array [C]``, the averaged step size
+        ``exp(log_eps_bar)`` to use after warmup.
 
     Raises
     ------
     ValueError
-        From ``init`` if the step size is not positive and finite.
+        From ``init`` if a step size is not positive and finite.
     """
 
     def init(initial_step_size):
+        if np.ndim(initial_step_size):
+            eps0 = np.array(_host(initial_step_size), dtype=np.float64)
+            if eps0.ndim != 1 or not np.all(np.isfinite(eps0) & (eps0 > 0)):
+                raise ValueError(f"initial_step_size: expected positive finite values, one per "
+                                 f"chain, got {initial_step_size!r}")
+            zero = np.zeros_like(eps0)
+            return DualAveragingState(np.log(eps0), zero, 0, zero.copy(), np.log(10.0 * eps0))
         eps0 = float(initial_step_size)
         if not (eps0 > 0 and math.isfinite(eps0)):
             raise ValueError(f"initial_step_size: expected a positive finite float, got {initial_step_size!r}")
@@ -119,13 +134,22 @@ def dual_averaging(target=0.8, t0=10.0, gamma=0.05, kappa=0.75):
     def update(state, accept_prob):
         t = state.step + 1
         eta = 1.0 / (t + t0)
-        avg_error = (1.0 - eta) * state.avg_error + eta * (target - _pooled_accept(accept_prob))
+        if isinstance(state.mu, np.ndarray):
+            a = _accept(accept_prob)
+            if a.shape != state.mu.shape:
+                raise ValueError(f"accept_prob: expected one value per chain, shape "
+                                 f"{state.mu.shape}, got shape {a.shape}")
+        else:
+            a = _pooled_accept(accept_prob)
+        avg_error = (1.0 - eta) * state.avg_error + eta * (target - a)
         log_eps = state.mu - math.sqrt(t) / gamma * avg_error
         weight = t**-kappa
         log_eps_avg = weight * log_eps + (1.0 - weight) * state.log_step_size_avg
         return DualAveragingState(log_eps, log_eps_avg, t, avg_error, state.mu)
 
     def final(state):
+        if isinstance(state.log_step_size_avg, np.ndarray):
+            return np.exp(state.log_step_size_avg)
         return math.exp(state.log_step_size_avg)
 
     return init, update, final
@@ -225,6 +249,10 @@ def welford_covariance(diagonal=True):
     return init, update, final
 
 
+def _host(x):
+    return x.get() if type(x).__module__.startswith("cupy") else x
+
+
 def _array_module(x):
     if type(x).__module__.startswith("cupy"):
         import cupy
@@ -252,11 +280,13 @@ def find_reasonable_step_size(
     one_step_accept_prob : callable
         ``f(step_size) -> scalar or [C] array``: the Metropolis acceptance
         probability ``min(1, exp(-delta H))`` of one leapfrog step from the
-        current state with fresh momenta. Several chains are pooled by the
-        mean (NaN counts as 0). Taking a callable keeps this independent of
-        the HMC code.
-    initial_step_size : float
-        Starting point (positive).
+        current state with fresh momenta (NaN counts as 0). Taking a callable
+        keeps this independent of the HMC code.
+    initial_step_size : float or array, shape [C]
+        Starting point (positive). A float searches one step size for all chains
+        (their acceptance pooled by the mean); a ``[C]`` array searches one per
+        chain (``f`` then gets a ``[C]`` host array of step sizes), so that a
+        chain in a bad region cannot drag the others' step size down.
     target : float
         Acceptance level to cross (0.5 in the paper).
     max_doublings : int
@@ -264,9 +294,10 @@ def find_reasonable_step_size(
 
     Returns
     -------
-    float
+    float or array, shape [C]
         The step size at which acceptance first fell to ``<= target`` (when
         it started above) or rose to ``>= target`` (when it started below).
+        Per chain: NaN for the chains whose acceptance never crossed.
 
     Raises
     ------
@@ -274,8 +305,12 @@ def find_reasonable_step_size(
         If ``initial_step_size`` is not positive and finite.
     RuntimeError
         If the acceptance does not cross ``target`` within ``max_doublings``
-        steps (an improper or degenerate target density).
+        steps (an improper or degenerate target density); per chain, if it
+        crosses for no chain.
     """
+    if np.ndim(initial_step_size):
+        return _per_chain_search(one_step_accept_prob, initial_step_size, target,
+                                 max_doublings)
     eps = float(initial_step_size)
     if not (eps > 0 and math.isfinite(eps)):
         raise ValueError(f"initial_step_size: expected a positive finite float, got {initial_step_size!r}")
@@ -290,6 +325,29 @@ def find_reasonable_step_size(
         f"find_reasonable_step_size: acceptance did not cross {target} after {max_doublings} "
         f"{'doublings' if above else 'halvings'} (step size now {eps:g}); is the density proper?"
     )
+
+
+def _per_chain_search(one_step_accept_prob, initial_step_size, target, max_doublings):
+    eps = np.array(_host(initial_step_size), dtype=np.float64)
+    if eps.ndim != 1 or not np.all(np.isfinite(eps) & (eps > 0)):
+        raise ValueError(f"initial_step_size: expected positive finite values, one per chain, "
+                         f"got {initial_step_size!r}")
+    above = _accept(one_step_accept_prob(eps.copy())) > target
+    factor = np.where(above, 2.0, 0.5)
+    searching = np.ones(eps.shape, dtype=bool)
+    for _ in range(max_doublings):
+        eps = np.where(searching, eps * factor, eps)
+        accept = _accept(one_step_accept_prob(eps.copy()))
+        searching &= ~np.where(above, accept <= target, accept >= target)
+        if not searching.any():
+            break
+    if searching.all():
+        raise RuntimeError(
+            f"find_reasonable_step_size: acceptance did not cross {target} for any chain after "
+            f"{max_doublings} doublings or halvings (step sizes now {eps.min():g} to "
+            f"{eps.max():g}); is the density proper?")
+    eps[searching] = np.nan
+    return eps
 
 
 # -------------------------------------------------------- window schedule

@@ -254,6 +254,32 @@ def format_chains(idx, values, limit=8):
     return shown + more
 
 
+#: Chains evaluated one at a time to name those behind an exception.
+NAME_CHAINS_LIMIT = 256
+
+
+def _name_chains(err, f, q):
+    """Add a note to ``err`` naming the chains (among the first
+    :data:`NAME_CHAINS_LIMIT`) whose positions raise on their own."""
+    if getattr(q, "ndim", 0) != 2 or q.shape[0] < 2 or not hasattr(err, "add_note"):
+        return
+    import warnings
+    f = getattr(f, "fun", f)                   # an autodiff.compile/trace wrapper
+    n = min(q.shape[0], NAME_CHAINS_LIMIT)
+    failing = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(n):
+            try:
+                f(q[i:i + 1])
+            except Exception:
+                failing.append(i)
+    if failing and len(failing) < n:            # not one every chain hits
+        err.add_note(f"samplers: raised by the log density at the position of chain(s) "
+                     f"{', '.join(map(str, failing[:8]))}{' ...' if len(failing) > 8 else ''}"
+                     f"{f' (of the first {n} chains)' if n < q.shape[0] else ''}")
+
+
 def _to_host(x):
     return x.get() if type(x).__module__.startswith("cupy") else x
 
@@ -345,7 +371,18 @@ class LogDensity:
         return lp
 
     def __call__(self, q):
-        """Log density ``[C]`` and its gradient ``[C, D]`` at ``q [C, D]``."""
+        """Log density ``[C]`` and its gradient ``[C, D]`` at ``q [C, D]``.
+
+        An exception raised by the user's function propagates with a note naming the
+        chains whose positions raise it on their own (when they can be found by
+        evaluating the first chains one at a time)."""
+        try:
+            return self._call(q)
+        except Exception as err:
+            _name_chains(err, self.logdensity, q)
+            raise
+
+    def _call(self, q):
         if self.grad_fn is not None:
             lp = _unwrap(self.logdensity(q))
             g = _unwrap(self.grad_fn(q))

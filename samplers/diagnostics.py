@@ -21,7 +21,8 @@ Non-finite draws give NaN for that quantity.
 import numpy as np
 from scipy import special, stats
 
-__all__ = ["ess", "ess_tail", "ess_basic", "rhat", "mcse", "mcse_sd", "summary", "Summary"]
+__all__ = ["ess", "ess_tail", "ess_basic", "rhat", "nested_rhat", "mcse", "mcse_sd",
+           "stuck_chains", "summary", "Summary"]
 
 _MIN_DRAWS = 4
 
@@ -206,6 +207,82 @@ def rhat(draws):
         return np.maximum(bulk, tail)
 
     return _shape(_with_finite(x, rank_rhat), trailing)
+
+
+def nested_rhat(draws, n_superchains):
+    """Nested R-hat (Margossian, Hoffman, Sountsov, Riou-Durand, Vehtari & Gelman 2024),
+    for many short chains grouped in superchains.
+
+    Chains ``k * M .. (k + 1) * M - 1`` form superchain ``k`` (``M = n_chains /
+    n_superchains``; chains of a superchain usually start from one point). With ``B``
+    the variance of the superchain means and ``W`` the mean over superchains of their
+    within-chain variance plus the variance of their chain means (each term 0 when a
+    superchain has one chain, or chains one draw),
+    ``nested R-hat = sqrt(1 + B / W)``. Unlike :func:`rhat` it is not split,
+    rank-normalized or folded, and it works with a single draw per chain.
+
+    Parameters
+    ----------
+    draws : array, shape [n_chains, n_draws, ...]
+    n_superchains : int
+        At least 2, dividing ``n_chains``.
+
+    Returns
+    -------
+    ndarray, shape ``draws.shape[2:]``
+        Values near 1 (the paper suggests below about 1.01 with many chains) mean the
+        superchains agree; NaN where a draw is not finite.
+
+    Raises
+    ------
+    ValueError
+        When ``n_superchains`` does not divide the chains into groups of equal size,
+        or ``draws`` is not ``[n_chains, n_draws, ...]``.
+    """
+    if type(draws).__module__.startswith("cupy"):
+        draws = draws.get()
+    x = np.asarray(draws, dtype=np.float64)
+    if x.ndim < 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(f"draws: expected an array of shape [n_chains, n_draws, ...], got shape {x.shape}")
+    c = x.shape[0]
+    if int(n_superchains) != n_superchains or not 2 <= n_superchains <= c or c % n_superchains:
+        raise ValueError(f"n_superchains: expected an integer >= 2 that divides the {c} chains, "
+                         f"got {n_superchains!r}")
+    trailing = x.shape[2:]
+    k = int(n_superchains)
+    y = x.reshape(k, c // k, x.shape[1], -1)               # [K, M, N, Q]
+    chain_mean = y.mean(axis=2)                              # [K, M, Q]
+    within_chain = y.var(axis=2, ddof=1).mean(axis=1) if y.shape[2] > 1 else 0.0
+    between_chain = chain_mean.var(axis=1, ddof=1) if y.shape[1] > 1 else 0.0
+    superchain_mean = chain_mean.mean(axis=1)                # [K, Q]
+    b = superchain_mean.var(axis=0, ddof=1)
+    w = np.mean(within_chain + between_chain, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.sqrt(1.0 + b / w)
+    out = np.where(np.isfinite(y).all(axis=(0, 1, 2)), out, np.nan)
+    return _shape(out, trailing)
+
+
+def stuck_chains(draws, acceptance=None, min_acceptance=0.05):
+    """Chains that did not move: every draw identical, or (given the per-transition
+    ``acceptance [n_chains, n_draws]``) a mean acceptance below ``min_acceptance``.
+
+    Returns
+    -------
+    ndarray of int
+        The chain indices, ascending.
+    """
+    if type(draws).__module__.startswith("cupy"):
+        draws = draws.get()
+    x = np.asarray(draws)
+    x = x.reshape(x.shape[0], x.shape[1], -1)
+    frozen = (x == x[:, :1]).all(axis=(1, 2)) if x.shape[1] > 1 else np.zeros(x.shape[0], bool)
+    if acceptance is not None:
+        if type(acceptance).__module__.startswith("cupy"):
+            acceptance = acceptance.get()
+        a = np.nan_to_num(np.asarray(acceptance, dtype=np.float64), nan=0.0)
+        frozen |= a.mean(axis=1) < min_acceptance
+    return np.nonzero(frozen)[0]
 
 
 def mcse(draws):

@@ -103,7 +103,20 @@ class Result:
         table = diagnostics.summary(_host(self.draws), names=names, quantiles=quantiles)
         if print_table:
             print(table)
+            stuck = self.stuck_chains()
+            if len(stuck):
+                print(f"{len(stuck)} of {self.n_chains} chains look stuck (no move, or mean "
+                      f"acceptance below 0.05): chains {', '.join(map(str, stuck[:16]))}"
+                      f"{' ...' if len(stuck) > 16 else ''}")
+            if self.n_divergent:
+                print(f"{self.n_divergent} divergent transitions after warmup")
         return table
+
+    def stuck_chains(self):
+        """Indices of the chains that did not move after warmup (see
+        :func:`samplers.diagnostics.stuck_chains`)."""
+        from . import diagnostics
+        return diagnostics.stuck_chains(self.draws, self.stats["acceptance"])
 
     def to_arviz(self, var_name="x"):
         """An ``arviz.InferenceData`` with the draws and the sampler statistics.
@@ -209,6 +222,42 @@ def _initial_positions(init_position, n_chains, dim, init, rng, xp):
     return q.copy()
 
 
+#: Draws per chain from uniform(-2, 2) before giving up on a finite start (Stan: 100).
+INIT_TRIES = 100
+
+
+def _finite_inits(kernel, q, rng):
+    """Redraw, chain by chain, the uniform(-2, 2) starts whose log density (or gradient)
+    is not finite, up to :data:`INIT_TRIES` draws per chain (Stan's rule); a chain that
+    never gets a finite start is an error naming it."""
+    xp = array_module(q)
+    ld = kernel.logdensity
+    needs_grad = not isinstance(kernel, RWMH)
+    tries = np.ones(q.shape[0], dtype=np.int64)
+    while True:
+        if needs_grad:
+            lp, g = ld(q)
+            bad = ~xp.isfinite(lp) | ~xp.isfinite(g).all(axis=1)
+        else:
+            lp = ld.value(q)
+            bad = ~xp.isfinite(lp)
+        idx = np.nonzero(_host(bad))[0]
+        if not len(idx):
+            return q
+        if (tries[idx] >= INIT_TRIES).any():
+            worst = idx[tries[idx] >= INIT_TRIES]
+            raise ValueError(f"init: no finite log density{' and gradient' if needs_grad else ''} "
+                             f"in {INIT_TRIES} draws from uniform(-2, 2) for "
+                             f"{len(worst)} chain(s): chains {', '.join(map(str, worst[:8]))}"
+                             f"{' ...' if len(worst) > 8 else ''}; give init_position (a "
+                             f"point where the density is finite) or check the model's "
+                             f"support")
+        tries[idx] += 1
+        q = q.copy()
+        q[xp.asarray(idx)] = rng.uniform(-2.0, 2.0, size=(len(idx), q.shape[1])).astype(
+            q.dtype, copy=False)
+
+
 def _check_options(kernel, opts, size_name):
     """A clear error for keyword arguments that neither sample() nor the kernel takes."""
     import inspect
@@ -259,7 +308,9 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
     n_chains : int, optional
         Number of chains (needed when ``init_position`` is None).
     init : str
-        ``"uniform"`` (Stan's uniform(-2, 2), default) or ``"zeros"``.
+        ``"uniform"`` (Stan's uniform(-2, 2), default: a chain whose start has a
+        non-finite log density or gradient draws again, up to 100 times, as in
+        Stan) or ``"zeros"``.
     dim : int, optional
         Dimension (needed when ``init_position`` is None).
     compile : bool
@@ -307,6 +358,8 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
     _check_options(kernel, opts, size_name)
     k = KERNELS[kernel](logdensity, **{size_name: step_size}, inverse_mass=inverse_mass,
                         grad_fn=grad_fn, compile=compile, **opts)
+    if init_position is None and init == "uniform":
+        q0 = _finite_inits(k, q0, gen)
     state = k.init(q0)
     c, d = q0.shape
 

@@ -47,6 +47,31 @@ def test_dual_averaging_pools_chains_by_mean_and_treats_nan_as_reject():
     assert s2.log_step_size_avg == pytest.approx(w * x2 + (1 - w) * pooled.log_step_size)
 
 
+def test_per_chain_dual_averaging_is_one_scalar_run_per_chain():
+    """An array of initial step sizes runs one dual averaging per chain: each chain's
+    iterates equal a scalar run fed that chain's acceptance alone (NaN still 0)."""
+    init, update, final = ad.dual_averaging(target=0.7)
+    eps0 = np.array([0.01, 1.0, 30.0])
+    vec = init(eps0)
+    one = [init(e) for e in eps0]
+    rng = np.random.default_rng(4)
+    for t in range(50):
+        a = rng.random(3)
+        if t == 7:
+            a[1] = np.nan
+        vec = update(vec, a)
+        one = [update(s_, float(np.nan_to_num(x))) for s_, x in zip(one, a)]
+    for field in ("log_step_size", "log_step_size_avg", "avg_error", "mu"):
+        np.testing.assert_allclose(getattr(vec, field), [getattr(s_, field) for s_ in one],
+                                   rtol=1e-14)
+    np.testing.assert_allclose(final(vec), [final(s_) for s_ in one], rtol=1e-14)
+    np.testing.assert_allclose(vec.step_size, [s_.step_size for s_ in one], rtol=1e-14)
+    with pytest.raises(ValueError, match=r"accept_prob: expected one value per chain, shape \(3,\)"):
+        update(vec, np.ones(4))
+    with pytest.raises(ValueError, match="initial_step_size: expected positive finite values"):
+        init(np.array([1.0, -1.0]))
+
+
 def test_dual_averaging_error():
     init, _, _ = ad.dual_averaging()
     with pytest.raises(ValueError, match="initial_step_size: expected a positive finite float, got 0"):
@@ -137,6 +162,31 @@ def test_find_reasonable_step_size_pools_chains():
     # (np.nanmean pooling would cross only at eps = 4.6 and return 8.)
     assert ad.find_reasonable_step_size(accept, initial_step_size=0.125) == 4.0
     assert calls == [0.125, 0.25, 0.5, 1.0, 2.0, 4.0]
+
+
+def test_find_reasonable_step_size_per_chain():
+    """Per chain: each chain's search is the scalar search on that chain alone; a
+    chain whose acceptance never crosses gets NaN instead of ending the search; no
+    chain crossing is an error."""
+    scales = np.array([1e-6, 1.0, 50.0])
+
+    def accept(eps):                     # chain c accepts exp(-eps / scale_c)
+        return np.exp(-np.asarray(eps) / scales)
+    got = ad.find_reasonable_step_size(accept, np.ones(3), target=0.5)
+    for c in range(3):
+        alone = ad.find_reasonable_step_size(lambda e: math.exp(-e / scales[c]), 1.0,
+                                             target=0.5)
+        assert got[c] == alone
+
+    def never(eps):                      # chain 1 always rejects
+        a = accept(eps)
+        a[1] = 0.0
+        return a
+    got = ad.find_reasonable_step_size(never, np.ones(3), target=0.5, max_doublings=30)
+    assert np.isnan(got[1]) and np.isfinite(got[[0, 2]]).all()
+    with pytest.raises(RuntimeError, match="did not cross 0.5 for any chain"):
+        ad.find_reasonable_step_size(lambda e: np.zeros(3), np.ones(3), target=0.5,
+                                     max_doublings=10)
 
 
 def test_find_reasonable_step_size_errors():

@@ -199,3 +199,62 @@ def test_errors(fn):
 def test_summary_names_error():
     with pytest.raises(ValueError, match="names: expected 2 names .*, got 3"):
         dg.summary(np.zeros((2, 10, 2)), names=["a", "b", "c"])
+
+
+# ------------------------------------------------------------ nested R-hat
+def _nested_rhat_loops(x, k):
+    """Margossian et al. (2024), eqs. for B and W, written with plain loops."""
+    c, n = x.shape
+    m = c // k
+    sup_means, w_terms = [], []
+    for s in range(k):
+        chains = [x[s * m + j] for j in range(m)]
+        means = [sum(ch) / n for ch in chains]
+        sup = sum(means) / m
+        sup_means.append(sup)
+        wc = 0.0 if n == 1 else sum(sum((v - mu) ** 2 for v in ch) / (n - 1)
+                                    for ch, mu in zip(chains, means)) / m
+        bc = 0.0 if m == 1 else sum((mu - sup) ** 2 for mu in means) / (m - 1)
+        w_terms.append(wc + bc)
+    overall = sum(sup_means) / k
+    b = sum((s_ - overall) ** 2 for s_ in sup_means) / (k - 1)
+    w = sum(w_terms) / k
+    return (1 + b / w) ** 0.5
+
+
+@pytest.mark.parametrize("shape,k", [((8, 5), 2), ((12, 1), 4), ((4, 30), 4), ((6, 7), 3)])
+def test_nested_rhat_matches_the_formula(shape, k):
+    rng = np.random.default_rng(sum(shape) + k)
+    x = rng.standard_normal(shape) + np.repeat(rng.standard_normal(k) * 0.3, shape[0] // k)[:, None]
+    from samplers.diagnostics import nested_rhat
+    got = nested_rhat(x, k)
+    assert got.shape == ()
+    assert float(got) == pytest.approx(_nested_rhat_loops(x, k), rel=1e-12)
+    many = nested_rhat(np.stack([x, 2 * x + 1], axis=-1), k)      # trailing quantities
+    np.testing.assert_allclose(many, [_nested_rhat_loops(x, k)] * 2, rtol=1e-12)
+
+
+def test_nested_rhat_flags_superchains_that_disagree_and_bad_arguments():
+    from samplers.diagnostics import nested_rhat
+    rng = np.random.default_rng(0)
+    same = rng.standard_normal((64, 10))
+    apart = same + np.repeat([0.0, 3.0], 32)[:, None]
+    assert float(nested_rhat(same, 8)) < 1.05 and float(nested_rhat(apart, 2)) > 1.5
+    bad = same.copy()
+    bad[3, 4] = np.nan
+    assert np.isnan(nested_rhat(bad, 8))
+    with pytest.raises(ValueError, match="n_superchains: expected an integer >= 2 that divides the 64"):
+        nested_rhat(same, 5)
+    with pytest.raises(ValueError, match="n_superchains"):
+        nested_rhat(same, 1)
+
+
+def test_stuck_chains_are_named():
+    from samplers.diagnostics import stuck_chains
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 50, 2))
+    x[3] = x[3, 0]                                  # frozen
+    acc = np.full((5, 50), 0.8)
+    acc[1] = 0.01                                   # barely moving
+    assert list(stuck_chains(x)) == [3]
+    assert list(stuck_chains(x, acc)) == [1, 3]
