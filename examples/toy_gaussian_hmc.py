@@ -9,6 +9,7 @@ against the truth and a 2-d scatter of the two widest coordinates.
 
     python examples/toy_gaussian_hmc.py [--quick] [--device cpu|gpu] [--out outputs]
         [--dim 10] [--chains 4] [--samples 1000] [--warmup 1000] [--leapfrogs 10]
+        [--jitter 0.2]
 """
 import time
 
@@ -77,6 +78,9 @@ def main(argv=None):
     p.add_argument("--samples", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--leapfrogs", type=int, default=10)
+    p.add_argument("--jitter", type=float, default=0.2,
+                   help="step-size jitter: without it a trajectory length near a period "
+                        "of one direction leaves that direction almost unmixed")
     args = p.parse_args(argv)
     if args.quick:
         args.samples, args.warmup = 500, 300
@@ -84,7 +88,7 @@ def main(argv=None):
     true_std = 1.0 / (np.arange(args.dim) + 1.0)
     model = build_gaussian(to_device(true_std, args.device))
     start = time.perf_counter()
-    result = zs.HMC(n_leapfrogs=args.leapfrogs).sample(
+    result = zs.HMC(n_leapfrogs=args.leapfrogs, jitter=args.jitter).sample(
         model, observed={}, latent={"x": None}, n_chains=args.chains, n_samples=args.samples,
         n_warmup=args.warmup, rng=args.seed, progress=not args.no_progress)
     elapsed = time.perf_counter() - start

@@ -198,6 +198,12 @@ class HMC(GradientKernel):
     compile : bool
         Compile the log density (:func:`autodiff.compile`, the default); False runs it
         on the tape.
+    jitter : float
+        Each transition scales each chain's step size by a uniform draw from
+        ``[1 - jitter, 1 + jitter]`` (Neal 2011, sec. 5.4.2.2; Stan's
+        ``stepsize_jitter``), in [0, 1). A fixed trajectory length ``n_leapfrogs *
+        step_size`` near a multiple of a direction's period makes HMC nearly return
+        to its start there (tiny ESS); jitter breaks that resonance. Default 0.
 
     Examples
     --------
@@ -208,12 +214,15 @@ class HMC(GradientKernel):
 
     def __init__(self, logdensity, step_size, n_leapfrogs, inverse_mass=None,
                  integrator="velocity_verlet", *, grad_fn=None,
-                 divergence_threshold=DIVERGENCE_THRESHOLD, compile=True):
+                 divergence_threshold=DIVERGENCE_THRESHOLD, compile=True, jitter=0.0):
         super().__init__(logdensity, step_size, inverse_mass, integrator, grad_fn=grad_fn,
                          divergence_threshold=divergence_threshold, compile=compile)
         if int(n_leapfrogs) != n_leapfrogs or n_leapfrogs < 1:
             raise ValueError(f"n_leapfrogs: expected a positive integer, got {n_leapfrogs!r}")
+        if not (isinstance(jitter, (int, float, np.floating)) and 0.0 <= jitter < 1.0):
+            raise ValueError(f"jitter: expected a float in [0, 1), got {jitter!r}")
         self.n_leapfrogs = int(n_leapfrogs)
+        self.jitter = float(jitter)
 
     def step(self, state, rng):
         """One HMC transition of every chain.
@@ -232,4 +241,9 @@ class HMC(GradientKernel):
             Per-chain acceptance probability, accept flag, divergence,
             energy and gradient evaluations.
         """
-        return metropolis_hmc_step(self, state, rng, self.n_leapfrogs)
+        k = self
+        if self.jitter:
+            eps = self._params(state.position)[2]
+            u = rng.random(eps.shape[0], dtype=eps.dtype)
+            k = self.with_params(step_size=eps * (1.0 + self.jitter * (2.0 * u - 1.0)))
+        return metropolis_hmc_step(k, state, rng, self.n_leapfrogs)

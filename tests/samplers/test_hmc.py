@@ -240,3 +240,21 @@ def test_error_logdensity_not_callable():
         HMC(3.0, 0.1, 3)
     with pytest.raises(TypeError, match="grad_fn: expected a callable"):
         HMC(lambda q: q.sum(1), 0.1, 3, grad_fn="grad")
+
+
+def test_step_size_jitter_breaks_a_resonant_trajectory_length():
+    """On N(0, 1) a trajectory of length 2 pi (10 steps of pi / 5) nearly returns to its
+    start: the draws barely mix. Jitter of the step size mixes them, and the
+    moments stay right."""
+    from samplers.diagnostics import ess
+    ld, g = normal(np.ones(1))
+    x0 = np.random.default_rng(0).standard_normal((8, 1))
+    fixed, _ = run(HMC(ld, np.pi / 5, 10, grad_fn=g), x0, 400, np.random.default_rng(1))
+    jit, _ = run(HMC(ld, np.pi / 5, 10, grad_fn=g, jitter=0.3), x0, 400,
+                 np.random.default_rng(1))
+    assert ess(jit)[0] > 10 * ess(fixed)[0]
+    check_moments(jit, np.zeros(1), np.ones(1))
+    k = HMC(ld, 0.5, 3, grad_fn=g)
+    assert k.jitter == 0.0
+    with pytest.raises(ValueError, match=r"jitter: expected a float in \[0, 1\), got 1.5"):
+        HMC(ld, 0.5, 3, grad_fn=g, jitter=1.5)
