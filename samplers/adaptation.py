@@ -25,6 +25,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .base import _to_host
+
 __all__ = [
     "DualAveragingState",
     "dual_averaging",
@@ -120,10 +122,7 @@ def dual_averaging(target=0.8, t0=10.0, gamma=0.05, kappa=0.75):
 
     def init(initial_step_size):
         if np.ndim(initial_step_size):
-            eps0 = np.array(_host(initial_step_size), dtype=np.float64)
-            if eps0.ndim != 1 or not np.all(np.isfinite(eps0) & (eps0 > 0)):
-                raise ValueError(f"initial_step_size: expected positive finite values, one per "
-                                 f"chain, got {initial_step_size!r}")
+            eps0 = _per_chain_step_sizes(initial_step_size)
             zero = np.zeros_like(eps0)
             return DualAveragingState(np.log(eps0), zero, 0, zero.copy(), np.log(10.0 * eps0))
         eps0 = float(initial_step_size)
@@ -249,10 +248,6 @@ def welford_covariance(diagonal=True):
     return init, update, final
 
 
-def _host(x):
-    return x.get() if type(x).__module__.startswith("cupy") else x
-
-
 def _array_module(x):
     if type(x).__module__.startswith("cupy"):
         import cupy
@@ -327,11 +322,17 @@ def find_reasonable_step_size(
     )
 
 
-def _per_chain_search(one_step_accept_prob, initial_step_size, target, max_doublings):
-    eps = np.array(_host(initial_step_size), dtype=np.float64)
+def _per_chain_step_sizes(initial_step_size):
+    """A ``[C]`` host float64 copy of per-chain step sizes, checked positive and finite."""
+    eps = np.array(_to_host(initial_step_size), dtype=np.float64)
     if eps.ndim != 1 or not np.all(np.isfinite(eps) & (eps > 0)):
         raise ValueError(f"initial_step_size: expected positive finite values, one per chain, "
                          f"got {initial_step_size!r}")
+    return eps
+
+
+def _per_chain_search(one_step_accept_prob, initial_step_size, target, max_doublings):
+    eps = _per_chain_step_sizes(initial_step_size)
     above = _accept(one_step_accept_prob(eps.copy())) > target
     factor = np.where(above, 2.0, 0.5)
     searching = np.ones(eps.shape, dtype=bool)

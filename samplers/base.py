@@ -14,6 +14,7 @@ with respect to row ``c`` of ``q`` is the gradient of chain ``c``'s log
 density, and one tape pass serves every chain.
 """
 import sys
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -263,7 +264,6 @@ def _name_chains(err, f, q):
     :data:`NAME_CHAINS_LIMIT`) whose positions raise on their own."""
     if getattr(q, "ndim", 0) != 2 or q.shape[0] < 2 or not hasattr(err, "add_note"):
         return
-    import warnings
     f = getattr(f, "fun", f)                   # an autodiff.compile/trace wrapper
     n = min(q.shape[0], NAME_CHAINS_LIMIT)
     failing = []

@@ -133,7 +133,7 @@ def _as_positions(position):
     return position
 
 
-def metropolis_hmc_step(kernel, state, rng, n_steps):
+def metropolis_hmc_step(kernel, state, rng, n_steps, scale=None):
     """One Metropolis-adjusted integrator transition of every chain.
 
     Parameters
@@ -142,6 +142,8 @@ def metropolis_hmc_step(kernel, state, rng, n_steps):
     state : HMCState
     rng : Generator
     n_steps : int
+    scale : array, shape [C], optional
+        Factors on the kernel's step sizes for this transition only (jitter).
 
     Returns
     -------
@@ -150,12 +152,14 @@ def metropolis_hmc_step(kernel, state, rng, n_steps):
     # Diverging trajectories overflow inside the user's log density too; they
     # are handled (rejected, flagged), so floating-point warnings are noise.
     with np.errstate(invalid="ignore", over="ignore", divide="ignore", under="ignore"):
-        return _metropolis_hmc_step(kernel, state, rng, n_steps)
+        return _metropolis_hmc_step(kernel, state, rng, n_steps, scale)
 
 
-def _metropolis_hmc_step(kernel, state, rng, n_steps):
+def _metropolis_hmc_step(kernel, state, rng, n_steps, scale):
     q0, lp0, g0 = state
     inv, msqrt, eps = kernel._params(q0)
+    if scale is not None:
+        eps = eps * scale
     xp = array_module(q0)
     p = draw_momentum(rng, q0, msqrt)
     h0 = kernels.kinetic_energy(p, inv) - lp0
@@ -241,9 +245,8 @@ class HMC(GradientKernel):
             Per-chain acceptance probability, accept flag, divergence,
             energy and gradient evaluations.
         """
-        k = self
+        scale = None
         if self.jitter:
-            eps = self._params(state.position)[2]
-            u = rng.random(eps.shape[0], dtype=eps.dtype)
-            k = self.with_params(step_size=eps * (1.0 + self.jitter * (2.0 * u - 1.0)))
-        return metropolis_hmc_step(k, state, rng, self.n_leapfrogs)
+            q = state.position
+            scale = 1.0 + self.jitter * (2.0 * rng.random(q.shape[0], dtype=q.dtype) - 1.0)
+        return metropolis_hmc_step(self, state, rng, self.n_leapfrogs, scale)

@@ -181,7 +181,7 @@ def window_adaptation(kernel, state, rng, n_warmup, target_accept=0.8, dense_mas
             # before the first slow window, whose draws estimate the mass matrix
             per_chain = find_step_size(kernel.with_params(step_size=eps), state, rng,
                                        np.full(c, eps), heuristic_target)
-            state, _ = _restart_stuck(state, per_chain, f"warmup iteration {i + 1}")
+            state = _restart_stuck(state, per_chain, f"warmup iteration {i + 1}")
     if da.step > 0:       # no update yet when the last iteration ended a window
         eps = da_final(da)
     return state, kernel.with_params(step_size=eps), rec.result()
@@ -193,7 +193,7 @@ def _checked_search(kernel, state, rng, eps0, target, when):
     c = state.position.shape[0]
     if c > 1:
         per_chain = find_step_size(kernel, state, rng, np.full(c, eps0), target)
-        state, _ = _restart_stuck(state, per_chain, when)
+        state = _restart_stuck(state, per_chain, when)
     return state, find_step_size(kernel, state, rng, eps0, target)
 
 
@@ -207,14 +207,13 @@ def _healthy(eps):
 
 
 def _restart_stuck(state, eps, when):
-    """Move stuck chains (see :func:`_healthy`) to healthy chains' states, round robin,
-    with the healthy chains' step sizes; returns ``(state, eps)`` (the same state
-    object when no chain was stuck)."""
+    """``state`` with the stuck chains (see :func:`_healthy`) moved to healthy chains'
+    states, round robin (the same object when no chain was stuck)."""
     healthy = _healthy(eps)
     if healthy.all():
-        return state, eps
+        return state
     if not healthy.any():
-        raise RuntimeError(f"warmup: no chain found a usable step size after {when}; is the "
+        raise RuntimeError(f"warmup: no chain found a usable step size at {when}; is the "
                            f"density proper?")
     stuck = np.nonzero(~healthy)[0]
     good = np.nonzero(healthy)[0]
@@ -231,6 +230,4 @@ def _restart_stuck(state, eps, when):
                   f"{format_chains(stuck, eps[stuck])}; they restart from the positions of "
                   f"chains {', '.join(str(int(s)) for s in src[:8])}"
                   f"{' ...' if len(src) > 8 else ''}", StuckChainWarning, stacklevel=4)
-    eps = eps.copy()
-    eps[stuck] = eps[src]
-    return type(state)(*fields), eps
+    return type(state)(*fields)
