@@ -4,11 +4,18 @@
 >>> res = samplers.sample(logdensity, x0, n_samples=1000)         # doctest: +SKIP
 >>> res.summary()                                                 # doctest: +SKIP
 
-Kernels are pure steps over NamedTuple states (BlackJAX style)::
+Kernels are pure steps over NamedTuple states (BlackJAX style), their parameters
+passed in (:class:`KernelParams`)::
 
     k = samplers.NUTS(logdensity, step_size=0.1)
-    state = k.init(position)            # position [n_chains, dim]
-    state, info = k.step(state, rng)    # every chain advances together
+    state = k.init(position)                    # position [n_chains, dim]
+    params = k.params(position, step_size=0.2)  # step size per chain, mass, ...
+    state, info = k.step(state, rng, params)    # every chain advances together
+
+Warmup strategies (:mod:`samplers.strategies`) tune the parameters:
+``sample(..., adaptation="stan" | "fisher" | "chees" | "meads")``; kernels and strategies
+are looked up by name in :mod:`samplers.registry`, which code outside the package can
+extend. :mod:`samplers.suite` holds eleven posteriordb posteriors to compare them on.
 
 Names are resolved lazily (PEP 562), so ``import samplers`` loads neither
 Numba nor autodiff; the first use of a kernel does.
@@ -17,9 +24,13 @@ import importlib
 
 __all__ = [
     # kernels and driver
-    "HMC", "NUTS", "MALA", "RWMH", "sample", "Result", "DivergenceWarning", "KERNELS",
-    # states and infos
-    "HMCState", "RWMHState", "HMCInfo", "NUTSInfo", "LogDensity",
+    "HMC", "NUTS", "MALA", "RWMH", "GHMC", "sample", "Result", "DivergenceWarning", "KERNELS",
+    "ADAPTATIONS", "register_kernel", "register_adaptation",
+    # states, infos and parameters
+    "HMCState", "RWMHState", "GHMCState", "HMCInfo", "NUTSInfo", "LogDensity", "KernelParams",
+    # warmup strategies
+    "Adaptation", "StanAdaptation", "FisherAdaptation", "ChEESAdaptation", "MEADSAdaptation",
+    "NoAdaptation", "run_warmup",
     # integrators
     "Integrator", "velocity_verlet", "mclachlan", "yoshida", "INTEGRATORS", "integrate",
     # warmup and adaptation
@@ -35,16 +46,24 @@ __all__ = [
     "polynomial_decay", "minibatch_grad_estimator", "sample_sgmcmc",
     # submodules
     "sgmcmc", "diagnostics", "kernels", "adaptation", "integrators", "warmup", "base", "driver",
+    "strategies", "registry", "suite",
 ]
 
 _SUBMODULES = {"diagnostics", "kernels", "adaptation", "integrators", "warmup", "base",
-               "driver", "hmc", "nuts", "mala", "rwmh", "sgmcmc"}
+               "driver", "hmc", "nuts", "mala", "rwmh", "sgmcmc", "ghmc", "strategies",
+               "registry", "suite"}
 
 _WHERE = {
-    "HMC": "hmc", "NUTS": "nuts", "MALA": "mala", "RWMH": "rwmh",
-    "sample": "driver", "Result": "driver", "DivergenceWarning": "driver", "KERNELS": "driver",
+    "HMC": "hmc", "NUTS": "nuts", "MALA": "mala", "RWMH": "rwmh", "GHMC": "ghmc",
+    "GHMCState": "ghmc",
+    "sample": "driver", "Result": "driver", "DivergenceWarning": "driver",
+    "KERNELS": "registry", "ADAPTATIONS": "registry", "register_kernel": "registry",
+    "register_adaptation": "registry",
     "HMCState": "base", "RWMHState": "base", "HMCInfo": "base", "NUTSInfo": "base",
-    "LogDensity": "base",
+    "LogDensity": "base", "KernelParams": "base",
+    "Adaptation": "strategies", "NoAdaptation": "strategies", "run_warmup": "strategies",
+    "StanAdaptation": "strategies.stan", "FisherAdaptation": "strategies.fisher",
+    "ChEESAdaptation": "strategies.chees", "MEADSAdaptation": "strategies.meads",
     "Integrator": "integrators", "velocity_verlet": "integrators", "mclachlan": "integrators",
     "yoshida": "integrators", "INTEGRATORS": "integrators", "integrate": "integrators",
     "window_adaptation": "warmup", "find_step_size": "warmup",

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["HMCState", "HMCInfo", "NUTSInfo", "RWMHState", "LogDensity",
+__all__ = ["HMCState", "HMCInfo", "NUTSInfo", "RWMHState", "LogDensity", "KernelParams",
            "array_module", "default_module", "as_generator", "inverse_mass_parts", "velocity",
            "draw_momentum", "format_chains", "StatsRecorder", "STAT_KEYS"]
 
@@ -71,12 +71,21 @@ class HMCInfo(NamedTuple):
         Hamiltonian of the new state (for RWMH: the negative log density).
     n_grad_evals : array of int, shape [C]
         Gradient evaluations spent on this transition.
+    momentum : array, shape [C, D] or None
+        Momentum drawn at the start of the transition (None for RWMH).
+    proposal : array, shape [C, D] or None
+        End point of the trajectory (RWMH: the proposed position), accepted or not.
+    proposal_momentum : array, shape [C, D] or None
+        Momentum at the end of the trajectory (what ChEES differentiates along).
     """
     acceptance_rate: object
     is_accepted: object
     is_divergent: object
     energy: object
     n_grad_evals: object
+    momentum: object = None
+    proposal: object = None
+    proposal_momentum: object = None
 
 
 class NUTSInfo(NamedTuple):
@@ -97,12 +106,51 @@ class NUTSInfo(NamedTuple):
         counted).
     tree_depth : array of int, shape [C]
         Number of completed doublings (Stan's ``treedepth__``).
+    momentum : array, shape [C, D] or None
+        Momentum drawn at the start of the transition.
     """
     acceptance_rate: object
     is_divergent: object
     energy: object
     n_grad_evals: object
     tree_depth: object
+    momentum: object = None
+
+
+class KernelParams(NamedTuple):
+    """Parameters of one transition, passed to ``kernel.step(state, rng, params)``.
+
+    Kernels hold default values (their constructor arguments) but never adapt them;
+    warmup strategies build new ``KernelParams`` (``kernel.params(position, ...)``, or
+    ``params._replace(step_size=...)`` when only the step size changes) and pass them
+    to every ``step``. Every kernel reads the fields it needs.
+
+    Attributes
+    ----------
+    step_size : array, shape [C]
+        Integrator step size per chain (RWMH: the proposal scale).
+    inverse_mass : array, shape [D], [D, D] or [C, D]
+        Inverse mass matrix: diagonal, dense, or one diagonal per chain (GHMC).
+        RWMH: the proposal covariance shape.
+    mass_sqrt : array, same shape as ``inverse_mass``
+        Momentum factor: ``M^{1/2}`` (diagonal) or the lower Cholesky factor of
+        ``M = inverse_mass^{-1}`` (RWMH: the factor of the proposal covariance).
+    n_leapfrogs : int
+        Integrator steps per transition (HMC).
+    trajectory_length : float or None
+        HMC with jittered trajectories (ChEES): each transition draws ``u ~ U(0, 1]``
+        (one for all chains) and takes ``ceil(u * trajectory_length / step_size)``
+        integrator steps (the mean step size over chains); None uses ``n_leapfrogs``.
+    damping : array, shape [C] or None
+        Momentum damping ``gamma`` of generalized HMC (MEADS): the momentum keeps
+        ``sqrt(1 - alpha)`` of itself per transition, ``alpha = 1 - exp(-2 eps gamma)``.
+    """
+    step_size: object
+    inverse_mass: object
+    mass_sqrt: object
+    n_leapfrogs: int = 1
+    trajectory_length: object = None
+    damping: object = None
 
 
 #: Keys of the per-transition statistics recorded by the driver and the warmup.

@@ -1,8 +1,10 @@
 """The driver: ``samplers.sample(logdensity, init_position, ...)`` and its :class:`Result`.
 
-``sample`` builds a kernel by name, runs Stan's windowed warmup
-(:mod:`samplers.warmup`) and then ``n_samples * thin`` transitions of every
-chain at once, keeping every ``thin``-th. Draws and per-transition
+``sample`` builds a kernel by name (:data:`samplers.registry.KERNELS`), runs a warmup
+strategy (:data:`samplers.registry.ADAPTATIONS`; Stan's windows by default, see
+:mod:`samplers.strategies`) and then ``n_samples * thin`` transitions of every
+chain at once with the tuned :class:`~samplers.base.KernelParams`, keeping every
+``thin``-th. Draws and per-transition
 statistics are stored in preallocated arrays of the positions' array module
 (NumPy or CuPy) and returned chain-major: ``draws[n_chains, n_samples, dim]``,
 ``stats[key][n_chains, n_samples]``.
@@ -14,22 +16,10 @@ import warnings
 import numpy as np
 
 from .base import STAT_KEYS, StatsRecorder, array_module, as_generator, default_module
-from .hmc import HMC
-from .mala import MALA
-from .nuts import NUTS
-from .rwmh import RWMH
-from .warmup import window_adaptation
+from .registry import KERNELS, get_adaptation, get_kernel
+from .strategies import run_warmup
 
 __all__ = ["sample", "Result", "KERNELS", "DivergenceWarning", "STAT_KEYS"]
-
-#: Kernel names accepted by :func:`sample`.
-KERNELS = {"nuts": NUTS, "hmc": HMC, "mala": MALA, "rwmh": RWMH}
-
-#: Default target acceptance rate per kernel when ``target_accept`` is None:
-#: 0.8 for HMC and NUTS (Stan's ``delta``), 0.574 for MALA (Roberts &
-#: Rosenthal 1998), 0.234 for random-walk Metropolis (Roberts, Gelman &
-#: Gilks 1997).
-DEFAULT_TARGET_ACCEPT = {"nuts": 0.8, "hmc": 0.8, "mala": 0.574, "rwmh": 0.234}
 
 _INITS = ("uniform", "zeros")
 
@@ -56,15 +46,18 @@ class Result:
     inverse_mass : array, shape [dim] or [dim, dim]
         Inverse mass matrix used after warmup.
     kernel : object
-        The kernel (with its adapted parameters) that produced the draws.
+        The kernel (with its adapted parameters as defaults) that produced the draws.
     state : NamedTuple
-        The last state, to continue sampling with ``kernel.step``.
+        The last state, to continue sampling with ``kernel.step(state, rng, params)``.
+    params : KernelParams
+        The parameters after warmup (step sizes, mass, trajectory length, ...).
     n_divergent : int
         Divergent transitions after warmup.
     """
 
     def __init__(self, draws, logdensity, stats, warmup_stats, step_size, inverse_mass,
-                 kernel, state):
+                 kernel, state, params=None):
+        self.params = params
         self.draws = draws
         self.logdensity = logdensity
         self.stats = stats
@@ -139,9 +132,24 @@ class Result:
         return az.from_dict(posterior={var_name: _host(self.draws)}, sample_stats=sample_stats)
 
 
-def _per_chain(step_size, c, xp, dtype):
-    s = xp.asarray(step_size, dtype=dtype)
-    return xp.full(c, s, dtype=dtype) if s.ndim == 0 else s
+def _init_state(kernel, q, rng):
+    """``kernel.init(q)``, or ``kernel.init(q, rng=rng)`` for kernels whose state holds
+    random variables (GHMC's momentum and slice variable)."""
+    import inspect
+    if "rng" in inspect.signature(kernel.init).parameters:
+        return kernel.init(q, rng=rng)
+    return kernel.init(q)
+
+
+def _tuned(kernel, params):
+    """``kernel`` with ``params`` as its defaults (what ``Result.kernel`` holds), when it
+    can take them (a kernel whose defaults cannot hold them is returned as it is)."""
+    extra = {f: getattr(params, f) for f in getattr(kernel, "extra_params", {})}
+    try:
+        return kernel.with_params(step_size=params.step_size,
+                                  inverse_mass=params.inverse_mass, **extra)
+    except (AttributeError, TypeError, ValueError):
+        return kernel
 
 
 def _host(x):
@@ -232,7 +240,7 @@ def _finite_inits(kernel, q, rng):
     never gets a finite start is an error naming it."""
     xp = array_module(q)
     ld = kernel.logdensity
-    needs_grad = not isinstance(kernel, RWMH)
+    needs_grad = getattr(kernel, "needs_grad", True)
     tries = np.ones(q.shape[0], dtype=np.int64)
     while True:
         if needs_grad:
@@ -258,10 +266,10 @@ def _finite_inits(kernel, q, rng):
             q.dtype, copy=False)
 
 
-def _check_options(kernel, opts, size_name):
+def _check_options(cls, kernel, opts):
     """A clear error for keyword arguments that neither sample() nor the kernel takes."""
     import inspect
-    params = inspect.signature(KERNELS[kernel].__init__).parameters
+    params = inspect.signature(cls.__init__).parameters
     taken = {n for n, p in params.items() if n not in ("self", "logdensity")
              and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     unknown = sorted(set(opts) - taken)
@@ -272,9 +280,35 @@ def _check_options(kernel, opts, size_name):
                         f"{own + sorted(taken - set(own))}")
 
 
-def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel="nuts",
+def _strategy(adaptation, target_accept, dense_mass):
+    """The warmup strategy object for ``sample(adaptation=...)``: a registered name or a
+    class (built with the ``target_accept`` / ``dense_mass`` given), or an object."""
+    if not isinstance(adaptation, (str, type)):
+        if not all(hasattr(adaptation, m) for m in ("init", "update", "final")):
+            raise TypeError(f"adaptation: expected a name, a strategy class or an object with "
+                            f"init, update and final, got {type(adaptation).__name__}")
+        if target_accept is not None or dense_mass:
+            raise TypeError("target_accept / dense_mass: give them to the strategy object "
+                            "passed as adaptation=, not to sample()")
+        return adaptation
+    import inspect
+    cls = get_adaptation(adaptation)
+    takes = inspect.signature(cls).parameters
+    kwargs = {}
+    for name, value, default in (("target_accept", target_accept, None),
+                                 ("dense_mass", dense_mass, False)):
+        if name in takes:
+            kwargs[name] = value
+        elif value is not default:
+            raise ValueError(f"{name}: adaptation {adaptation!r} does not take it "
+                             f"({cls.__name__} tunes {'its own target' if name == 'target_accept' else 'a diagonal mass'})")
+    return cls(**kwargs)
+
+
+def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel=None,
            rng=0, progress=True, thin=1, dense_mass=False, target_accept=None, grad_fn=None,
-           n_chains=None, init="uniform", *, dim=None, compile=True, **kernel_options):
+           n_chains=None, init="uniform", *, dim=None, compile=True, adaptation=None,
+           **kernel_options):
     """Sample ``n_chains`` chains at once with warmup; return a :class:`Result`.
 
     Parameters
@@ -290,8 +324,10 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
     n_warmup : int
         Warmup (adaptation) transitions per chain; 0 keeps the given
         ``step_size`` and ``inverse_mass``.
-    kernel : str
-        ``"nuts"`` (default), ``"hmc"``, ``"mala"`` or ``"rwmh"``.
+    kernel : str or class, optional
+        A name of :data:`samplers.registry.KERNELS`: ``"nuts"`` (the default, unless
+        the strategy has its own: ``"hmc"`` for ChEES, ``"ghmc"`` for MEADS),
+        ``"hmc"``, ``"mala"``, ``"rwmh"``, ``"ghmc"``; or a kernel class.
     rng : int or numpy.random.Generator or cupy.random.Generator
         Seed or generator (never a global seed).
     progress : bool
@@ -299,10 +335,11 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
     thin : int
         Keep every ``thin``-th transition.
     dense_mass : bool
-        Adapt a dense rather than a diagonal inverse mass matrix.
+        Adapt a dense rather than a diagonal inverse mass matrix (``"stan"``).
     target_accept : float, optional
-        Target acceptance rate of step-size adaptation; None means 0.8 for
-        NUTS and HMC, 0.574 for MALA, 0.234 for RWMH.
+        Target acceptance rate of step-size adaptation; None means the kernel's
+        (0.8 for NUTS and HMC, 0.574 for MALA, 0.234 for RWMH) under ``"stan"`` and
+        ``"fisher"``, and 0.651 (harmonic mean over chains) under ``"chees"``.
     grad_fn : callable, optional
         ``grad_fn(position) -> [n_chains, dim]`` instead of autodiff.
     n_chains : int, optional
@@ -318,6 +355,12 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         at the first call, checked against the tape on the next ones and then runs as
         one compiled program per gradient. False evaluates it on the tape. A function
         that cannot be compiled falls back with a warning.
+    adaptation : str or class or object, optional
+        Warmup strategy (:mod:`samplers.strategies`): ``"stan"`` (windowed step size
+        and mass, the default for NUTS, HMC, MALA, RWMH), ``"fisher"`` (nutpie-style
+        mass from draws and gradients), ``"chees"`` (ChEES-HMC: step size, jittered
+        trajectory length and mass, pooled over many chains), ``"meads"`` (GHMC),
+        ``"none"``, a registered name, or a strategy class or object.
     **kernel_options
         Passed to the kernel: ``step_size`` (initial; default 1, RWMH
         ``scale``), ``inverse_mass`` (initial), ``n_leapfrogs`` (HMC, default
@@ -332,51 +375,54 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
     DivergenceWarning
         When any transition after warmup diverged (the count is given).
     """
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel: unknown kernel {kernel!r}; valid kernels: {sorted(KERNELS)}")
+    if target_accept is not None and not 0.0 < target_accept < 1.0:
+        raise ValueError(f"target_accept: expected a value in (0, 1), got {target_accept!r}")
+    strategy = None if adaptation is None else _strategy(adaptation, target_accept, dense_mass)
+    if kernel is None:
+        kernel = getattr(strategy, "default_kernel", "nuts")
+    cls = get_kernel(kernel)
+    if strategy is None:
+        strategy = _strategy(getattr(cls, "adaptation", "stan"), target_accept, dense_mass)
     for name, v, lo in (("n_samples", n_samples, 1), ("n_warmup", n_warmup, 0),
                         ("thin", thin, 1)):
         if int(v) != v or v < lo:
             raise ValueError(f"{name}: expected an integer >= {lo}, got {v!r}")
-    if target_accept is None:
-        target_accept = DEFAULT_TARGET_ACCEPT[kernel]
-    if not 0.0 < target_accept < 1.0:
-        raise ValueError(f"target_accept: expected a value in (0, 1), got {target_accept!r}")
 
     xp = array_module(init_position) if init_position is not None else default_module()
     gen = as_generator(rng, xp)
     q0 = _initial_positions(init_position, n_chains, dim, init, gen, xp)
 
     opts = dict(kernel_options)
-    step_size = opts.pop("step_size", 1.0)
-    if kernel == "rwmh":                      # RWMH calls its step size "scale"
-        step_size = opts.pop("scale", step_size)
+    size_name = getattr(cls, "step_size_name", "step_size")
+    step_size = opts.pop(size_name, opts.pop("step_size", 1.0))
     inverse_mass = opts.pop("inverse_mass", None)
-    if kernel == "hmc":
-        opts.setdefault("n_leapfrogs", 10)
-    size_name = "scale" if kernel == "rwmh" else "step_size"
-    _check_options(kernel, opts, size_name)
-    k = KERNELS[kernel](logdensity, **{size_name: step_size}, inverse_mass=inverse_mass,
-                        grad_fn=grad_fn, compile=compile, **opts)
+    for key, value in getattr(cls, "sample_defaults", {}).items():
+        opts.setdefault(key, value)
+    _check_options(cls, kernel, opts)
+    k = cls(logdensity, **{size_name: step_size}, inverse_mass=inverse_mass,
+            grad_fn=grad_fn, compile=compile, **opts)
+    if hasattr(strategy, "check_kernel"):
+        strategy.check_kernel(k)
     if init_position is None and init == "uniform":
         q0 = _finite_inits(k, q0, gen)
-    state = k.init(q0)
+    state = _init_state(k, q0, gen)
     c, d = q0.shape
 
     bar = _Progress(n_warmup + n_samples * thin, progress)
     try:
+        params = k.params(state.position)
         if n_warmup > 0:
-            state, k, warmup_stats = window_adaptation(
-                k, state, gen, n_warmup, target_accept=target_accept, dense_mass=dense_mass,
+            state, params, warmup_stats = run_warmup(
+                k, strategy, state, gen, n_warmup, params,
                 callback=lambda info, eps: bar.update("warmup", info, eps))
         else:
             warmup_stats = {key: xp.zeros((c, 0)) for key in STAT_KEYS}
-        eps_c = _per_chain(k.step_size, c, xp, q0.dtype)
+        eps_c = params.step_size
         draws = xp.empty((n_samples, c, d), dtype=q0.dtype)
         logp = xp.empty((n_samples, c), dtype=q0.dtype)
         rec = StatsRecorder(n_samples, c, xp)
         for i in range(n_samples * thin):
-            state, info = k.step(state, gen)
+            state, info = k.step(state, gen, params)
             bar.update("sampling", info, eps_c)
             if (i + 1) % thin == 0:
                 t = (i + 1) // thin - 1
@@ -386,9 +432,9 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
     finally:
         bar.close()
     stats = rec.result()
-    inv = xp.ones(d, dtype=q0.dtype) if k.inverse_mass is None else k.inverse_mass
     res = Result(xp.ascontiguousarray(draws.transpose(1, 0, 2)), xp.ascontiguousarray(logp.T),
-                 stats, warmup_stats, eps_c, inv, k, state)
+                 stats, warmup_stats, eps_c, params.inverse_mass, _tuned(k, params), state,
+                 params)
     if res.n_divergent:
         warnings.warn(f"{res.n_divergent} of {c * n_samples} transitions after warmup were "
                       "divergent; the draws may be biased. Raise target_accept (smaller "

@@ -37,23 +37,28 @@ class MALA(GradientKernel):
         on the tape.
     """
 
+    #: Roberts & Rosenthal (1998): 0.574 is optimal in high dimension.
+    target_accept = 0.574
+
     def __init__(self, logdensity, step_size, inverse_mass=None, *, grad_fn=None,
                  divergence_threshold=DIVERGENCE_THRESHOLD, compile=True):
         super().__init__(logdensity, step_size, inverse_mass, "velocity_verlet",
                          grad_fn=grad_fn, divergence_threshold=divergence_threshold,
                          compile=compile)
 
-    def step(self, state, rng):
+    def step(self, state, rng, params=None):
         """One MALA transition of every chain.
 
         Parameters
         ----------
         state : HMCState
         rng : numpy.random.Generator or cupy.random.Generator
+        params : KernelParams, optional
+            Default ``self.params(state.position)``.
 
         Returns
         -------
         HMCState, HMCInfo
             ``info.n_grad_evals`` is 1 per chain.
         """
-        return metropolis_hmc_step(self, state, rng, 1)
+        return metropolis_hmc_step(self, state, rng, 1, params=params)

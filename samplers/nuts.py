@@ -317,7 +317,7 @@ class NUTS(GradientKernel):
                              f"{max_tree_depth!r}")
         self.max_tree_depth = int(max_tree_depth)
 
-    def step(self, state, rng):
+    def step(self, state, rng, params=None):
         """One NUTS transition of every chain.
 
         Parameters
@@ -325,6 +325,8 @@ class NUTS(GradientKernel):
         state : HMCState
             Positions ``[C, D]``, log densities ``[C]``, gradients ``[C, D]``.
         rng : numpy.random.Generator or cupy.random.Generator
+        params : KernelParams, optional
+            Step sizes and mass; default ``self.params(state.position)``.
 
         Returns
         -------
@@ -332,21 +334,23 @@ class NUTS(GradientKernel):
             The selected points.
         NUTSInfo
             Per-chain mean acceptance probability, divergence, energy,
-            gradient evaluations and tree depth.
+            gradient evaluations, tree depth and initial momentum.
         """
+        if params is None:
+            params = self.params(state.position)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore", under="ignore"):
             if type(state.position) is np.ndarray:
-                return self._step_numba(state, rng)
-            return self._step_array(state, rng)
+                return self._step_numba(state, rng, params)
+            return self._step_array(state, rng, params)
 
-    def _step_numba(self, state, rng):
+    def _step_numba(self, state, rng, params=None):
         """CPU path: the per-leapfrog and per-doubling bookkeeping in Numba.
 
         Consumes the random stream exactly as :meth:`_step_array` does, so both
         give the same transition (to rounding); the test suite checks this.
         """
         q0, lp0, g0 = state
-        inv, msqrt, eps0 = self._params(q0)
+        eps0, inv, msqrt = (params or self.params(q0))[:3]
         ld, integ, thr = self.logdensity, self.integrator, self.divergence_threshold
         c, d = q0.shape
         dtype = q0.dtype
@@ -403,7 +407,7 @@ class NUTS(GradientKernel):
                 break
 
         accept = sum_metro / np.maximum(n_leap, 1)
-        info = NUTSInfo(accept, divergent, s_h, n_leap * integ.n_stages, depth)
+        info = NUTSInfo(accept, divergent, s_h, n_leap * integ.n_stages, depth, p0)
         return HMCState(s_q, s_lp, s_g), info
 
     def _step_machine(self, q0, lp0, g0, msqrt, eps0, inv2, inv_kd, dense, kick, k0, a0,
@@ -428,13 +432,13 @@ class NUTS(GradientKernel):
             rng.bit_generator.state = saved
             return None
         accept = sum_metro / np.maximum(n_leap, 1)
-        info = NUTSInfo(accept, divergent, s_h, n_leap * self.integrator.n_stages, depth)
+        info = NUTSInfo(accept, divergent, s_h, n_leap * self.integrator.n_stages, depth, p0)
         return HMCState(s_q, s_lp, s_g), info
 
-    def _step_array(self, state, rng):
+    def _step_array(self, state, rng, params=None):
         """Array path (NumPy or CuPy): whole-array operations over chains."""
         q0, lp0, g0 = state
-        inv, msqrt, eps0 = self._params(q0)
+        eps0, inv, msqrt = (params or self.params(q0))[:3]
         xp = array_module(q0)
         ld, integ, thr = self.logdensity, self.integrator, self.divergence_threshold
         c, dtype = q0.shape[0], q0.dtype
@@ -560,5 +564,5 @@ class NUTS(GradientKernel):
                 break
 
         accept = sum_metro / xp.maximum(n_leap, 1)
-        info = NUTSInfo(accept, divergent, s_h, n_leap * integ.n_stages, depth)
+        info = NUTSInfo(accept, divergent, s_h, n_leap * integ.n_stages, depth, p0)
         return HMCState(s_q, s_lp, s_g), info

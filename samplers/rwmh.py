@@ -9,7 +9,7 @@ needed: the log density is evaluated once per transition for all chains.
 """
 import numpy as np
 
-from .base import HMCInfo, LogDensity, RWMHState, array_module
+from .base import HMCInfo, KernelParams, LogDensity, RWMHState, array_module
 from .hmc import _as_positions, _check_step_size, per_chain_step_size
 
 __all__ = ["RWMH"]
@@ -35,6 +35,14 @@ class RWMH:
         on the tape.
     """
 
+    #: Roberts, Gelman & Gilks (1997): 0.234 is optimal in high dimension.
+    target_accept = 0.234
+    adaptation = "stan"
+    step_size_name = "scale"
+    sample_defaults = {}
+    #: Only the log density is evaluated (starts are checked without a gradient).
+    needs_grad = False
+
     def __init__(self, logdensity, scale, inverse_mass=None, *, grad_fn=None, compile=True):
         del grad_fn  # no gradient needed
         self.logdensity = (logdensity if isinstance(logdensity, LogDensity)
@@ -42,7 +50,6 @@ class RWMH:
         _check_step_size(scale)
         self.scale = scale
         self.inverse_mass = inverse_mass
-        self._cache_key = None
 
     @property
     def step_size(self):
@@ -50,7 +57,7 @@ class RWMH:
         return self.scale
 
     def with_params(self, step_size=None, inverse_mass=None):
-        """A copy with a new scale (``step_size``) and/or proposal covariance."""
+        """A copy with a new default scale (``step_size``) and/or proposal covariance."""
         new = object.__new__(RWMH)
         new.__dict__.update(self.__dict__)
         if step_size is not None:
@@ -58,32 +65,41 @@ class RWMH:
             new.scale = step_size
         if inverse_mass is not None:
             new.inverse_mass = inverse_mass
-        new._cache_key = None
         return new
 
-    def _params(self, q):
-        key = (q.shape, q.dtype, type(q))
-        if key != self._cache_key:
-            xp = array_module(q)
-            d = q.shape[1]
-            cov = xp.ones(d, dtype=q.dtype) if self.inverse_mass is None else \
-                xp.asarray(self.inverse_mass, dtype=q.dtype)
-            if cov.shape == (d,):
-                if not bool(xp.all(cov > 0)):
-                    raise ValueError("inverse_mass: proposal variances must be positive")
-                factor = xp.sqrt(cov)
-            elif cov.shape == (d, d):
-                try:
-                    factor = xp.linalg.cholesky(cov)
-                except Exception as e:
-                    raise ValueError("inverse_mass: the proposal covariance must be "
-                                     f"symmetric positive definite ({e})") from None
-            else:
-                raise ValueError(f"inverse_mass: expected shape ({d},) or ({d}, {d}), got "
-                                 f"{tuple(cov.shape)}")
-            self._cached = (factor, per_chain_step_size(self.scale, q, "scale"))
-            self._cache_key = key
-        return self._cached
+    extra_params = {}
+
+    def params(self, position, *, step_size=None, inverse_mass=None, **extra):
+        """The :class:`~samplers.base.KernelParams` for positions like ``position``:
+        ``step_size`` is the proposal scale per chain, ``inverse_mass`` the proposal
+        covariance shape and ``mass_sqrt`` its factor (square root or lower Cholesky)."""
+        if extra:
+            raise TypeError(f"RWMH.params: unknown parameter(s) {sorted(extra)}; valid: "
+                            "['step_size', 'inverse_mass']")
+        q = position
+        xp = array_module(q)
+        d = q.shape[1]
+        cov = self.inverse_mass if inverse_mass is None else inverse_mass
+        cov = xp.ones(d, dtype=q.dtype) if cov is None else xp.asarray(cov, dtype=q.dtype)
+        if cov.shape == (d,):
+            if not bool(xp.all(cov > 0)):
+                raise ValueError("inverse_mass: proposal variances must be positive")
+            factor = xp.sqrt(cov)
+        elif cov.shape == (d, d):
+            try:
+                factor = xp.linalg.cholesky(cov)
+            except Exception as e:
+                raise ValueError("inverse_mass: the proposal covariance must be "
+                                 f"symmetric positive definite ({e})") from None
+        else:
+            raise ValueError(f"inverse_mass: expected shape ({d},) or ({d}, {d}), got "
+                             f"{tuple(cov.shape)}")
+        scale = per_chain_step_size(self.scale if step_size is None else step_size, q, "scale")
+        return KernelParams(scale, cov, factor)
+
+    def trial(self, state, rng, params):
+        """One proposal with ``params`` (what the step-size heuristic reads)."""
+        return self.step(state, rng, params)
 
     def init(self, position):
         """Initial state at ``position [C, D]``; raises on a non-finite start.
@@ -97,13 +113,15 @@ class RWMH:
         self.logdensity.check_finite(lp, None)
         return RWMHState(q, lp)
 
-    def step(self, state, rng):
+    def step(self, state, rng, params=None):
         """One random-walk Metropolis transition of every chain.
 
         Parameters
         ----------
         state : RWMHState
         rng : numpy.random.Generator or cupy.random.Generator
+        params : KernelParams, optional
+            Scale and proposal shape; default ``self.params(state.position)``.
 
         Returns
         -------
@@ -112,7 +130,9 @@ class RWMH:
             ``is_divergent`` always False (there is no integrator).
         """
         q0, lp0 = state
-        factor, scale = self._params(q0)
+        if params is None:
+            params = self.params(q0)
+        scale, _, factor = params[:3]
         xp = array_module(q0)
         z = rng.standard_normal(q0.shape, dtype=q0.dtype)
         step = z * factor if factor.ndim == 1 else z @ factor.T
@@ -125,5 +145,5 @@ class RWMH:
         new = RWMHState(xp.where(accepted[:, None], q, q0), xp.where(accepted, lp, lp0))
         c = q0.shape[0]
         info = HMCInfo(accept_prob, accepted, xp.zeros(c, dtype=bool), -new.logdensity,
-                       xp.zeros(c, dtype=np.int64))
+                       xp.zeros(c, dtype=np.int64), proposal=q)
         return new, info

@@ -1,6 +1,7 @@
-"""posteriordb reference posteriors as batched autodiff log densities, and their tests.
+"""Tests against the posteriordb reference posteriors of :mod:`samplers.suite`.
 
-The data (``data.json``, ``reference.json``, ``draws.npz`` per posterior) live outside
-the repository, in ``$ZSARRAY_SHARED/posteriordb`` or ``<repo>/../shared/posteriordb``;
-see :func:`tests.posteriordb.models.find_posteriordb`. Tests skip when it is absent.
+The models, their data and the reference summaries ship with the package; the
+reference draws (``draws.npz`` per posterior) live outside the repository, in
+``$ZSARRAY_SHARED/posteriordb`` or ``<repo>/../shared/posteriordb`` (see
+:func:`samplers.suite.models.find_posteriordb`). Tests that need them skip when absent.
 """

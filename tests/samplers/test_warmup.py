@@ -76,10 +76,10 @@ def test_restarts_heuristic_and_dual_averaging_at_each_window_end(monkeypatch):
     calls = []
     orig = wu.find_step_size
 
-    def spy(kernel, state, rng, initial, target=wu.HEURISTIC_TARGET):
+    def spy(kernel, state, rng, initial, target=wu.HEURISTIC_TARGET, params=None):
         if np.ndim(initial) == 0:     # the shared search (per-chain ones look for stuck chains)
-            calls.append(kernel.inverse_mass)
-        return orig(kernel, state, rng, initial, target)
+            calls.append(params.inverse_mass.copy())
+        return orig(kernel, state, rng, initial, target, params)
 
     monkeypatch.setattr(wu, "find_step_size", spy)
     ld, g = normal([1.0, 5.0])
@@ -92,7 +92,8 @@ def test_restarts_heuristic_and_dual_averaging_at_each_window_end(monkeypatch):
     st, tuned, stats = wu.window_adaptation(k, st, rng, n)
     assert n_windows >= 3
     assert len(calls) == 1 + n_windows
-    assert calls[0] is None and all(c is not None for c in calls[1:])   # after new metric
+    # the first search runs under the identity, the others under each new metric
+    assert (calls[0] == 1.0).all() and all((c != 1.0).all() for c in calls[1:])
     # dual averaging restarts from mu = log(10 eps): the step jumps at window ends
     ends = [i for i, (_, e) in enumerate(schedule) if e]
     eps = stats["step_size"][0]
@@ -105,7 +106,7 @@ def test_short_warmup_adapts_step_size_only():
     k = HMC(ld, 1.0, 5, grad_fn=g)
     rng = np.random.default_rng(3)
     st, tuned, stats = wu.window_adaptation(k, k.init(rng.standard_normal((4, 2))), rng, 15)
-    assert tuned.inverse_mass is None and tuned.step_size != 1.0
+    assert (tuned.inverse_mass == 1.0).all() and tuned.step_size != 1.0
     assert stats["acceptance"].shape == (4, 15)
 
 

@@ -1,0 +1,238 @@
+"""ChEES-HMC: step size, jittered trajectory length and diagonal mass from many chains.
+
+Hoffman, Radul & Sountsov (2021), "An adaptive-MCMC scheme for setting trajectory
+lengths in Hamiltonian Monte Carlo", AISTATS. With ``kernel="hmc"`` (every chain takes
+``ceil(u T / eps)`` leapfrog steps, ``u ~ U(0, 1]`` drawn per transition):
+
+- the step size follows dual averaging towards a *harmonic-mean* acceptance of 0.651
+  over the chains (one chain that rejects everything pulls the step size down, where
+  the arithmetic mean would let it hide);
+- the trajectory length ``T`` climbs the ChEES criterion (the change in the estimator
+  of the expected square, ``E[(|q' - mean|^2 - |q - mean|^2)^2] / 4``) by a stochastic
+  gradient in ``log T`` from all chains' proposals, weighted by their acceptance, with
+  Adam's steps clipped to ``+-0.35`` in ``log T``;
+- the diagonal inverse mass is the chains' pooled variance over two windows (10-40 %
+  and 40-70 % of warmup); at each change the step-size heuristic runs again (restarting
+  stuck chains, as Stan's warmup), dual averaging restarts and ``T`` starts again from
+  a few steps (the criterion is periodic in ``T`` along each direction, and from far
+  beyond its first maximum the jitter-averaged gradient is flat);
+- after warmup: dual averaging's averaged step size and the running average of
+  ``log T`` (weights ``t^-0.5``).
+
+The whitened criterion (positions divided by, and velocities multiplied by, the square
+root of the diagonal inverse mass) keeps it consistent with the mass. Made for many
+chains (hundreds); with 4 chains the gradient is noisy but the scheme still runs.
+"""
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from ..adaptation import dual_averaging, welford_covariance
+from ..base import _to_host, array_module
+from ..warmup import HEURISTIC_TARGET, checked_search
+from . import Adaptation
+
+__all__ = ["ChEESAdaptation", "ChEESState", "chees_gradient"]
+
+#: Largest change of ``log T`` in one iteration.
+LOG_UPDATE_CLIP = 0.35
+
+
+class ChEESState(NamedTuple):
+    """State of :class:`ChEESAdaptation`.
+
+    Attributes
+    ----------
+    params : KernelParams
+        Step size, inverse mass and ``trajectory_length`` of the next transition.
+    iteration : int
+    da : DualAveragingState
+    log_length, log_length_avg : float
+        ``log T`` (Adam's iterate) and its running average.
+    avg_count : int
+        Iterations in the running average since the last mass change.
+    adam : tuple of float
+        ``(first moment, second moment, steps)``.
+    previous : array, shape [C, D]
+        Positions at the start of the next transition.
+    welford : WelfordState or None
+        The current mass window's estimate.
+    bounds : tuple of int
+        Iterations where the mass windows start and end (empty: no mass adaptation).
+    """
+    params: object
+    iteration: int
+    da: object
+    log_length: float
+    log_length_avg: float
+    avg_count: int
+    adam: tuple
+    previous: object
+    welford: object
+    bounds: tuple
+
+
+def chees_gradient(initial, proposal, proposal_momentum, acceptance, divergent,
+                   inverse_mass, time):
+    """Stochastic gradient of the ChEES criterion with respect to ``log T``.
+
+    Parameters
+    ----------
+    initial, proposal, proposal_momentum : array, shape [C, D]
+        Positions at the start and at the end of each chain's trajectory, and the
+        momentum at its end.
+    acceptance : array, shape [C]
+        Acceptance probabilities (the weights).
+    divergent : array of bool, shape [C]
+        Divergent chains (left out).
+    inverse_mass : array, shape [D]
+        Diagonal inverse mass of the transition.
+    time : float or array, shape [C]
+        Integration time of each trajectory (``n_steps * step_size``).
+
+    Returns
+    -------
+    float
+        ``sum_c a_c t_c (|q'_c|^2 - |q_c|^2) (q'_c . v'_c) / sum_c a_c`` in whitened,
+        centred coordinates (``v' = M^{-1} p'``); 0 when no chain counts.
+    """
+    xp = array_module(proposal)
+    ok = ~divergent & xp.isfinite(proposal).all(axis=1) & xp.isfinite(acceptance)
+    w = xp.where(ok, acceptance, 0.0)
+    if float(w.sum()) <= 0.0:
+        return 0.0
+    qp = xp.where(ok[:, None], proposal, 0.0)
+    pp = xp.where(ok[:, None], proposal_momentum, 0.0)
+    mean_p = (w[:, None] * qp).sum(axis=0) / w.sum()
+    root = xp.sqrt(inverse_mass)
+    x1 = (qp - mean_p) / root
+    x0 = (initial - initial.mean(axis=0)) / root
+    v1 = pp * root
+    g = time * ((x1 * x1).sum(axis=1) - (x0 * x0).sum(axis=1)) * (x1 * v1).sum(axis=1)
+    return float((w * xp.where(ok, g, 0.0)).sum() / w.sum())
+
+
+class ChEESAdaptation(Adaptation):
+    """ChEES-HMC warmup (``adaptation="chees"``, with ``kernel="hmc"``).
+
+    Parameters
+    ----------
+    target_accept : float, optional
+        Target of the harmonic-mean acceptance (0.651, the paper's).
+    learning_rate : float
+        Adam's step in ``log T`` (0.025).
+    adapt_mass : bool
+        Estimate a diagonal inverse mass from the chains (default True).
+    initial_steps : int
+        Initial trajectory length in step sizes (``T_0 = initial_steps * eps_0``).
+    decay_rate : float
+        Weights ``t^-decay_rate`` of the running average of ``log T`` (0.5).
+    betas : (float, float)
+        Adam's moment decay rates (0.9, 0.999).
+    heuristic_target : float
+        Target of the step-size heuristic at the start and at mass changes (0.8).
+    """
+
+    default_kernel = "hmc"
+    requires = ("trajectory_length",)
+
+    def __init__(self, target_accept=None, learning_rate=0.025, adapt_mass=True,
+                 initial_steps=1, decay_rate=0.5, betas=(0.9, 0.999),
+                 heuristic_target=HEURISTIC_TARGET):
+        if target_accept is not None and not 0.0 < target_accept < 1.0:
+            raise ValueError(f"target_accept: expected a value in (0, 1), got {target_accept!r}")
+        if not learning_rate > 0:
+            raise ValueError(f"learning_rate: expected a positive float, got {learning_rate!r}")
+        self.target_accept = 0.651 if target_accept is None else float(target_accept)
+        self.learning_rate = float(learning_rate)
+        self.adapt_mass = bool(adapt_mass)
+        self.initial_steps = int(initial_steps)
+        self.decay_rate = float(decay_rate)
+        self.betas = tuple(float(b) for b in betas)
+        self.heuristic_target = heuristic_target
+
+    def _windows(self, n):
+        """Iterations where the mass windows start and end."""
+        if not self.adapt_mass or n < 20:
+            return ()
+        return (int(0.1 * n), int(0.4 * n), int(0.7 * n))
+
+    def init(self, kernel, state, rng, n_warmup, params):
+        if params.inverse_mass.ndim != 1:
+            raise ValueError("adaptation 'chees': needs a diagonal inverse mass (got a dense "
+                             "one); dense_mass is not supported")
+        eps0 = float(array_module(params.step_size).mean(params.step_size))
+        state, eps = checked_search(kernel, state, rng, eps0, self.heuristic_target,
+                                    "the start", params)
+        da = dual_averaging(target=self.target_accept)[0](eps)
+        log_t = math.log(self.initial_steps * eps)
+        params = _with(params, eps, math.exp(log_t))
+        return ChEESState(params, 0, da, log_t, log_t, 0, (0.0, 0.0, 0), state.position,
+                          None, self._windows(n_warmup)), state
+
+    def update(self, kernel, astate, state, info, rng):
+        (params, t, da, log_t, log_t_avg, count, (m, v, n_adam), previous, wf,
+         bounds) = astate
+        xp = array_module(state.position)
+        _, da_update, _ = dual_averaging(target=self.target_accept)
+        # step size: dual averaging on the harmonic mean of the acceptance
+        a = np.nan_to_num(np.asarray(_to_host(info.acceptance_rate), dtype=np.float64))
+        div = np.asarray(_to_host(info.is_divergent))
+        a_ok = np.where(div, 0.0, np.clip(a, 0.0, 1.0))
+        with np.errstate(divide="ignore"):
+            harmonic = 0.0 if (a_ok <= 0).any() else 1.0 / np.mean(1.0 / a_ok)
+        da = da_update(da, harmonic)
+        eps = da.step_size
+        # trajectory length: Adam (no momentum) ascent on the ChEES criterion in log T
+        n_steps = np.asarray(_to_host(info.n_grad_evals)) / kernel.integrator.n_stages
+        time = xp.asarray(n_steps * np.asarray(_to_host(params.step_size)),
+                          dtype=state.position.dtype)
+        grad = chees_gradient(previous, info.proposal, info.proposal_momentum,
+                              info.acceptance_rate, info.is_divergent, params.inverse_mass,
+                              time)
+        if math.isfinite(grad):
+            b1, b2 = self.betas
+            n_adam += 1
+            m = b1 * m + (1.0 - b1) * grad
+            v = b2 * v + (1.0 - b2) * grad * grad
+            step = self.learning_rate * (m / (1.0 - b1 ** n_adam)) / (
+                math.sqrt(v / (1.0 - b2 ** n_adam)) + 1e-12)
+            log_t += max(-LOG_UPDATE_CLIP, min(LOG_UPDATE_CLIP, step))
+        log_t = min(max(log_t, math.log(eps)), math.log(kernel.max_leapfrogs * eps))
+        count += 1
+        w = count ** -self.decay_rate
+        log_t_avg = (1.0 - w) * log_t_avg + w * log_t
+        # mass: pooled variance over the windows
+        i = t + 1
+        if bounds and bounds[0] <= t < bounds[-1]:
+            wf_init, wf_update, wf_final = welford_covariance(diagonal=True)
+            wf = wf_update(wf if wf is not None else wf_init(state.position), state.position)
+            if i in bounds[1:]:
+                params = kernel.params(state.position, inverse_mass=wf_final(wf),
+                                       trajectory_length=math.exp(log_t))
+                wf = None
+                state, eps = checked_search(kernel, state, rng, eps, self.heuristic_target,
+                                            f"warmup iteration {i}", params)
+                da = dual_averaging(target=self.target_accept)[0](eps)
+                # a new metric is a new problem: climb again from a short trajectory to
+                # the criterion's first maximum (ChEES is periodic in T along each
+                # direction; from too far out, its jitter-averaged gradient is flat)
+                log_t = log_t_avg = math.log(self.initial_steps * eps)
+                count, (m, v, n_adam) = 0, (0.0, 0.0, 0)
+        params = _with(params, eps, math.exp(log_t))
+        return ChEESState(params, i, da, log_t, log_t_avg, count, (m, v, n_adam),
+                          state.position, wf, bounds), state
+
+    def final(self, kernel, astate, state):
+        da = astate.da
+        eps = dual_averaging(target=self.target_accept)[2](da) if da.step else \
+            float(_to_host(astate.params.step_size)[0])
+        t = math.exp(astate.log_length_avg if astate.avg_count else astate.log_length)
+        return _with(astate.params, eps, min(max(t, eps), kernel.max_leapfrogs * eps))
+
+
+def _with(params, eps, length):
+    s = params.step_size
+    return params._replace(step_size=array_module(s).full(s.shape, eps, dtype=s.dtype),
+                           trajectory_length=float(length))

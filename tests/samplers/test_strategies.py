@@ -1,0 +1,202 @@
+"""Warmup strategies (stan, fisher, chees, meads) and the kernels they drive.
+
+Gaussians with known moments, MCSE-scaled; the ChEES gradient against a finite
+difference of its criterion; GHMC's invariance from stationarity.
+"""
+import warnings
+
+import numpy as np
+import pytest
+
+import samplers
+from samplers.ghmc import GHMC
+from samplers.strategies.chees import chees_gradient
+from samplers.strategies.fisher import fisher_inverse_mass
+from samplers.strategies.meads import max_eigenvalue
+
+from .helpers import check_moments, normal
+
+SCALES = np.array([0.1, 1.0, 3.0, 10.0])
+
+
+def _sample(adaptation, kernel=None, chains=4, warmup=400, samples=400, seed=0, **kw):
+    ld, g = normal(SCALES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", samplers.DivergenceWarning)
+        return samplers.sample(ld, n_chains=chains, dim=len(SCALES), kernel=kernel,
+                               adaptation=adaptation, grad_fn=g, n_warmup=warmup,
+                               n_samples=samples, rng=seed, progress=False, **kw)
+
+
+def test_chees_many_chains_gaussian():
+    res = _sample("chees", chains=256, warmup=300, samples=60)
+    assert type(res.kernel).__name__ == "HMC"
+    check_moments(res.draws, 0.0, SCALES ** 2)
+    # the mass is the variance (pooled over chains), the trajectory spans a fraction of a
+    # period of the whitened target (2 pi): neither one step nor thousands
+    np.testing.assert_allclose(res.inverse_mass / SCALES ** 2, 1.0, rtol=0.2)
+    t = res.params.trajectory_length
+    assert 0.5 < t < 15.0, t
+    eps = float(res.step_size[0])
+    assert t > 2 * eps
+    # harmonic-mean acceptance near its 0.651 target after warmup
+    acc = res.stats["acceptance"]
+    assert 0.5 < 1.0 / np.mean(1.0 / np.maximum(acc, 1e-3)) < 0.85
+    # jittered trajectories: the number of steps varies between transitions
+    assert len(np.unique(res.stats["n_grad_evals"][0])) >= 3
+
+
+def test_meads_ghmc_gaussian():
+    res = _sample("meads", chains=64, warmup=400, samples=400)
+    assert type(res.kernel).__name__ == "GHMC"
+    check_moments(res.draws, 0.0, SCALES ** 2)
+    p = res.params
+    assert p.inverse_mass.shape == (64, 4) and p.damping.shape == (64,)
+    # each fold's inverse mass is its source fold's variance: the truth within sampling error
+    np.testing.assert_allclose(np.median(p.inverse_mass, 0) / SCALES ** 2, 1.0, rtol=0.5)
+    assert (p.step_size > 0.1).all() and (p.step_size <= 1.0).all()
+
+
+def test_fisher_nuts_gaussian_mass_is_the_variance():
+    res = _sample("fisher", warmup=300, samples=500)
+    check_moments(res.draws, 0.0, SCALES ** 2)
+    # for a Gaussian sqrt(Var[q] / Var[grad]) is the variance itself
+    np.testing.assert_allclose(res.inverse_mass / SCALES ** 2, 1.0, rtol=0.3)
+    assert 0.6 < res.stats["acceptance"].mean() < 0.95
+
+
+def test_fisher_hmc_and_stan_defaults():
+    res = _sample("fisher", kernel="hmc", warmup=300, samples=300, n_leapfrogs=8)
+    check_moments(res.draws, 0.0, SCALES ** 2)
+    res = _sample(None, warmup=300, samples=300)        # stan, the NUTS default
+    check_moments(res.draws, 0.0, SCALES ** 2)
+
+
+def test_fisher_inverse_mass_limits():
+    r = fisher_inverse_mass(np.array([4.0, 0.0, np.nan, 1e30]), np.array([1.0, 1.0, 1.0, 1e-30]))
+    np.testing.assert_allclose(r, [2.0, 1.0, 1.0, 1e10])
+
+
+def test_chees_gradient_is_the_derivative_of_the_criterion():
+    # exact dynamics of H = q^2 / (2 s^2) + s^2 p^2 / 2 (inverse mass s^2):
+    # q(t) = q cos t + s^2 p sin t, p(t) = p cos t - q / s^2 sin t
+    rng = np.random.default_rng(0)
+    s = np.array([0.5, 2.0, 1.0])
+    q0 = rng.standard_normal((50, 3)) * s
+    p0 = rng.standard_normal((50, 3)) / s
+    acc = rng.uniform(0.3, 1.0, 50)
+
+    def traj(t):
+        return q0 * np.cos(t) + s ** 2 * p0 * np.sin(t), p0 * np.cos(t) - q0 / s ** 2 * np.sin(t)
+
+    t = 1.3
+    q1, p1 = traj(t)
+    m1 = (acc[:, None] * q1).sum(0) / acc.sum()      # the centre is held fixed (stop-gradient)
+    m0 = q0.mean(0)
+
+    def chees(tt):
+        x1 = (traj(tt)[0] - m1) / s
+        x0 = (q0 - m0) / s
+        return 0.25 * (acc * ((x1 ** 2).sum(1) - (x0 ** 2).sum(1)) ** 2).sum() / acc.sum()
+
+    h = 1e-6
+    fd = t * (chees(t + h) - chees(t - h)) / (2 * h)        # d/dlog t
+    got = chees_gradient(q0, q1, p1, acc, np.zeros(50, bool), s ** 2, t)
+    assert got == pytest.approx(fd, rel=1e-6)
+    # divergent chains and non-finite proposals are left out
+    div = np.zeros(50, bool)
+    div[:10] = True
+    q1n = q1.copy()
+    q1n[:10] = np.nan
+    got2 = chees_gradient(q0, q1n, p1, acc, div, s ** 2, t)
+    assert np.isfinite(got2) and got2 != got
+
+
+def test_max_eigenvalue_estimate():
+    # rows with covariance diag(9, 1, 1): sum(l^2) / sum(l) = 83 / 11
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((20000, 3)) * np.array([3.0, 1.0, 1.0])
+    assert max_eigenvalue(x) == pytest.approx(83 / 11, rel=0.03)
+
+
+def test_ghmc_leaves_the_joint_distribution_invariant():
+    # u = log x, x ~ Gamma(2, 1): skewed, so that a missing momentum flip or a wrong slice
+    # update shows (each was checked to fail this test by > 20 standard errors). From exact
+    # draws of (q, p, u) with fixed parameters, q keeps its law and u stays U(-1, 1).
+    from scipy.special import digamma, polygamma
+    a = 2.0
+    rng = np.random.default_rng(3)
+    c = 4000
+    k = GHMC(lambda q: (a * q - np.exp(q)).sum(1), 1.2, damping=0.1,
+             grad_fn=lambda q: a - np.exp(q))
+    st = k.init(np.log(rng.gamma(a, size=(c, 1))), rng=rng)
+    params = k.params(st.position)
+    qs, acc = [], []
+    for i in range(200):
+        st, info = k.step(st, rng, params)
+        acc.append(info.is_accepted.mean())
+        if i % 10 == 9:
+            qs.append(st.position[:, 0])
+    q = np.stack(qs, 1)                                       # [C, 20], chains independent
+    mean, var = digamma(a), polygamma(1, a)
+    assert abs(q.mean() - mean) / np.sqrt(var * 10 / q.size) < 4
+    assert abs(q.var() / var - 1) < 0.05
+    assert abs(st.slice.mean()) / np.sqrt(1 / 3 / c) < 4
+    assert abs((st.slice ** 2).mean() - 1 / 3) / np.sqrt(4 / 45 / c) < 4
+    assert abs((st.momentum ** 2).mean() - 1) < 0.06
+    assert 0.5 < np.mean(acc) < 0.9
+
+
+def test_ghmc_slice_rule_and_momentum_flip():
+    ld, g = normal(np.ones(2))
+    k = GHMC(ld, 2.5, damping=1e-9, grad_fn=g)          # huge step: many rejections
+    rng = np.random.default_rng(0)
+    st = k.init(rng.standard_normal((500, 2)), rng=rng)
+    params = k.params(st.position)
+    new, info = k.step(st, np.random.default_rng(5), params)
+    acc = info.is_accepted
+    assert acc.any() and (~acc).any()
+    # alpha ~ 0: the momentum persists; rejected chains negate it and keep their position
+    np.testing.assert_allclose(new.momentum[~acc], -info.momentum[~acc])
+    np.testing.assert_array_equal(new.position[~acc], st.position[~acc])
+    np.testing.assert_allclose(new.position[acc], info.proposal[acc])
+    # the slice variable moved by delta = alpha / 2, then u -> u exp(dH) on acceptance
+    alpha = -np.expm1(-2 * 2.5 * 1e-9)
+    u = np.mod(st.slice + 1 + alpha / 2, 2) - 1
+    assert (np.abs(u[acc]) < info.acceptance_rate[acc]).all()
+    assert (np.abs(u[~acc]) >= info.acceptance_rate[~acc]).all()
+    np.testing.assert_allclose(new.slice[~acc], u[~acc])
+    h0 = 0.5 * (info.momentum ** 2).sum(1) - ld(st.position)
+    dh = info.energy - h0                                  # energy of the accepted point
+    np.testing.assert_allclose(new.slice[acc], u[acc] * np.exp(dh[acc]), rtol=1e-12)
+    assert (np.abs(new.slice) <= 1.0).all()
+
+
+def test_strategy_errors_are_clear():
+    ld, g = normal(np.ones(2))
+    kw = dict(n_chains=4, dim=2, grad_fn=g, n_warmup=10, n_samples=5, progress=False)
+    with pytest.raises(ValueError, match="adaptation: unknown strategy 'chess'"):
+        samplers.sample(ld, adaptation="chess", **kw)
+    with pytest.raises(ValueError, match="no parameter 'trajectory_length'.*kernel='hmc'"):
+        samplers.sample(ld, kernel="nuts", adaptation="chees", **kw)
+    with pytest.raises(ValueError, match="needs at least 8 chains"):
+        samplers.sample(ld, adaptation="meads", **kw)
+    with pytest.raises(ValueError, match="dense_mass: adaptation 'chees' does not take it"):
+        samplers.sample(ld, adaptation="chees", dense_mass=True, **kw)
+    with pytest.raises(ValueError, match="target_accept: adaptation 'none' does not take it"):
+        samplers.sample(ld, adaptation="none", target_accept=0.9, **kw)
+    with pytest.raises(TypeError, match="give them to the strategy object"):
+        samplers.sample(ld, adaptation=samplers.strategies.stan.StanAdaptation(),
+                        target_accept=0.9, **kw)
+    with pytest.raises(TypeError, match="adaptation: expected a name, a strategy class"):
+        samplers.sample(ld, adaptation=3, **kw)
+
+
+def test_no_adaptation_keeps_the_given_parameters():
+    ld, g = normal(np.ones(2))
+    res = samplers.sample(ld, n_chains=4, dim=2, grad_fn=g, n_warmup=20, n_samples=5,
+                          adaptation="none", step_size=0.3, inverse_mass=np.array([1., 2.]),
+                          progress=False)
+    np.testing.assert_array_equal(res.step_size, 0.3)
+    np.testing.assert_array_equal(res.inverse_mass, [1.0, 2.0])
+    np.testing.assert_array_equal(res.warmup_stats["step_size"], 0.3)
