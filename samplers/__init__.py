@@ -42,7 +42,7 @@ __all__ = [
     # leapfrog kernels
     "kick_drift", "kick", "kinetic_energy", "sample_momentum", "mass_sqrt_from_inverse",
     # stochastic-gradient MCMC
-    "SGLD", "PSGLD", "SGHMC", "SGNHT", "SGMCMCInfo", "SGMCMCResult", "cyclical_step_size",
+    "SGLD", "PSGLD", "SGHMC", "SGNHT", "SGMCMCInfo", "cyclical_step_size",
     "polynomial_decay", "minibatch_grad_estimator", "sample_sgmcmc",
     # submodules
     "sgmcmc", "diagnostics", "kernels", "adaptation", "integrators", "warmup", "base", "driver",
@@ -77,7 +77,7 @@ _WHERE = {
     "summary": "diagnostics", "Summary": "diagnostics",
     "kick_drift": "kernels", "kick": "kernels", "kinetic_energy": "kernels",
     "sample_momentum": "kernels", "mass_sqrt_from_inverse": "kernels",
-    **dict.fromkeys(("SGLD", "PSGLD", "SGHMC", "SGNHT", "SGMCMCInfo", "SGMCMCResult",
+    **dict.fromkeys(("SGLD", "PSGLD", "SGHMC", "SGNHT", "SGMCMCInfo",
                      "cyclical_step_size", "polynomial_decay", "minibatch_grad_estimator",
                      "sample_sgmcmc"), "sgmcmc"),
 }

@@ -153,12 +153,23 @@ class KernelParams(NamedTuple):
     damping: object = None
 
 
-#: Keys of the per-transition statistics recorded by the driver and the warmup.
+#: Keys of the per-transition statistics of the Metropolis-adjusted kernels, recorded by
+#: the driver and the warmup (SG-MCMC kernels record ``step_size`` and their own info
+#: fields instead).
 STAT_KEYS = ("acceptance", "divergent", "step_size", "tree_depth", "n_grad_evals", "energy")
+
+#: Info field -> statistic name, for infos that have an ``acceptance_rate``.
+_MCMC_FIELDS = (("acceptance", "acceptance_rate"), ("divergent", "is_divergent"),
+                ("n_grad_evals", "n_grad_evals"), ("energy", "energy"),
+                ("tree_depth", "tree_depth"))
 
 
 class StatsRecorder:
     """Preallocated ``[n, C]`` buffers for the per-transition statistics.
+
+    The keys follow the first info recorded: :data:`STAT_KEYS` for the Metropolis-adjusted
+    kernels (an info with ``acceptance_rate``; ``tree_depth`` 0 without a tree), else
+    ``step_size`` and every other field of the info (SG-MCMC: ``grad_norm``).
 
     Parameters
     ----------
@@ -171,27 +182,42 @@ class StatsRecorder:
     """
 
     def __init__(self, n, c, xp):
-        self.bufs = {"acceptance": xp.empty((n, c)), "divergent": xp.empty((n, c), dtype=bool),
-                     "step_size": xp.empty((n, c)),
-                     "tree_depth": xp.zeros((n, c), dtype=np.int64),
-                     "n_grad_evals": xp.empty((n, c), dtype=np.int64),
-                     "energy": xp.empty((n, c))}
-        self.xp = xp
+        self.n, self.c, self.xp = n, c, xp
+        self.bufs = None
 
-    def record(self, t, info, step_size):
-        """Store transition ``t``'s info (an HMCInfo or NUTSInfo) and step sizes ``[C]``."""
+    def _allocate(self, info):
+        xp, n, c = self.xp, self.n, self.c
+        if hasattr(info, "acceptance_rate"):
+            self.fields = [(k, f) for k, f in _MCMC_FIELDS if getattr(info, f, None) is not None]
+            self.bufs = {"acceptance": xp.empty((n, c)),
+                         "divergent": xp.empty((n, c), dtype=bool),
+                         "step_size": xp.empty((n, c)),
+                         "tree_depth": xp.zeros((n, c), dtype=np.int64),
+                         "n_grad_evals": xp.empty((n, c), dtype=np.int64),
+                         "energy": xp.empty((n, c))}
+            return
+        self.fields = [(f, f) for f in info._fields
+                       if f != "step_size" and getattr(info, f) is not None]
+        self.bufs = {"step_size": xp.empty((n, c))}
+        for key, f in self.fields:
+            v = getattr(info, f)
+            self.bufs[key] = xp.empty((n, c), dtype=getattr(v, "dtype", np.float64))
+
+    def record(self, t, info, step_size=None):
+        """Store transition ``t``'s info and step sizes ``[C]`` (None: the info's own
+        ``step_size``, a scalar or ``[C]``)."""
+        if self.bufs is None:
+            self._allocate(info)
         b = self.bufs
-        b["acceptance"][t] = info.acceptance_rate
-        b["divergent"][t] = info.is_divergent
-        b["step_size"][t] = step_size
-        b["n_grad_evals"][t] = info.n_grad_evals
-        b["energy"][t] = info.energy
-        depth = getattr(info, "tree_depth", None)
-        if depth is not None:
-            b["tree_depth"][t] = depth
+        for key, f in self.fields:
+            b[key][t] = getattr(info, f)
+        b["step_size"][t] = info.step_size if step_size is None else step_size
 
     def result(self):
-        """Chain-major ``[C, n]`` copies."""
+        """Chain-major ``[C, n]`` copies (:data:`STAT_KEYS`, empty, when nothing was
+        recorded)."""
+        if self.bufs is None:
+            return {k: self.xp.zeros((self.c, 0)) for k in STAT_KEYS}
         return {k: self.xp.ascontiguousarray(v.T) for k, v in self.bufs.items()}
 
 

@@ -49,10 +49,28 @@ def _split_chains(x):
     return np.concatenate([x[:, :half], x[:, x.shape[1] - half :]], axis=0)
 
 
+def _average_ranks(y):
+    """Ranks (1-based, ties averaged) of each column of ``y [M, K]``: one argsort per
+    column, with ``scipy.stats.rankdata`` only for the columns that have ties (its tie
+    handling costs several times an argsort: this matters at 10,000 chains)."""
+    m, k = y.shape
+    out = np.empty((k, m))
+    steps = np.arange(1.0, m + 1.0)
+    for j in range(k):
+        col = np.ascontiguousarray(y[:, j])
+        order = np.argsort(col)
+        srt = col[order]
+        if (srt[1:] == srt[:-1]).any():
+            out[j] = stats.rankdata(col, method="average")
+        else:
+            out[j, order] = steps
+    return out.T
+
+
 def _z_scale(x):
     """Rank-normalize each quantity over all chains and draws (ties get average ranks)."""
     c, n, k = x.shape
-    ranks = stats.rankdata(x.reshape(c * n, k), method="average", axis=0)
+    ranks = _average_ranks(x.reshape(c * n, k))
     # Blom's offset 3/8, as in the paper's equation (14).
     return special.ndtri((ranks - 0.375) / (c * n + 0.25)).reshape(c, n, k)
 

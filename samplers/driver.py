@@ -17,7 +17,7 @@ import numpy as np
 
 from .base import STAT_KEYS, StatsRecorder, array_module, as_generator, default_module
 from .registry import KERNELS, get_adaptation, get_kernel
-from .strategies import run_warmup
+from .strategies import NoAdaptation, run_warmup, step
 
 __all__ = ["sample", "Result", "KERNELS", "DivergenceWarning", "STAT_KEYS"]
 
@@ -34,17 +34,18 @@ class Result:
     Attributes
     ----------
     draws : array, shape [n_chains, n_samples, dim]
-    logdensity : array, shape [n_chains, n_samples]
-        Log density at each draw.
+    logdensity : array, shape [n_chains, n_samples], or None
+        Log density at each draw (None for SG-MCMC, whose states have none).
     stats : dict of str to array, shape [n_chains, n_samples]
         ``acceptance``, ``divergent``, ``step_size``, ``tree_depth`` (0 for
-        kernels without a tree), ``n_grad_evals``, ``energy``.
+        kernels without a tree), ``n_grad_evals``, ``energy``; for SG-MCMC
+        ``step_size`` (the schedule's value) and ``grad_norm``.
     warmup_stats : dict of str to array, shape [n_chains, n_warmup]
         The same statistics during warmup.
-    step_size : array, shape [n_chains]
-        Step size (RWMH: proposal scale) used after warmup.
-    inverse_mass : array, shape [dim] or [dim, dim]
-        Inverse mass matrix used after warmup.
+    step_size : array, shape [n_chains], or None
+        Step size (RWMH: proposal scale) used after warmup (None for SG-MCMC).
+    inverse_mass : array, shape [dim], [dim, dim] or [n_chains, dim], or None
+        Inverse mass matrix used after warmup (None for SG-MCMC).
     kernel : object
         The kernel (with its adapted parameters as defaults) that produced the draws.
     state : NamedTuple
@@ -66,7 +67,8 @@ class Result:
         self.inverse_mass = inverse_mass
         self.kernel = kernel
         self.state = state
-        self.n_divergent = int(stats["divergent"].sum())
+        div = stats.get("divergent")
+        self.n_divergent = 0 if div is None else int(div.sum())
 
     @property
     def n_chains(self):
@@ -109,7 +111,7 @@ class Result:
         """Indices of the chains that did not move after warmup (see
         :func:`samplers.diagnostics.stuck_chains`)."""
         from . import diagnostics
-        return diagnostics.stuck_chains(self.draws, self.stats["acceptance"])
+        return diagnostics.stuck_chains(self.draws, self.stats.get("acceptance"))
 
     def to_arviz(self, var_name="x"):
         """An ``arviz.InferenceData`` with the draws and the sampler statistics.
@@ -124,12 +126,25 @@ class Result:
         except ImportError:
             raise ImportError("Result.to_arviz() needs ArviZ, which is not installed: "
                               "pip install arviz") from None
-        s = {k: _host(v) for k, v in self.stats.items()}
-        sample_stats = {"acceptance_rate": s["acceptance"], "diverging": s["divergent"],
-                        "step_size": s["step_size"], "tree_depth": s["tree_depth"],
-                        "n_steps": s["n_grad_evals"], "energy": s["energy"],
-                        "lp": _host(self.logdensity)}
+        names = {"acceptance": "acceptance_rate", "divergent": "diverging",
+                 "n_grad_evals": "n_steps"}          # ArviZ's names for Stan's statistics
+        sample_stats = {names.get(k, k): _host(v) for k, v in self.stats.items()}
+        if self.logdensity is not None:
+            sample_stats["lp"] = _host(self.logdensity)
         return az.from_dict(posterior={var_name: _host(self.draws)}, sample_stats=sample_stats)
+
+
+def _check_built(kernel, logdensity, grad_fn, options):
+    """A kernel object passed to sample() holds its target and its options."""
+    if not (hasattr(kernel, "init") and hasattr(kernel, "step")):
+        raise TypeError(f"kernel: expected a name, a kernel class or a kernel object with "
+                        f"init and step, got {type(kernel).__name__}")
+    given = [n for n, v in (("logdensity", logdensity), ("grad_fn", grad_fn)) if v is not None]
+    given += sorted(options)
+    if given:
+        raise TypeError(f"sample(kernel=<{type(kernel).__name__} object>): the kernel object "
+                        f"already holds its target and options; got {given} as well (pass "
+                        f"None as logdensity, and options to the kernel's constructor)")
 
 
 def _init_state(kernel, q, rng):
@@ -183,8 +198,11 @@ class _Progress:
         if bar is None:
             return
         # Divergences during warmup are expected (huge trial steps); count after.
-        if phase != "warmup":
-            self.divergent += int(info.is_divergent.sum())
+        div = getattr(info, "is_divergent", None)
+        if phase != "warmup" and div is not None:
+            self.divergent += int(div.sum())
+        if step_size is None:
+            step_size = getattr(info, "step_size", 0.0)
         bar.update(1)
         now = time.monotonic()
         if phase != self.phase or now >= self._next:
@@ -324,10 +342,12 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
     n_warmup : int
         Warmup (adaptation) transitions per chain; 0 keeps the given
         ``step_size`` and ``inverse_mass``.
-    kernel : str or class, optional
+    kernel : str or class or kernel object, optional
         A name of :data:`samplers.registry.KERNELS`: ``"nuts"`` (the default, unless
         the strategy has its own: ``"hmc"`` for ChEES, ``"ghmc"`` for MEADS),
-        ``"hmc"``, ``"mala"``, ``"rwmh"``, ``"ghmc"``; or a kernel class.
+        ``"hmc"``, ``"mala"``, ``"rwmh"``, ``"ghmc"``; a kernel class; or a kernel
+        object already built (``logdensity`` None), e.g. an SG-MCMC kernel
+        (``samplers.SGLD(grad_estimator, 1e-3)``), whose warmup is burn-in.
     rng : int or numpy.random.Generator or cupy.random.Generator
         Seed or generator (never a global seed).
     progress : bool
@@ -378,11 +398,18 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
     if target_accept is not None and not 0.0 < target_accept < 1.0:
         raise ValueError(f"target_accept: expected a value in (0, 1), got {target_accept!r}")
     strategy = None if adaptation is None else _strategy(adaptation, target_accept, dense_mass)
-    if kernel is None:
+    built = kernel is not None and not isinstance(kernel, (str, type))
+    if built:
+        _check_built(kernel, logdensity, grad_fn, kernel_options)
+    elif kernel is None:
         kernel = getattr(strategy, "default_kernel", "nuts")
-    cls = get_kernel(kernel)
+    cls = type(kernel) if built else get_kernel(kernel)
     if strategy is None:
-        strategy = _strategy(getattr(cls, "adaptation", "stan"), target_accept, dense_mass)
+        default = getattr(cls, "adaptation", "stan") if hasattr(cls, "params") else "none"
+        strategy = _strategy(default, target_accept, dense_mass)
+    if not hasattr(cls, "params") and not isinstance(strategy, NoAdaptation):
+        raise ValueError(f"adaptation: the kernel {cls.__name__} has no parameters to tune "
+                         f"(no params method); use adaptation='none' (its warmup is burn-in)")
     for name, v, lo in (("n_samples", n_samples, 1), ("n_warmup", n_warmup, 0),
                         ("thin", thin, 1)):
         if int(v) != v or v < lo:
@@ -392,49 +419,55 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
     gen = as_generator(rng, xp)
     q0 = _initial_positions(init_position, n_chains, dim, init, gen, xp)
 
-    opts = dict(kernel_options)
-    size_name = getattr(cls, "step_size_name", "step_size")
-    step_size = opts.pop(size_name, opts.pop("step_size", 1.0))
-    inverse_mass = opts.pop("inverse_mass", None)
-    for key, value in getattr(cls, "sample_defaults", {}).items():
-        opts.setdefault(key, value)
-    _check_options(cls, kernel, opts)
-    k = cls(logdensity, **{size_name: step_size}, inverse_mass=inverse_mass,
-            grad_fn=grad_fn, compile=compile, **opts)
+    if built:
+        k = kernel
+    else:
+        opts = dict(kernel_options)
+        size_name = getattr(cls, "step_size_name", "step_size")
+        step_size = opts.pop(size_name, opts.pop("step_size", 1.0))
+        inverse_mass = opts.pop("inverse_mass", None)
+        for key, value in getattr(cls, "sample_defaults", {}).items():
+            opts.setdefault(key, value)
+        _check_options(cls, kernel, opts)
+        k = cls(logdensity, **{size_name: step_size}, inverse_mass=inverse_mass,
+                grad_fn=grad_fn, compile=compile, **opts)
     if hasattr(strategy, "check_kernel"):
         strategy.check_kernel(k)
-    if init_position is None and init == "uniform":
+    if init_position is None and init == "uniform" and hasattr(k, "logdensity"):
         q0 = _finite_inits(k, q0, gen)
     state = _init_state(k, q0, gen)
     c, d = q0.shape
 
     bar = _Progress(n_warmup + n_samples * thin, progress)
     try:
-        params = k.params(state.position)
+        params = k.params(state.position) if hasattr(k, "params") else None
         if n_warmup > 0:
             state, params, warmup_stats = run_warmup(
                 k, strategy, state, gen, n_warmup, params,
                 callback=lambda info, eps: bar.update("warmup", info, eps))
         else:
-            warmup_stats = {key: xp.zeros((c, 0)) for key in STAT_KEYS}
-        eps_c = params.step_size
+            warmup_stats = StatsRecorder(0, c, xp).result()
+        eps_c = None if params is None else params.step_size
         draws = xp.empty((n_samples, c, d), dtype=q0.dtype)
-        logp = xp.empty((n_samples, c), dtype=q0.dtype)
+        has_lp = hasattr(state, "logdensity")
+        logp = xp.empty((n_samples, c), dtype=q0.dtype) if has_lp else None
         rec = StatsRecorder(n_samples, c, xp)
         for i in range(n_samples * thin):
-            state, info = k.step(state, gen, params)
+            state, info = step(k, state, gen, params)
             bar.update("sampling", info, eps_c)
             if (i + 1) % thin == 0:
                 t = (i + 1) // thin - 1
                 draws[t] = state.position
-                logp[t] = state.logdensity
+                if has_lp:
+                    logp[t] = state.logdensity
                 rec.record(t, info, eps_c)
     finally:
         bar.close()
     stats = rec.result()
-    res = Result(xp.ascontiguousarray(draws.transpose(1, 0, 2)), xp.ascontiguousarray(logp.T),
-                 stats, warmup_stats, eps_c, params.inverse_mass, _tuned(k, params), state,
-                 params)
+    res = Result(xp.ascontiguousarray(draws.transpose(1, 0, 2)),
+                 xp.ascontiguousarray(logp.T) if has_lp else None, stats, warmup_stats,
+                 eps_c, None if params is None else params.inverse_mass,
+                 k if params is None else _tuned(k, params), state, params)
     if res.n_divergent:
         warnings.warn(f"{res.n_divergent} of {c * n_samples} transitions after warmup were "
                       "divergent; the draws may be biased. Raise target_accept (smaller "

@@ -48,10 +48,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .base import array_module, as_generator
+from .base import array_module
 
 __all__ = ["SGLD", "PSGLD", "SGHMC", "SGNHT", "SGLDState", "PSGLDState", "SGHMCState",
-           "SGNHTState", "SGMCMCInfo", "SGMCMCResult", "cyclical_step_size",
+           "SGNHTState", "SGMCMCInfo", "cyclical_step_size",
            "polynomial_decay", "minibatch_grad_estimator", "sample_sgmcmc"]
 
 
@@ -709,34 +709,6 @@ def _take(a, idx):
 
 
 # --------------------------------------------------------------------------- driver
-class SGMCMCResult(NamedTuple):
-    """Output of :func:`sample_sgmcmc`.
-
-    Attributes
-    ----------
-    draws : array, shape [C, n_samples, D]
-    stats : dict
-        ``step_size`` ``[n_samples]`` (learning rate of each kept step) and
-        ``grad_norm`` ``[C, n_samples]``.
-    state : NamedTuple
-        The last state, to continue with ``kernel.step``.
-    kernel : object
-    """
-    draws: object
-    stats: dict
-    state: object
-    kernel: object
-
-    def summary(self, names=None, print_table=True):
-        """Posterior summary table per coordinate (:func:`samplers.diagnostics.summary`)."""
-        from . import diagnostics
-        d = self.draws
-        table = diagnostics.summary(d.get() if hasattr(d, "get") else d, names=names)
-        if print_table:
-            print(table)
-        return table
-
-
 def sample_sgmcmc(kernel, init_position, n_samples, thin=1, burnin=0, rng=0, progress=True):
     """Run an SG-MCMC kernel on every chain and keep every ``thin``-th position.
 
@@ -763,7 +735,11 @@ def sample_sgmcmc(kernel, init_position, n_samples, thin=1, burnin=0, rng=0, pro
 
     Returns
     -------
-    SGMCMCResult
+    Result
+        The one result type of :func:`samplers.sample` (this is
+        ``sample(None, init_position, kernel=kernel, n_warmup=burnin, adaptation="none")``):
+        ``stats["step_size"]`` and ``stats["grad_norm"]`` are ``[C, n_samples]``, the
+        burn-in's in ``warmup_stats``.
     """
     for name, v, lo in (("n_samples", n_samples, 1), ("thin", thin, 1), ("burnin", burnin, 0)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
@@ -772,39 +748,6 @@ def sample_sgmcmc(kernel, init_position, n_samples, thin=1, burnin=0, rng=0, pro
     if not (hasattr(kernel, "init") and hasattr(kernel, "step")):
         raise TypeError(f"kernel: expected an SG-MCMC kernel with init and step, got "
                         f"{type(kernel).__name__}")
-    state = kernel.init(init_position)
-    q = state.position
-    xp = array_module(q)
-    rng = as_generator(rng, xp)
-    c, d = q.shape
-    draws = xp.empty((c, n_samples, d), dtype=q.dtype)
-    step_sizes = np.empty(n_samples)
-    grad_norm = xp.empty((c, n_samples), dtype=q.dtype)
-    total = burnin + n_samples * thin
-    bar = _progress_bar(total, progress)
-    try:
-        for i in range(total):
-            state, info = kernel.step(state, rng)
-            j = i + 1 - burnin
-            if j > 0 and j % thin == 0:
-                k = j // thin - 1
-                draws[:, k] = state.position
-                step_sizes[k] = info.step_size
-                grad_norm[:, k] = info.grad_norm
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-    return SGMCMCResult(draws, {"step_size": step_sizes, "grad_norm": grad_norm}, state,
-                        kernel)
-
-
-def _progress_bar(total, enabled):
-    if not enabled or not sys.stderr.isatty():
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="it", desc="sgmcmc", dynamic_ncols=True)
+    from .driver import sample
+    return sample(None, init_position, n_samples=n_samples, n_warmup=burnin, kernel=kernel,
+                  rng=rng, progress=progress, thin=thin, adaptation="none")

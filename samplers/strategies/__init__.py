@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from ..base import StatsRecorder, array_module
 
-__all__ = ["Adaptation", "NoAdaptation", "NoAdaptationState", "run_warmup",
+__all__ = ["Adaptation", "NoAdaptation", "NoAdaptationState", "run_warmup", "step",
            "with_step_size", "kernel_extras"]
 
 
@@ -92,6 +92,14 @@ class NoAdaptation(Adaptation):
         return astate.params
 
 
+def step(kernel, state, rng, params):
+    """``kernel.step(state, rng, params)``, or ``kernel.step(state, rng)`` for kernels
+    without parameters (SG-MCMC: their step size is a schedule)."""
+    if params is None:
+        return kernel.step(state, rng)
+    return kernel.step(state, rng, params)
+
+
 def run_warmup(kernel, adaptation, state, rng, n_warmup, params=None, callback=None):
     """Run ``n_warmup`` transitions under ``adaptation``.
 
@@ -105,7 +113,8 @@ def run_warmup(kernel, adaptation, state, rng, n_warmup, params=None, callback=N
     rng : Generator
     n_warmup : int
     params : KernelParams, optional
-        Starting parameters; default ``kernel.params(state.position)``.
+        Starting parameters; default ``kernel.params(state.position)`` (None for a
+        kernel without ``params``, run under :class:`NoAdaptation`).
     callback : callable, optional
         ``callback(info, step_size [C])`` after every transition (progress bars).
 
@@ -118,16 +127,17 @@ def run_warmup(kernel, adaptation, state, rng, n_warmup, params=None, callback=N
     stats : dict of str to array, shape [C, n_warmup]
         Per-transition statistics (:data:`samplers.base.STAT_KEYS`).
     """
-    if params is None:
+    if params is None and hasattr(kernel, "params"):
         params = kernel.params(state.position)
     q = state.position
     rec = StatsRecorder(n_warmup, q.shape[0], array_module(q))
     astate, state = adaptation.init(kernel, state, rng, n_warmup, params)
     for i in range(n_warmup):
         p = astate.params
-        state, info = kernel.step(state, rng, p)
-        rec.record(i, info, p.step_size)
+        eps = None if p is None else p.step_size
+        state, info = step(kernel, state, rng, p)
+        rec.record(i, info, eps)
         if callback is not None:
-            callback(info, p.step_size)
+            callback(info, eps)
         astate, state = adaptation.update(kernel, astate, state, info, rng)
     return state, adaptation.final(kernel, astate, state), rec.result()

@@ -11,16 +11,20 @@ lengths in Hamiltonian Monte Carlo", AISTATS. With ``kernel="hmc"`` (every chain
   of the expected square, ``E[(|q' - mean|^2 - |q - mean|^2)^2] / 4``) by a stochastic
   gradient in ``log T`` from all chains' proposals, weighted by their acceptance, with
   Adam's steps clipped to ``+-0.35`` in ``log T``;
-- the diagonal inverse mass is the chains' pooled variance over two windows (10-40 %
-  and 40-70 % of warmup); at each change the step-size heuristic runs again (restarting
+- the inverse mass starts from the gradients' scales (``1 / sqrt(mean g^2)``, nutpie's
+  start), then is estimated from the chains' draws *and gradients* pooled over two
+  windows (10-40 % and 40-70 % of warmup): ``sqrt(Var q / Var grad)`` per coordinate,
+  or with ``dense_mass`` the matrix geometric mean of the draws' covariance and the
+  inverse of the gradients' (:mod:`samplers.strategies.fisher`), right for a Gaussian
+  and robust to chains still on their way to the typical set; at each change the step-size heuristic runs again (restarting
   stuck chains, as Stan's warmup), dual averaging restarts and ``T`` starts again from
   a few steps (the criterion is periodic in ``T`` along each direction, and from far
   beyond its first maximum the jitter-averaged gradient is flat);
 - after warmup: dual averaging's averaged step size and the running average of
   ``log T`` (weights ``t^-0.5``).
 
-The whitened criterion (positions divided by, and velocities multiplied by, the square
-root of the diagonal inverse mass) keeps it consistent with the mass. Made for many
+The whitened criterion (positions and velocities in the coordinates where the inverse
+mass is the identity) keeps it consistent with the mass. Made for many
 chains (hundreds); with 4 chains the gradient is noisy but the scheme still runs.
 """
 import math
@@ -31,7 +35,8 @@ import numpy as np
 from ..adaptation import dual_averaging, welford_covariance
 from ..base import _to_host, array_module
 from ..warmup import HEURISTIC_TARGET, checked_search
-from . import Adaptation
+from . import Adaptation, kernel_extras
+from .fisher import fisher_inverse_mass, geometric_mean, gradient_inverse_mass
 
 __all__ = ["ChEESAdaptation", "ChEESState", "chees_gradient"]
 
@@ -56,8 +61,8 @@ class ChEESState(NamedTuple):
         ``(first moment, second moment, steps)``.
     previous : array, shape [C, D]
         Positions at the start of the next transition.
-    welford : WelfordState or None
-        The current mass window's estimate.
+    welford : (WelfordState, WelfordState) or None
+        The current mass window's estimates for the draws and the gradients.
     bounds : tuple of int
         Iterations where the mass windows start and end (empty: no mass adaptation).
     """
@@ -86,8 +91,8 @@ def chees_gradient(initial, proposal, proposal_momentum, acceptance, divergent,
         Acceptance probabilities (the weights).
     divergent : array of bool, shape [C]
         Divergent chains (left out).
-    inverse_mass : array, shape [D]
-        Diagonal inverse mass of the transition.
+    inverse_mass : array, shape [D] or [D, D]
+        Inverse mass of the transition (diagonal or dense).
     time : float or array, shape [C]
         Integration time of each trajectory (``n_steps * step_size``).
 
@@ -95,7 +100,8 @@ def chees_gradient(initial, proposal, proposal_momentum, acceptance, divergent,
     -------
     float
         ``sum_c a_c t_c (|q'_c|^2 - |q_c|^2) (q'_c . v'_c) / sum_c a_c`` in whitened,
-        centred coordinates (``v' = M^{-1} p'``); 0 when no chain counts.
+        centred coordinates (``x -> L^{-1} x`` and ``v' = M^{-1} p' -> L^T p'`` with
+        ``M^{-1} = L L^T``); 0 when no chain counts.
     """
     xp = array_module(proposal)
     ok = ~divergent & xp.isfinite(proposal).all(axis=1) & xp.isfinite(acceptance)
@@ -105,10 +111,16 @@ def chees_gradient(initial, proposal, proposal_momentum, acceptance, divergent,
     qp = xp.where(ok[:, None], proposal, 0.0)
     pp = xp.where(ok[:, None], proposal_momentum, 0.0)
     mean_p = (w[:, None] * qp).sum(axis=0) / w.sum()
-    root = xp.sqrt(inverse_mass)
-    x1 = (qp - mean_p) / root
-    x0 = (initial - initial.mean(axis=0)) / root
-    v1 = pp * root
+    if inverse_mass.ndim == 1:
+        root = xp.sqrt(inverse_mass)
+        x1 = (qp - mean_p) / root
+        x0 = (initial - initial.mean(axis=0)) / root
+        v1 = pp * root
+    else:
+        chol = xp.linalg.cholesky(inverse_mass)
+        x1 = xp.linalg.solve(chol, (qp - mean_p).T).T
+        x0 = xp.linalg.solve(chol, (initial - initial.mean(axis=0)).T).T
+        v1 = pp @ chol
     g = time * ((x1 * x1).sum(axis=1) - (x0 * x0).sum(axis=1)) * (x1 * v1).sum(axis=1)
     return float((w * xp.where(ok, g, 0.0)).sum() / w.sum())
 
@@ -123,7 +135,11 @@ class ChEESAdaptation(Adaptation):
     learning_rate : float
         Adam's step in ``log T`` (0.025).
     adapt_mass : bool
-        Estimate a diagonal inverse mass from the chains (default True).
+        Estimate the inverse mass from the chains (default True).
+    dense_mass : bool
+        Estimate a dense inverse mass (the chains' pooled covariance) rather than a
+        diagonal one: with hundreds of chains it is well determined, and it is what
+        strongly correlated posteriors need.
     initial_steps : int
         Initial trajectory length in step sizes (``T_0 = initial_steps * eps_0``).
     decay_rate : float
@@ -138,7 +154,7 @@ class ChEESAdaptation(Adaptation):
     requires = ("trajectory_length",)
 
     def __init__(self, target_accept=None, learning_rate=0.025, adapt_mass=True,
-                 initial_steps=1, decay_rate=0.5, betas=(0.9, 0.999),
+                 dense_mass=False, initial_steps=1, decay_rate=0.5, betas=(0.9, 0.999),
                  heuristic_target=HEURISTIC_TARGET):
         if target_accept is not None and not 0.0 < target_accept < 1.0:
             raise ValueError(f"target_accept: expected a value in (0, 1), got {target_accept!r}")
@@ -147,10 +163,26 @@ class ChEESAdaptation(Adaptation):
         self.target_accept = 0.651 if target_accept is None else float(target_accept)
         self.learning_rate = float(learning_rate)
         self.adapt_mass = bool(adapt_mass)
+        self.dense_mass = bool(dense_mass)
         self.initial_steps = int(initial_steps)
         self.decay_rate = float(decay_rate)
         self.betas = tuple(float(b) for b in betas)
         self.heuristic_target = heuristic_target
+
+    def _mass(self, wf, like):
+        """Inverse mass from the windows' draws and gradients: ``sqrt(Var q / Var g)``
+        per coordinate, or (dense) the geometric mean of the draws' covariance and the
+        inverse of the gradients' (:func:`~samplers.strategies.fisher.geometric_mean`).
+        Unlike the draws' variance alone, it is right even for chains that have not
+        reached the typical set yet (the gradients carry the curvature)."""
+        _, _, wf_final = welford_covariance(diagonal=not self.dense_mass)
+        cx, cg = wf_final(wf[0], regularize=False), wf_final(wf[1], regularize=False)
+        if not self.dense_mass:
+            return fisher_inverse_mass(cx, cg)
+        cx, cg = np.asarray(_to_host(cx)), np.asarray(_to_host(cg))
+        ridge = 1e-10 * np.eye(len(cx))
+        inv = geometric_mean(cx + ridge * np.trace(cx), cg + ridge * np.trace(cg))
+        return array_module(like).asarray(inv, dtype=like.dtype)
 
     def _windows(self, n):
         """Iterations where the mass windows start and end."""
@@ -159,9 +191,11 @@ class ChEESAdaptation(Adaptation):
         return (int(0.1 * n), int(0.4 * n), int(0.7 * n))
 
     def init(self, kernel, state, rng, n_warmup, params):
-        if params.inverse_mass.ndim != 1:
-            raise ValueError("adaptation 'chees': needs a diagonal inverse mass (got a dense "
-                             "one); dense_mass is not supported")
+        if self.adapt_mass and n_warmup >= 20:
+            # start from the gradients' scales (nutpie's start) until the first window
+            params = kernel.params(state.position,
+                                   inverse_mass=gradient_inverse_mass(state.logdensity_grad),
+                                   **kernel_extras(params, kernel))
         eps0 = float(array_module(params.step_size).mean(params.step_size))
         state, eps = checked_search(kernel, state, rng, eps0, self.heuristic_target,
                                     "the start", params)
@@ -180,7 +214,7 @@ class ChEESAdaptation(Adaptation):
         a = np.nan_to_num(np.asarray(_to_host(info.acceptance_rate), dtype=np.float64))
         div = np.asarray(_to_host(info.is_divergent))
         a_ok = np.where(div, 0.0, np.clip(a, 0.0, 1.0))
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", over="ignore"):
             harmonic = 0.0 if (a_ok <= 0).any() else 1.0 / np.mean(1.0 / a_ok)
         da = da_update(da, harmonic)
         eps = da.step_size
@@ -203,13 +237,18 @@ class ChEESAdaptation(Adaptation):
         count += 1
         w = count ** -self.decay_rate
         log_t_avg = (1.0 - w) * log_t_avg + w * log_t
-        # mass: pooled variance over the windows
+        # mass: from the chains' draws and gradients over the windows
         i = t + 1
         if bounds and bounds[0] <= t < bounds[-1]:
-            wf_init, wf_update, wf_final = welford_covariance(diagonal=True)
-            wf = wf_update(wf if wf is not None else wf_init(state.position), state.position)
+            wf_init, wf_update, _ = welford_covariance(diagonal=not self.dense_mass)
+            q, g = state.position, state.logdensity_grad
+            if wf is None:
+                wf = (wf_init(q), wf_init(q))
+            good = xp.isfinite(g).all(axis=1) & ~info.is_divergent
+            if bool(good.any()):
+                wf = (wf_update(wf[0], q[good]), wf_update(wf[1], g[good]))
             if i in bounds[1:]:
-                params = kernel.params(state.position, inverse_mass=wf_final(wf),
+                params = kernel.params(q, inverse_mass=self._mass(wf, q),
                                        trajectory_length=math.exp(log_t))
                 wf = None
                 state, eps = checked_search(kernel, state, rng, eps, self.heuristic_target,

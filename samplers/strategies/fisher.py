@@ -31,7 +31,8 @@ from ..base import _to_host, array_module
 from ..warmup import HEURISTIC_TARGET, checked_search
 from . import Adaptation, kernel_extras, with_step_size
 
-__all__ = ["FisherAdaptation", "FisherState", "fisher_inverse_mass", "low_rank_inverse_mass"]
+__all__ = ["FisherAdaptation", "FisherState", "fisher_inverse_mass", "low_rank_inverse_mass",
+           "gradient_inverse_mass", "geometric_mean"]
 
 #: Bounds of the diagonal inverse mass (as nuts-rs).
 LIMITS = (1e-10, 1e10)
@@ -47,10 +48,32 @@ def fisher_inverse_mass(draw_var, grad_var):
     return xp.clip(r, *LIMITS)
 
 
+def gradient_inverse_mass(grads):
+    """nutpie's starting point: the diagonal inverse mass ``1 / sqrt(mean_c g_c^2)`` from
+    the gradients ``[C, D]`` of the chains (pooled), clipped to :data:`LIMITS` (1 where
+    not finite). Far from the mode the gradient's size tracks each coordinate's scale."""
+    xp = array_module(grads)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        inv = 1.0 / xp.sqrt((grads * grads).mean(axis=0))
+    return xp.clip(xp.where(xp.isfinite(inv), inv, 1.0), *LIMITS)
+
+
 def _sym_fn(a, fn):
     """``fn`` applied to the eigenvalues of the symmetric matrix ``a``."""
     w, v = np.linalg.eigh(a)
     return (v * fn(np.maximum(w, 1e-300))) @ v.T
+
+
+def geometric_mean(cov_draws, cov_grads):
+    """The Fisher-optimal dense inverse mass ``C_x # C_g^{-1}``, the matrix geometric mean
+    ``A^1/2 (A^-1/2 B A^-1/2)^1/2 A^1/2`` of the draws' covariance ``A`` and the inverse
+    of the gradients' covariance ``B = C_g^{-1}`` (host arrays ``[k, k]``, symmetric
+    positive definite). For a Gaussian target both are its covariance."""
+    a_half = _sym_fn(cov_draws, np.sqrt)
+    a_mhalf = _sym_fn(cov_draws, lambda w: 1.0 / np.sqrt(w))
+    b = np.linalg.inv(cov_grads)
+    out = a_half @ _sym_fn(a_mhalf @ b @ a_mhalf, np.sqrt) @ a_half
+    return 0.5 * (out + out.T)
 
 
 def low_rank_inverse_mass(draws, grads, sigma, cutoff=2.0, max_rank=10):
@@ -96,12 +119,7 @@ def low_rank_inverse_mass(draws, grads, sigma, cutoff=2.0, max_rank=10):
     eye = np.eye(k)
     cx = shrink * (basis.T @ (xw.T @ xw) @ basis) / max(n - 1, 1) + (1 - shrink) * eye
     cg = shrink * (basis.T @ (gw.T @ gw) @ basis) / max(n - 1, 1) + (1 - shrink) * eye
-    # geometric mean A # B = A^1/2 (A^-1/2 B A^-1/2)^1/2 A^1/2 with A = cx, B = cg^-1
-    a_half = _sym_fn(cx, np.sqrt)
-    a_mhalf = _sym_fn(cx, lambda w: 1.0 / np.sqrt(w))
-    b = np.linalg.inv(cg)
-    mean = a_half @ _sym_fn(a_mhalf @ b @ a_mhalf, np.sqrt) @ a_half
-    lam, vec = np.linalg.eigh(0.5 * (mean + mean.T))
+    lam, vec = np.linalg.eigh(geometric_mean(cx, cg))
     keep = np.argsort(-np.abs(np.log(np.maximum(lam, 1e-300))))[:max_rank]
     keep = keep[np.abs(np.log(np.maximum(lam[keep], 1e-300))) > np.log(cutoff)]
     u = basis @ vec[:, keep]
@@ -216,11 +234,8 @@ class FisherAdaptation(Adaptation):
         if params.inverse_mass.ndim != 1:
             raise ValueError("adaptation 'fisher': starts from a diagonal mass (give "
                              "low_rank=True to FisherAdaptation for a correlated one)")
-        # nutpie's start: the inverse mass 1 / |grad| (pooled over chains)
-        with np.errstate(divide="ignore"):
-            inv = xp.clip(1.0 / xp.sqrt((g * g).mean(axis=0)), *LIMITS)
-        inv = xp.where(xp.isfinite(inv), inv, 1.0)
-        params = kernel.params(q, inverse_mass=inv, **kernel_extras(params, kernel))
+        params = kernel.params(q, inverse_mass=gradient_inverse_mass(g),
+                               **kernel_extras(params, kernel))
         eps0 = float(array_module(params.step_size).mean(params.step_size))
         state, eps = checked_search(kernel, state, rng, eps0, self.heuristic_target,
                                     "the start", params)

@@ -116,8 +116,10 @@ def run(name, kernel=None, adaptation=None, n_chains=4, n_warmup=1000, n_samples
     seed : int
         Seeds the uniform(-2, 2) inits and the sampler.
     **options
-        More arguments of :func:`samplers.sample`. Under the ``"stan"`` strategy a model
-        that asks for it (kilpisjarvi, diamonds) gets ``dense_mass=True`` unless given.
+        More arguments of :func:`samplers.sample`. A model that asks for it
+        (kilpisjarvi, diamonds: correlations near -1) gets ``dense_mass=True`` unless
+        given, under the strategies named by a string that estimate a dense mass
+        (``"stan"``, ``"chees"``).
 
     Returns
     -------
@@ -126,8 +128,8 @@ def run(name, kernel=None, adaptation=None, n_chains=4, n_warmup=1000, n_samples
     import samplers
     from .. import diagnostics
     model = MODELS[name]
-    if (adaptation in (None, "stan") and kernel in (None, "nuts", "hmc", "mala")
-            and model.notes.get("dense_mass")):
+    if model.notes.get("dense_mass") and (adaptation in (None, "stan", "chees")) and \
+            kernel in (None, "nuts", "hmc", "mala"):
         options.setdefault("dense_mass", True)
     t0 = time.perf_counter()
     with warnings.catch_warnings():

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import signal
 
 from samplers import diagnostics as dg
@@ -258,3 +260,15 @@ def test_stuck_chains_are_named():
     acc[1] = 0.01                                   # barely moving
     assert list(stuck_chains(x)) == [3]
     assert list(stuck_chains(x, acc)) == [1, 3]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 60), st.integers(1, 4), st.integers(0, 3), st.integers(0, 2 ** 31))
+def test_average_ranks_match_scipy(m, k, decimals, seed):
+    # the argsort path (no ties) and the rankdata fallback (ties) give scipy's ranks
+    from scipy import stats as sstats
+    from samplers.diagnostics import _average_ranks
+    y = np.random.default_rng(seed).standard_normal((m, k))
+    if decimals < 3:
+        y = np.round(y, decimals)
+    np.testing.assert_array_equal(_average_ranks(y), sstats.rankdata(y, method="average", axis=0))

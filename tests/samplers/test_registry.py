@@ -151,3 +151,24 @@ def test_hmc_jittered_trajectory_lengths():
     assert abs(np.mean(n) - 10.5) < 1.0
     with pytest.raises(ValueError, match="trajectory_length: expected a positive"):
         samplers.HMC(ld, 0.1, 1, trajectory_length=-1.0)
+
+
+def test_one_driver_for_sgmcmc_kernels():
+    k = samplers.SGLD(lambda q, rng: -q, 0.01)
+    x0 = np.zeros((3, 2))
+    res = samplers.sample(None, x0, kernel=k, n_warmup=10, n_samples=20, rng=4, progress=False)
+    ref = samplers.sample_sgmcmc(k, x0, 20, burnin=10, rng=4, progress=False)
+    np.testing.assert_array_equal(res.draws, ref.draws)
+    assert type(res) is type(ref) is samplers.Result
+    assert set(res.stats) == {"step_size", "grad_norm"} and res.stats["grad_norm"].shape == (3, 20)
+    with pytest.raises(TypeError, match="already holds its target and options"):
+        samplers.sample(lambda q: q.sum(1), x0, kernel=k)
+    with pytest.raises(TypeError, match="already holds its target and options"):
+        samplers.sample(None, x0, kernel=k, step_size=0.1)
+    with pytest.raises(ValueError, match="has no parameters to tune"):
+        samplers.sample(None, x0, kernel=k, adaptation="stan")
+    # a built Metropolis kernel runs too, under its default warmup
+    ld, g = normal(np.ones(2))
+    res = samplers.sample(None, x0, kernel=samplers.MALA(ld, 0.5, grad_fn=g), n_warmup=50,
+                          n_samples=20, progress=False)
+    assert res.draws.shape == (3, 20, 2) and res.step_size.shape == (3,)

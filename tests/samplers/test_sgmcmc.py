@@ -16,6 +16,7 @@ import pytest
 from scipy import stats
 
 import autodiff as ad
+import samplers
 from samplers import diagnostics
 from samplers.kernels import sgmcmc_cpu as K
 from samplers.kernels import sgmcmc_reference as R
@@ -259,7 +260,11 @@ def test_sample_sgmcmc_matches_manual_steps_thin_burnin():
     x0 = np.ones((3, 2))
     res = sample_sgmcmc(k, x0, 4, thin=3, burnin=5, rng=11, progress=True)
     assert res.draws.shape == (3, 4, 2)
-    assert res.stats["grad_norm"].shape == (3, 4) and res.stats["step_size"].shape == (4,)
+    # the one Result of samplers.sample: chain-major [C, n] statistics, burn-in as warmup
+    assert isinstance(res, samplers.Result) and res.logdensity is None and res.n_divergent == 0
+    assert res.stats["grad_norm"].shape == (3, 4) and res.stats["step_size"].shape == (3, 4)
+    assert res.warmup_stats["grad_norm"].shape == (3, 5)
+    np.testing.assert_array_equal(res.stats["step_size"], 0.05)
     rng, state, manual = np.random.default_rng(11), k.init(x0), []
     for i in range(5 + 12):
         state, _ = k.step(state, rng)

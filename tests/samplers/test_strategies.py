@@ -46,6 +46,18 @@ def test_chees_many_chains_gaussian():
     assert len(np.unique(res.stats["n_grad_evals"][0])) >= 3
 
 
+def test_chees_dense_mass_on_a_correlated_gaussian():
+    cov = np.array([[1.0, 0.99 * 3], [0.99 * 3, 9.0]])
+    prec = np.linalg.inv(cov)
+    res = samplers.sample(lambda q: -0.5 * np.einsum("ci,ij,cj->c", q, prec, q),
+                          n_chains=128, dim=2, adaptation="chees", dense_mass=True,
+                          grad_fn=lambda q: -q @ prec, n_warmup=300, n_samples=100, rng=2,
+                          progress=False)
+    assert res.inverse_mass.shape == (2, 2)
+    np.testing.assert_allclose(res.inverse_mass, cov, rtol=0.1, atol=0.1)
+    check_moments(res.draws, 0.0, np.diag(cov))
+
+
 def test_meads_ghmc_gaussian():
     res = _sample("meads", chains=64, warmup=400, samples=400)
     assert type(res.kernel).__name__ == "GHMC"
@@ -77,17 +89,25 @@ def test_fisher_inverse_mass_limits():
     np.testing.assert_allclose(r, [2.0, 1.0, 1.0, 1e10])
 
 
-def test_chees_gradient_is_the_derivative_of_the_criterion():
-    # exact dynamics of H = q^2 / (2 s^2) + s^2 p^2 / 2 (inverse mass s^2):
-    # q(t) = q cos t + s^2 p sin t, p(t) = p cos t - q / s^2 sin t
+@pytest.mark.parametrize("dense", [False, True])
+def test_chees_gradient_is_the_derivative_of_the_criterion(dense):
+    # exact dynamics of H = q^T S^-1 q / 2 + p^T S p / 2 (inverse mass S = L L^T): in
+    # whitened coordinates x = L^-1 q, r = L^T p they rotate, x(t) = x cos t + r sin t
     rng = np.random.default_rng(0)
-    s = np.array([0.5, 2.0, 1.0])
-    q0 = rng.standard_normal((50, 3)) * s
-    p0 = rng.standard_normal((50, 3)) / s
+    if dense:
+        a = rng.standard_normal((3, 3))
+        inv = a @ a.T + 0.5 * np.eye(3)
+    else:
+        inv = np.diag([0.25, 4.0, 1.0])
+    chol = np.linalg.cholesky(inv)
+    x0 = rng.standard_normal((50, 3))
+    r0 = rng.standard_normal((50, 3))
+    q0 = x0 @ chol.T
     acc = rng.uniform(0.3, 1.0, 50)
 
     def traj(t):
-        return q0 * np.cos(t) + s ** 2 * p0 * np.sin(t), p0 * np.cos(t) - q0 / s ** 2 * np.sin(t)
+        x, r = x0 * np.cos(t) + r0 * np.sin(t), r0 * np.cos(t) - x0 * np.sin(t)
+        return x @ chol.T, np.linalg.solve(chol.T, r.T).T      # q = L x, p = L^-T r
 
     t = 1.3
     q1, p1 = traj(t)
@@ -95,20 +115,21 @@ def test_chees_gradient_is_the_derivative_of_the_criterion():
     m0 = q0.mean(0)
 
     def chees(tt):
-        x1 = (traj(tt)[0] - m1) / s
-        x0 = (q0 - m0) / s
-        return 0.25 * (acc * ((x1 ** 2).sum(1) - (x0 ** 2).sum(1)) ** 2).sum() / acc.sum()
+        x1 = np.linalg.solve(chol, (traj(tt)[0] - m1).T).T
+        x0c = np.linalg.solve(chol, (q0 - m0).T).T
+        return 0.25 * (acc * ((x1 ** 2).sum(1) - (x0c ** 2).sum(1)) ** 2).sum() / acc.sum()
 
     h = 1e-6
     fd = t * (chees(t + h) - chees(t - h)) / (2 * h)        # d/dlog t
-    got = chees_gradient(q0, q1, p1, acc, np.zeros(50, bool), s ** 2, t)
+    got = chees_gradient(q0, q1, p1, acc, np.zeros(50, bool), inv if dense else np.diag(inv),
+                         t)
     assert got == pytest.approx(fd, rel=1e-6)
     # divergent chains and non-finite proposals are left out
     div = np.zeros(50, bool)
     div[:10] = True
     q1n = q1.copy()
     q1n[:10] = np.nan
-    got2 = chees_gradient(q0, q1n, p1, acc, div, s ** 2, t)
+    got2 = chees_gradient(q0, q1n, p1, acc, div, inv if dense else np.diag(inv), t)
     assert np.isfinite(got2) and got2 != got
 
 
@@ -181,8 +202,8 @@ def test_strategy_errors_are_clear():
         samplers.sample(ld, kernel="nuts", adaptation="chees", **kw)
     with pytest.raises(ValueError, match="needs at least 8 chains"):
         samplers.sample(ld, adaptation="meads", **kw)
-    with pytest.raises(ValueError, match="dense_mass: adaptation 'chees' does not take it"):
-        samplers.sample(ld, adaptation="chees", dense_mass=True, **kw)
+    with pytest.raises(ValueError, match="dense_mass: adaptation 'meads' does not take it"):
+        samplers.sample(ld, adaptation="meads", dense_mass=True, **kw)
     with pytest.raises(ValueError, match="target_accept: adaptation 'none' does not take it"):
         samplers.sample(ld, adaptation="none", target_accept=0.9, **kw)
     with pytest.raises(TypeError, match="give them to the strategy object"):
