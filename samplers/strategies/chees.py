@@ -11,12 +11,11 @@ lengths in Hamiltonian Monte Carlo", AISTATS. With ``kernel="hmc"`` (every chain
   of the expected square, ``E[(|q' - mean|^2 - |q - mean|^2)^2] / 4``) by a stochastic
   gradient in ``log T`` from all chains' proposals, weighted by their acceptance, with
   Adam's steps clipped to ``+-0.35`` in ``log T``;
-- the inverse mass starts from the gradients' scales (``1 / sqrt(mean g^2)``, nutpie's
-  start), then is estimated from the chains' draws *and gradients* pooled over two
-  windows (10-40 % and 40-70 % of warmup): ``sqrt(Var q / Var grad)`` per coordinate,
-  or with ``dense_mass`` the matrix geometric mean of the draws' covariance and the
-  inverse of the gradients' (:mod:`samplers.strategies.fisher`), right for a Gaussian
-  and robust to chains still on their way to the typical set; at each change the step-size heuristic runs again (restarting
+- the inverse mass is estimated from the chains pooled over two windows (10-40 % and
+  40-70 % of warmup): their variance (or covariance, ``dense_mass``) as in the paper,
+  or with ``mass_estimate="fisher"`` from draws *and* gradients (``sqrt(Var q /
+  Var grad)``, or the matrix geometric mean of the draws' covariance and the inverse of
+  the gradients', :mod:`samplers.strategies.fisher`), starting from ``1 / |grad|``; at each change the step-size heuristic runs again (restarting
   stuck chains, as Stan's warmup), dual averaging restarts and ``T`` starts again from
   a few steps (the criterion is periodic in ``T`` along each direction, and from far
   beyond its first maximum the jitter-averaged gradient is flat);
@@ -137,9 +136,13 @@ class ChEESAdaptation(Adaptation):
     adapt_mass : bool
         Estimate the inverse mass from the chains (default True).
     dense_mass : bool
-        Estimate a dense inverse mass (the chains' pooled covariance) rather than a
-        diagonal one: with hundreds of chains it is well determined, and it is what
-        strongly correlated posteriors need.
+        Estimate a dense inverse mass rather than a diagonal one: with hundreds of chains
+        it is well determined, and it is what strongly correlated posteriors need.
+    mass_estimate : str
+        ``"variance"`` (the paper's: the chains' pooled variance or covariance, from the
+        given inverse mass) or ``"fisher"`` (from draws *and* gradients, starting from
+        ``1 / |grad|``; better where the draws' scales are far apart, see
+        ``bench/README.md``).
     initial_steps : int
         Initial trajectory length in step sizes (``T_0 = initial_steps * eps_0``).
     decay_rate : float
@@ -154,8 +157,12 @@ class ChEESAdaptation(Adaptation):
     requires = ("trajectory_length",)
 
     def __init__(self, target_accept=None, learning_rate=0.025, adapt_mass=True,
-                 dense_mass=False, initial_steps=1, decay_rate=0.5, betas=(0.9, 0.999),
-                 heuristic_target=HEURISTIC_TARGET):
+                 dense_mass=False, mass_estimate="variance", initial_steps=1,
+                 decay_rate=0.5, betas=(0.9, 0.999), heuristic_target=HEURISTIC_TARGET):
+        if mass_estimate not in ("variance", "fisher"):
+            raise ValueError(f"mass_estimate: expected 'variance' or 'fisher', got "
+                             f"{mass_estimate!r}")
+        self.mass_estimate = mass_estimate
         if target_accept is not None and not 0.0 < target_accept < 1.0:
             raise ValueError(f"target_accept: expected a value in (0, 1), got {target_accept!r}")
         if not learning_rate > 0:
@@ -170,12 +177,13 @@ class ChEESAdaptation(Adaptation):
         self.heuristic_target = heuristic_target
 
     def _mass(self, wf, like):
-        """Inverse mass from the windows' draws and gradients: ``sqrt(Var q / Var g)``
-        per coordinate, or (dense) the geometric mean of the draws' covariance and the
-        inverse of the gradients' (:func:`~samplers.strategies.fisher.geometric_mean`).
-        Unlike the draws' variance alone, it is right even for chains that have not
-        reached the typical set yet (the gradients carry the curvature)."""
+        """Inverse mass from the window: the draws' (co)variance (regularized as Stan's),
+        or with ``mass_estimate="fisher"`` ``sqrt(Var q / Var g)`` per coordinate, or
+        (dense) the geometric mean of the draws' covariance and the inverse of the
+        gradients' (:func:`~samplers.strategies.fisher.geometric_mean`)."""
         _, _, wf_final = welford_covariance(diagonal=not self.dense_mass)
+        if self.mass_estimate == "variance":
+            return wf_final(wf[0])
         cx, cg = wf_final(wf[0], regularize=False), wf_final(wf[1], regularize=False)
         if not self.dense_mass:
             return fisher_inverse_mass(cx, cg)
@@ -191,7 +199,7 @@ class ChEESAdaptation(Adaptation):
         return (int(0.1 * n), int(0.4 * n), int(0.7 * n))
 
     def init(self, kernel, state, rng, n_warmup, params):
-        if self.adapt_mass and n_warmup >= 20:
+        if self.adapt_mass and n_warmup >= 20 and self.mass_estimate == "fisher":
             # start from the gradients' scales (nutpie's start) until the first window
             params = kernel.params(state.position,
                                    inverse_mass=gradient_inverse_mass(state.logdensity_grad),

@@ -46,11 +46,14 @@ def test_chees_many_chains_gaussian():
     assert len(np.unique(res.stats["n_grad_evals"][0])) >= 3
 
 
-def test_chees_dense_mass_on_a_correlated_gaussian():
+@pytest.mark.parametrize("estimate", ["variance", "fisher"])
+def test_chees_dense_mass_on_a_correlated_gaussian(estimate):
     cov = np.array([[1.0, 0.99 * 3], [0.99 * 3, 9.0]])
     prec = np.linalg.inv(cov)
     res = samplers.sample(lambda q: -0.5 * np.einsum("ci,ij,cj->c", q, prec, q),
-                          n_chains=128, dim=2, adaptation="chees", dense_mass=True,
+                          n_chains=128, dim=2,
+                          adaptation=samplers.ChEESAdaptation(dense_mass=True,
+                                                              mass_estimate=estimate),
                           grad_fn=lambda q: -q @ prec, n_warmup=300, n_samples=100, rng=2,
                           progress=False)
     assert res.inverse_mass.shape == (2, 2)
@@ -82,6 +85,13 @@ def test_fisher_hmc_and_stan_defaults():
     check_moments(res.draws, 0.0, SCALES ** 2)
     res = _sample(None, warmup=300, samples=300)        # stan, the NUTS default
     check_moments(res.draws, 0.0, SCALES ** 2)
+
+
+def test_chees_fisher_mass_diagonal():
+    res = _sample(samplers.ChEESAdaptation(mass_estimate="fisher"), chains=256, warmup=300,
+                  samples=60)
+    check_moments(res.draws, 0.0, SCALES ** 2)
+    np.testing.assert_allclose(res.inverse_mass / SCALES ** 2, 1.0, rtol=0.2)
 
 
 def test_fisher_inverse_mass_limits():
