@@ -50,13 +50,13 @@ def fisher_inverse_mass(draw_var, grad_var):
 
 def gradient_inverse_mass(grads):
     """nutpie's starting point: the diagonal inverse mass ``1 / |g|`` from the gradients
-    ``[C, D]`` of the chains, pooled by the median of ``|g|`` over chains (a few chains
-    started where the gradient is enormous must not shrink every chain's steps), clipped
-    to :data:`LIMITS` (1 where not finite). Far from the mode the gradient's size tracks
-    each coordinate's scale."""
+    ``[C, D]`` of the chains, pooled as ``1 / sqrt(mean_c g_c^2)``, clipped to
+    :data:`LIMITS` (1 where not finite). Far from the mode the gradient's size tracks
+    each coordinate's scale. (Pooling by the median of ``|g|`` instead was tried and
+    measured worse on the suite.)"""
     xp = array_module(grads)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        inv = 1.0 / xp.median(xp.abs(grads), axis=0)
+        inv = 1.0 / xp.sqrt((grads * grads).mean(axis=0))
     return xp.clip(xp.where(xp.isfinite(inv), inv, 1.0), *LIMITS)
 
 
