@@ -24,7 +24,8 @@ import importlib
 
 __all__ = [
     # kernels and driver
-    "HMC", "NUTS", "MALA", "RWMH", "GHMC", "sample", "Result", "DivergenceWarning", "KERNELS",
+    "HMC", "NUTS", "MALA", "RWMH", "GHMC", "sample", "Result", "DivergenceWarning", "InterruptedWarning",
+    "KERNELS",
     "ADAPTATIONS", "register_kernel", "register_adaptation",
     # states, infos and parameters
     "HMCState", "RWMHState", "GHMCState", "HMCInfo", "NUTSInfo", "LogDensity", "KernelParams",
@@ -46,17 +47,18 @@ __all__ = [
     "polynomial_decay", "minibatch_grad_estimator", "sample_sgmcmc",
     # submodules
     "sgmcmc", "diagnostics", "kernels", "adaptation", "integrators", "warmup", "base", "driver",
-    "strategies", "registry", "suite",
+    "strategies", "registry", "suite", "checkpoint",
 ]
 
 _SUBMODULES = {"diagnostics", "kernels", "adaptation", "integrators", "warmup", "base",
                "driver", "hmc", "nuts", "mala", "rwmh", "sgmcmc", "ghmc", "strategies",
-               "registry", "suite"}
+               "registry", "suite", "checkpoint"}
 
 _WHERE = {
     "HMC": "hmc", "NUTS": "nuts", "MALA": "mala", "RWMH": "rwmh", "GHMC": "ghmc",
     "GHMCState": "ghmc",
     "sample": "driver", "Result": "driver", "DivergenceWarning": "driver",
+    "InterruptedWarning": "driver",
     "KERNELS": "registry", "ADAPTATIONS": "registry", "register_kernel": "registry",
     "register_adaptation": "registry",
     "HMCState": "base", "RWMHState": "base", "HMCInfo": "base", "NUTSInfo": "base",

@@ -203,6 +203,13 @@ class StatsRecorder:
             v = getattr(info, f)
             self.bufs[key] = xp.empty((n, c), dtype=getattr(v, "dtype", np.float64))
 
+    def __getstate__(self):                    # checkpoints: the module is not pickled
+        return {k: v for k, v in self.__dict__.items() if k != "xp"}
+
+    def __setstate__(self, d):
+        self.__dict__.update(d)
+        self.xp = np
+
     def record(self, t, info, step_size=None):
         """Store transition ``t``'s info and step sizes ``[C]`` (None: the info's own
         ``step_size``, a scalar or ``[C]``)."""

@@ -16,16 +16,22 @@ import warnings
 import numpy as np
 
 from .base import STAT_KEYS, StatsRecorder, array_module, as_generator, default_module
+from .checkpoint import Checkpoint
 from .registry import KERNELS, get_adaptation, get_kernel
 from .strategies import NoAdaptation, run_warmup, step
 
-__all__ = ["sample", "Result", "KERNELS", "DivergenceWarning", "STAT_KEYS"]
+__all__ = ["sample", "Result", "KERNELS", "DivergenceWarning", "InterruptedWarning",
+           "STAT_KEYS"]
 
 _INITS = ("uniform", "zeros")
 
 
 class DivergenceWarning(RuntimeWarning):
     """Some transitions after warmup were divergent: the draws may be biased."""
+
+
+class InterruptedWarning(RuntimeWarning):
+    """Sampling was interrupted (Ctrl-C): the Result holds the draws completed so far."""
 
 
 class Result:
@@ -326,7 +332,7 @@ def _strategy(adaptation, target_accept, dense_mass):
 def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel=None,
            rng=0, progress=True, thin=1, dense_mass=False, target_accept=None, grad_fn=None,
            n_chains=None, init="uniform", *, dim=None, compile=True, adaptation=None,
-           **kernel_options):
+           checkpoint=None, checkpoint_every=100, **kernel_options):
     """Sample ``n_chains`` chains at once with warmup; return a :class:`Result`.
 
     Parameters
@@ -381,6 +387,12 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         mass from draws and gradients), ``"chees"`` (ChEES-HMC: step size, jittered
         trajectory length and mass, pooled over many chains), ``"meads"`` (GHMC),
         ``"none"``, a registered name, or a strategy class or object.
+    checkpoint : str or os.PathLike, optional
+        A file to save the run to every ``checkpoint_every`` transitions and when it is
+        interrupted (:mod:`samplers.checkpoint`); if it exists, the run resumes from it
+        and repeats the uninterrupted run's draws exactly. NumPy generators only.
+    checkpoint_every : int
+        Transitions between two checkpoints (100).
     **kernel_options
         Passed to the kernel: ``step_size`` (initial; default 1, RWMH
         ``scale``), ``inverse_mass`` (initial), ``n_leapfrogs`` (HMC, default
@@ -394,6 +406,9 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
     -----
     DivergenceWarning
         When any transition after warmup diverged (the count is given).
+    InterruptedWarning
+        On Ctrl-C during sampling: the Result holds the draws completed so far (Ctrl-C
+        during warmup raises ``KeyboardInterrupt`` saying where it stopped).
     """
     if target_accept is not None and not 0.0 < target_accept < 1.0:
         raise ValueError(f"target_accept: expected a value in (0, 1), got {target_accept!r}")
@@ -433,26 +448,63 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
                 grad_fn=grad_fn, compile=compile, **opts)
     if hasattr(strategy, "check_kernel"):
         strategy.check_kernel(k)
-    if init_position is None and init == "uniform" and hasattr(k, "logdensity"):
-        q0 = _finite_inits(k, q0, gen)
-    state = _init_state(k, q0, gen)
     c, d = q0.shape
+    ckpt = None
+    if checkpoint is not None:
+        if not isinstance(gen, np.random.Generator):
+            raise ValueError("checkpoint: needs a NumPy generator (a CuPy generator's state "
+                             "cannot be saved yet)")
+        ckpt = Checkpoint(checkpoint, checkpoint_every, {
+            "n_chains": c, "dim": d, "n_warmup": int(n_warmup), "n_samples": int(n_samples),
+            "thin": int(thin), "kernel": cls.__qualname__,
+            "adaptation": type(strategy).__qualname__, "dtype": str(q0.dtype),
+            "seed": int(rng) if isinstance(rng, (int, np.integer)) else None})
+    saved = None if ckpt is None else ckpt.load()
+    if saved is None:
+        if init_position is None and init == "uniform" and hasattr(k, "logdensity"):
+            q0 = _finite_inits(k, q0, gen)
+        state = _init_state(k, q0, gen)
+    else:
+        state = saved["state"]
+        gen.bit_generator.state = saved["rng"]
+    total = n_warmup + n_samples * thin
+    snap = {}                       # the last consistent point of the run
 
-    bar = _Progress(n_warmup + n_samples * thin, progress)
+    def keep(**point):
+        """After every transition: remember it (interrupts), save it when due."""
+        point["rng"] = None if ckpt is None else gen.bit_generator.state
+        snap.clear()
+        snap.update(point)
+        if ckpt is not None and ckpt.due(point["n_done"]):
+            ckpt.save(**point)
+
+    bar = _Progress(total, progress)
+    phase, resumed = "warmup", saved is not None and saved["phase"] == "sampling"
     try:
-        params = k.params(state.position) if hasattr(k, "params") else None
-        if n_warmup > 0:
-            state, params, warmup_stats = run_warmup(
-                k, strategy, state, gen, n_warmup, params,
-                callback=lambda info, eps: bar.update("warmup", info, eps))
+        if resumed:
+            params, warmup_stats = saved["params"], saved["warmup_stats"]
         else:
-            warmup_stats = StatsRecorder(0, c, xp).result()
+            params = k.params(state.position) if hasattr(k, "params") else None
+            if n_warmup > 0:
+                state, params, warmup_stats = run_warmup(
+                    k, strategy, state, gen, n_warmup, params,
+                    callback=lambda info, eps: bar.update("warmup", info, eps),
+                    resume=None if saved is None else (saved["i"], saved["astate"],
+                                                       saved["recorder"]),
+                    on_iteration=lambda n, st, ast, rec: keep(
+                        phase="warmup", n_done=n, i=n, state=st, astate=ast, recorder=rec))
+            else:
+                warmup_stats = StatsRecorder(0, c, xp).result()
+        phase = "sampling"
         eps_c = None if params is None else params.step_size
-        draws = xp.empty((n_samples, c, d), dtype=q0.dtype)
         has_lp = hasattr(state, "logdensity")
-        logp = xp.empty((n_samples, c), dtype=q0.dtype) if has_lp else None
-        rec = StatsRecorder(n_samples, c, xp)
-        for i in range(n_samples * thin):
+        if resumed:
+            i0, draws, logp, rec = saved["i"], saved["draws"], saved["logp"], saved["recorder"]
+        else:
+            i0, rec = 0, StatsRecorder(n_samples, c, xp)
+            draws = xp.empty((n_samples, c, d), dtype=q0.dtype)
+            logp = xp.empty((n_samples, c), dtype=q0.dtype) if has_lp else None
+        for i in range(i0, n_samples * thin):
             state, info = step(k, state, gen, params)
             bar.update("sampling", info, eps_c)
             if (i + 1) % thin == 0:
@@ -461,8 +513,40 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
                 if has_lp:
                     logp[t] = state.logdensity
                 rec.record(t, info, eps_c)
+            keep(phase="sampling", n_done=n_warmup + i + 1, i=i + 1, state=state,
+                 params=params, warmup_stats=warmup_stats, draws=draws, logp=logp,
+                 recorder=rec)
+    except KeyboardInterrupt:
+        bar.close()
+        if ckpt is not None and snap:
+            ckpt.save(**snap)
+        where = (f"; checkpoint saved to {ckpt.path!r}: the same call resumes"
+                 if ckpt is not None and snap else "")
+        n_kept = snap.get("i", 0) // thin if snap.get("phase") == "sampling" else 0
+        if n_kept == 0:
+            done = snap.get("i", 0) if snap.get("phase") == "warmup" else n_warmup
+            raise KeyboardInterrupt(f"samplers.sample interrupted "
+                                    f"{'during warmup' if phase == 'warmup' else 'after warmup'}"
+                                    f", after {done} of {n_warmup} warmup transitions and no "
+                                    f"draw{where}") from None
+        warnings.warn(f"sampling interrupted after {n_kept} of {n_samples} draws per chain; "
+                      f"the Result holds those {n_kept}{where}", InterruptedWarning,
+                      stacklevel=2)
+        state = snap["state"]
+        draws, logp = draws[:n_kept], None if logp is None else logp[:n_kept]
+        stats = {key: v[:, :n_kept] for key, v in rec.result().items()}
+        return Result(xp.ascontiguousarray(draws.transpose(1, 0, 2)),
+                      None if logp is None else xp.ascontiguousarray(logp.T), stats,
+                      warmup_stats, eps_c, None if params is None else params.inverse_mass,
+                      k if params is None else _tuned(k, params), state, params)
     finally:
         bar.close()
+    if ckpt is not None and not (snap and ckpt.due(snap["n_done"])):
+        # the finished run: calling again with this path returns its result at once
+        ckpt.save(**(snap or dict(phase="sampling", n_done=total, i=n_samples * thin,
+                                  state=state, params=params, warmup_stats=warmup_stats,
+                                  draws=draws, logp=logp, recorder=rec,
+                                  rng=gen.bit_generator.state)))
     stats = rec.result()
     res = Result(xp.ascontiguousarray(draws.transpose(1, 0, 2)),
                  xp.ascontiguousarray(logp.T) if has_lp else None, stats, warmup_stats,

@@ -100,7 +100,8 @@ def step(kernel, state, rng, params):
     return kernel.step(state, rng, params)
 
 
-def run_warmup(kernel, adaptation, state, rng, n_warmup, params=None, callback=None):
+def run_warmup(kernel, adaptation, state, rng, n_warmup, params=None, callback=None,
+               resume=None, on_iteration=None):
     """Run ``n_warmup`` transitions under ``adaptation``.
 
     Parameters
@@ -117,6 +118,12 @@ def run_warmup(kernel, adaptation, state, rng, n_warmup, params=None, callback=N
         kernel without ``params``, run under :class:`NoAdaptation`).
     callback : callable, optional
         ``callback(info, step_size [C])`` after every transition (progress bars).
+    resume : (int, astate, StatsRecorder), optional
+        Continue a warmup stopped after that many transitions (checkpoints): ``init``
+        is not called again.
+    on_iteration : callable, optional
+        ``on_iteration(n_done, state, astate, recorder)`` after every transition, when
+        the states are consistent (checkpoints).
 
     Returns
     -------
@@ -130,9 +137,12 @@ def run_warmup(kernel, adaptation, state, rng, n_warmup, params=None, callback=N
     if params is None and hasattr(kernel, "params"):
         params = kernel.params(state.position)
     q = state.position
-    rec = StatsRecorder(n_warmup, q.shape[0], array_module(q))
-    astate, state = adaptation.init(kernel, state, rng, n_warmup, params)
-    for i in range(n_warmup):
+    if resume is None:
+        i0, rec = 0, StatsRecorder(n_warmup, q.shape[0], array_module(q))
+        astate, state = adaptation.init(kernel, state, rng, n_warmup, params)
+    else:
+        i0, astate, rec = resume
+    for i in range(i0, n_warmup):
         p = astate.params
         eps = None if p is None else p.step_size
         state, info = step(kernel, state, rng, p)
@@ -140,4 +150,6 @@ def run_warmup(kernel, adaptation, state, rng, n_warmup, params=None, callback=N
         if callback is not None:
             callback(info, eps)
         astate, state = adaptation.update(kernel, astate, state, info, rng)
+        if on_iteration is not None:
+            on_iteration(i + 1, state, astate, rec)
     return state, adaptation.final(kernel, astate, state), rec.result()

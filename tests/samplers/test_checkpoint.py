@@ -1,0 +1,176 @@
+"""Checkpoint and resume of samplers.sample; interrupts keep the completed draws."""
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import samplers
+
+from .helpers import normal
+
+SCALES = np.array([0.5, 2.0, 1.0])
+
+
+class Stop(Exception):
+    """Stands for a killed process: raised by the log density at a given call."""
+
+
+def _density(fail_at=None, calls=None):
+    ld, g = normal(SCALES)
+    calls = [0] if calls is None else calls
+
+    def grad(q):
+        calls[0] += 1
+        if fail_at is not None and calls[0] == fail_at:
+            raise Stop
+        return g(q)
+    return ld, grad
+
+
+def _run(path, fail_at=None, calls=None, **kw):
+    ld, grad = _density(fail_at, calls)
+    args = dict(n_chains=4, dim=3, n_warmup=150, n_samples=120, thin=2, rng=7,
+                progress=False, checkpoint=path, checkpoint_every=25)
+    args.update(kw)
+    return samplers.sample(ld, grad_fn=grad, **args)
+
+
+@pytest.mark.parametrize("kernel, where", [("nuts", 0.2), ("nuts", 0.75), ("hmc", 0.5),
+                                           ("mala", 0.1), ("mala", 0.9)])
+def test_a_killed_run_resumes_bit_for_bit(tmp_path, kernel, where):
+    calls = [0]
+    ref = _run(None, kernel=kernel, calls=calls)
+    fail_at = int(where * calls[0])                      # a gradient call in warmup or after
+    path = tmp_path / "run.ckpt"
+    with pytest.raises(Stop):
+        _run(path, fail_at, kernel=kernel)
+    assert path.exists()
+    res = _run(path, kernel=kernel)
+    np.testing.assert_array_equal(res.draws, ref.draws)
+    np.testing.assert_array_equal(res.logdensity, ref.logdensity)
+    for key in ref.stats:
+        np.testing.assert_array_equal(res.stats[key], ref.stats[key])
+        np.testing.assert_array_equal(res.warmup_stats[key], ref.warmup_stats[key])
+    np.testing.assert_array_equal(res.step_size, ref.step_size)
+    # the finished run left its final checkpoint: the same call returns at once
+    again = _run(path, fail_at=1, kernel=kernel)            # would raise if it sampled
+    np.testing.assert_array_equal(again.draws, ref.draws)
+
+
+def test_chees_resumes_bit_for_bit(tmp_path):
+    kw = dict(kernel="hmc", adaptation="chees", n_chains=64, n_warmup=100, n_samples=30)
+    ref = _run(None, **kw)
+    with pytest.raises(Stop):
+        _run(tmp_path / "c.ckpt", 200, **kw)
+    np.testing.assert_array_equal(_run(tmp_path / "c.ckpt", **kw).draws, ref.draws)
+
+
+def test_an_interrupt_returns_the_draws_so_far_and_resumes(tmp_path):
+    ld, g = normal(SCALES)
+    calls, stop = [0], [None]
+
+    def grad(q):
+        calls[0] += 1
+        if calls[0] == stop[0]:
+            raise KeyboardInterrupt
+        return g(q)
+    args = dict(n_chains=4, dim=3, n_warmup=150, n_samples=120, rng=7, progress=False)
+    samplers.sample(ld, grad_fn=grad, **args)
+    stop[0], calls[0] = int(0.8 * calls[0]), 0             # in the sampling phase
+    with pytest.warns(samplers.InterruptedWarning, match=r"after (\d+) of 120 draws"):
+        part = samplers.sample(ld, grad_fn=grad, checkpoint=tmp_path / "i.ckpt", **args)
+    ref = samplers.sample(ld, grad_fn=g, **args)
+    n = part.draws.shape[1]
+    assert 0 < n < 120 and part.stats["acceptance"].shape == (4, n)
+    np.testing.assert_array_equal(part.draws, ref.draws[:, :n])
+    full = samplers.sample(ld, grad_fn=g, checkpoint=tmp_path / "i.ckpt", **args)
+    np.testing.assert_array_equal(full.draws, ref.draws)
+    # during warmup: KeyboardInterrupt saying where
+    calls[0] = -10 ** 9
+
+    def grad_w(q):
+        calls[0] += 1
+        if calls[0] == 10:
+            raise KeyboardInterrupt
+        return g(q)
+    calls[0] = 0
+    with pytest.raises(KeyboardInterrupt, match="during warmup, after .* of 150"):
+        samplers.sample(ld, grad_fn=grad_w, **args)
+
+
+def test_bad_checkpoints_are_clear_errors(tmp_path):
+    path = tmp_path / "x.ckpt"
+    with pytest.raises(Stop):
+        _run(path, 600)
+    with pytest.raises(ValueError, match=r"written by a different run \(n_samples: "
+                                         r"checkpoint has 120, this call has 100"):
+        _run(path, n_samples=100)
+    with pytest.raises(ValueError, match="kernel: checkpoint has 'NUTS', this call has 'HMC'"):
+        _run(path, kernel="hmc")
+    path.write_bytes(pickle.dumps({"format": 1})[:7])
+    with pytest.raises(ValueError, match="cannot be read"):
+        _run(path)
+    path.write_bytes(pickle.dumps([1, 2]))
+    with pytest.raises(ValueError, match="not a samplers checkpoint"):
+        _run(path)
+    with pytest.raises(ValueError, match="checkpoint_every: expected a positive integer"):
+        _run(tmp_path / "y.ckpt", checkpoint_every=0)
+    assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]      # no leftovers
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigint_in_a_subprocess_returns_the_completed_draws(tmp_path):
+    code = textwrap.dedent(f"""
+        import sys, time, warnings
+        sys.path.insert(0, {os.getcwd()!r})
+        import numpy as np, samplers
+        def ld(q): return -0.5 * (q * q).sum(1)
+        def g(q):
+            time.sleep(0.002)
+            return -q
+        print("ready", flush=True)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            r = samplers.sample(ld, n_chains=2, dim=2, grad_fn=g, kernel="hmc", n_warmup=20,
+                                n_samples=100000, progress=False, n_leapfrogs=2)
+        print("draws", r.draws.shape[1], "warned", any("interrupted" in str(x.message) for x in w))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    words = out.split()
+    assert words[0] == "draws" and 0 < int(words[1]) < 100000 and words[3] == "True", out
+
+
+def test_sgmcmc_runs_checkpoint_too(tmp_path):
+    calls = [0]
+
+    def grad(q, rng, stop=None):
+        calls[0] += 1
+        if calls[0] == stop:
+            raise Stop
+        return -q + 0.1 * rng.standard_normal(q.shape)
+
+    def run(path, stop=None):
+        calls[0] = 0
+        k = samplers.SGHMC(lambda q, rng: grad(q, rng, stop), 0.01)
+        return samplers.sample(None, np.ones((3, 2)), kernel=k, n_warmup=50, n_samples=80,
+                               thin=2, rng=5, progress=False, checkpoint=path,
+                               checkpoint_every=20)
+    ref = run(None)
+    with pytest.raises(Stop):
+        run(tmp_path / "sg.ckpt", stop=150)
+    res = run(tmp_path / "sg.ckpt")
+    np.testing.assert_array_equal(res.draws, ref.draws)
+    np.testing.assert_array_equal(res.stats["grad_norm"], ref.stats["grad_norm"])
