@@ -332,7 +332,8 @@ def _strategy(adaptation, target_accept, dense_mass):
 def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel=None,
            rng=0, progress=True, thin=1, dense_mass=False, target_accept=None, grad_fn=None,
            n_chains=None, init="uniform", *, dim=None, compile=True, adaptation=None,
-           checkpoint=None, checkpoint_every=100, **kernel_options):
+           checkpoint=None, checkpoint_every=100, executor=None, n_shards=None,
+           **kernel_options):
     """Sample ``n_chains`` chains at once with warmup; return a :class:`Result`.
 
     Parameters
@@ -393,6 +394,13 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         and repeats the uninterrupted run's draws exactly. NumPy generators only.
     checkpoint_every : int
         Transitions between two checkpoints (100).
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+        Run the chains as ``n_shards`` batched shards through ``executor.submit`` and
+        merge them (:mod:`samplers.shards`): each shard adapts on its own and has its own
+        seed stream, so the draws do not depend on the number of workers. The log
+        density must be picklable for process pools (a module-level function).
+    n_shards : int, optional
+        Number of shards with an executor (default: one chain per shard).
     **kernel_options
         Passed to the kernel: ``step_size`` (initial; default 1, RWMH
         ``scale``), ``inverse_mass`` (initial), ``n_leapfrogs`` (HMC, default
@@ -412,6 +420,22 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
     """
     if target_accept is not None and not 0.0 < target_accept < 1.0:
         raise ValueError(f"target_accept: expected a value in (0, 1), got {target_accept!r}")
+    if executor is not None:
+        from .shards import sample_sharded
+        res = sample_sharded(executor, n_shards, logdensity, init_position, n_chains, dim, rng,
+                             checkpoint, dict(
+                                 n_samples=n_samples, n_warmup=n_warmup, kernel=kernel,
+                                 thin=thin, dense_mass=dense_mass, target_accept=target_accept,
+                                 grad_fn=grad_fn, init=init, compile=compile,
+                                 adaptation=adaptation, checkpoint_every=checkpoint_every,
+                                 **kernel_options))
+        if res.n_divergent:
+            warnings.warn(f"{res.n_divergent} of {res.draws.shape[0] * n_samples} transitions "
+                          "after warmup were divergent; the draws may be biased.",
+                          DivergenceWarning, stacklevel=2)
+        return res
+    if n_shards is not None:
+        raise ValueError("n_shards: only with an executor (executor=...)")
     strategy = None if adaptation is None else _strategy(adaptation, target_accept, dense_mass)
     built = kernel is not None and not isinstance(kernel, (str, type))
     if built:
