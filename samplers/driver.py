@@ -162,6 +162,15 @@ def _init_state(kernel, q, rng):
     return kernel.init(q)
 
 
+def _result(xp, draws, logp, stats, warmup_stats, params, kernel, state):
+    """The :class:`Result` from draw-major buffers ``draws [n, C, D]``, ``logp [n, C]``."""
+    return Result(xp.ascontiguousarray(draws.transpose(1, 0, 2)),
+                  None if logp is None else xp.ascontiguousarray(logp.T), stats,
+                  warmup_stats, None if params is None else params.step_size,
+                  None if params is None else params.inverse_mass,
+                  kernel if params is None else _tuned(kernel, params), state, params)
+
+
 def _tuned(kernel, params):
     """``kernel`` with ``params`` as its defaults (what ``Result.kernel`` holds), when it
     can take them (a kernel whose defaults cannot hold them is returned as it is)."""
@@ -556,13 +565,9 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         warnings.warn(f"sampling interrupted after {n_kept} of {n_samples} draws per chain; "
                       f"the Result holds those {n_kept}{where}", InterruptedWarning,
                       stacklevel=2)
-        state = snap["state"]
-        draws, logp = draws[:n_kept], None if logp is None else logp[:n_kept]
-        stats = {key: v[:, :n_kept] for key, v in rec.result().items()}
-        return Result(xp.ascontiguousarray(draws.transpose(1, 0, 2)),
-                      None if logp is None else xp.ascontiguousarray(logp.T), stats,
-                      warmup_stats, eps_c, None if params is None else params.inverse_mass,
-                      k if params is None else _tuned(k, params), state, params)
+        return _result(xp, draws[:n_kept], None if logp is None else logp[:n_kept],
+                       {key: v[:, :n_kept] for key, v in rec.result().items()},
+                       warmup_stats, params, k, snap["state"])
     finally:
         bar.close()
     if ckpt is not None and not (snap and ckpt.due(snap["n_done"])):
@@ -571,11 +576,7 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
                                   state=state, params=params, warmup_stats=warmup_stats,
                                   draws=draws, logp=logp, recorder=rec,
                                   rng=gen.bit_generator.state)))
-    stats = rec.result()
-    res = Result(xp.ascontiguousarray(draws.transpose(1, 0, 2)),
-                 xp.ascontiguousarray(logp.T) if has_lp else None, stats, warmup_stats,
-                 eps_c, None if params is None else params.inverse_mass,
-                 k if params is None else _tuned(k, params), state, params)
+    res = _result(xp, draws, logp, rec.result(), warmup_stats, params, k, state)
     if res.n_divergent:
         warnings.warn(f"{res.n_divergent} of {c * n_samples} transitions after warmup were "
                       "divergent; the draws may be biased. Raise target_accept (smaller "
