@@ -47,12 +47,12 @@ __all__ = [
     "polynomial_decay", "minibatch_grad_estimator", "sample_sgmcmc",
     # submodules
     "sgmcmc", "diagnostics", "kernels", "adaptation", "integrators", "warmup", "base", "driver",
-    "strategies", "registry", "suite", "checkpoint",
+    "strategies", "registry", "suite", "checkpoint", "store", "shards",
 ]
 
 _SUBMODULES = {"diagnostics", "kernels", "adaptation", "integrators", "warmup", "base",
                "driver", "hmc", "nuts", "mala", "rwmh", "sgmcmc", "ghmc", "strategies",
-               "registry", "suite", "checkpoint"}
+               "registry", "suite", "checkpoint", "store", "shards"}
 
 _WHERE = {
     "HMC": "hmc", "NUTS": "nuts", "MALA": "mala", "RWMH": "rwmh", "GHMC": "ghmc",

@@ -17,6 +17,7 @@ import numpy as np
 
 from .base import STAT_KEYS, StatsRecorder, array_module, as_generator, default_module
 from .checkpoint import Checkpoint
+from .store import MemorySink, ZarrSink
 from .registry import KERNELS, get_adaptation, get_kernel
 from .strategies import NoAdaptation, run_warmup, step
 
@@ -74,7 +75,7 @@ class Result:
         self.kernel = kernel
         self.state = state
         div = stats.get("divergent")
-        self.n_divergent = 0 if div is None else int(div.sum())
+        self.n_divergent = 0 if div is None else _count(div)
 
     @property
     def n_chains(self):
@@ -162,11 +163,10 @@ def _init_state(kernel, q, rng):
     return kernel.init(q)
 
 
-def _result(xp, draws, logp, stats, warmup_stats, params, kernel, state):
-    """The :class:`Result` from draw-major buffers ``draws [n, C, D]``, ``logp [n, C]``."""
-    return Result(xp.ascontiguousarray(draws.transpose(1, 0, 2)),
-                  None if logp is None else xp.ascontiguousarray(logp.T), stats,
-                  warmup_stats, None if params is None else params.step_size,
+def _result(draws, logp, stats, warmup_stats, params, kernel, state):
+    """The :class:`Result` from chain-major ``draws [C, n, D]``, ``logp [C, n]``."""
+    return Result(draws, logp, stats, warmup_stats,
+                  None if params is None else params.step_size,
                   None if params is None else params.inverse_mass,
                   kernel if params is None else _tuned(kernel, params), state, params)
 
@@ -184,6 +184,15 @@ def _tuned(kernel, params):
 
 def _host(x):
     return x.get() if type(x).__module__.startswith("cupy") else np.asarray(x)
+
+
+def _count(flags):
+    """Number of True values of ``flags [C, n]`` (a zarr array is read a chunk at a time)."""
+    if hasattr(flags, "sum"):
+        return int(flags.sum())
+    step = max(1, flags.chunks[1])
+    return sum(int(np.asarray(flags[:, a:a + step]).sum())
+               for a in range(0, flags.shape[1], step))
 
 
 class _Progress:
@@ -342,7 +351,7 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
            rng=0, progress=True, thin=1, dense_mass=False, target_accept=None, grad_fn=None,
            n_chains=None, init="uniform", *, dim=None, compile=True, adaptation=None,
            checkpoint=None, checkpoint_every=100, executor=None, n_shards=None,
-           **kernel_options):
+           store=None, store_chunk=None, **kernel_options):
     """Sample ``n_chains`` chains at once with warmup; return a :class:`Result`.
 
     Parameters
@@ -410,6 +419,12 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         density must be picklable for process pools (a module-level function).
     n_shards : int, optional
         Number of shards with an executor (default: one chain per shard).
+    store : str or os.PathLike, optional
+        A zarr group (created, overwritten) to stream the draws, log densities and
+        statistics to, ``store_chunk`` draws at a time (:mod:`samplers.store`); the
+        Result then holds the zarr arrays. Needs zarr.
+    store_chunk : int, optional
+        Draws per chunk of the store (default: about 32 MiB of draws).
     **kernel_options
         Passed to the kernel: ``step_size`` (initial; default 1, RWMH
         ``scale``), ``inverse_mass`` (initial), ``n_leapfrogs`` (HMC, default
@@ -530,25 +545,19 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
                 warmup_stats = StatsRecorder(0, c, xp).result()
         phase = "sampling"
         eps_c = None if params is None else params.step_size
-        has_lp = hasattr(state, "logdensity")
         if resumed:
-            i0, draws, logp, rec = saved["i"], saved["draws"], saved["logp"], saved["recorder"]
+            i0, sink = saved["i"], saved["sink"]
         else:
-            i0, rec = 0, StatsRecorder(n_samples, c, xp)
-            draws = xp.empty((n_samples, c, d), dtype=q0.dtype)
-            logp = xp.empty((n_samples, c), dtype=q0.dtype) if has_lp else None
+            i0, has_lp = 0, hasattr(state, "logdensity")
+            sink = (MemorySink(n_samples, c, d, q0.dtype, xp, has_lp) if store is None else
+                    ZarrSink(store, n_samples, c, d, q0.dtype, has_lp, store_chunk))
         for i in range(i0, n_samples * thin):
             state, info = step(k, state, gen, params)
             bar.update("sampling", info, eps_c)
             if (i + 1) % thin == 0:
-                t = (i + 1) // thin - 1
-                draws[t] = state.position
-                if has_lp:
-                    logp[t] = state.logdensity
-                rec.record(t, info, eps_c)
+                sink.write((i + 1) // thin - 1, state, info, eps_c)
             keep(phase="sampling", n_done=n_warmup + i + 1, i=i + 1, state=state,
-                 params=params, warmup_stats=warmup_stats, draws=draws, logp=logp,
-                 recorder=rec)
+                 params=params, warmup_stats=warmup_stats, sink=sink)
     except KeyboardInterrupt:
         bar.close()
         if ckpt is not None and snap:
@@ -565,18 +574,15 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         warnings.warn(f"sampling interrupted after {n_kept} of {n_samples} draws per chain; "
                       f"the Result holds those {n_kept}{where}", InterruptedWarning,
                       stacklevel=2)
-        return _result(xp, draws[:n_kept], None if logp is None else logp[:n_kept],
-                       {key: v[:, :n_kept] for key, v in rec.result().items()},
-                       warmup_stats, params, k, snap["state"])
+        return _result(*sink.arrays(n_kept), warmup_stats, params, k, snap["state"])
     finally:
         bar.close()
     if ckpt is not None and not (snap and ckpt.due(snap["n_done"])):
         # the finished run: calling again with this path returns its result at once
         ckpt.save(**(snap or dict(phase="sampling", n_done=total, i=n_samples * thin,
                                   state=state, params=params, warmup_stats=warmup_stats,
-                                  draws=draws, logp=logp, recorder=rec,
-                                  rng=gen.bit_generator.state)))
-    res = _result(xp, draws, logp, rec.result(), warmup_stats, params, k, state)
+                                  sink=sink, rng=gen.bit_generator.state)))
+    res = _result(*sink.arrays(), warmup_stats, params, k, state)
     if res.n_divergent:
         warnings.warn(f"{res.n_divergent} of {c * n_samples} transitions after warmup were "
                       "divergent; the draws may be biased. Raise target_accept (smaller "

@@ -1,0 +1,82 @@
+"""Draws streamed to a zarr store: the same numbers as in memory, bounded buffers."""
+import warnings
+
+import numpy as np
+import pytest
+
+import samplers
+from samplers.store import ZarrSink, open_store
+
+from .helpers import normal
+
+zarr = pytest.importorskip("zarr", reason="zarr not installed (pip install zarr)")
+SCALES = np.array([0.5, 2.0, 1.0])
+
+
+def _run(**kw):
+    ld, g = normal(SCALES)
+    args = dict(n_chains=4, dim=3, grad_fn=g, n_warmup=100, n_samples=250, thin=2, rng=3,
+                progress=False)
+    args.update(kw)
+    return samplers.sample(ld, **args)
+
+
+def test_store_round_trip(tmp_path):
+    ref = _run()
+    res = _run(store=tmp_path / "run.zarr", store_chunk=64)
+    assert isinstance(res.draws, zarr.Array) and res.draws.chunks == (4, 64, 3)
+    np.testing.assert_array_equal(res.draws[:], ref.draws)
+    np.testing.assert_array_equal(res.logdensity[:], ref.logdensity)
+    for k, v in ref.stats.items():
+        np.testing.assert_array_equal(res.stats[k][:], v)
+    assert res.n_divergent == ref.n_divergent
+    draws, logp, stats = open_store(tmp_path / "run.zarr")     # reopened later
+    np.testing.assert_array_equal(draws[:], ref.draws)
+    assert set(stats) == set(ref.stats)
+    res.summary(print_table=False)
+
+
+def test_store_with_checkpoint_resumes_bit_for_bit(tmp_path):
+    ref = _run()
+    ld, g = normal(SCALES)
+    calls = [0]
+
+    def grad(q):
+        calls[0] += 1
+        if calls[0] == 900:
+            raise KeyError("killed")
+        return g(q)
+    kw = dict(store=tmp_path / "s.zarr", store_chunk=32, checkpoint=tmp_path / "s.ckpt",
+              checkpoint_every=40)
+    with pytest.raises(KeyError):
+        _run(grad_fn=grad, **kw)
+    res = _run(**kw)
+    np.testing.assert_array_equal(res.draws[:], ref.draws)
+    np.testing.assert_array_equal(res.stats["acceptance"][:], ref.stats["acceptance"])
+
+
+def test_an_interrupt_cuts_the_store_to_the_completed_draws(tmp_path):
+    ld, g = normal(SCALES)
+    calls = [0]
+
+    def grad(q):
+        calls[0] += 1
+        if calls[0] == 1300:
+            raise KeyboardInterrupt
+        return g(q)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        res = _run(grad_fn=grad, store=tmp_path / "i.zarr", store_chunk=50)
+    assert any(issubclass(x.category, samplers.InterruptedWarning) for x in w)
+    n = res.draws.shape[1]
+    assert 0 < n < 250 and res.stats["acceptance"].shape == (4, n)
+    ref = _run()
+    np.testing.assert_array_equal(res.draws[:], ref.draws[:, :n])
+
+
+def test_the_sink_holds_one_chunk_in_memory(tmp_path):
+    sink = ZarrSink(tmp_path / "m.zarr", n=10_000, c=100, d=50, dtype=np.float64,
+                    has_lp=True, chunk=20)
+    assert sink.buf.nbytes == 20 * 100 * 50 * 8          # not 10,000 draws
+    with pytest.raises(ValueError, match="store_chunk: expected a positive integer"):
+        ZarrSink(tmp_path / "n.zarr", 10, 2, 2, np.float64, True, 0)
