@@ -416,6 +416,18 @@ class LogDensity:
         self.compile = bool(compile)
         self._vg = None
 
+    def __getstate__(self):
+        # pickled (a shard's Result sent back by a worker): the user's function, not the
+        # compiled program built from it (recompiled at first use after unpickling)
+        f = self.logdensity
+        if self._vg is not None and self.grad_fn is None and self.compile:
+            f = getattr(f, "fun", f)
+        return {"logdensity": f, "grad_fn": self.grad_fn, "compile": self.compile}
+
+    def __setstate__(self, d):
+        self.logdensity, self.grad_fn, self.compile = d["logdensity"], d["grad_fn"], d["compile"]
+        self._vg = None
+
     def _value_and_grad(self):
         if self._vg is None:
             try:

@@ -21,3 +21,13 @@ def test_bayesian_logistic_regression(tmp_path):
     assert out["max_rhat"] < 1.05 and out["min_ess"] > 200
     assert out["divergences"] == 0
     assert_png(out["figure"])
+
+
+def test_distributed_chains(tmp_path):
+    pytest.importorskip("distributed", reason="needs dask.distributed")
+    from examples import distributed_chains as dc
+    out = dc.main(["--quick", "--no-progress", "--out", str(tmp_path)])
+    assert out["shards"] == [(0, 2), (2, 4), (4, 6), (6, 8)]
+    assert out["max_rhat"] < 1.05 and out["min_ess"] > 200
+    assert out["max_mean_diff"] < 0.5
+    assert_png(out["figure"])
