@@ -12,7 +12,9 @@ implemented yet. The merged :class:`~samplers.driver.Result` keeps the chain ord
 ``inverse_mass`` and the parameters become per chain (``[C, ...]``) and ``result.shards``
 lists each shard's ``(first chain, last chain + 1)``.
 
-A shard that raises is reported with its index and chain ids; with a checkpoint path,
+With a Dask client the log density (and ``grad_fn``), with the data it closes over, is
+scattered to every worker once instead of travelling with each shard. A shard that
+raises is reported with its index and chain ids; with a checkpoint path,
 shard ``i`` checkpoints to ``PATH.shard{i}``, so a rerun after a failure redoes only the
 unfinished shards' remaining transitions.
 """
@@ -80,6 +82,12 @@ def sample_sharded(executor, n_shards, logdensity, init_position, n_chains, dim,
     bounds = shard_bounds(int(n_chains), n_chains if n_shards is None else n_shards)
     seeds = _seeds(rng, len(bounds))
     is_dask = type(executor).__module__.startswith("distributed")
+    if is_dask:
+        # sent once to every worker, not once per shard (with the data it closes over)
+        logdensity = executor.scatter(logdensity, broadcast=True, hash=False)
+        if kwargs.get("grad_fn") is not None:
+            kwargs = dict(kwargs, grad_fn=executor.scatter(kwargs["grad_fn"], broadcast=True,
+                                                           hash=False))
     futures = []
     for i, ((a, b), seed) in enumerate(zip(bounds, seeds)):
         shard = dict(kwargs, logdensity=logdensity, rng=np.random.default_rng(seed),

@@ -109,3 +109,28 @@ def test_dask_local_cluster():
         res = samplers.sample(logdensity, executor=client, **KW)
     ref = samplers.sample(logdensity, executor=_Serial(), **KW)
     np.testing.assert_array_equal(res.draws, ref.draws)
+
+
+class CountingDensity:
+    """A log density that counts how often it is pickled (in this process)."""
+
+    pickled = 0
+
+    def __call__(self, q):
+        return logdensity(q)
+
+    def __reduce__(self):
+        type(self).pickled += 1
+        return (CountingDensity, ())
+
+
+def test_dask_sends_the_log_density_once():
+    distributed = pytest.importorskip("distributed", reason="dask.distributed not installed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        CountingDensity.pickled = 0
+        res = samplers.sample(CountingDensity(), executor=client, **KW)
+    assert CountingDensity.pickled == 1                     # 4 shards, 2 workers
+    ref = samplers.sample(logdensity, executor=_Serial(), **KW)
+    np.testing.assert_array_equal(res.draws, ref.draws)
