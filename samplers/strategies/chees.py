@@ -1,4 +1,4 @@
-"""ChEES-HMC: step size, jittered trajectory length and diagonal mass from many chains.
+"""ChEES-HMC: step size, jittered trajectory length and mass from many chains.
 
 Hoffman, Radul & Sountsov (2021), "An adaptive-MCMC scheme for setting trajectory
 lengths in Hamiltonian Monte Carlo", AISTATS. With ``kernel="hmc"`` (every chain takes
@@ -15,16 +15,17 @@ lengths in Hamiltonian Monte Carlo", AISTATS. With ``kernel="hmc"`` (every chain
   40-70 % of warmup): their variance (or covariance, ``dense_mass``) as in the paper,
   or with ``mass_estimate="fisher"`` from draws *and* gradients (``sqrt(Var q /
   Var grad)``, or the matrix geometric mean of the draws' covariance and the inverse of
-  the gradients', :mod:`samplers.strategies.fisher`), starting from ``1 / |grad|``; at each change the step-size heuristic runs again (restarting
-  stuck chains, as Stan's warmup), dual averaging restarts and ``T`` starts again from
-  a few steps (the criterion is periodic in ``T`` along each direction, and from far
-  beyond its first maximum the jitter-averaged gradient is flat);
+  the gradients', :mod:`samplers.strategies.fisher`), starting from ``1 / |grad|``;
+  at each change the step-size heuristic runs again (restarting stuck chains, as
+  Stan's warmup), dual averaging restarts and ``T`` starts again from a few steps (the
+  criterion is periodic in ``T`` along each direction, and from far beyond its first
+  maximum the jitter-averaged gradient is flat);
 - after warmup: dual averaging's averaged step size and the running average of
   ``log T`` (weights ``t^-0.5``).
 
 The whitened criterion (positions and velocities in the coordinates where the inverse
-mass is the identity) keeps it consistent with the mass. Made for many
-chains (hundreds); with 4 chains the gradient is noisy but the scheme still runs.
+mass is the identity) keeps it consistent with the mass. Made for many chains
+(hundreds); with 4 chains the gradient is noisy but the scheme still runs.
 """
 import math
 from typing import NamedTuple

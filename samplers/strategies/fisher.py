@@ -232,7 +232,6 @@ class FisherAdaptation(Adaptation):
 
     def init(self, kernel, state, rng, n_warmup, params):
         q, g = state.position, state.logdensity_grad
-        xp = array_module(q)
         if params.inverse_mass.ndim != 1:
             raise ValueError("adaptation 'fisher': starts from a diagonal mass (give "
                              "low_rank=True to FisherAdaptation for a correlated one)")
@@ -245,8 +244,8 @@ class FisherAdaptation(Adaptation):
         bg = self._add(self._estimator(q), state.position, state.logdensity_grad)
         bounds = (int(self.early_window * n_warmup),
                   n_warmup - int(self.step_size_window * n_warmup))
-        return FisherState(with_step_size(params, eps), 0, self._da(kernel)[0](eps), fg, bg, False,
-                           bounds), state
+        return FisherState(with_step_size(params, eps), 0, self._da(kernel)[0](eps), fg, bg,
+                           False, bounds), state
 
     def update(self, kernel, astate, state, info, rng):
         params, t, da, fg, bg, changed, (early_end, final_start) = astate
