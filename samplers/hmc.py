@@ -18,8 +18,8 @@ import math
 import numpy as np
 
 from . import kernels
-from .base import (HMCInfo, HMCState, KernelParams, LogDensity, array_module, draw_momentum,
-                   inverse_mass_parts)
+from .base import (HMCInfo, HMCState, KernelParams, LogDensity, _to_host, array_module,
+                   draw_momentum, inverse_mass_parts)
 from .integrators import get_integrator, integrate
 
 __all__ = ["HMC", "GradientKernel", "DIVERGENCE_THRESHOLD"]
@@ -170,10 +170,6 @@ def _check_length(length):
                          f"{length!r}")
 
 
-def _host(x):
-    return x.get() if hasattr(x, "get") and not isinstance(x, np.ndarray) else x
-
-
 def per_chain_step_size(step_size, q, name):
     """Step size as a ``[C]`` array of ``q``'s dtype and module (scalar broadcast)."""
     xp = array_module(q)
@@ -320,7 +316,7 @@ class HMC(GradientKernel):
         if length is None:
             return int(params.n_leapfrogs)
         u = 1.0 - float(rng.random())
-        eps = float(np.mean(_host(params.step_size)))
+        eps = float(np.mean(_to_host(params.step_size)))
         return int(min(max(1, math.ceil(u * float(length) / eps)), self.max_leapfrogs))
 
     def step(self, state, rng, params=None):

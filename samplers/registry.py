@@ -55,6 +55,16 @@ class _Registry(Mapping):
     def __repr__(self):
         return f"{self.what}({sorted(self._entries)})"
 
+    def lookup(self, name, unknown, valid, alternative):
+        """The entry ``name`` (a class is returned as it is), else a ValueError
+        ``"<unknown> <name>; <valid>: [...] <alternative>"``."""
+        if isinstance(name, type):
+            return name
+        if not isinstance(name, str) or name not in self._entries:
+            raise ValueError(f"{unknown} {name!r}; {valid}: {sorted(self._entries)} "
+                             f"{alternative}")
+        return self[name]
+
     def add(self, name, obj, replace):
         if not isinstance(name, str) or not name:
             raise TypeError(f"name: expected a non-empty str, got {name!r}")
@@ -104,20 +114,12 @@ def register_adaptation(name, adaptation, replace=False):
 
 def get_kernel(kernel):
     """The kernel class named ``kernel`` (or ``kernel`` itself when it is a class)."""
-    if isinstance(kernel, type):
-        return kernel
-    if not isinstance(kernel, str) or kernel not in KERNELS:
-        raise ValueError(f"kernel: unknown kernel {kernel!r}; valid kernels: {sorted(KERNELS)} "
-                         f"(or a kernel class)")
-    return KERNELS[kernel]
+    return KERNELS.lookup(kernel, "kernel: unknown kernel", "valid kernels",
+                          "(or a kernel class)")
 
 
 def get_adaptation(adaptation):
     """The strategy class named ``adaptation`` (or ``adaptation`` itself when it is a
     class)."""
-    if isinstance(adaptation, type):
-        return adaptation
-    if not isinstance(adaptation, str) or adaptation not in ADAPTATIONS:
-        raise ValueError(f"adaptation: unknown strategy {adaptation!r}; valid: "
-                         f"{sorted(ADAPTATIONS)} (or an object with init, update and final)")
-    return ADAPTATIONS[adaptation]
+    return ADAPTATIONS.lookup(adaptation, "adaptation: unknown strategy", "valid",
+                              "(or an object with init, update and final)")

@@ -12,7 +12,7 @@ the chunk in memory goes into the checkpoint and the store is reopened on resume
 """
 import numpy as np
 
-from .base import StatsRecorder
+from .base import StatsRecorder, _to_host
 
 __all__ = ["MemorySink", "ZarrSink", "open_store"]
 
@@ -90,11 +90,11 @@ class ZarrSink:
     def write(self, t, state, info, step_size):
         """Keep draw ``t``; the chunk goes to disk when full."""
         j = t - self.start
-        info = type(info)(*(None if v is None else _host(v) for v in info))
-        self.buf[j] = _host(state.position)
+        info = type(info)(*(None if v is None else _to_host(v) for v in info))
+        self.buf[j] = _to_host(state.position)
         if self.has_lp:
-            self.buf_lp[j] = _host(state.logdensity)
-        self.rec.record(j, info, None if step_size is None else _host(step_size))
+            self.buf_lp[j] = _to_host(state.logdensity)
+        self.rec.record(j, info, None if step_size is None else _to_host(step_size))
         if j + 1 == self.buf.shape[0]:
             self._flush(j + 1)
             self.start = t + 1
@@ -144,7 +144,3 @@ def _zarr():
         raise ImportError("store=: streaming draws to disk needs zarr, which is not "
                           "installed: pip install zarr (or zsarray[zarr])") from None
     return zarr
-
-
-def _host(x):
-    return x.get() if hasattr(x, "get") and not isinstance(x, np.ndarray) else x

@@ -35,7 +35,7 @@ import numpy as np
 from ..adaptation import dual_averaging, welford_covariance
 from ..base import _to_host, array_module
 from ..warmup import HEURISTIC_TARGET, checked_search
-from . import Adaptation, kernel_extras
+from . import Adaptation, kernel_extras, with_step_size
 from .fisher import fisher_inverse_mass, geometric_mean, gradient_inverse_mass
 
 __all__ = ["ChEESAdaptation", "ChEESState", "chees_gradient"]
@@ -281,6 +281,4 @@ class ChEESAdaptation(Adaptation):
 
 
 def _with(params, eps, length):
-    s = params.step_size
-    return params._replace(step_size=array_module(s).full(s.shape, eps, dtype=s.dtype),
-                           trajectory_length=float(length))
+    return with_step_size(params, eps)._replace(trajectory_length=float(length))
