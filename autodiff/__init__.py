@@ -28,6 +28,7 @@ if _os.environ.get("ZSARRAY_MALLOC_TUNING", "1") != "0":
 from .core import (Tensor, tensor, register_tensor_like, unwrap, primitive, defvjp, defvjp_argnum,
                    nograd_primitive, VJP_RULES, grad,
                    value_and_grad, no_grad, enable_grad, is_grad_enabled, NestedGradError,
+                   GradientWarning,
                    unbroadcast)
 from .ops import *  # noqa: F401,F403
 from .ops import __all__ as _ops_all
@@ -42,6 +43,6 @@ __version__ = "0.1.0"
 
 __all__ = ["backend", "Tensor", "tensor", "register_tensor_like", "unwrap", "primitive", "defvjp", "defvjp_argnum", "nograd_primitive",
            "VJP_RULES", "grad", "value_and_grad", "no_grad", "enable_grad",
-           "is_grad_enabled", "NestedGradError", "unbroadcast", "cholesky",
+           "is_grad_enabled", "NestedGradError", "GradientWarning", "unbroadcast", "cholesky",
            "solve_triangular", "solve", "slogdet", "inv", "check_grads", "trace", "TracedStep",
            "Traced", "TraceWarning", "compile", "Compiled", "CompiledStep", "CompileWarning", "scan", "fori_loop"] + list(_ops_all)

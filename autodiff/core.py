@@ -29,6 +29,7 @@ Design (see STYLE.md 1-4):
   pays one type check per argument; the recording state travels with the values.
 """
 import threading
+import warnings
 
 import numpy as np
 
@@ -39,6 +40,12 @@ from .tracer import Tracer as _Tracer, has_tracer as _has_tracer, owner as _owne
 __all__ = ["Tensor", "tensor", "register_tensor_like", "unwrap", "primitive", "defvjp",
            "defvjp_argnum", "nograd_primitive", "VJP_RULES", "grad", "value_and_grad",
            "no_grad", "enable_grad", "is_grad_enabled", "NestedGradError", "unbroadcast"]
+
+
+class GradientWarning(UserWarning):
+    """A gradient that is zero because the differentiated function's value does not
+    reach its arguments through autodiff ops (e.g. a Tensor turned into a NumPy array
+    by ``np.asarray`` or ``np.sum``)."""
 
 
 class NestedGradError(NotImplementedError):
@@ -666,7 +673,7 @@ def value_and_grad(fun, argnums=0, has_aux=False):
         When called while another ``grad``/``value_and_grad`` is tracing.
     """
     multi = isinstance(argnums, (tuple, list))
-    nums = tuple(argnums) if multi else (argnums,)
+    nums = check_argnums(argnums, "value_and_grad")
 
     def wrapped(*args, **kwargs):
         if _state.depth:
@@ -705,6 +712,7 @@ def value_and_grad(fun, argnums=0, has_aux=False):
         wanted = {id(t): None for t in leaves}
         if type(out) is Tensor and out.requires_grad:
             _backward(out, _ones_like(val), wanted)
+        warn_disconnected(out, [wanted[id(t)] for t in leaves], fun, "value_and_grad")
         val, grads = hand_back(val, [wanted[id(t)] for t in leaves], [t.data for t in leaves])
         grads = tuple(grads) if multi else grads[0]
         if has_aux:
@@ -735,6 +743,46 @@ def hand_back(value, grads, xs):
     return value, out
 
 
+def check_argnums(argnums, who):
+    """``argnums`` (an int or a tuple/list of ints) as a tuple of distinct ints."""
+    nums = tuple(argnums) if isinstance(argnums, (tuple, list)) else (argnums,)
+    for n in nums:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise TypeError(f"{who}: argnums must be a non-negative int or a tuple of them, "
+                            f"got {argnums!r}")
+    if not nums:
+        raise ValueError(f"{who}: argnums=() differentiates nothing; give at least one "
+                         f"argument position")
+    dup = sorted({n for n in nums if nums.count(n) > 1})
+    if dup:
+        raise ValueError(f"{who}: argnums={tuple(argnums)!r} lists argument(s) {dup} more "
+                         f"than once; each position can be differentiated once")
+    return tuple(int(n) for n in nums)
+
+
+def check_float(dtype, i, who):
+    """Raise unless arrays of ``dtype`` can be differentiated (argument ``i``)."""
+    if np.dtype(dtype).kind not in "fc":
+        raise TypeError(f"{who}: argument {i} has dtype {np.dtype(dtype)}; only floating-point "
+                        f"arguments can be differentiated (cast it, e.g. x.astype(float))")
+
+
+def warn_disconnected(out, grads, fun, who):
+    """Warn when ``fun`` returned a plain array, not a Tensor, so that no differentiated
+    argument reached it (all of ``grads`` None) and the gradient handed back is zero.
+    (A Tensor that does not depend on the arguments, e.g. through ``stop_gradient``,
+    is a legitimate zero gradient and gives no warning.)"""
+    if type(out) is Tensor or type(out) in (int, float, complex) or \
+            any(g is not None for g in grads):
+        return          # a Python constant is a legitimate zero gradient too
+    name = getattr(fun, "__name__", "fun")
+    warnings.warn(f"{who}({name}): the gradient is zero because the function returned a "
+                  f"plain {type(out).__name__}, not a Tensor: a Tensor was turned into a "
+                  f"NumPy array (np.asarray, np.sum or another NumPy function applied to "
+                  f"Tensors) and the tape lost track of it; use the autodiff functions "
+                  f"(ad.sum, ad.exp, ...)", GradientWarning, stacklevel=3)
+
+
 def _as_leaf(a, i):
     """A fresh leaf requiring grad for argument ``i`` of a function being differentiated."""
     a = a.data if type(a) is Tensor else a
@@ -742,9 +790,7 @@ def _as_leaf(a, i):
         a = np.asarray(a)
         if a.dtype.kind in "biu":
             a = a.astype(float)
-    if a.dtype.kind not in "fc":
-        raise TypeError(f"value_and_grad: argument {i} has dtype {a.dtype}; only "
-                        f"floating-point arguments can be differentiated")
+    check_float(a.dtype, i, "value_and_grad")
     t = _new(Tensor)
     t.data, t.grad, t.requires_grad, t._edges = a, None, True, None
     return t

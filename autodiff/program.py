@@ -232,6 +232,7 @@ def record(fun, xs, *, wrt=(0,), params=(), atomic=True, grad=True):
             if type(out) is Tensor and out.requires_grad:
                 core._backward(out, core._ones_like(value), wanted)
             grads = [wanted[id(t)] for t in targets]
+            core.warn_disconnected(out, grads, fun, "trace" if atomic else "compile")
     finally:
         for p, d in zip(params, saved):
             p.data = d

@@ -133,6 +133,8 @@ class Traced:
                 x.dtype == fast[1] and len(args) == fast[2]:
             # a verified compiled program whose outputs are fresh arrays
             return fast[3](x, *args)
+        dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+        core.check_float(dtype, 0, f"{type(self).__name__.lower()}.value_and_grad")
         return self._evaluate((x, *args), want_grad=True)
 
     _fast = None

@@ -25,7 +25,7 @@ import importlib
 __all__ = [
     # kernels and driver
     "HMC", "NUTS", "MALA", "RWMH", "GHMC", "sample", "Result", "DivergenceWarning", "InterruptedWarning",
-    "KERNELS",
+    "NonFiniteWarning", "KERNELS",
     "ADAPTATIONS", "register_kernel", "register_adaptation",
     # states, infos and parameters
     "HMCState", "RWMHState", "GHMCState", "HMCInfo", "NUTSInfo", "LogDensity", "KernelParams",
@@ -58,7 +58,7 @@ _WHERE = {
     "HMC": "hmc", "NUTS": "nuts", "MALA": "mala", "RWMH": "rwmh", "GHMC": "ghmc",
     "GHMCState": "ghmc",
     "sample": "driver", "Result": "driver", "DivergenceWarning": "driver",
-    "InterruptedWarning": "driver",
+    "InterruptedWarning": "driver", "NonFiniteWarning": "driver",
     "KERNELS": "registry", "ADAPTATIONS": "registry", "register_kernel": "registry",
     "register_adaptation": "registry",
     "HMCState": "base", "RWMHState": "base", "HMCInfo": "base", "NUTSInfo": "base",

@@ -21,7 +21,8 @@ import numpy as np
 
 __all__ = ["HMCState", "HMCInfo", "NUTSInfo", "RWMHState", "LogDensity", "KernelParams",
            "array_module", "default_module", "as_generator", "inverse_mass_parts", "velocity",
-           "draw_momentum", "format_chains", "StatsRecorder", "STAT_KEYS"]
+           "draw_momentum", "format_chains", "StatsRecorder", "STAT_KEYS",
+           "nonfinite_chains"]
 
 
 class HMCState(NamedTuple):
@@ -156,7 +157,8 @@ class KernelParams(NamedTuple):
 #: Keys of the per-transition statistics of the Metropolis-adjusted kernels, recorded by
 #: the driver and the warmup (SG-MCMC kernels record ``step_size`` and their own info
 #: fields instead).
-STAT_KEYS = ("acceptance", "divergent", "step_size", "tree_depth", "n_grad_evals", "energy")
+STAT_KEYS = ("acceptance", "divergent", "step_size", "tree_depth", "n_grad_evals", "energy",
+             "nonfinite")
 
 #: Info field -> statistic name, for infos that have an ``acceptance_rate``.
 _MCMC_FIELDS = (("acceptance", "acceptance_rate"), ("divergent", "is_divergent"),
@@ -195,13 +197,14 @@ class StatsRecorder:
                          "tree_depth": xp.zeros((n, c), dtype=np.int64),
                          "n_grad_evals": xp.empty((n, c), dtype=np.int64),
                          "energy": xp.empty((n, c))}
-            return
-        self.fields = [(f, f) for f in info._fields
-                       if f != "step_size" and getattr(info, f) is not None]
-        self.bufs = {"step_size": xp.empty((n, c))}
-        for key, f in self.fields:
-            v = getattr(info, f)
-            self.bufs[key] = xp.empty((n, c), dtype=getattr(v, "dtype", np.float64))
+        else:
+            self.fields = [(f, f) for f in info._fields
+                           if f != "step_size" and getattr(info, f) is not None]
+            self.bufs = {"step_size": xp.empty((n, c))}
+            for key, f in self.fields:
+                v = getattr(info, f)
+                self.bufs[key] = xp.empty((n, c), dtype=getattr(v, "dtype", np.float64))
+        self.bufs["nonfinite"] = xp.zeros((n, c), dtype=bool)
 
     def __getstate__(self):                    # checkpoints: the module is not pickled
         return {k: v for k, v in self.__dict__.items() if k != "xp"}
@@ -210,15 +213,18 @@ class StatsRecorder:
         self.__dict__.update(d)
         self.xp = np
 
-    def record(self, t, info, step_size=None):
+    def record(self, t, info, step_size=None, nonfinite=None):
         """Store transition ``t``'s info and step sizes ``[C]`` (None: the info's own
-        ``step_size``, a scalar or ``[C]``)."""
+        ``step_size``, a scalar or ``[C]``) and the ``[C]`` flags of the chains at a
+        non-finite point (:func:`nonfinite_chains`; statistic ``nonfinite``)."""
         if self.bufs is None:
             self._allocate(info)
         b = self.bufs
         for key, f in self.fields:
             b[key][t] = getattr(info, f)
         b["step_size"][t] = info.step_size if step_size is None else step_size
+        if nonfinite is not None:
+            b["nonfinite"][t] = nonfinite
 
     def result(self):
         """Chain-major ``[C, n]`` copies (:data:`STAT_KEYS`, empty, when nothing was
@@ -226,6 +232,17 @@ class StatsRecorder:
         if self.bufs is None:
             return {k: self.xp.zeros((self.c, 0)) for k in STAT_KEYS}
         return {k: self.xp.ascontiguousarray(v.T) for k, v in self.bufs.items()}
+
+
+def nonfinite_chains(state):
+    """``[C]`` bool: the chains whose position (or log density, when the state has one)
+    is not finite -- a run that diverged to inf/NaN (SG-MCMC with too large a step)."""
+    xp = array_module(state.position)
+    bad = ~xp.isfinite(state.position).all(axis=1)
+    lp = getattr(state, "logdensity", None)
+    if lp is not None:
+        bad |= ~xp.isfinite(lp)
+    return bad
 
 
 # --------------------------------------------------------------------------- arrays

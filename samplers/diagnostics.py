@@ -132,10 +132,11 @@ def _shape(values, trailing):
     return np.asarray(values, dtype=np.float64).reshape(trailing)
 
 
-def _with_finite(x, fn):
-    """Apply ``fn`` to ``x`` with non-finite draws zeroed, then mask those quantities."""
+def _with_finite(x, fn, bad=np.nan):
+    """Apply ``fn`` to ``x`` with non-finite draws zeroed, then set those quantities to
+    ``bad``."""
     ok = np.isfinite(x).all(axis=(0, 1))
-    return np.where(ok, fn(np.where(ok, x, 0.0)), np.nan)
+    return np.where(ok, fn(np.where(ok, x, 0.0)), bad)
 
 
 # ---------------------------------------------------------------- public API
@@ -194,7 +195,11 @@ def _rhat_raw(x):
     between = n * x.mean(axis=1).var(axis=0, ddof=1)
     within = x.var(axis=1, ddof=1).mean(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.sqrt((between / within + n - 1.0) / n)
+        out = np.sqrt((between / within + n - 1.0) / n)
+    # chains stuck at different constants: no within-chain spread, but the chains
+    # disagree -- the limit of R-hat is +inf (NaN would pass an `rhat > 1.01` check)
+    # (relative: z-scaled tied ranks leave a within-chain variance of rounding size)
+    return np.where((between > 0) & (within <= 1e-14 * between), np.inf, out)
 
 
 def rhat(draws):
@@ -209,7 +214,9 @@ def rhat(draws):
     -------
     ndarray, shape ``draws.shape[2:]``
         R-hat per quantity; values above about 1.01 signal non-convergence
-        (Vehtari et al. 2021, Sec. 4.2).
+        (Vehtari et al. 2021, Sec. 4.2). ``inf`` where a quantity has non-finite
+        draws or its chains sit at different constants; NaN only where every draw of
+        every chain is the same constant (undefined, as in ArviZ).
 
     Raises
     ------
@@ -222,9 +229,11 @@ def rhat(draws):
         bulk = _rhat_raw(_z_scale(_split_chains(y)))
         folded = np.abs(y - np.median(y.reshape(-1, y.shape[2]), axis=0))
         tail = _rhat_raw(_z_scale(_split_chains(folded)))
-        return np.maximum(bulk, tail)
+        return np.fmax(bulk, tail)         # a constant folded draw (NaN) must not hide bulk
 
-    return _shape(_with_finite(x, rank_rhat), trailing)
+    # a quantity with non-finite draws has not converged: +inf, which every
+    # `rhat > threshold` check catches (NaN would pass it)
+    return _shape(_with_finite(x, rank_rhat, bad=np.inf), trailing)
 
 
 def nested_rhat(draws, n_superchains):

@@ -22,6 +22,7 @@ from .registry import KERNELS, get_adaptation, get_kernel
 from .strategies import NoAdaptation, run_warmup, step
 
 __all__ = ["sample", "Result", "KERNELS", "DivergenceWarning", "InterruptedWarning",
+           "NonFiniteWarning",
            "STAT_KEYS"]
 
 _INITS = ("uniform", "zeros")
@@ -29,6 +30,11 @@ _INITS = ("uniform", "zeros")
 
 class DivergenceWarning(RuntimeWarning):
     """Some transitions after warmup were divergent: the draws may be biased."""
+
+
+class NonFiniteWarning(RuntimeWarning):
+    """Some chains reached a non-finite position or log density (inf/NaN draws): the run
+    diverged and those chains' draws are unusable."""
 
 
 class InterruptedWarning(RuntimeWarning):
@@ -61,6 +67,9 @@ class Result:
         The parameters after warmup (step sizes, mass, trajectory length, ...).
     n_divergent : int
         Divergent transitions after warmup.
+    n_nonfinite : int
+        Draws after warmup at a non-finite position or log density (see
+        :meth:`nonfinite_chains`).
     """
 
     def __init__(self, draws, logdensity, stats, warmup_stats, step_size, inverse_mass,
@@ -76,6 +85,8 @@ class Result:
         self.state = state
         div = stats.get("divergent")
         self.n_divergent = 0 if div is None else _count(div)
+        bad = stats.get("nonfinite")
+        self.n_nonfinite = 0 if bad is None else _count(bad)
 
     @property
     def n_chains(self):
@@ -112,7 +123,21 @@ class Result:
                       f"{' ...' if len(stuck) > 16 else ''}")
             if self.n_divergent:
                 print(f"{self.n_divergent} divergent transitions after warmup")
+            if self.n_nonfinite:
+                print(_nonfinite_message(self))
         return table
+
+    def nonfinite_chains(self):
+        """Indices of the chains with at least one non-finite draw (position or log
+        density inf/NaN) after warmup."""
+        bad = self.stats.get("nonfinite")
+        if bad is None or not self.n_nonfinite:
+            return np.zeros(0, dtype=np.int64)
+        step = max(1, getattr(bad, "chunks", (0, bad.shape[1]))[1])
+        rows = np.zeros(bad.shape[0], dtype=bool)
+        for a in range(0, bad.shape[1], step):
+            rows |= _host(bad[:, a:a + step]).any(axis=1)
+        return np.flatnonzero(rows)
 
     def stuck_chains(self):
         """Indices of the chains that did not move after warmup (see
@@ -182,6 +207,25 @@ def _tuned(kernel, params):
         return kernel
 
 
+def _nonfinite_message(res):
+    chains = res.nonfinite_chains()
+    shown = ", ".join(map(str, chains[:16])) + (" ..." if len(chains) > 16 else "")
+    return (f"{len(chains)} of {res.n_chains} chains reached a non-finite position or log "
+            f"density after warmup ({res.n_nonfinite} draws; chains {shown}): the run "
+            f"diverged there and those draws are unusable. Lower the step size (SG-MCMC: "
+            f"the step-size schedule) or check the model for overflow.")
+
+
+def _warn_failures(res, n_total):
+    """The warnings every finished run gives: divergences and non-finite chains."""
+    if res.n_divergent:
+        warnings.warn(f"{res.n_divergent} of {n_total} transitions after warmup were "
+                      "divergent; the draws may be biased. Raise target_accept (smaller "
+                      "steps) or reparameterize the model.", DivergenceWarning, stacklevel=3)
+    if res.n_nonfinite:
+        warnings.warn(_nonfinite_message(res), NonFiniteWarning, stacklevel=3)
+
+
 def _host(x):
     return x.get() if type(x).__module__.startswith("cupy") else np.asarray(x)
 
@@ -249,6 +293,9 @@ def _initial_positions(init_position, n_chains, dim, init, rng, xp):
                              f"initial positions (got n_chains={n_chains!r}, dim={dim!r})")
         if init not in _INITS:
             raise ValueError(f"init: unknown initialization {init!r}; valid: {list(_INITS)}")
+        for name, v in (("n_chains", n_chains), ("dim", dim)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name}: expected a positive int, got {v!r}")
         shape = (int(n_chains), int(dim))
         dtype = np.float64 if xp is np else np.float32      # float32 on the GPU
         if init == "zeros":
@@ -267,6 +314,9 @@ def _initial_positions(init_position, n_chains, dim, init, rng, xp):
     if dim is not None and q.shape[1] != dim:
         raise ValueError(f"dim={dim} does not match init_position of shape "
                          f"{tuple(q.shape)} (n_chains, dim)")
+    if q.shape[0] < 1 or q.shape[1] < 1:
+        raise ValueError(f"init_position: expected at least one chain and one dimension "
+                         f"(shape [n_chains, dim]), got shape {tuple(q.shape)}")
     if q.dtype.kind != "f":
         q = q.astype(np.float64)
     return q.copy()
@@ -438,6 +488,9 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
     -----
     DivergenceWarning
         When any transition after warmup diverged (the count is given).
+    NonFiniteWarning
+        When chains reached a non-finite position or log density (the chains are
+        named; ``Result.nonfinite_chains()``).
     InterruptedWarning
         On Ctrl-C during sampling: the Result holds the draws completed so far (Ctrl-C
         during warmup raises ``KeyboardInterrupt`` saying where it stopped).
@@ -453,10 +506,7 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
                                  grad_fn=grad_fn, init=init, compile=compile,
                                  adaptation=adaptation, checkpoint_every=checkpoint_every,
                                  **kernel_options))
-        if res.n_divergent:
-            warnings.warn(f"{res.n_divergent} of {res.draws.shape[0] * n_samples} transitions "
-                          "after warmup were divergent; the draws may be biased.",
-                          DivergenceWarning, stacklevel=2)
+        _warn_failures(res, res.draws.shape[0] * n_samples)
         return res
     if n_shards is not None:
         raise ValueError("n_shards: only with an executor (executor=...)")
@@ -583,8 +633,5 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
                                   state=state, params=params, warmup_stats=warmup_stats,
                                   sink=sink, rng=gen.bit_generator.state)))
     res = _result(*sink.arrays(), warmup_stats, params, k, state)
-    if res.n_divergent:
-        warnings.warn(f"{res.n_divergent} of {c * n_samples} transitions after warmup were "
-                      "divergent; the draws may be biased. Raise target_accept (smaller "
-                      "steps) or reparameterize the model.", DivergenceWarning, stacklevel=2)
+    _warn_failures(res, c * n_samples)
     return res

@@ -12,7 +12,7 @@ the chunk in memory goes into the checkpoint and the store is reopened on resume
 """
 import numpy as np
 
-from .base import StatsRecorder, _to_host
+from .base import StatsRecorder, _to_host, nonfinite_chains
 
 __all__ = ["MemorySink", "ZarrSink", "open_store"]
 
@@ -38,7 +38,7 @@ class MemorySink:
         self.draws[t] = state.position
         if self.logp is not None:
             self.logp[t] = state.logdensity
-        self.rec.record(t, info, step_size)
+        self.rec.record(t, info, step_size, nonfinite_chains(state))
 
     def arrays(self, n_kept=None):
         """``(draws [C, n, D], logdensity [C, n] or None, stats {name: [C, n]})``."""
@@ -94,7 +94,8 @@ class ZarrSink:
         self.buf[j] = _to_host(state.position)
         if self.has_lp:
             self.buf_lp[j] = _to_host(state.logdensity)
-        self.rec.record(j, info, None if step_size is None else _to_host(step_size))
+        self.rec.record(j, info, None if step_size is None else _to_host(step_size),
+                        _to_host(nonfinite_chains(state)))
         if j + 1 == self.buf.shape[0]:
             self._flush(j + 1)
             self.start = t + 1

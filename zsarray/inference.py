@@ -86,7 +86,7 @@ class LatentLayout:
             u = ad.reshape(q[:, self.slices[name]], (n,) + self.unconstrained_shapes[name])
             x, l = self.transforms[name].forward(u)
             values[name] = x
-            ldj = ldj + _sum_but_first(l, n)
+            ldj = ldj + _sum_but_first(l, n, True)
         return values, ldj
 
     def unconstrain(self, values, n_chains, xp):
@@ -120,45 +120,115 @@ def _transform_for(node):
         raise ValueError(f"latent '{node.name}': {err}") from None
 
 
-def _sum_but_first(x, n):
-    """Reduce a per-node log term to ``[n]``: sum every axis but a leading chain axis;
-    a term without the chain axis is chain-independent and is added to every chain."""
+def _sum_but_first(x, n, per_chain):
+    """Reduce a per-node log term to ``[n]``: sum every axis but the leading chain axis
+    (``per_chain``), or, for a term without the chain axis (one that depends on no
+    latent), sum it all and add it to every chain."""
     x = ad.unwrap(x)
     if not isinstance(x, ad.Tensor):
         x = ad.tensor(x)
-    if x.ndim >= 1 and x.shape[0] == n:
+    if per_chain:
         return ad.sum(ad.reshape(x, (n, -1)), axis=1) if x.ndim > 1 else x
     return ad.sum(x) + ad.tensor(backend.get_array_module(x).zeros(n, dtype=x.dtype))
 
 
-def _joint(model, observed, n, scaled=(), scale=1.0):
-    """The model's log joint at ``observed`` reduced to ``[n]`` per chain; the
-    ``cond_log_p`` of the nodes named in ``scaled`` is multiplied by ``scale``
-    (minibatch likelihoods). A ``model.log_joint`` override is used as is."""
+def _node_terms(model, observed):
+    """``{node name: cond_log_p}`` of the stochastic nodes (``{None: log_joint}`` with a
+    ``model.log_joint`` override)."""
+    bn = model.observe(**observed)
+    if model.log_joint is not None:
+        return {None: bn.log_joint()}
+    return {name: node.cond_log_p for name, node in bn.nodes.items()
+            if isinstance(node, StochasticTensor)}
+
+
+def _chain_terms(model, observed, layout, q0):
+    """Which nodes' log terms carry the leading chain axis, found by evaluating the
+    model at ``n`` and at ``n + 1`` chains (the extra chain a copy of the first).
+
+    A shape alone cannot tell: a node that drops the chain axis (``mean = w[..., 0]``
+    for an observation of ``N`` values) has the shape of a per-chain term when ``N``
+    equals the number of chains, and would silently pair chain ``c`` with ``y[c]``. A
+    per-chain term grows with the chain count and keeps its first ``n`` rows; a term
+    without the chain axis keeps its shape and value. Anything else mixes chains and
+    is an error naming the node."""
+    q0 = backend.asnumpy(q0)
+    n = q0.shape[0]
+    xp = backend.get_array_module(*observed.values()) if observed else np
+    runs = []
+    for q in (q0, np.concatenate([q0, q0[:1]], axis=0)):
+        q = xp.asarray(q)
+        m = q.shape[0]
+        with ad.no_grad():
+            values, _ = layout.constrain(ad.tensor(q))
+            try:
+                terms = _node_terms(model, {**observed, **values})
+            except ValueError as err:
+                raise ValueError(
+                    f"the model fails with {m} chains ({err}); with vectorized=True every "
+                    f"latent has a leading chain axis and every value computed from latents "
+                    f"must keep it (write x @ w.T-style code that broadcasts over it, or pass "
+                    f"vectorized=False)") from err
+        runs.append({k: backend.asnumpy(ad.unwrap(t).data if isinstance(ad.unwrap(t), ad.Tensor)
+                                        else np.asarray(t)) for k, t in terms.items()})
+    flags = {}
+    for name, a in runs[0].items():
+        b = runs[1][name]
+        what = "the log joint" if name is None else f"node '{name}'"
+        if a.shape == b.shape and _same(a, b):
+            flags[name] = False
+        elif a.ndim >= 1 and b.shape == (n + 1,) + a.shape[1:] and a.shape[0] == n \
+                and _same(a, b[:n]):
+            flags[name] = True
+        else:
+            raise ValueError(
+                f"{what}: its log-probability has shape {a.shape} with {n} chains and "
+                f"{b.shape} with {n + 1} (one more chain, a copy of the first)"
+                + (", and its values change" if a.shape == b.shape else "")
+                + f": the model does not keep the leading chain axis of the latents apart "
+                f"(it drops it or mixes chains). Every value computed from a latent must "
+                f"keep the chain axis first, e.g. x @ w[..., None] rather than x @ w[0]; or "
+                f"pass vectorized=False")
+    return flags
+
+
+def _same(a, b):
+    with np.errstate(invalid="ignore"):
+        return a.shape == b.shape and bool(np.all((a == b) | np.isclose(a, b, rtol=1e-6,
+                                                                        atol=1e-12)
+                                                  | (np.isnan(a) & np.isnan(b))))
+
+
+def _joint(model, observed, n, per_chain, scaled=(), scale=1.0):
+    """The model's log joint at ``observed`` reduced to ``[n]`` per chain (``per_chain``:
+    :func:`_chain_terms`'s flags); the ``cond_log_p`` of the nodes named in ``scaled``
+    is multiplied by ``scale`` (minibatch likelihoods). A ``model.log_joint`` override
+    is used as is."""
     if model.log_joint is not None and scaled:
         raise ValueError("SG-MCMC fronts scale the minibatched nodes' log-likelihood by "
                          "N / batch_size node by node, which a model.log_joint override "
                          "hides; remove the override or scale inside it")
-    bn = model.observe(**observed)
-    if model.log_joint is not None:
-        return _sum_but_first(bn.log_joint(), n)
     total = 0.0
-    for name, node in bn.nodes.items():
-        if isinstance(node, StochasticTensor):
-            term = _sum_but_first(node.cond_log_p, n)
-            total = total + (term * scale if name in scaled else term)
+    for name, t in _node_terms(model, observed).items():
+        term = _sum_but_first(t, n, per_chain.get(name, True) if per_chain else
+                              ad.unwrap(t).ndim >= 1 and ad.unwrap(t).shape[0] == n)
+        total = total + (term * scale if name in scaled else term)
     return total
 
 
-def _model_log_density(model, observed, layout, vectorized, compile=True):
+def _model_log_density(model, observed, layout, vectorized, compile=True, q0=None):
     """``logdensity(q [n, dim]) -> [n]`` of the model on the unconstrained space.
 
     Returned under :func:`autodiff.compile` (or :func:`autodiff.trace` with
     ``compile=False``): the BayesianNet is built and observed only while recording,
     later calls run the compiled program. Models whose ops depend on the values (a
     Python ``if`` on a latent) are detected and evaluated normally."""
+    if q0 is None:                      # any point will do for the chain-axis check
+        q0 = np.zeros((2, layout.dim))
+    per_chain = _chain_terms(model, observed, layout, q0) if vectorized else None
+
     def joint(values, n):
-        return _joint(model, {**observed, **values}, n)
+        return _joint(model, {**observed, **values}, n, per_chain)
 
     def log_density(q):
         n = q.shape[0]
@@ -180,7 +250,7 @@ class InferenceResult:
         Constrained values.
     unconstrained : array [n_chains, n_samples, dim]
         The raw sampler draws.
-    stats, warmup_stats, step_size, inverse_mass, n_divergent
+    stats, warmup_stats, step_size, inverse_mass, n_divergent, n_nonfinite
         As in :class:`samplers.Result`.
     layout : LatentLayout
     """
@@ -194,6 +264,7 @@ class InferenceResult:
         self.step_size = getattr(result, "step_size", None)
         self.inverse_mass = getattr(result, "inverse_mass", None)
         self.n_divergent = getattr(result, "n_divergent", 0)
+        self.n_nonfinite = getattr(result, "n_nonfinite", 0)
         c, s, d = result.draws.shape
         with ad.no_grad():
             values, _ = layout.constrain(ad.tensor(result.draws.reshape(c * s, d)))
@@ -298,7 +369,7 @@ class _Front:
         """
         layout, q0, gen, xp = self._prepare(model, observed, latent, n_chains, rng)
         observed = dict(observed or {})
-        log_density = _model_log_density(model, observed, layout, vectorized, compile)
+        log_density = _model_log_density(model, observed, layout, vectorized, compile, q0)
         opts = {**self.kernel_options, **options}
         try:
             result = samplers.sample(log_density, xp.asarray(q0), n_samples=n_samples,
@@ -388,6 +459,7 @@ class _SGFront(_Front):
         full_obs = {**dict(observed or {}), **{k: v for k, v in data.items()
                                                if k not in model.builder_parameters()}}
         layout, q0, gen, xp = self._prepare(full, full_obs, latent, n_chains, rng)
+        per_chain = _chain_terms(full, full_obs, layout, q0) if vectorized else None
         scale = n_data / batch_size
         data_nodes = [k for k in data if k not in model.builder_parameters()]
 
@@ -403,7 +475,8 @@ class _SGFront(_Front):
             if not vectorized:
                 raise NotImplementedError("SG fronts evaluate all chains at once: write the "
                                           "model to broadcast over a leading chain axis")
-            return ldj + _joint(m, {**obs, **values}, n, scaled=data_nodes, scale=scale)
+            return ldj + _joint(m, {**obs, **values}, n, per_chain, scaled=data_nodes,
+                                scale=scale)
 
         # traced: the minibatch rows are inputs of the recorded program, new at every call
         traced = (ad.compile if compile else ad.trace)(minibatch_log_density, warn=False)

@@ -21,7 +21,7 @@ RWMH), ``"chees"`` (ChEES-HMC, ``kernel="hmc"``), ``"meads"`` (``kernel="ghmc"``
 """
 from typing import NamedTuple
 
-from ..base import StatsRecorder, array_module
+from ..base import StatsRecorder, array_module, nonfinite_chains
 
 __all__ = ["Adaptation", "NoAdaptation", "NoAdaptationState", "run_warmup", "step",
            "with_step_size", "kernel_extras"]
@@ -146,7 +146,7 @@ def run_warmup(kernel, adaptation, state, rng, n_warmup, params=None, callback=N
         p = astate.params
         eps = None if p is None else p.step_size
         state, info = step(kernel, state, rng, p)
-        rec.record(i, info, eps)
+        rec.record(i, info, eps, nonfinite_chains(state))
         if callback is not None:
             callback(info, eps)
         astate, state = adaptation.update(kernel, astate, state, info, rng)

@@ -160,7 +160,7 @@ def test_one_driver_for_sgmcmc_kernels():
     ref = samplers.sample_sgmcmc(k, x0, 20, burnin=10, rng=4, progress=False)
     np.testing.assert_array_equal(res.draws, ref.draws)
     assert type(res) is type(ref) is samplers.Result
-    assert set(res.stats) == {"step_size", "grad_norm"} and res.stats["grad_norm"].shape == (3, 20)
+    assert set(res.stats) == {"step_size", "grad_norm", "nonfinite"} and res.stats["grad_norm"].shape == (3, 20)
     with pytest.raises(TypeError, match="already holds its target and options"):
         samplers.sample(lambda q: q.sum(1), x0, kernel=k)
     with pytest.raises(TypeError, match="already holds its target and options"):

@@ -58,7 +58,8 @@ def test_mass_matrix_and_step_size_are_adapted(dense):
     assert abs(stats["acceptance"][:, -50:].mean() - 0.8) < 0.1
     assert k.step_size == 1.0 and k.inverse_mass is None      # input kernel untouched
     assert set(stats) == {"acceptance", "divergent", "step_size", "tree_depth",
-                          "n_grad_evals", "energy"}
+                          "n_grad_evals", "energy", "nonfinite"}
+    assert not stats["nonfinite"].any()
     assert all(v.shape == (16, 400) for v in stats.values())
 
 

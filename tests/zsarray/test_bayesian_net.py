@@ -168,11 +168,6 @@ def test_observation_that_cannot_broadcast():
 
 
 def test_builder_contract_errors():
-    with pytest.raises(TypeError, match="must take an 'observed' keyword"):
-        @zs.meta_bayesian_net()
-        def bad(n):
-            return zs.BayesianNet()
-
     @zs.meta_bayesian_net()
     def drops(observed=None):
         bn = zs.BayesianNet()

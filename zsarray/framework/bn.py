@@ -3,9 +3,12 @@
 A stochastic node's value is its observation when one is given, otherwise a sample
 from its distribution, drawn once and cached. ``log_joint()`` sums the nodes'
 conditional log-probabilities (with broadcasting, so a particle axis on observations
-flows through). Observations are passed explicitly to the constructor; there is no
-global context (unlike ZhuSuan's process-wide stack), so nets can be built in threads.
+flows through). Observations are passed to the constructor, explicitly or, for a
+ZhuSuan-style builder run by ``MetaBayesianNet.observe``, through a context variable
+(per thread and per asyncio task, unlike ZhuSuan's process-wide stack), so nets can be
+built in threads.
 """
+import contextvars
 import difflib
 import inspect
 import re
@@ -15,6 +18,11 @@ import numpy as np
 import autodiff as ad
 
 __all__ = ["BayesianNet", "StochasticTensor", "DeterministicNode"]
+
+#: Observations for the nets a ZhuSuan-style builder (one without an ``observed``
+#: argument) creates while :meth:`MetaBayesianNet.observe` runs it: per thread and per
+#: asyncio task, never process-global.
+_OBSERVED = contextvars.ContextVar("zsarray_observed", default=None)
 
 
 def _as_tensor(value):
@@ -92,14 +100,25 @@ class StochasticTensor(_NodeOps):
         return shape if self.n_samples is None else (self.n_samples,) + shape
 
     def _check_observation_shape(self):
+        """The observation may carry extra leading axes (samples, chains) or lack leading
+        axes of the node (one observation shared by every chain), but its own axes are
+        never broadcast against the node's: an observation of shape (3, 1) for a node
+        of shape (3,) would otherwise become a 3 x 3 table of pairs."""
         expected = self._expected_shape()
+        obs = tuple(self._tensor.shape)
         try:
-            np.broadcast_shapes(tuple(self._tensor.shape), expected)
+            full = np.broadcast_shapes(obs, expected)
         except ValueError:
-            raise ValueError(f"observation of node '{self.name}' has shape "
-                             f"{tuple(self._tensor.shape)}, which cannot broadcast against "
-                             f"the node's shape {expected} ([n_samples] + batch_shape + "
-                             f"value_shape)") from None
+            raise ValueError(f"observation of node '{self.name}' has shape {obs}, which "
+                             f"cannot broadcast against the node's shape {expected} "
+                             f"([n_samples] + batch_shape + value_shape)") from None
+        if obs and full[len(full) - len(obs):] != obs:
+            raise ValueError(f"observation of node '{self.name}' has shape {obs}, but the "
+                             f"node's shape is {expected} ([n_samples] + batch_shape + "
+                             f"value_shape): broadcasting them would repeat the observed "
+                             f"values along their own axes (giving shape {full}); reshape "
+                             f"the observation to the node's shape (or broadcast it "
+                             f"explicitly if that is meant)")
 
     def is_observed(self):
         """Whether the node's value is an observation."""
@@ -162,6 +181,8 @@ class BayesianNet:
     """
 
     def __init__(self, observed=None, rng=None):
+        if observed is None:
+            observed = _OBSERVED.get()        # a ZhuSuan-style builder run by observe()
         self._observed = dict(observed or {})
         self._nodes = {}
         self.rng = _rng(rng)
@@ -197,7 +218,15 @@ class BayesianNet:
         return self._add(node)
 
     def deterministic(self, name, value):
-        """Record a named deterministic value; returns the node (forwards to its tensor)."""
+        """Record a named deterministic value; returns the node (forwards to its tensor).
+
+        Raises ``ValueError`` if the net was given an observation for ``name``: a
+        deterministic node's value is computed, so the observation would be ignored."""
+        if name in self._observed:
+            raise ValueError(f"BayesianNet: node '{name}' is deterministic, so it cannot be "
+                             f"observed (its value is computed from other nodes and the "
+                             f"observation would be ignored); observe a stochastic node "
+                             f"instead")
         return self._add(DeterministicNode(name, value))
 
     def __getitem__(self, name):
@@ -217,6 +246,7 @@ class BayesianNet:
 
     def cond_log_prob(self, names):
         """``cond_log_p`` of one stochastic node (str) or a list of them."""
+        self.check_observed()
         if isinstance(names, str):
             return self._stochastic(names).cond_log_p
         return [self._stochastic(n).cond_log_p for n in names]

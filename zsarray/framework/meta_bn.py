@@ -1,8 +1,13 @@
 """Meta Bayesian nets: a model-building function that can be re-run with observations.
 
-ZhuSuan's ``@meta_bayesian_net`` re-ran the builder inside a process-global context
-that injected the observations. Here the observations are passed explicitly: the
-builder takes an ``observed`` keyword and hands it to ``BayesianNet(observed)``.
+Two ways to write the builder, both thread-safe:
+
+* explicit (recommended): the builder takes an ``observed`` keyword and hands it to
+  ``BayesianNet(observed)``;
+* ZhuSuan's way: no ``observed`` argument, ``bn = zs.BayesianNet()`` inside. ``observe``
+  then runs the builder with the observations in a :class:`contextvars.ContextVar`
+  (per thread and per asyncio task, never process-global), from which every
+  ``BayesianNet()`` created without ``observed`` takes them.
 
 >>> @zs.meta_bayesian_net(scope="model")                       # doctest: +SKIP
 ... def build_model(x_dim, z_dim, n_particles, observed=None):
@@ -13,11 +18,16 @@ builder takes an ``observed`` keyword and hands it to ``BayesianNet(observed)``.
 >>> model = build_model(784, 40, 10)
 >>> bn = model.observe(x=x_batch, z=z_samples)
 >>> bn.log_joint()
+>>> @zs.meta_bayesian_net(scope="model")                       # doctest: +SKIP
+... def build_model(x_dim, z_dim, n_particles):                # ZhuSuan 0.4 style
+...     bn = zs.BayesianNet()
+...     ...
+...     return bn
 """
 import functools
 import inspect
 
-from .bn import BayesianNet, _unknown
+from .bn import BayesianNet, _OBSERVED, _unknown
 
 __all__ = ["MetaBayesianNet", "meta_bayesian_net"]
 
@@ -36,6 +46,7 @@ class MetaBayesianNet:
 
     def __init__(self, builder, args=(), kwargs=None, scope=None):
         self._builder = builder
+        self._explicit = "observed" in inspect.signature(builder).parameters
         self._args = tuple(args)
         self._kwargs = dict(kwargs or {})
         self.scope = scope
@@ -50,7 +61,14 @@ class MetaBayesianNet:
             If an observation names a node the model never creates (the closest
             existing name is suggested).
         """
-        bn = self._builder(*self._args, observed=observed, **self._kwargs)
+        if self._explicit:
+            bn = self._builder(*self._args, observed=observed, **self._kwargs)
+        else:
+            token = _OBSERVED.set(dict(observed))
+            try:
+                bn = self._builder(*self._args, **self._kwargs)
+            finally:
+                _OBSERVED.reset(token)
         if not isinstance(bn, BayesianNet):
             raise TypeError(f"meta_bayesian_net: the builder {self._builder.__name__}() must "
                             f"return its BayesianNet, got {type(bn).__name__}")
@@ -60,9 +78,11 @@ class MetaBayesianNet:
                                           "observe: the model never creates a node named"))
         missing = [n for n in observed if bn._observed.get(n) is not observed[n]]
         if missing:
-            raise ValueError(f"meta_bayesian_net: the builder {self._builder.__name__}() did "
-                             f"not pass its observed= argument to BayesianNet(observed) "
-                             f"(observations {missing} were dropped)")
+            how = ("did not pass its observed= argument to BayesianNet(observed)"
+                   if self._explicit else "returned a BayesianNet built with its own "
+                   "observed= argument (or before observe() ran)")
+            raise ValueError(f"meta_bayesian_net: the builder {self._builder.__name__}() "
+                             f"{how} (observations {missing} were dropped)")
         bn._meta = self
         bn._log_joint_fn = self.log_joint
         return bn
@@ -94,8 +114,9 @@ class MetaBayesianNet:
 
 
 def meta_bayesian_net(scope=None, reuse_variables=False):
-    """Decorator: a builder ``f(*args, observed=None, **kwargs) -> BayesianNet`` becomes
-    a function returning a :class:`MetaBayesianNet` bound to ``args``/``kwargs``.
+    """Decorator: a builder ``f(*args, observed=None, **kwargs) -> BayesianNet`` (or,
+    ZhuSuan's way, ``f(*args, **kwargs)`` creating ``BayesianNet()``; see the module)
+    becomes a function returning a :class:`MetaBayesianNet` bound to ``args``/``kwargs``.
 
     ``reuse_variables`` is accepted for ZhuSuan compatibility and ignored (parameters
     are held by ``zs.nn`` modules, not created by the builder).
@@ -103,10 +124,6 @@ def meta_bayesian_net(scope=None, reuse_variables=False):
     del reuse_variables  # kept for ZhuSuan signature compatibility
 
     def decorator(builder):
-        if "observed" not in inspect.signature(builder).parameters:
-            raise TypeError(f"meta_bayesian_net: the builder {builder.__name__}() must take an "
-                            f"'observed' keyword argument and pass it to BayesianNet(observed)")
-
         @functools.wraps(builder)
         def make(*args, **kwargs):
             return MetaBayesianNet(builder, args, kwargs, scope=scope)

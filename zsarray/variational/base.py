@@ -276,24 +276,37 @@ def _as_tensor(x):
 def _sum_terms(terms, what, names, who):
     total = terms[0]
     for name, t in zip(names[1:], terms[1:]):
+        a, b = tuple(total.shape), tuple(t.shape)
         try:
-            np.broadcast_shapes(total.shape, t.shape)
+            np.broadcast_shapes(a, b)
+            ok = len(a) == len(b) or not a or not b      # same axes (see _check_broadcast)
         except ValueError:
-            raise ValueError(f"{who}: the {what} terms do not broadcast: node '{name}' gives "
-                             f"shape {tuple(t.shape)}, the previous nodes {tuple(total.shape)}"
-                             ) from None
+            ok = False
+        if not ok:
+            raise ValueError(f"{who}: the {what} terms do not have the same axes: node "
+                             f"'{name}' gives shape {b}, the previous nodes {a} (a node "
+                             f"missing group_ndims= keeps its value axes)") from None
         total = total + t
     return total
 
 
 def _check_broadcast(log_joint, log_q, who):
+    """log p(x, z) and log q(z) must have the same axes: the sample axis first, then the
+    batch axes. With different numbers of axes NumPy would align them on the right and
+    pair, e.g., the K samples of a [K] term with the D dimensions of a [K, D] term
+    whenever K == D (a variational node missing ``group_ndims``)."""
+    lp, lq = tuple(log_joint.shape), tuple(log_q.shape)
     try:
-        np.broadcast_shapes(log_joint.shape, log_q.shape)
+        np.broadcast_shapes(lp, lq)
+        ok = len(lp) == len(lq) or not lp or not lq
     except ValueError:
-        raise ValueError(f"{who}: log p(x, z) of shape {tuple(log_joint.shape)} does not "
-                         f"broadcast against log q(z) of shape {tuple(log_q.shape)}; the "
-                         f"sample axis and batch axes of model and variational must agree"
-                         ) from None
+        ok = False
+    if not ok:
+        raise ValueError(f"{who}: log p(x, z) of shape {lp} and log q(z) of shape {lq} do "
+                         f"not have the same axes; the sample axis and batch axes of model "
+                         f"and variational must agree (a node missing group_ndims= keeps "
+                         f"its value axes in its log-probability: give group_ndims to the "
+                         f"nodes whose last axes are one multivariate value)") from None
 
 
 def _raw(x):
