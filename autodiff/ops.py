@@ -426,8 +426,15 @@ defvjp(logsumexp, lambda ans, x, axis=None, keepdims=False: lambda g:
        _expand(g, np.shape(x), axis, keepdims) * _softmax(x, axis))
 
 
+def _shift_by_max(x, axis):
+    """``x - max(x)`` along ``axis``, and 0 (not ``inf - inf = NaN``) at entries that are
+    ``+inf``: the limit as those entries grow, so softmax and log_softmax of logits with
+    ``+inf`` entries put all the mass on them (shared equally)."""
+    return np.where(x == np.inf, 0.0, x - np.max(x, axis=axis, keepdims=True))
+
+
 def _softmax(x, axis=-1):
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    e = np.exp(_shift_by_max(x, axis))
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
@@ -438,7 +445,7 @@ defvjp(softmax, lambda s, x, axis=-1: lambda g:
 
 def _log_softmax(x, axis=-1):
     # (x - m) - log sum exp(x - m): x - m is exact, unlike x - logsumexp(x) at large |x|
-    shifted = x - np.max(x, axis=axis, keepdims=True)
+    shifted = _shift_by_max(x, axis)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 

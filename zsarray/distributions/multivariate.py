@@ -11,8 +11,8 @@ import numpy as np
 import autodiff as ad
 
 from .base import Constraint, Distribution, constraints, draw
-from .univariate import (_HALF_LOG_2PI, _gamma_noise, _normal, _raw, _std_gumbel, _xlogy,
-                         _xlogy_safe)
+from .numerics import xlogy as _xlogy, xmul_log
+from .univariate import _HALF_LOG_2PI, _gamma_noise, _normal, _raw, _std_gumbel
 
 __all__ = ["MultivariateNormalCholesky", "MatrixVariateNormalCholesky", "Multinomial",
            "UnnormalizedMultinomial", "OnehotCategorical", "Dirichlet", "ExpConcrete",
@@ -193,9 +193,7 @@ class Multinomial(Distribution):
         return ad.expand_dims(self._xp.asarray(p.n_experiments), -1) * q * (1 - q)
 
 
-def _xlogy_counts(x, logq):
-    """``x * log q``, 0 where ``x == 0`` (log q may be -inf there)."""
-    return ad.where(ad.equal(x, 0), 0.0, x * logq)
+_xlogy_counts = xmul_log     # x * log q, 0 where x == 0 (log q may be -inf there)
 
 
 class UnnormalizedMultinomial(Distribution):
@@ -252,7 +250,7 @@ class OnehotCategorical(Distribution):
 
     def _entropy(self, p):
         lsm = ad.log_softmax(p.logits)
-        return -ad.sum(_xlogy_safe(ad.exp(lsm), lsm), axis=-1)
+        return -ad.sum(xmul_log(ad.exp(lsm), lsm), axis=-1)
 
 
 class Dirichlet(Distribution):
