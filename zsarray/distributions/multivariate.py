@@ -12,7 +12,7 @@ import autodiff as ad
 
 from .base import Constraint, Distribution, constraints, draw
 from .numerics import xlogy as _xlogy, xmul_log
-from .univariate import _HALF_LOG_2PI, _gamma_noise, _normal, _raw, _std_gumbel
+from .univariate import _HALF_LOG_2PI, _log_gamma_noise, _normal, _raw, _std_gumbel
 
 __all__ = ["MultivariateNormalCholesky", "MatrixVariateNormalCholesky", "Multinomial",
            "UnnormalizedMultinomial", "OnehotCategorical", "Dirichlet", "ExpConcrete",
@@ -256,8 +256,9 @@ class OnehotCategorical(Distribution):
 class Dirichlet(Distribution):
     """Dirichlet with concentration ``alpha [..., K]`` on the simplex.
 
-    Samples are normalized Gamma(alpha_k, 1) draws, implicitly reparameterized
-    (Figurnov et al. 2018) through :func:`~.univariate.gamma_sample`.
+    Samples are normalized Gamma(alpha_k, 1) draws, a softmax of
+    :func:`~.univariate.log_gamma_sample` (finite for tiny alpha), implicitly
+    reparameterized (Figurnov et al. 2018).
     """
     arg_constraints = {"alpha": c.positive}
     param_ndims = {"alpha": 1}
@@ -270,8 +271,9 @@ class Dirichlet(Distribution):
         super().__init__(dict(alpha=alpha), **kwargs)
 
     def _sample(self, shape, rng, p):
-        g = _gamma_noise(self, p.alpha, rng, shape)
-        return g / ad.sum(g, axis=-1, keepdims=True)
+        # normalized Gamma draws as a softmax of their logarithms: no 0 / 0 when every
+        # draw of a row underflows (alpha << 1)
+        return ad.softmax(_log_gamma_noise(self, p.alpha, rng, shape), axis=-1)
 
     def _log_prob(self, x, p):
         return (ad.sum(_xlogy(p.alpha - 1, x), axis=-1) + ad.lgamma(ad.sum(p.alpha, axis=-1))
