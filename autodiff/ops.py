@@ -427,10 +427,13 @@ defvjp(logsumexp, lambda ans, x, axis=None, keepdims=False: lambda g:
 
 
 def _shift_by_max(x, axis):
-    """``x - max(x)`` along ``axis``, and 0 (not ``inf - inf = NaN``) at entries that are
-    ``+inf``: the limit as those entries grow, so softmax and log_softmax of logits with
-    ``+inf`` entries put all the mass on them (shared equally)."""
-    return np.where(x == np.inf, 0.0, x - np.max(x, axis=axis, keepdims=True))
+    """``x - max(x)`` along ``axis``, 0 where an entry equals the max. Finite maxima are
+    unchanged; an infinite max gives 0 instead of ``inf - inf = NaN`` at its entries:
+    with ``+inf`` logits softmax puts all the mass on them, and with every entry
+    ``-inf`` it is uniform (the limit of equal entries, the share max's gradient gives
+    ties), so the gradient of logsumexp is never NaN for non-NaN input."""
+    m = np.max(x, axis=axis, keepdims=True)
+    return np.where(x == m, 0.0, x - m)
 
 
 def _softmax(x, axis=-1):
