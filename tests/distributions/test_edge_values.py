@@ -334,3 +334,30 @@ def test_empty_event_dims_raise():
         zd.Categorical(np.zeros((2, 0)))
     with pytest.raises(ValueError, match="Dirichlet: alpha must have nonempty event dims"):
         zd.Dirichlet(np.zeros(0))
+
+
+# ----------------------------------------------------------------------------- entropy and KL
+
+@pytest.mark.parametrize("df", [0.3, 5.0, 150.0, 1e5, 1e12, INF])
+def test_studentt_entropy_up_to_df_inf(df):
+    want = stats.t(df, 0, 2.0).entropy() if np.isfinite(df) else stats.norm(0, 2.0).entropy()
+    np.testing.assert_allclose(zd.StudentT(df, 0.0, 2.0).entropy().data, want, rtol=1e-13)
+
+
+def test_studentt_entropy_gradient():
+    ad.check_grads(lambda d: zd.StudentT(d, 0.0, 2.0).entropy(), np.array([0.7, 50.0, 150.0, 3e4]))
+    assert ad.grad(lambda d: zd.StudentT(d, 0.0, 2.0).entropy())(np.array(INF)) == 0.0
+
+
+@pytest.mark.parametrize("logit", [INF, -INF])
+def test_kl_and_entropy_at_infinite_logits(logit):
+    def kl(t):
+        return zd.kl_divergence(zd.Bernoulli(logits=t), zd.Bernoulli(logits=np.array(0.0)))
+    np.testing.assert_allclose(kl(np.array(logit)).data, np.log(2))
+    assert ad.grad(kl)(np.array(logit)) == 0.0
+    assert zd.Bernoulli(logits=np.array(logit)).entropy().data == 0.0
+    lg = np.array([logit, 0.0])
+    ent = zd.Categorical(lg).entropy().data
+    np.testing.assert_allclose(ent, 0.0 if logit == INF else 0.0, atol=0)
+    g = ad.grad(lambda t: zd.kl_divergence(zd.Categorical(t), zd.Categorical(np.zeros(2))))(lg)
+    assert not np.isnan(g).any()

@@ -632,6 +632,9 @@ class Distribution:
             return None
         x = given.data
         xp = backend.get_array_module(x)
+        tracing = ad_tracer.is_tracer(x)
+        if not check_outside and not tracing and bool(xp.isfinite(x).all()):
+            return None                                   # the common case: one pass
         axes = tuple(range(-c.event_ndims, 0))
         nan = xp.isnan(x)
         if axes:
@@ -646,7 +649,7 @@ class Distribution:
             bad = out if bad is None else (bad | out)
         else:
             bad = bad & ~nan
-        if not ad_tracer.is_tracer(bad) and not bool(xp.any(bad)):
+        if not tracing and not bool(xp.any(bad)):
             return None
         return bad
 

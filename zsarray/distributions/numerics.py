@@ -93,3 +93,18 @@ def guarded(inside, x, safe, fn, outside):
     ``safe`` outside (the double where): for a formula with a singular point on the
     boundary of the support, e.g. LogNormal's ``log x`` at ``x = 0``."""
     return ad.where(inside, fn(ad.where(inside, x, safe)), outside)
+
+
+def digamma_half_term(x):
+    """``(x + 1/2) (digamma(x + 1/2) - digamma(x))`` for ``x > 0``, including
+    ``x = inf`` (where it is 1/2): directly below x = 100, above by the series
+    ``1/2 + 1/(4x) + (1 + 1/(2x)) (1/(8x) - 1/(64 x^3) + 1/(128 x^5))`` (the derivative
+    of :func:`lgamma_half_ratio`'s, error < 1e-16). StudentT's entropy at x = df / 2."""
+    big = ad.greater(x, _HALF_RATIO_SERIES_FROM)
+    xd = ad.where(big, 1.0, x)
+    direct = (xd + 0.5) * (ad.digamma(xd + 0.5) - ad.digamma(xd))
+    inv = 1.0 / ad.where(big, x, _HALF_RATIO_SERIES_FROM)
+    inv2 = ad.square(inv)
+    series = (0.5 + 0.25 * inv
+              + (1 + 0.5 * inv) * inv * (1.0 / 8 + inv2 * (-1.0 / 64 + inv2 / 128)))
+    return ad.where(big, series, direct)

@@ -25,7 +25,7 @@ from autodiff.core import Tensor
 
 from .base import Distribution, constraints, draw
 from .fused import fused_normal_sample_logprob, unfused_normal_sample_logprob
-from .numerics import (guarded, lbeta as _lbeta, lgamma_half_ratio, log1p_over,
+from .numerics import (digamma_half_term, guarded, lbeta as _lbeta, lgamma_half_ratio, log1p_over,
                        logistic_log_density, xlog1my as _xlog1my, xlogy as _xlogy,
                        xmul_log)
 
@@ -768,9 +768,11 @@ class StudentT(Distribution):
         return ad.where(df > 2, v, ad.where(df > 1, np.inf, np.nan))
 
     def _entropy(self, p):
-        h = 0.5 * (p.df + 1)
-        return (h * (ad.digamma(h) - ad.digamma(0.5 * p.df)) + 0.5 * ad.log(p.df)
-                + _lbeta(0.5 * p.df, 0.5) + ad.log(p.scale))
+        # h (psi(h) - psi(df/2)) + log(df)/2 + lbeta(df/2, 1/2) with h = (df+1)/2, as
+        # functions of x = df/2 that stay finite at df = inf (the Normal's entropy)
+        x = 0.5 * p.df
+        return (digamma_half_term(x) + _HALF_LOG_2PI - lgamma_half_ratio(x)
+                + ad.log(p.scale))
 
 
 class Cauchy(Distribution):
