@@ -361,3 +361,14 @@ def test_kl_and_entropy_at_infinite_logits(logit):
     np.testing.assert_allclose(ent, 0.0 if logit == INF else 0.0, atol=0)
     g = ad.grad(lambda t: zd.kl_divergence(zd.Categorical(t), zd.Categorical(np.zeros(2))))(lg)
     assert not np.isnan(g).any()
+
+
+@pytest.mark.parametrize("label,value,shown", [n for n in NON_NUMERIC if n[0] != "a bool"],
+                         ids=[n[0] for n in NON_NUMERIC if n[0] != "a bool"])
+def test_non_numeric_given_names_class(label, value, shown):
+    with pytest.raises(TypeError, match=f"^Normal.log_prob: given must be .*; got .*{shown}"):
+        zd.Normal(0.0, 1.0).log_prob(value)
+
+
+def test_bool_given_is_a_value_of_a_discrete_distribution():
+    np.testing.assert_allclose(zd.Bernoulli(probs=0.25).log_prob(True).data, np.log(0.25))

@@ -302,39 +302,52 @@ def _describe(v):
     return f"{r if len(r) <= 40 else r[:37] + '...'} ({type(v).__name__})"
 
 
+def _kind(v):
+    """The dtype kind of ``v`` ('f', 'i', 'b', ...), or None for a string, a bool or
+    anything NumPy cannot turn into a numeric array (checked before converting, so
+    NumPy's own conversion error, which names no argument, is never what the user
+    sees)."""
+    if type(v) is Tensor:
+        return v.dtype.kind
+    if isinstance(v, (str, bytes)):
+        return None
+    if isinstance(v, bool):
+        return "b"
+    if isinstance(v, (int, np.integer)):
+        return "i"
+    if isinstance(v, (float, np.floating)):
+        return "f"
+    if hasattr(v, "dtype") and hasattr(v, "shape"):
+        return np.dtype(v.dtype).kind
+    try:
+        return np.asarray(v).dtype.kind
+    except (ValueError, TypeError):
+        return None
+
+
 def _check_numeric(self, k, v):
     """Raise TypeError naming the distribution and argument unless ``v`` is a real
     number, a real (or, for integer parameters, integer) array or a Tensor: strings,
     None (for a required parameter), booleans, complex numbers and other objects are
     refused before NumPy's conversion would fail (or silently succeed) without saying
     which argument was wrong."""
-    integer = k in self.int_params
-    what = ("an integer or an integer array" if integer else
+    what = ("an integer or an integer array" if k in self.int_params else
             "a real number, a real array or a Tensor")
     if v is None:
         if k in self.optional_params:
             return
         raise TypeError(f"{_name(self)}: {k} must be {what}; got None")
-    if type(v) is Tensor:
-        dt = v.dtype
-    elif isinstance(v, (str, bytes, bool)):
-        dt = None
-    elif hasattr(v, "dtype") and hasattr(v, "shape"):
-        dt = v.dtype
-    elif isinstance(v, (int, float, np.integer, np.floating)):
-        return
-    else:
-        try:
-            dt = np.asarray(v).dtype
-        except (ValueError, TypeError):
-            dt = None
     if self.arg_constraints.get(k) == "any":      # Implicit's samples: any array
         return
-    ok = dt is not None and np.dtype(dt).kind in "iuf"
-    if not ok:
-        got = _describe(v) if dt is None or not hasattr(v, "shape") else \
-            f"an array of dtype {np.dtype(dt)}"
-        raise TypeError(f"{_name(self)}: {k} must be {what}; got {got}")
+    kind = _kind(v)
+    if kind is None or kind not in "iuf":
+        raise TypeError(f"{_name(self)}: {k} must be {what}; got {_got(v)}")
+
+
+def _got(v):
+    if hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, np.generic):
+        return f"an array of dtype {np.dtype(v.dtype)}"
+    return _describe(v)
 
 
 def _param_error(name, k, c):
@@ -660,6 +673,11 @@ class Distribution:
     def _check_given(self, given):
         name = _name(self)
         xp = self._xp
+        given = ad.unwrap(given)
+        kind = _kind(given) if given is not None else None
+        if kind is None or kind not in "biuf":
+            raise TypeError(f"{name}.log_prob: given must be a real or integer number, "
+                            f"array or Tensor; got {_got(given)}")
         if type(given) is not Tensor:
             given = Tensor(xp.asarray(given))
         if given.dtype != self.param_dtype:
