@@ -225,3 +225,38 @@ def test_categorical_with_infinite_logits_is_never_nan(logits, data):
     else:
         want = float(sps.log_softmax(logits)[i])
     assert _close(got, want), (logits, i, got, want)
+
+
+KL_PAIRS = {
+    "Normal": (lambda a, b: zd.Normal(a, b), dict(a=REAL, b=POS)),
+    "Gamma": (lambda a, b: zd.Gamma(a, b), dict(a=SHAPE, b=POS)),
+    "Beta": (lambda a, b: zd.Beta(a, b), dict(a=_f(1e-3, 30), b=_f(1e-3, 30))),
+    "Exponential": (lambda a: zd.Exponential(a), dict(a=POS)),
+    "Laplace": (lambda a, b: zd.Laplace(a, b), dict(a=REAL, b=POS)),
+    "Bernoulli": (lambda a: zd.Bernoulli(logits=np.asarray(a)),
+                  dict(a=st.one_of(REAL, st.sampled_from([-INF, INF])))),
+    "Categorical": (lambda a: zd.Categorical(np.asarray(a)),
+                    dict(a=st.lists(st.one_of(REAL, st.just(-INF)), min_size=3, max_size=3)
+                         .filter(lambda v: any(np.isfinite(v))))),
+    "Dirichlet": (lambda a: zd.Dirichlet(np.asarray(a)),
+                  dict(a=st.lists(_f(1e-3, 20), min_size=3, max_size=3))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KL_PAIRS))
+def test_kl_is_nonnegative_zero_on_the_diagonal_and_never_nan(name):
+    make, params = KL_PAIRS[name]
+
+    @SETTINGS
+    @given(data=st.data())
+    def run(data):
+        p = {k: data.draw(s) for k, s in params.items()}
+        q = {k: data.draw(s) for k, s in params.items()}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            kl = float(zd.kl_divergence(make(**p), make(**q)).data)
+            self_kl = float(zd.kl_divergence(make(**p), make(**p)).data)
+        assert not np.isnan(kl), (p, q)
+        assert kl >= -1e-9 * max(1.0, abs(kl)), (p, q, kl)
+        assert abs(self_kl) <= 1e-9, (p, self_kl)
+    run()
