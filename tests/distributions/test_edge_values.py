@@ -102,7 +102,8 @@ def _param_grads(make, params, x):
 
     def f(*ts):
         return ad.sum(make(**dict(zip(names, ts))).log_prob(np.asarray(x)))
-    g = ad.grad(f, argnums=tuple(range(len(names))))(*[np.asarray(v, float) for v in params.values()])
+    args = [np.asarray(v, float) for v in params.values()]
+    g = ad.grad(f, argnums=tuple(range(len(names))))(*args)
     return g if isinstance(g, tuple) else (g,)
 
 
@@ -147,7 +148,7 @@ def test_gradients_at_edges_are_finite(make, params, x, want):
 
 def test_studentt_large_df_gradient_matches_finite_differences():
     ad.check_grads(lambda df, s: zd.StudentT(df, 0.2, s).log_prob(np.array([-3.0, 0.5, 7.0])),
-                   np.array([250.0, 1e4, 3e5]), np.array([1.3, 0.7, 2.0]), eps=1e-4 * 0 + 1e-3)
+                   np.array([250.0, 1e4, 3e5]), np.array([1.3, 0.7, 2.0]), eps=1e-3)
 
 
 # ----------------------------------------------------------------------------- beyond the support

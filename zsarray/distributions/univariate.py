@@ -593,8 +593,8 @@ class Gamma(Distribution):
 class Beta(Distribution):
     """Beta on [0, 1]; samples ``X / (X + Y)`` with X ~ Gamma(alpha), Y ~ Gamma(beta),
     computed as ``sigmoid(log X - log Y)`` from :func:`log_gamma_sample` (finite for
-    tiny concentrations; implicitly reparameterized). ``log_prob`` is exact at 0 and 1: e.g. ``alpha = 1``
-    gives ``log(beta)`` at 0, ``alpha < 1`` gives ``+inf``."""
+    tiny concentrations; implicitly reparameterized). ``log_prob`` is exact at 0 and 1:
+    e.g. ``alpha = 1`` gives ``log(beta)`` at 0, ``alpha < 1`` gives ``+inf``."""
     arg_constraints = {"alpha": c.positive, "beta": c.positive}
     support = c.unit_interval
     has_rsample = True
