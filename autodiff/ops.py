@@ -426,8 +426,18 @@ defvjp(logsumexp, lambda ans, x, axis=None, keepdims=False: lambda g:
        _expand(g, np.shape(x), axis, keepdims) * _softmax(x, axis))
 
 
+def _shift_by_max(x, axis):
+    """``x - max(x)`` along ``axis``, 0 where an entry equals the max. Finite maxima are
+    unchanged; an infinite max gives 0 instead of ``inf - inf = NaN`` at its entries:
+    with ``+inf`` logits softmax puts all the mass on them, and with every entry
+    ``-inf`` it is uniform (the limit of equal entries, the share max's gradient gives
+    ties), so the gradient of logsumexp is never NaN for non-NaN input."""
+    m = np.max(x, axis=axis, keepdims=True)
+    return np.where(x == m, 0.0, x - m)
+
+
 def _softmax(x, axis=-1):
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    e = np.exp(_shift_by_max(x, axis))
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
@@ -438,7 +448,7 @@ defvjp(softmax, lambda s, x, axis=-1: lambda g:
 
 def _log_softmax(x, axis=-1):
     # (x - m) - log sum exp(x - m): x - m is exact, unlike x - logsumexp(x) at large |x|
-    shifted = x - np.max(x, axis=axis, keepdims=True)
+    shifted = _shift_by_max(x, axis)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 

@@ -21,7 +21,8 @@ from .special import Empirical, FlowDistribution, Implicit
 from .univariate import (Bernoulli, Beta, BinConcrete, Categorical, Cauchy, Exponential,
                          FoldNormal, Gamma, HalfCauchy, HalfNormal, InverseGamma, Laplace,
                          Logistic, LogNormal, Normal, Poisson, StudentT, Uniform, Binomial,
-                         gamma_sample, gamma_sample_grad)
+                         gamma_sample, gamma_sample_grad, log_gamma_sample,
+                         log_gamma_sample_grad)
 
 __all__ = [
     # base
@@ -38,5 +39,5 @@ __all__ = [
     # KL, fused kernels, implicit reparameterization
     "kl_divergence", "register_kl", "KL_REGISTRY",
     "fused_normal_sample_logprob", "unfused_normal_sample_logprob",
-    "gamma_sample", "gamma_sample_grad",
+    "gamma_sample", "gamma_sample_grad", "log_gamma_sample", "log_gamma_sample_grad",
 ]

@@ -30,6 +30,7 @@ and live on the parameters' device. dtype follows the parameters: float32 parame
 give float32 samples and log-probabilities; when only Python scalars are given, the
 ``dtype=`` argument (default float64) decides.
 """
+import math
 import types
 
 import numpy as np
@@ -61,14 +62,25 @@ class Constraint:
         ``check`` returns a result over the remaining dims.
     description : str
         What is expected, for error messages.
+    vanishes_at_inf : bool
+        As a support: every density on it tends to 0 at infinite values, so
+        ``log_prob`` is ``-inf`` wherever a value has an infinite entry (the base class
+        applies this once, instead of each formula meeting ``inf - inf``).
+    interior : callable or None
+        As a support: ``interior(x)`` is a point of the support that broadcasts
+        against ``x``. ``log_prob`` evaluates its formula there instead of at the
+        values it sets to ``-inf``, so that their gradients are 0, not NaN.
     """
-    __slots__ = ("name", "check", "event_ndims", "description", "lower", "upper")
+    __slots__ = ("name", "check", "event_ndims", "description", "lower", "upper",
+                 "vanishes_at_inf", "interior")
 
-    def __init__(self, name, check, event_ndims=0, description=None, lower=None, upper=None):
+    def __init__(self, name, check, event_ndims=0, description=None, lower=None, upper=None,
+                 vanishes_at_inf=False, interior=None):
         self.name, self.check, self.event_ndims = name, check, event_ndims
         self.description = description or name
         # bounds of interval-like supports, for the unconstraining transform
         self.lower, self.upper = lower, upper
+        self.vanishes_at_inf, self.interior = vanishes_at_inf, interior
 
     def __eq__(self, other):
         if isinstance(other, str):
@@ -100,6 +112,19 @@ def _lower_cholesky(x, closed):
     return upper_zero & np.all(d > 0, axis=-1) & xp.all(~np.isnan(x), axis=(-2, -1))
 
 
+def _zero(x):
+    return 0.0
+
+
+def _one(x):
+    return 1.0
+
+
+def _first_onehot(x):
+    xp = backend.get_array_module(x)
+    return (xp.arange(x.shape[-1]) == 0).astype(x.dtype)
+
+
 def _simplex(x, closed):
     return np.all(x >= 0, axis=-1) & (np.abs(np.sum(x, axis=-1) - 1) <= _tol(x) * x.shape[-1])
 
@@ -122,7 +147,7 @@ class _Constraints(types.SimpleNamespace):
         def check(x, closed):
             return (x >= low) & ((x <= high) if closed else (x < high))
         return Constraint("interval", check, description="in [minval, maxval)",
-                          lower=low, upper=high)
+                          lower=low, upper=high, interior=lambda x: 0.5 * (low + high))
 
     @staticmethod
     def integer_interval(low, high):
@@ -130,7 +155,7 @@ class _Constraints(types.SimpleNamespace):
         def check(x, closed):
             return (x >= low) & (x <= high) & _is_int(x)
         return Constraint("integer_interval", check,
-                          description="an integer in [low, high]")
+                          description="an integer in [low, high]", interior=lambda x: low)
 
     @staticmethod
     def multinomial(n):
@@ -143,29 +168,36 @@ class _Constraints(types.SimpleNamespace):
 
 
 constraints = _Constraints(
-    real=Constraint("real", lambda x, c: ~np.isnan(x), description="real (not NaN)"),
+    real=Constraint("real", lambda x, c: ~np.isnan(x), description="real (not NaN)",
+                    vanishes_at_inf=True, interior=_zero),
     real_vector=Constraint("real_vector", lambda x, c: np.all(~np.isnan(x), axis=-1), 1,
-                           "a real vector"),
+                           "a real vector", vanishes_at_inf=True, interior=_zero),
     real_matrix=Constraint("real_matrix", lambda x, c: np.all(~np.isnan(x), axis=(-2, -1)),
-                           2, "a real matrix"),
+                           2, "a real matrix", vanishes_at_inf=True, interior=_zero),
     positive=Constraint("positive", lambda x, c: (x >= 0) if c else (x > 0),
-                        description="positive (> 0)"),
+                        description="positive (> 0)", vanishes_at_inf=True, interior=_one),
     nonnegative=Constraint("nonnegative", lambda x, c: x >= 0,
-                           description="nonnegative (>= 0)"),
+                           description="nonnegative (>= 0)", vanishes_at_inf=True,
+                           interior=_one),
     unit_interval=Constraint("unit_interval",
                              lambda x, c: ((x >= 0) & (x <= 1)) if c else ((x > 0) & (x < 1)),
-                             description="in the unit interval (0, 1)"),
+                             description="in the unit interval (0, 1)",
+                             interior=lambda x: 0.5),
     probability=Constraint("probability", lambda x, c: (x >= 0) & (x <= 1),
                            description="a probability in [0, 1]"),
     simplex=Constraint("simplex", _simplex, 1,
-                       "on the simplex (nonnegative, summing to 1 over the last axis)"),
+                       "on the simplex (nonnegative, summing to 1 over the last axis)",
+                       interior=lambda x: 1.0 / x.shape[-1]),
     log_simplex=Constraint("log_simplex", _log_simplex, 1,
-                           "on the log-simplex (logsumexp over the last axis is 0)"),
-    onehot=Constraint("onehot", _onehot, 1, "a one-hot vector"),
-    boolean=Constraint("boolean", lambda x, c: (x == 0) | (x == 1), description="0 or 1"),
+                           "on the log-simplex (logsumexp over the last axis is 0)",
+                           interior=lambda x: -math.log(x.shape[-1])),
+    onehot=Constraint("onehot", _onehot, 1, "a one-hot vector", interior=_first_onehot),
+    boolean=Constraint("boolean", lambda x, c: (x == 0) | (x == 1), description="0 or 1",
+                       interior=_zero),
     nonnegative_integer=Constraint("nonnegative_integer",
                                    lambda x, c: (x >= 0) & _is_int(x),
-                                   description="a nonnegative integer"),
+                                   description="a nonnegative integer",
+                                   vanishes_at_inf=True, interior=_one),
     lower_cholesky=Constraint("lower_cholesky", _lower_cholesky, 2,
                               "lower triangular with a positive diagonal"),
     positive_definite=Constraint(
@@ -265,6 +297,59 @@ def _name(self):
     return type(self).__name__
 
 
+def _describe(v):
+    r = repr(v)
+    return f"{r if len(r) <= 40 else r[:37] + '...'} ({type(v).__name__})"
+
+
+def _kind(v):
+    """The dtype kind of ``v`` ('f', 'i', 'b', ...), or None for a string, a bool or
+    anything NumPy cannot turn into a numeric array (checked before converting, so
+    NumPy's own conversion error, which names no argument, is never what the user
+    sees)."""
+    if type(v) is Tensor:
+        return v.dtype.kind
+    if isinstance(v, (str, bytes)):
+        return None
+    if isinstance(v, bool):
+        return "b"
+    if isinstance(v, (int, np.integer)):
+        return "i"
+    if isinstance(v, (float, np.floating)):
+        return "f"
+    if hasattr(v, "dtype") and hasattr(v, "shape"):
+        return np.dtype(v.dtype).kind
+    try:
+        return np.asarray(v).dtype.kind
+    except (ValueError, TypeError):
+        return None
+
+
+def _check_numeric(self, k, v):
+    """Raise TypeError naming the distribution and argument unless ``v`` is a real
+    number, a real (or, for integer parameters, integer) array or a Tensor: strings,
+    None (for a required parameter), booleans, complex numbers and other objects are
+    refused before NumPy's conversion would fail (or silently succeed) without saying
+    which argument was wrong."""
+    what = ("an integer or an integer array" if k in self.int_params else
+            "a real number, a real array or a Tensor")
+    if v is None:
+        if k in self.optional_params:
+            return
+        raise TypeError(f"{_name(self)}: {k} must be {what}; got None")
+    if self.arg_constraints.get(k) == "any":      # Implicit's samples: any array
+        return
+    kind = _kind(v)
+    if kind is None or kind not in "iuf":
+        raise TypeError(f"{_name(self)}: {k} must be {what}; got {_got(v)}")
+
+
+def _got(v):
+    if hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, np.generic):
+        return f"an array of dtype {np.dtype(v.dtype)}"
+    return _describe(v)
+
+
 def _param_error(name, k, c):
     return lambda ok, raw: ValueError(f"{name}: {k} must be {c.description}; got "
                                       f"{_summary(~ok, raw)}")
@@ -317,6 +402,8 @@ class Distribution:
     arg_constraints = {}
     param_ndims = {}
     int_params = ()
+    #: parameters that may be None (alternatives: std / logstd, logits / probs)
+    optional_params = ()
     support = constraints.real
     is_continuous = True
     has_rsample = False
@@ -329,6 +416,8 @@ class Distribution:
         self.validate_args = bool(validate_args)
         # BayesianNet nodes stand for their tensors: unwrap them so the tape is kept
         params = {k: ad.unwrap(v) for k, v in params.items()}
+        for k, v in params.items():
+            _check_numeric(self, k, v)
         self._xp = backend.get_array_module(*[v for v in params.values() if v is not None])
         self._set_params(params, dtype)
         self.batch_shape = self._batch_shape()
@@ -402,6 +491,9 @@ class Distribution:
             if v.ndim < nd:
                 raise ValueError(f"{_name(self)}: {k} must have at least {nd} dimension(s) "
                                  f"(its last {nd} are not batch axes), got shape {v.shape}")
+            if nd and 0 in v.shape[v.ndim - nd:]:
+                raise ValueError(f"{_name(self)}: {k} must have nonempty event dims (its last "
+                                 f"{nd}), got shape {tuple(v.shape)}")
             shapes[k] = tuple(v.shape[:v.ndim - nd])
         try:
             return tuple(np.broadcast_shapes(*shapes.values())) if shapes else ()
@@ -521,15 +613,58 @@ class Distribution:
         if self.use_path_derivative:
             p = types.SimpleNamespace(**{k: (ad.stop_gradient(v) if type(v) is Tensor else v)
                                          for k, v in vars(p).items()})
+        edge = self._edge_mask(given)
+        if edge is not None:
+            # evaluate the formula at a harmless point there, so gradients stay finite
+            inner = self.support.interior
+            if inner is not None:
+                full = edge.reshape(edge.shape + (1,) * self.support.event_ndims)
+                given = ad.where(full, inner(given.data), given)
         lp = self._log_prob(given, p)
         if type(lp) is not Tensor:
             lp = Tensor(lp)
+        if edge is not None:
+            lp = ad.where(edge, -np.inf, lp)
         if lp.shape != out_shape:
             lp = ad.broadcast_to(lp, out_shape)
         return lp
 
     def _log_prob(self, given, p):
         raise NotImplementedError
+
+    def _edge_mask(self, given):
+        """Where ``log_prob`` is ``-inf`` by a rule of the support rather than by the
+        formula: values with an infinite entry when the support ``vanishes_at_inf``,
+        and (``validate_args=False``; with it they raise) values outside the support.
+        NaN values are left to the formula (NaN in, NaN out). A boolean array over the
+        batch dims of ``given``, or None when no value needs it (known only for
+        concrete values; while tracing the mask is always applied)."""
+        c = self.support
+        check_outside = not self.validate_args and c.name != "any"
+        if not (c.vanishes_at_inf or check_outside):
+            return None
+        x = given.data
+        xp = backend.get_array_module(x)
+        tracing = ad_tracer.is_tracer(x)
+        if not check_outside and not tracing and bool(xp.isfinite(x).all()):
+            return None                                   # the common case: one pass
+        axes = tuple(range(-c.event_ndims, 0))
+        nan = xp.isnan(x)
+        if axes:
+            nan = xp.any(nan, axis=axes)
+        bad = None
+        if c.vanishes_at_inf:
+            bad = xp.isinf(x)
+            if axes:
+                bad = xp.any(bad, axis=axes)
+        if check_outside:
+            out = ~c.check(x, True) & ~nan
+            bad = out if bad is None else (bad | out)
+        else:
+            bad = bad & ~nan
+        if not tracing and not bool(xp.any(bad)):
+            return None
+        return bad
 
     def prob(self, given):
         """``exp(log_prob(given))``."""
@@ -538,6 +673,11 @@ class Distribution:
     def _check_given(self, given):
         name = _name(self)
         xp = self._xp
+        given = ad.unwrap(given)
+        kind = _kind(given) if given is not None else None
+        if kind is None or kind not in "biuf":
+            raise TypeError(f"{name}.log_prob: given must be a real or integer number, "
+                            f"array or Tensor; got {_got(given)}")
         if type(given) is not Tensor:
             given = Tensor(xp.asarray(given))
         if given.dtype != self.param_dtype:

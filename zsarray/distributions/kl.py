@@ -13,8 +13,9 @@ import autodiff as ad
 
 from .multivariate import (Dirichlet, MultivariateNormalCholesky, OnehotCategorical,
                            _log_diag, _tril_solve)
+from .numerics import lbeta as _lbeta, xmul_log
 from .univariate import (Bernoulli, Beta, Categorical, Exponential, Gamma, Laplace, Normal,
-                         Uniform, _lbeta)
+                         Uniform)
 
 __all__ = ["kl_divergence", "register_kl", "KL_REGISTRY"]
 
@@ -101,8 +102,7 @@ def _kl_bernoulli(p, q):
     return _xlogq(pr, a1 - b1) + _xlogq(1 - pr, a0 - b0)
 
 
-def _xlogq(w, d):
-    return ad.where(ad.equal(w, 0), 0.0, w * d)
+_xlogq = xmul_log     # w * log(p/q), 0 where w == 0
 
 
 def _kl_categorical_logits(lp, lq):

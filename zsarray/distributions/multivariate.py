@@ -11,8 +11,8 @@ import numpy as np
 import autodiff as ad
 
 from .base import Constraint, Distribution, constraints, draw
-from .univariate import (_HALF_LOG_2PI, _gamma_noise, _normal, _raw, _std_gumbel, _xlogy,
-                         _xlogy_safe)
+from .numerics import xlogy as _xlogy, xmul_log
+from .univariate import _HALF_LOG_2PI, _log_gamma_noise, _normal, _raw, _std_gumbel
 
 __all__ = ["MultivariateNormalCholesky", "MatrixVariateNormalCholesky", "Multinomial",
            "UnnormalizedMultinomial", "OnehotCategorical", "Dirichlet", "ExpConcrete",
@@ -193,9 +193,7 @@ class Multinomial(Distribution):
         return ad.expand_dims(self._xp.asarray(p.n_experiments), -1) * q * (1 - q)
 
 
-def _xlogy_counts(x, logq):
-    """``x * log q``, 0 where ``x == 0`` (log q may be -inf there)."""
-    return ad.where(ad.equal(x, 0), 0.0, x * logq)
+_xlogy_counts = xmul_log     # x * log q, 0 where x == 0 (log q may be -inf there)
 
 
 class UnnormalizedMultinomial(Distribution):
@@ -252,14 +250,15 @@ class OnehotCategorical(Distribution):
 
     def _entropy(self, p):
         lsm = ad.log_softmax(p.logits)
-        return -ad.sum(_xlogy_safe(ad.exp(lsm), lsm), axis=-1)
+        return -ad.sum(xmul_log(ad.exp(lsm), lsm), axis=-1)
 
 
 class Dirichlet(Distribution):
     """Dirichlet with concentration ``alpha [..., K]`` on the simplex.
 
-    Samples are normalized Gamma(alpha_k, 1) draws, implicitly reparameterized
-    (Figurnov et al. 2018) through :func:`~.univariate.gamma_sample`.
+    Samples are normalized Gamma(alpha_k, 1) draws, a softmax of
+    :func:`~.univariate.log_gamma_sample` (finite for tiny alpha), implicitly
+    reparameterized (Figurnov et al. 2018).
     """
     arg_constraints = {"alpha": c.positive}
     param_ndims = {"alpha": 1}
@@ -272,8 +271,9 @@ class Dirichlet(Distribution):
         super().__init__(dict(alpha=alpha), **kwargs)
 
     def _sample(self, shape, rng, p):
-        g = _gamma_noise(self, p.alpha, rng, shape)
-        return g / ad.sum(g, axis=-1, keepdims=True)
+        # normalized Gamma draws as a softmax of their logarithms: no 0 / 0 when every
+        # draw of a row underflows (alpha << 1)
+        return ad.softmax(_log_gamma_noise(self, p.alpha, rng, shape), axis=-1)
 
     def _log_prob(self, x, p):
         return (ad.sum(_xlogy(p.alpha - 1, x), axis=-1) + ad.lgamma(ad.sum(p.alpha, axis=-1))

@@ -25,11 +25,15 @@ from autodiff.core import Tensor
 
 from .base import Distribution, constraints, draw
 from .fused import fused_normal_sample_logprob, unfused_normal_sample_logprob
+from .numerics import (digamma_half_term, guarded, lbeta as _lbeta, lgamma_half_ratio, log1p_over,
+                       logistic_log_density, xlog1my as _xlog1my, xlogy as _xlogy,
+                       xmul_log)
 
 __all__ = ["Normal", "FoldNormal", "HalfNormal", "LogNormal", "Bernoulli", "Categorical",
            "Uniform", "Gamma", "Beta", "Poisson", "Binomial", "InverseGamma", "Laplace",
            "Exponential", "Logistic", "StudentT", "Cauchy", "HalfCauchy", "BinConcrete",
-           "gamma_sample", "gamma_sample_grad"]
+           "gamma_sample", "gamma_sample_grad", "log_gamma_sample",
+           "log_gamma_sample_grad"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 _LOG_PI = math.log(math.pi)
@@ -42,25 +46,8 @@ def _raw(x):
     return x.data if type(x) is Tensor else x
 
 
-def _xlogy(a, x):
-    """``a * log(x)``, defined as 0 where ``a == 0`` (so Gamma(1) and Beta(1, .) are
-    finite at 0)."""
-    zero = ad.equal(a, 0)          # a primitive, so autodiff.trace replays the mask
-    return ad.where(zero, 0.0, a * ad.log(ad.where(zero, 1.0, x)))
-
-
-def _xlog1my(a, x):
-    """``a * log(1 - x)``, 0 where ``a == 0``."""
-    zero = ad.equal(a, 0)
-    return ad.where(zero, 0.0, a * ad.log1p(-ad.where(zero, 0.0, x)))
-
-
 def _logaddexp(a, b):
     return ad.logsumexp(ad.stack([a, b]), axis=0)
-
-
-def _lbeta(a, b):
-    return ad.lgamma(a) + ad.lgamma(b) - ad.lgamma(a + b)
 
 
 def _full_shape(self, shape):
@@ -160,8 +147,64 @@ to the sample shape first (``ad.broadcast_to``) for several draws per alpha.
 """
 
 
+def _log_gamma_fwd(alpha, rng):
+    xp = backend.get_array_module(alpha)
+    a = alpha.astype(np.float64)
+    small = a < 1
+    # Gamma(a) = Gamma(a + 1) U^(1/a) (Marsaglia & Tsang 2000, sec. 7) taken in log space:
+    # for a << 1 the draw itself underflows to 0 (half of all Gamma(1e-3) draws do in
+    # float64) but its logarithm, about log(U) / a, is a moderate number
+    g = draw(rng, xp, "standard_gamma", xp.where(small, a + 1, a), size=a.shape)
+    u = draw(rng, xp, "random", size=a.shape)
+    tiny = np.finfo(np.float64).tiny
+    lx = xp.log(g) + xp.where(small, xp.log(xp.maximum(u, tiny)) / a, 0.0)
+    return lx.astype(alpha.dtype, copy=False)
+
+
+#: Below this value of a Gamma(alpha) draw, d log x / d alpha uses the small-x form.
+LOG_GAMMA_GRAD_SMALL_X = 1e-8
+
+
+def log_gamma_sample_grad(log_x, alpha):
+    """``d log x / d alpha`` of a Gamma(alpha, 1) draw given as ``log_x`` (implicit
+    reparameterization at fixed CDF value, like :func:`gamma_sample_grad`).
+
+    Where ``x = exp(log_x) >= 1e-8`` it is ``gamma_sample_grad(x, alpha) / x``. Below,
+    where ``x`` may not even be representable, the CDF is ``x^alpha / Gamma(alpha + 1)``
+    to relative ``O(x)``, which gives ``(digamma(alpha + 1) - log x) / alpha``.
+
+    Returns
+    -------
+    array, float64, the shape of ``log_x``
+    """
+    xp = backend.get_array_module(log_x)
+    sp = backend.special(log_x)
+    lx = log_x.astype(np.float64)
+    a = alpha.astype(np.float64)
+    x = xp.exp(lx)
+    small = x < LOG_GAMMA_GRAD_SMALL_X
+    xs = xp.where(small, 1.0, x)
+    general = gamma_sample_grad(xs, a) / xs
+    return xp.where(small, (sp.digamma(a + 1) - lx) / a, general)
+
+
+log_gamma_sample = ad.primitive(_log_gamma_fwd, "log_gamma_sample")
+ad.defvjp(log_gamma_sample,
+          lambda ans, alpha, rng: lambda g: g * log_gamma_sample_grad(ans, alpha), None)
+log_gamma_sample.__doc__ = """log_gamma_sample(alpha, rng): logarithms of Gamma(alpha, 1)
+draws of alpha's shape, finite even where the draws underflow (alpha << 1).
+
+Differentiable in ``alpha`` (:func:`log_gamma_sample_grad`). Beta and Dirichlet sample
+through it (a sigmoid or softmax of log-gammas), so small concentrations give no 0/0.
+"""
+
+
 def _gamma_noise(self, alpha, rng, shape):
     return gamma_sample(ad.broadcast_to(alpha, _full_shape(self, shape)), rng)
+
+
+def _log_gamma_noise(self, alpha, rng, shape):
+    return log_gamma_sample(ad.broadcast_to(alpha, _full_shape(self, shape)), rng)
 
 
 # ----------------------------------------------------------------------------- normal family
@@ -171,6 +214,7 @@ class _NormalFamily(Distribution):
     and logstd; the other is derived on use."""
     arg_constraints = {"mean": c.real, "std": c.positive, "logstd": c.real}
     has_rsample = True
+    optional_params = ("std", "logstd")
 
     def __init__(self, mean, std=None, logstd=None, **kwargs):
         if (std is None) == (logstd is None):
@@ -249,8 +293,10 @@ class LogNormal(_FusedNormal):
     _lognormal = True
 
     def _log_prob(self, x, p):
-        lx = ad.log(x)
-        return self._normal_log_prob(lx, p) - lx
+        def lp(xs):                                # -inf at x = 0, its limit
+            lx = ad.log(xs)
+            return self._normal_log_prob(lx, p) - lx
+        return guarded(ad.greater(x, 0), x, 1.0, lp, -np.inf)
 
     def _mean(self, p):
         return ad.exp(p.mean + 0.5 * ad.square(self._std(p)))
@@ -320,6 +366,7 @@ class Bernoulli(Distribution):
     Samples have ``dtype`` (default int32)."""
     arg_constraints = {"logits": c.real, "probs": c.probability}
     support = c.boolean
+    optional_params = ("logits", "probs")
     is_continuous = False
 
     def __init__(self, logits=None, probs=None, **kwargs):
@@ -345,14 +392,17 @@ class Bernoulli(Distribution):
 
     def _log_prob(self, x, p):
         if p.logits is not None:
-            # x log sigmoid(l) + (1 - x) log sigmoid(-l) = x l - softplus(l) for x in {0, 1}:
-            # one softplus pass where the two log-sigmoids and the select took five
-            # (comparisons and casts as autodiff primitives: ad.trace follows x through them)
+            # x log sigmoid(l) + (1 - x) log sigmoid(-l) = -softplus((1 - 2x) l) for x in
+            # {0, 1}: one softplus pass, and the limits 0 / -inf at l = +-inf (the form
+            # x l - softplus(l) is inf - inf there). Comparisons and casts are autodiff
+            # primitives: ad.trace follows x through them.
             logits = p.logits
             dtype = getattr(_raw(logits), "dtype", np.float64)
-            return ad.cast(ad.equal(x, 1), dtype) * logits - ad.softplus(logits)
-        l1, l0 = self._log_p01(p)
-        return ad.where(ad.equal(x, 1), l1, l0)
+            return -ad.softplus((1 - 2 * ad.cast(ad.equal(x, 1), dtype)) * logits)
+        # one log of the chosen probability: the gradient at probs = 0 (or 1) of the
+        # value not taken is finite (log(probs) there would give 0 * inf)
+        q = p.probs
+        return ad.log(ad.where(ad.equal(x, 1), q, 1 - q))
 
     def _mean(self, p):
         return self._probs(p)
@@ -364,12 +414,10 @@ class Bernoulli(Distribution):
     def _entropy(self, p):
         q = self._probs(p)
         l1, l0 = self._log_p01(p)
-        return -(_xlogy_safe(q, l1) + _xlogy_safe(1 - q, l0))
+        return -(xmul_log(q, l1) + xmul_log(1 - q, l0))
 
 
-def _xlogy_safe(q, logq):
-    """``q * log q`` given ``log q``, 0 where ``q == 0``."""
-    return ad.where(ad.equal(q, 0), 0.0, q * logq)
+_xlogy_safe = xmul_log
 
 
 def _gumbel_argmax(self, logits, rng, shape):
@@ -417,7 +465,7 @@ class Categorical(Distribution):
 
     def _entropy(self, p):
         lsm = ad.log_softmax(p.logits)
-        return -ad.sum(_xlogy_safe(ad.exp(lsm), lsm), axis=-1)
+        return -ad.sum(xmul_log(ad.exp(lsm), lsm), axis=-1)
 
 
 class Poisson(Distribution):
@@ -461,7 +509,8 @@ class Binomial(Distribution):
     def _log_prob(self, x, p):
         n = self._xp.asarray(p.n_experiments, dtype=self.param_dtype)
         return (ad.lgamma(n + 1) - ad.lgamma(x + 1) - ad.lgamma(n - x + 1)
-                + x * ad.log_sigmoid(p.logits) + (n - x) * ad.log_sigmoid(-p.logits))
+                + xmul_log(x, ad.log_sigmoid(p.logits))
+                + xmul_log(n - x, ad.log_sigmoid(-p.logits)))
 
     def _mean(self, p):
         return p.n_experiments * ad.sigmoid(p.logits)
@@ -542,9 +591,10 @@ class Gamma(Distribution):
 
 
 class Beta(Distribution):
-    """Beta on [0, 1]; samples ``X / (X + Y)`` with X ~ Gamma(alpha), Y ~ Gamma(beta)
-    (implicitly reparameterized). ``log_prob`` is exact at 0 and 1: e.g. ``alpha = 1``
-    gives ``log(beta)`` at 0, ``alpha < 1`` gives ``+inf``."""
+    """Beta on [0, 1]; samples ``X / (X + Y)`` with X ~ Gamma(alpha), Y ~ Gamma(beta),
+    computed as ``sigmoid(log X - log Y)`` from :func:`log_gamma_sample` (finite for
+    tiny concentrations; implicitly reparameterized). ``log_prob`` is exact at 0 and 1:
+    e.g. ``alpha = 1`` gives ``log(beta)`` at 0, ``alpha < 1`` gives ``+inf``."""
     arg_constraints = {"alpha": c.positive, "beta": c.positive}
     support = c.unit_interval
     has_rsample = True
@@ -553,9 +603,10 @@ class Beta(Distribution):
         super().__init__(dict(alpha=alpha, beta=beta), **kwargs)
 
     def _sample(self, shape, rng, p):
-        x = _gamma_noise(self, p.alpha, rng, shape)
-        y = _gamma_noise(self, p.beta, rng, shape)
-        return x / (x + y)
+        # X / (X + Y) as sigmoid(log X - log Y): no 0 / 0 when both draws underflow
+        lx = _log_gamma_noise(self, p.alpha, rng, shape)
+        ly = _log_gamma_noise(self, p.beta, rng, shape)
+        return ad.sigmoid(lx - ly)
 
     def _log_prob(self, x, p):
         return (_xlogy(p.alpha - 1, x) + _xlog1my(p.beta - 1, x)
@@ -588,11 +639,9 @@ class InverseGamma(Distribution):
         return p.beta / _gamma_noise(self, p.alpha, rng, shape)
 
     def _log_prob(self, x, p):
-        pos = ad.greater(x, 0)
-        xs = ad.where(pos, x, 1.0)
-        lp = (p.alpha * ad.log(p.beta) - ad.lgamma(p.alpha) - (p.alpha + 1) * ad.log(xs)
-              - p.beta / xs)
-        return ad.where(pos, lp, -np.inf)
+        return guarded(ad.greater(x, 0), x, 1.0, lambda xs: (
+            p.alpha * ad.log(p.beta) - ad.lgamma(p.alpha) - (p.alpha + 1) * ad.log(xs)
+            - p.beta / xs), -np.inf)
 
     def _mean(self, p):
         return ad.where(_raw(p.alpha) > 1, p.beta / (p.alpha - 1), np.inf)
@@ -668,8 +717,7 @@ class Logistic(Distribution):
         return p.loc + p.scale * _std_logistic(self, rng, shape)
 
     def _log_prob(self, x, p):
-        z = (x - p.loc) / p.scale
-        return -z - 2 * ad.softplus(-z) - ad.log(p.scale)
+        return logistic_log_density((x - p.loc) / p.scale) - ad.log(p.scale)
 
     def _mean(self, p):
         return p.loc
@@ -695,28 +743,36 @@ class StudentT(Distribution):
         super().__init__(dict(df=df, loc=loc, scale=scale), **kwargs)
 
     def _sample(self, shape, rng, p):
-        g = _gamma_noise(self, 0.5 * p.df, rng, shape)
-        t = _normal(self, rng, shape) * ad.sqrt(0.5 * p.df / g)
+        # df = inf is the Normal: the chi-square ratio is exactly 1 there
+        finite = ad.isfinite(p.df)
+        df = ad.where(finite, p.df, 1.0)
+        g = _gamma_noise(self, 0.5 * df, rng, shape)
+        t = _normal(self, rng, shape) * ad.where(finite, ad.sqrt(0.5 * df / g), 1.0)
         return p.loc + p.scale * t
 
     def _log_prob(self, x, p):
-        z = (x - p.loc) / p.scale
-        h = 0.5 * (p.df + 1)
-        return (ad.lgamma(h) - ad.lgamma(0.5 * p.df) - 0.5 * ad.log(p.df * math.pi)
-                - ad.log(p.scale) - h * ad.log1p(ad.square(z) / p.df))
+        # lgamma((df+1)/2) - lgamma(df/2) - log(df pi)/2 - (df+1)/2 log1p(z^2/df), written
+        # so that df -> inf gives the Normal: the lgamma difference through
+        # lgamma_half_ratio and (df+1)/2 log1p(t) as (1 + 1/df) z^2/2 * log1p(t)/t
+        z2 = ad.square((x - p.loc) / p.scale)
+        inv_df = 1.0 / p.df
+        return (lgamma_half_ratio(0.5 * p.df) - _HALF_LOG_2PI - ad.log(p.scale)
+                - 0.5 * (1 + inv_df) * z2 * log1p_over(z2 * inv_df))
 
     def _mean(self, p):
         return ad.where(_raw(p.df) > 1, p.loc, np.nan)
 
     def _variance(self, p):
         df = _raw(p.df)
-        v = ad.square(p.scale) * p.df / (p.df - 2)
+        v = ad.square(p.scale) / (1 - 2 / ad.where(df > 2, p.df, 3.0))   # inf: scale^2
         return ad.where(df > 2, v, ad.where(df > 1, np.inf, np.nan))
 
     def _entropy(self, p):
-        h = 0.5 * (p.df + 1)
-        return (h * (ad.digamma(h) - ad.digamma(0.5 * p.df)) + 0.5 * ad.log(p.df)
-                + _lbeta(0.5 * p.df, 0.5) + ad.log(p.scale))
+        # h (psi(h) - psi(df/2)) + log(df)/2 + lbeta(df/2, 1/2) with h = (df+1)/2, as
+        # functions of x = df/2 that stay finite at df = inf (the Normal's entropy)
+        x = 0.5 * p.df
+        return (digamma_half_term(x) + _HALF_LOG_2PI - lgamma_half_ratio(x)
+                + ad.log(p.scale))
 
 
 class Cauchy(Distribution):
@@ -781,7 +837,21 @@ class BinConcrete(Distribution):
         return ad.sigmoid((p.logits + _std_logistic(self, rng, shape)) / p.temperature)
 
     def _log_prob(self, x, p):
-        t = p.temperature
-        lx, l1x = ad.log(x), ad.log1p(-x)
-        return (ad.log(t) + p.logits - (t + 1) * (lx + l1x)
-                - 2 * _logaddexp(p.logits - t * lx, -t * l1x))
+        # In logit space u = t logit(x) - logits is standard logistic; with the Jacobian
+        # of the logit, log p = log t + u - 2 softplus(u) - log x - log(1 - x). Expanded
+        # on the side of the sign of u (the density is symmetric in u), the unbounded
+        # terms become (t - 1) log x or (t - 1) log(1 - x) (xlogy: 0 at t = 1), so x = 0
+        # and x = 1 give the limit (+inf, finite or -inf) instead of inf - inf.
+        t, lg = p.temperature, p.logits
+        pos, below1 = ad.greater(x, 0), ad.less(x, 1)
+        inner = ad.logical_and(pos, below1)
+        xs = ad.where(inner, x, 0.5)
+        u = t * (ad.log(xs) - ad.log1p(-xs)) - lg          # finite stand-in at 0 and 1
+        neg = ad.where(inner, ad.less_equal(u, 0), ad.logical_not(pos))   # x = 0: left
+        xl, xr = ad.where(neg, x, 0.5), ad.where(neg, 0.5, x)
+        # softplus(u) -> 0 as x -> 0 (u -> -inf) and softplus(-u) -> 0 as x -> 1
+        sl = ad.where(inner, ad.softplus(ad.where(neg, u, 0.0)), 0.0)
+        sr = ad.where(inner, ad.softplus(-ad.where(neg, 0.0, u)), 0.0)
+        left = _xlogy(t - 1, xl) - (t + 1) * ad.log1p(-xl) - lg - 2 * sl
+        right = -(t + 1) * ad.log(xr) + _xlog1my(t - 1, xr) + lg - 2 * sr
+        return ad.log(t) + ad.where(neg, left, right)
