@@ -321,6 +321,63 @@ def test_load_binarized_mnist_errors(tmp_path):
         D.load_binarized_mnist(tmp_path / "missing.npz")
 
 
+def _corrupt_member(path):
+    """Overwrite bytes in the middle of an archive's compressed data, keeping the zip
+    directory intact (so the archive opens and only reading a member fails)."""
+    raw = bytearray(path.read_bytes())
+    mid = len(raw) // 3
+    raw[mid:mid + 64] = bytes(64)
+    path.write_bytes(bytes(raw))
+
+
+def test_load_mnist_damaged_member_names_the_file(tmp_path):
+    # before: the archive opened and z["x_train"] raised a bare zlib.error / BadZipFile
+    x_train, y_train, x_test, y_test = tiny_mnist()
+    np.savez_compressed(tmp_path / "m.npz", x_train=x_train.reshape(5, 784), y_train=y_train,
+                        x_test=x_test.reshape(3, 784), y_test=y_test)
+    _corrupt_member(tmp_path / "m.npz")
+    with pytest.raises(D.DataFormatError, match="is damaged or truncated") as e:
+        D.load_mnist(tmp_path / "m.npz")
+    assert str(tmp_path / "m.npz") in str(e.value)
+    arrays = tiny_binarized()
+    np.savez_compressed(tmp_path / "b.npz", **arrays)
+    _corrupt_member(tmp_path / "b.npz")
+    with pytest.raises(D.DataFormatError, match="is damaged or truncated"):
+        D.load_binarized_mnist(tmp_path / "b.npz")
+
+
+def test_mnist_images_of_the_wrong_size_or_empty(tmp_path):
+    x_train, y_train, x_test, y_test = tiny_mnist()
+    np.savez(tmp_path / "w.npz", x_train=x_train.reshape(5, 784), y_train=y_train,
+             x_test=x_test.reshape(3, 784)[:, :783], y_test=y_test)
+    with pytest.raises(D.DataFormatError, match="differ in size"):
+        D.load_mnist(tmp_path / "w.npz")
+    np.savez(tmp_path / "e.npz", x_train=x_train.reshape(5, 784)[:0], y_train=y_train[:0],
+             x_test=x_test.reshape(3, 784), y_test=y_test)
+    with pytest.raises(D.DataFormatError, match="split 'x_train' has shape \\(0, 784\\)"):
+        D.load_mnist(tmp_path / "e.npz")
+    for bad in (True, 2.0, -1, 5):
+        with pytest.raises(ValueError, match="n_validation must be an integer"):
+            D.load_mnist(_ok_npz(tmp_path), n_validation=bad)
+    arrays = tiny_binarized()
+    arrays["test"] = arrays["test"][:, :780]
+    np.savez(tmp_path / "b.npz", **arrays)
+    with pytest.raises(D.DataFormatError, match="differ in size"):
+        D.load_binarized_mnist(tmp_path / "b.npz")
+    arrays = {k: v[:, :780] for k, v in tiny_binarized().items()}
+    np.savez(tmp_path / "s.npz", **arrays)
+    assert D.load_binarized_mnist(tmp_path / "s.npz").train.shape == (6, 780)
+    with pytest.raises(D.DataFormatError, match="780 pixels are not square"):
+        D.load_binarized_mnist(tmp_path / "s.npz", flatten=False)
+
+
+def _ok_npz(tmp_path):
+    path = tmp_path / "ok.npz"
+    if not path.exists():
+        write_mnist_npz(path)
+    return path
+
+
 def test_dynamic_binarize():
     x = np.full((200, 50), 0.3, np.float32)
     b = D.dynamic_binarize(x, 0)
