@@ -621,6 +621,24 @@ def test_load_uci_validation_fraction_leaving_no_training_rows(tmp_path, fractio
         D.load_uci(tmp_path / "toy", validation_fraction=fraction)
 
 
+def test_regression_metrics_refuse_shapes_that_only_broadcast(tmp_path):
+    # before: rmse of [S, N] sample means broadcast against y [N] and returned a number
+    write_uci(tmp_path / "toy")
+    d = D.load_uci(tmp_path / "toy")
+    with pytest.raises(ValueError, match=r"y_pred has shape \(3, 4\), expected \(4,\)"):
+        d.rmse(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match=r"y_pred has shape \(1,\)"):
+        d.rmse(np.zeros(1))
+    with pytest.raises(ValueError, match=r"mean has shape \(5,\), expected \[4\]"):
+        d.gaussian_log_likelihood(np.zeros(5), 1.0)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        d.gaussian_log_likelihood(np.zeros((3, 4)), np.ones(3))
+    for bad in (0.0, -1.0, np.nan):
+        with pytest.raises(ValueError, match="std must be finite and > 0"):
+            d.gaussian_log_likelihood(np.zeros(4), bad)
+    assert np.isfinite(d.gaussian_log_likelihood(np.zeros((3, 4)), np.ones((3, 1))))
+
+
 def test_load_uci_validation_fraction_checks(tmp_path):
     write_uci(tmp_path / "toy")
     for bad in (-0.1, 1.0, float("nan")):

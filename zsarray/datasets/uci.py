@@ -112,6 +112,9 @@ class RegressionData:
             Predictive means; in normalized units unless ``normalized=False``.
         """
         y_pred = np.asarray(y_pred)
+        if y_pred.shape != self.y_test.shape:     # [S, N] would broadcast into a wrong number
+            raise ValueError(f"rmse: y_pred has shape {y_pred.shape}, expected "
+                             f"{self.y_test.shape} (one predictive mean per test point)")
         if normalized:
             y_pred = self.denormalize_y(y_pred)
         return float(np.sqrt(np.mean((self.y_test_original() - y_pred) ** 2)))
@@ -136,6 +139,20 @@ class RegressionData:
         """
         from scipy.special import logsumexp
         mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+        n = self.y_test.shape[0]
+        if mean.ndim not in (1, 2) or mean.shape[-1] != n:
+            raise ValueError(f"gaussian_log_likelihood: mean has shape {mean.shape}, expected "
+                             f"[{n}] or [S, {n}]")
+        try:
+            ok = np.broadcast_shapes(std.shape, mean.shape) == mean.shape
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"gaussian_log_likelihood: std of shape {std.shape} does not "
+                             f"broadcast to mean's {mean.shape}")
+        if not np.all(np.isfinite(std) & (std > 0)):
+            raise ValueError(f"gaussian_log_likelihood: std must be finite and > 0, got "
+                             f"min {std.min()!r}")
         if normalized:
             mean, std = self.denormalize_y(mean), self.denormalize_scale(std)
         y = self.y_test_original()
