@@ -118,6 +118,9 @@ def test_load_state_dict_is_all_or_nothing():
     (lambda p: optim.Adam(p, betas=(0.9, math.nan)), ValueError, r"betas\[1\] must be in"),
     (lambda p: optim.Adam(p, lr=-1e-3), ValueError, "Adam: lr must be >= 0.0"),
     (lambda p: optim.RMSprop(p, alpha=math.nan), ValueError, "alpha"),
+    # before: accepted, and step() skipped the parameter forever (its grad stays None)
+    (lambda p: optim.Adam(p + [ad.tensor(np.zeros(2))]), ValueError,
+     "parameter 2 has requires_grad=False"),
 ])
 def test_bad_hyperparameters(make, exc, match):
     with pytest.raises(exc, match=match):

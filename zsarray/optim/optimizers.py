@@ -134,6 +134,10 @@ class Optimizer:
             if p.dtype not in _FLOATS:
                 raise TypeError(f"{name}: parameter {i} has dtype {p.dtype}; only float32 "
                                 f"and float64 parameters are supported")
+            if not p.requires_grad:       # its grad stays None: step() would skip it forever
+                raise ValueError(f"{name}: parameter {i} has requires_grad=False, so it never "
+                                 f"gets a gradient and would never be updated; create it with "
+                                 f"requires_grad=True")
             if id(p) in seen:
                 raise ValueError(f"{name}: parameter {i} appears more than once (in this "
                                  f"group or an earlier one)")
