@@ -372,12 +372,17 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
 
     if args.data is None:
+        if args.splits not in (None, 1):
+            p.error(f"--splits {args.splits}: the default data (diabetes) has one split; "
+                    f"give a UCI folder with --data")
         splits = [zs.datasets.load_diabetes(rng=args.seed)]
         name = "diabetes"
     else:
         n_splits = zs.datasets.uci_n_splits(args.data)
         if args.splits is not None:
-            n_splits = min(n_splits, args.splits)
+            if args.splits > n_splits:
+                p.error(f"--splits {args.splits}: {args.data} has only {n_splits} splits")
+            n_splits = args.splits
         splits = [zs.datasets.load_uci(args.data, split=k) for k in range(n_splits)]
         name = os.path.basename(os.path.normpath(args.data))
         if name == "data":
