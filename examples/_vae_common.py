@@ -14,48 +14,54 @@ import zsarray as zs
 from autodiff import backend
 
 try:
-    from examples._common import blas_threads, figure_path, parser
+    from examples._common import (RunFailed, blas_threads, check_metrics, figure_path, fraction,
+                                  int_list, nonneg_int, number, parser, positive_float,
+                                  positive_int, run_script)
 except ImportError:  # run as a script from inside examples/
-    from _common import blas_threads, figure_path, parser
+    from _common import (RunFailed, blas_threads, check_metrics, figure_path, fraction, int_list,
+                         nonneg_int, number, parser, positive_float, positive_int, run_script)
 
 __all__ = ["base_parser", "load_binary", "to_dev", "make_rng", "minibatches", "train",
            "batched_mean", "plot_rows", "plot_curve", "figure_path", "is_mnist", "blas_threads",
-           "save_checkpoint", "load_checkpoint"]
+           "save_checkpoint", "load_checkpoint", "RunFailed", "check_metrics", "run_script",
+           "number", "int_list", "positive_int", "nonneg_int", "positive_float", "fraction"]
 
 
-def base_parser(description, z_dim=10, mnist_z_dim=40):
+def base_parser(description, z_dim=10, mnist_z_dim=40, lr=1e-3):
     """The shared CLI plus the options of the VAE family."""
     p = parser(description, blas_option=True, trace_option=True)
     p.add_argument("--data", default=None,
                    help="binarized_mnist.npz (zs.datasets.load_binarized_mnist); default: "
                         "scikit-learn digits, 8x8, thresholded at 0.5")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="training epochs (default: per data set; fewer with --quick)")
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help=f"Adam learning rate (default {lr})")
     p.add_argument("--activation", choices=["relu", "tanh"], default="relu",
                    help="hidden-layer activation (the IWAE paper's protocol uses tanh, "
                         "--hidden 200 --z-dim 50 --batch-size 20 --adam-eps 1e-4)")
-    p.add_argument("--adam-eps", type=float, default=1e-8)
+    p.add_argument("--adam-eps", type=positive_float, default=1e-8)
     p.add_argument("--lr-schedule", choices=["constant", "iwae"], default="constant",
                    help="iwae: the IWAE paper's staged decay (Burda et al. 2016, sec. 5: "
                         "stage i = 0..7 lasts 3^i epochs at lr * 10^(-i/7); --epochs 3280 is "
                         "the whole schedule, fewer epochs run a prefix of it)")
-    p.add_argument("--z-dim", type=int, default=None,
+    p.add_argument("--z-dim", type=positive_int, default=None,
                    help=f"latent size (default {z_dim} on digits, {mnist_z_dim} on MNIST)")
-    p.add_argument("--hidden", type=int, default=None,
+    p.add_argument("--hidden", type=positive_int, default=None,
                    help="hidden units per layer (default 200 on digits, 500 on MNIST)")
-    p.add_argument("--is-k", type=int, default=None,
+    p.add_argument("--is-k", type=positive_int, default=None,
                    help="importance samples of the test log-likelihood (default 1000)")
-    p.add_argument("--n-test", type=int, default=None,
+    p.add_argument("--n-test", type=positive_int, default=None,
                    help="evaluate on the first N test images (default all)")
-    p.add_argument("--n-train", type=int, default=None,
+    p.add_argument("--n-train", type=positive_int, default=None,
                    help="train on the first N training images (default all)")
     p.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="save the training state (parameters, optimizer, random generators, "
                         "history) to PATH every --checkpoint-every epochs and at the end; if "
                         "PATH exists, resume from it (same options required; --epochs may "
                         "grow). A run longer than one sitting can then span several")
-    p.add_argument("--checkpoint-every", type=int, default=10, metavar="N",
+    p.add_argument("--checkpoint-every", type=positive_int, default=10, metavar="N",
                    help="epochs between checkpoints (default 10)")
     return p
 
@@ -64,12 +70,16 @@ def is_mnist(args):
     return args.data is not None
 
 
-def fill_defaults(args, z_dim=10, epochs=(200, 100, 10), batch=(100, 100), mnist_z_dim=40):
-    """Size defaults that depend on the data set and on ``--quick``.
+def fill_defaults(args, z_dim=10, epochs=(200, 100, 10), batch=(100, 100), mnist_z_dim=40,
+                  lr=1e-3):
+    """Size defaults that depend on the data set and on ``--quick``, for the options
+    left at ``None`` (an option given explicitly is never overridden).
 
     ``epochs`` = (digits, MNIST, quick); ``batch`` = (digits, MNIST).
     """
     mnist = is_mnist(args)
+    if args.lr is None:
+        args.lr = lr
     if args.z_dim is None:
         args.z_dim = mnist_z_dim if mnist else z_dim
     if args.hidden is None:
@@ -211,6 +221,11 @@ def train(step, x_train, args, params, extra_keys=(), desc="train", rngs=(), cos
             if bar.disable and not args.no_progress:    # a log file: one line per save
                 print(f"epoch {epoch + 1}/{args.epochs} ({seconds:.0f} s): " + ", ".join(
                     f"{k} {v[-1]:.3f}" for k, v in history.items()), flush=True)
+    if not history:
+        raise RunFailed(f"no training step ran ({args.epochs} epochs of {len(x_train)} "
+                        f"rows): the model is untrained")
+    check_metrics({k: v[-1] for k, v in history.items()}, list(history),
+                  what="training metric in the last epoch")
     return history, before + time.perf_counter() - start
 
 
@@ -254,10 +269,21 @@ def load_checkpoint(path, args, params, optimizer, schedule, shuffle, rngs):
     ``(epochs done, history, seconds of training so far)``. Pickle: load only files you
     wrote yourself."""
     import pickle
-    with open(path, "rb") as f:
-        state = pickle.load(f)
+    try:
+        with open(path, "rb") as f:
+            state = pickle.load(f)
+    except OSError as e:
+        raise SystemExit(f"--checkpoint {path}: cannot be read ({e})") from None
+    except Exception as e:         # EOFError, UnpicklingError, ... on a cut-off file
+        raise SystemExit(f"--checkpoint {path}: the file is damaged or truncated "
+                         f"({type(e).__name__}: {e}); delete it to start afresh") from None
+    keys = {"config", "epoch", "params", "optimizer", "schedule", "shuffle", "rngs",
+            "history", "seconds"}
     if not isinstance(state, dict) or state.get("version") != 1:
         raise SystemExit(f"--checkpoint {path}: not a checkpoint written by this script")
+    if not keys <= set(state):
+        raise SystemExit(f"--checkpoint {path}: the file is damaged (no "
+                         f"{sorted(keys - set(state))}); delete it to start afresh")
     diff = {k: (state["config"].get(k), v) for k, v in _config(args).items()
             if state["config"].get(k) != v}
     if diff:
@@ -273,9 +299,12 @@ def load_checkpoint(path, args, params, optimizer, schedule, shuffle, rngs):
         raise SystemExit(f"--checkpoint {path}: its parameter shapes do not match this model")
     for a, p in zip(state["params"], params):
         p.data[...] = backend.to_device(a, "gpu" if backend.is_cupy(p.data) else "cpu")
-    optimizer.load_state_dict(state["optimizer"])
-    if schedule is not None:
-        schedule.load_state_dict(state["schedule"])
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        if schedule is not None:
+            schedule.load_state_dict(state["schedule"])
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"--checkpoint {path}: its optimizer state does not fit ({e})") from None
     shuffle.bit_generator.state = state["shuffle"]
     for r, s in zip(rngs, state["rngs"]):
         if s is not None and _rng_state(r) is not None:

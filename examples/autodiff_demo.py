@@ -14,6 +14,11 @@ import numpy as np
 
 import autodiff as ad
 
+try:
+    from examples._common import check_metrics, positive_float, positive_int, run_script
+except ImportError:  # run as a script from inside examples/
+    from _common import check_metrics, positive_float, positive_int, run_script
+
 
 def load_breast_cancer_standardized():
     """Standardized features with an intercept column, and 0/1 labels."""
@@ -32,8 +37,8 @@ def log_posterior(w, x, y):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--steps", type=positive_int, default=300)
+    parser.add_argument("--lr", type=positive_float, default=0.05)
     args = parser.parse_args(argv)
 
     x, y = load_breast_cancer_standardized()
@@ -51,8 +56,9 @@ def main(argv=None):
     elapsed = time.perf_counter() - start
     accuracy = np.mean((x @ w > 0) == (y > 0.5))
     print(f"{args.steps} gradient steps in {elapsed:.2f} s; training accuracy {accuracy:.3f}")
-    return accuracy
+    return check_metrics({"accuracy": float(accuracy), "log_posterior": float(value)},
+                         ["accuracy", "log_posterior"])
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

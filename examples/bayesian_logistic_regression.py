@@ -20,9 +20,12 @@ import samplers
 from autodiff import backend
 
 try:
-    from examples._common import figure_path, parser, to_device
+    from examples._common import (check_divergences, check_metrics, existing_file, figure_path,
+                                  fill_quick, nonneg_int, number, parser, positive_int, run_script,
+                                  to_device)
 except ImportError:  # run as a script from inside examples/
-    from _common import figure_path, parser, to_device
+    from _common import (check_divergences, check_metrics, existing_file, figure_path, fill_quick,
+                         nonneg_int, number, parser, positive_int, run_script, to_device)
 
 
 def load_data(path=None, test_fraction=0.2, seed=0):
@@ -94,13 +97,15 @@ def plot(draws, names, path):
 
 def main(argv=None):
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--data", default=None, help="CSV with features and a final 0/1 label")
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--samples", type=int, default=1000)
-    p.add_argument("--warmup", type=int, default=1000)
+    p.add_argument("--data", type=existing_file(), default=None, help="CSV with features and a final 0/1 label")
+    p.add_argument("--chains", type=positive_int, default=4)
+    p.add_argument("--samples", type=number(int, low=4), default=None,
+                   help="draws per chain (default 1000; 300 with --quick)")
+    p.add_argument("--warmup", type=nonneg_int, default=None,
+                   help="warmup steps per chain (default 1000; 300 with --quick)")
     args = p.parse_args(argv)
-    if args.quick:
-        args.samples, args.warmup = 300, 300
+    fill_quick(args, quick={"samples": 300, "warmup": 300},
+               full={"samples": 1000, "warmup": 1000})
 
     x_train, y_train, x_test, y_test = load_data(args.data, seed=args.seed)
     dim = x_train.shape[1]
@@ -129,9 +134,11 @@ def main(argv=None):
     print(f"held-out accuracy of the posterior predictive: {accuracy:.3f} "
           f"({len(y_test)} test points)")
     print(f"figure: {path}")
-    return {"accuracy": accuracy, "min_ess": float(ess.min()), "max_rhat": float(rhat.max()),
-            "figure": path, "divergences": result.n_divergent}
+    check_divergences(result.n_divergent, args.chains * args.samples, "NUTS")
+    return check_metrics({"accuracy": accuracy, "min_ess": float(ess.min()),
+                          "max_rhat": float(rhat.max()), "figure": path,
+                          "divergences": result.n_divergent}, ["accuracy", "min_ess"])
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -38,9 +38,12 @@ import zsarray as zs
 from autodiff import backend
 
 try:
-    from examples._common import figure_path, parser, progress_bar, to_device
+    from examples._common import (check_metrics, choice_list, figure_path, fill_quick,
+                                  nonneg_float, parser, positive_float, positive_int, progress_bar,
+                                  run_script, to_device)
 except ImportError:  # run as a script from inside examples/
-    from _common import figure_path, parser, progress_bar, to_device
+    from _common import (check_metrics, choice_list, figure_path, fill_quick, nonneg_float, parser,
+                         positive_float, positive_int, progress_bar, run_script, to_device)
 
 N_HIDDEN = 50
 
@@ -338,35 +341,48 @@ def main(argv=None):
     p = parser(__doc__.splitlines()[0], trace_option=True)
     p.add_argument("--data", default=None,
                    help="UCI folder in the PBP layout (default: scikit-learn's diabetes)")
-    p.add_argument("--splits", type=int, default=None, help="run only the first K splits")
-    p.add_argument("--epochs", type=int, default=500, help="SGVB epochs")
-    p.add_argument("--batch-size", type=int, default=10)
-    p.add_argument("--particles", type=int, default=10, help="SGVB samples per step")
-    p.add_argument("--lr", type=float, default=0.01, help="Adam learning rate")
-    p.add_argument("--test-samples", type=int, default=1000,
-                   help="samples of q for the test predictive")
-    p.add_argument("--sghmc-epochs", type=int, default=500)
-    p.add_argument("--chains", type=int, default=4, help="SGHMC chains")
-    p.add_argument("--step-size", type=float, default=5e-5,
+    p.add_argument("--splits", type=positive_int, default=None,
+                   help="run only the first K splits")
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="SGVB epochs (default 500; 40 with --quick)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="minibatch size (default 10; 32 with --quick)")
+    p.add_argument("--particles", type=positive_int, default=10, help="SGVB samples per step")
+    p.add_argument("--lr", type=positive_float, default=0.01, help="Adam learning rate")
+    p.add_argument("--test-samples", type=positive_int, default=None,
+                   help="samples of q for the test predictive (default 1000; 200 with "
+                        "--quick)")
+    p.add_argument("--sghmc-epochs", type=positive_int, default=None,
+                   help="SGHMC epochs (default 500; 60 with --quick)")
+    p.add_argument("--chains", type=positive_int, default=4, help="SGHMC chains")
+    p.add_argument("--step-size", type=positive_float, default=5e-5,
                    help="SGHMC learning rate eta = eps^2")
-    p.add_argument("--friction", type=float, default=0.1, help="SGHMC friction alpha")
-    p.add_argument("--draws", type=int, default=100, help="SGHMC draws kept per chain")
-    p.add_argument("--methods", default="vi,sghmc", help="comma-separated: vi, sghmc")
+    p.add_argument("--friction", type=nonneg_float, default=0.1, help="SGHMC friction alpha")
+    p.add_argument("--draws", type=positive_int, default=None,
+                   help="SGHMC draws kept per chain (default 100; 50 with --quick)")
+    p.add_argument("--methods", type=choice_list(("vi", "sghmc")), default=["vi", "sghmc"],
+                   help="comma-separated: vi, sghmc")
     args = p.parse_args(argv)
-    if args.quick:
-        args.epochs, args.sghmc_epochs, args.test_samples = 40, 60, 200
-        args.batch_size, args.draws = 32, 50
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    fill_quick(args, quick={"epochs": 40, "sghmc_epochs": 60, "test_samples": 200,
+                            "batch_size": 32, "draws": 50},
+               full={"epochs": 500, "sghmc_epochs": 500, "test_samples": 1000,
+                     "batch_size": 10, "draws": 100})
+    methods = args.methods
     progress = not args.no_progress
     rng = np.random.default_rng(args.seed)
 
     if args.data is None:
+        if args.splits not in (None, 1):
+            p.error(f"--splits {args.splits}: the default data (diabetes) has one split; "
+                    f"give a UCI folder with --data")
         splits = [zs.datasets.load_diabetes(rng=args.seed)]
         name = "diabetes"
     else:
         n_splits = zs.datasets.uci_n_splits(args.data)
         if args.splits is not None:
-            n_splits = min(n_splits, args.splits)
+            if args.splits > n_splits:
+                p.error(f"--splits {args.splits}: {args.data} has only {n_splits} splits")
+            n_splits = args.splits
         splits = [zs.datasets.load_uci(args.data, split=k) for k in range(n_splits)]
         name = os.path.basename(os.path.normpath(args.data))
         if name == "data":
@@ -420,8 +436,8 @@ def main(argv=None):
     plot(splits[0], first, path, f"{name}, split 0: test predictive")
     print(f"figure: {path}")
     metrics["figure"] = path
-    return metrics
+    return check_metrics(metrics, [f"{m}_{key}" for m in methods for key in ("rmse", "ll")])
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -21,10 +21,12 @@ import numpy as np
 import samplers
 
 try:
-    from examples._common import figure_path, parser
+    from examples._common import (check_divergences, check_metrics, figure_path, fill_quick,
+                                  nonneg_int, number, parser, positive_int, run_script)
     from examples.bayesian_logistic_regression import load_data, make_log_density
 except ImportError:  # run as a script from inside examples/
-    from _common import figure_path, parser
+    from _common import (check_divergences, check_metrics, figure_path, fill_quick, nonneg_int,
+                         number, parser, positive_int, run_script)
     from bayesian_logistic_regression import load_data, make_log_density
 
 
@@ -57,14 +59,19 @@ def main(argv=None):
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--scheduler", default=None,
                    help="address of a running Dask scheduler (default: a LocalCluster)")
-    p.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")
-    p.add_argument("--chains", type=int, default=8)
-    p.add_argument("--shards", type=int, default=4)
-    p.add_argument("--samples", type=int, default=1000)
-    p.add_argument("--warmup", type=int, default=1000)
+    p.add_argument("--workers", type=positive_int, default=2,
+                   help="LocalCluster worker processes")
+    p.add_argument("--chains", type=positive_int, default=8)
+    p.add_argument("--shards", type=positive_int, default=4)
+    p.add_argument("--samples", type=number(int, low=4), default=None,
+                   help="draws per chain (default 1000; 200 with --quick)")
+    p.add_argument("--warmup", type=nonneg_int, default=None,
+                   help="warmup steps per chain (default 1000; 200 with --quick)")
     args = p.parse_args(argv)
-    if args.quick:
-        args.samples, args.warmup = 200, 200
+    fill_quick(args, quick={"samples": 200, "warmup": 200},
+               full={"samples": 1000, "warmup": 1000})
+    if args.shards > args.chains:
+        p.error(f"--shards {args.shards}: at most --chains ({args.chains}) shards")
     if args.device != "cpu":
         p.error("--device gpu: give each worker its GPU inside the log density; this "
                 "example runs on the CPU")
@@ -111,10 +118,12 @@ def main(argv=None):
           f"divergences {sharded.n_divergent}; largest difference of posterior means from "
           f"the one-process run: {diff.max():.3f}")
     print(f"figure: {path}")
-    return {"seconds_sharded": t_sharded, "seconds_local": t_local,
-            "min_ess": float(ess.min()), "max_rhat": float(rhat.max()),
-            "max_mean_diff": float(diff.max()), "figure": path, "shards": sharded.shards}
+    check_divergences(sharded.n_divergent, args.chains * args.samples, "NUTS")
+    return check_metrics({"seconds_sharded": t_sharded, "seconds_local": t_local,
+                          "min_ess": float(ess.min()), "max_rhat": float(rhat.max()),
+                          "max_mean_diff": float(diff.max()), "figure": path,
+                          "shards": sharded.shards}, ["min_ess", "max_mean_diff"])
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -31,9 +31,13 @@ import samplers
 from autodiff import backend
 
 try:
-    from examples._common import blas_threads, figure_path, parser, to_device
+    from examples._common import (blas_threads, check_divergences, check_metrics, existing_file,
+                                  figure_path, fill_quick, nonneg_int, parser, positive_float,
+                                  positive_int, run_script, to_device)
 except ImportError:  # run as a script from inside examples/
-    from _common import blas_threads, figure_path, parser, to_device
+    from _common import (blas_threads, check_divergences, check_metrics, existing_file,
+                         figure_path, fill_quick, nonneg_int, parser, positive_float, positive_int,
+                         run_script, to_device)
 
 
 # --------------------------------------------------------------------------- data
@@ -164,25 +168,27 @@ def plot(iters, running_rmse, draw_rmse, map_rmse, mean_rmse, pred, target, path
 # --------------------------------------------------------------------------- main
 def main(argv=None):
     p = parser(__doc__.splitlines()[0], blas_option=True)
-    p.add_argument("--data", default=None, help="CSV of user,item,rating rows "
+    p.add_argument("--data", type=existing_file(), default=None, help="CSV of user,item,rating rows "
                    "(default: a generated rank-5 matrix)")
-    p.add_argument("--rank", type=int, default=5)
-    p.add_argument("--noise-std", type=float, default=1.0, help="rating noise sd s")
-    p.add_argument("--prior-std", type=float, default=1.0, help="factor prior sd s_U = s_V")
+    p.add_argument("--rank", type=positive_int, default=5)
+    p.add_argument("--noise-std", type=positive_float, default=1.0, help="rating noise sd s")
+    p.add_argument("--prior-std", type=positive_float, default=1.0,
+                   help="factor prior sd s_U = s_V")
     p.add_argument("--kernel", choices=("hmc", "nuts"), default="hmc")
-    p.add_argument("--leapfrogs", type=int, default=20, help="HMC integrator steps")
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--samples", type=int, default=1000)
-    p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--leapfrogs", type=positive_int, default=20, help="HMC integrator steps")
+    p.add_argument("--chains", type=positive_int, default=4)
+    p.add_argument("--samples", type=positive_int, default=None,
+                   help="draws per chain (default 1000; 150 with --quick)")
+    p.add_argument("--warmup", type=nonneg_int, default=None,
+                   help="warmup steps per chain (default 500; 150 with --quick)")
     args = p.parse_args(argv)
+    fill_quick(args, quick={"samples": 150, "warmup": 150},
+               full={"samples": 1000, "warmup": 500})
     with blas_threads(args.blas_threads):
         return _run(args)
 
 
 def _run(args):
-    if args.quick:
-        args.samples, args.warmup = min(args.samples, 150), min(args.warmup, 150)
-
     clean = None
     if args.data is None:
         train, test, clean = generate_ratings(rank=args.rank, noise_std=args.noise_std,
@@ -245,8 +251,9 @@ def _run(args):
          posterior_mean, t_r, path)
     print(f"figure: {path}")
     metrics["figure"] = path
-    return metrics
+    check_divergences(result.n_divergent, args.chains * args.samples, args.kernel.upper())
+    return check_metrics(metrics, ["rmse", "map_rmse", "acceptance"])
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

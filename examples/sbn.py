@@ -74,21 +74,18 @@ def build_model(sbn, n, n_particles, xp=np, rng=None, observed=None):
 
 
 def main(argv=None):
-    p = common.base_parser(__doc__.splitlines()[0])
+    # linear SBNs with score-function gradients like a larger step: lr 3e-3
+    p = common.base_parser(__doc__.splitlines()[0], lr=3e-3)
     p.add_argument("--method", choices=("vimco", "rws"), default="vimco")
-    p.add_argument("--k", type=int, default=10, help="samples per data point (K >= 2)")
-    p.add_argument("--layers", default=None,
+    p.add_argument("--k", type=common.number(int, low=2), default=10,
+                   help="samples per data point (K >= 2)")
+    p.add_argument("--layers", type=common.int_list(2), default=None,
                    help="sizes of the stochastic layers z1,z2 (default 50,10 on digits, "
                         "200,200 on MNIST)")
     args = p.parse_args(argv)
-    common.fill_defaults(args, epochs=(300, 50, 20))
+    common.fill_defaults(args, epochs=(300, 50, 20), lr=3e-3)
     if args.layers is None:
-        args.layers = "200,200" if common.is_mnist(args) else "50,10"
-    args.layers = [int(s) for s in args.layers.split(",")]
-    if len(args.layers) != 2:
-        raise SystemExit("--layers: expected two sizes, e.g. 50,10")
-    if args.lr == 1e-3:
-        args.lr = 3e-3          # linear SBNs with score-function gradients like a larger step
+        args.layers = [200, 200] if common.is_mnist(args) else [50, 10]
     with common.blas_threads(args.blas_threads):
         return run(args)
 
@@ -172,8 +169,9 @@ def run(args):
                   metrics, ["bound_first_epoch", "bound_last_epoch", "q_cost_first_epoch",
                             "q_cost_last_epoch", "test_elbo", "test_bound_k", "test_is_ll",
                             "test_nll", "eval_seconds", "figure"])
-    return metrics
+    return common.check_metrics(metrics, ["bound_last_epoch", "test_elbo", "test_bound_k",
+                                          "test_is_ll"])
 
 
 if __name__ == "__main__":
-    main()
+    common.run_script(main)

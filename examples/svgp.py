@@ -34,9 +34,12 @@ import zsarray as zs
 from autodiff import backend
 
 try:
-    from examples._common import blas_threads, figure_path, parser, to_device
+    from examples._common import (blas_threads, check_metrics, existing_file, figure_path,
+                                  fill_quick, parser, positive_float, positive_int, run_script,
+                                  to_device)
 except ImportError:  # run as a script from inside examples/
-    from _common import blas_threads, figure_path, parser, to_device
+    from _common import (blas_threads, check_metrics, existing_file, figure_path, fill_quick,
+                         parser, positive_float, positive_int, run_script, to_device)
 
 
 # --------------------------------------------------------------------------- data
@@ -218,22 +221,22 @@ def plot(x_tr, y_tr, x_te, y_te, model, x_mean, x_std, y_mean, y_std, history, d
 # --------------------------------------------------------------------------- main
 def main(argv=None):
     p = parser(__doc__.splitlines()[0], blas_option=True)
-    p.add_argument("--data", default=None,
+    p.add_argument("--data", type=existing_file("diabetes"), default=None,
                    help="'diabetes' (scikit-learn) or a CSV whose last column is the target "
                         "(default: generated 1-D data)")
-    p.add_argument("--inducing", type=int, default=100, help="number of inducing points M")
-    p.add_argument("--steps", type=int, default=4000, help="Adam steps")
-    p.add_argument("--batch", type=int, default=256, help="minibatch size")
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--inducing", type=positive_int, default=100,
+                   help="number of inducing points M")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="Adam steps (default 4000; 800 with --quick)")
+    p.add_argument("--batch", type=positive_int, default=256, help="minibatch size")
+    p.add_argument("--lr", type=positive_float, default=0.01)
     args = p.parse_args(argv)
+    fill_quick(args, quick={"steps": 800}, full={"steps": 4000})
     with blas_threads(args.blas_threads):
         return _run(args)
 
 
 def _run(args):
-    if args.quick:
-        args.steps = min(args.steps, 800)
-
     x_tr, y_tr, x_te, y_te = load_data(args.data, seed=args.seed)
     x_mean, x_std = x_tr.mean(0), x_tr.std(0)
     x_std[x_std == 0] = 1.0
@@ -278,8 +281,8 @@ def _run(args):
          path, show_truth=args.data is None)
     print(f"figure: {path}")
     metrics["figure"] = path
-    return metrics
+    return check_metrics(metrics, ["rmse", "test_loglik", "elbo_per_point", "noise_std"])
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

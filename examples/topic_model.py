@@ -35,9 +35,12 @@ import zsarray as zs
 from autodiff import backend
 
 try:
-    from examples._common import blas_threads, figure_path, parser, to_device
+    from examples._common import (blas_threads, check_metrics, existing_file, figure_path,
+                                  fill_quick, number, parser, positive_float, positive_int,
+                                  run_script, to_device)
 except ImportError:  # run as a script from inside examples/
-    from _common import blas_threads, figure_path, parser, to_device
+    from _common import (blas_threads, check_metrics, existing_file, figure_path, fill_quick,
+                         number, parser, positive_float, positive_int, run_script, to_device)
 
 
 # --------------------------------------------------------------------------- data
@@ -241,22 +244,22 @@ def plot(phi_learned, phi_true, history, baseline, oracle, path):
 # --------------------------------------------------------------------------- main
 def main(argv=None):
     p = parser(__doc__.splitlines()[0], blas_option=True)
-    p.add_argument("--data", default=None,
+    p.add_argument("--data", type=existing_file(), default=None,
                    help="CSV document-term count matrix (default: a generated corpus)")
-    p.add_argument("--topics", type=int, default=5)
-    p.add_argument("--iters", type=int, default=600, help="MC-EM iterations")
-    p.add_argument("--hmc-steps", type=int, default=2, help="HMC transitions per E-step")
-    p.add_argument("--leapfrogs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate of beta")
+    p.add_argument("--topics", type=number(int, low=2), default=5)
+    p.add_argument("--iters", type=positive_int, default=None,
+                   help="MC-EM iterations (default 600; 200 with --quick)")
+    p.add_argument("--hmc-steps", type=positive_int, default=2,
+                   help="HMC transitions per E-step")
+    p.add_argument("--leapfrogs", type=positive_int, default=10)
+    p.add_argument("--lr", type=positive_float, default=0.05, help="Adam learning rate of beta")
     args = p.parse_args(argv)
+    fill_quick(args, quick={"iters": 200}, full={"iters": 600})
     with blas_threads(args.blas_threads):
         return _run(args)
 
 
 def _run(args):
-    if args.quick:
-        args.iters = min(args.iters, 200)
-
     truth = None
     if args.data is None:
         counts, truth = generate_corpus(n_topics=args.topics, seed=args.seed)
@@ -301,8 +304,8 @@ def _run(args):
     plot(phi_plot, truth["phi"] if truth is not None else None, history, baseline, oracle, path)
     print(f"figure: {path}")
     metrics["figure"] = path
-    return metrics
+    return check_metrics(metrics, ["perplexity", "perplexity_history", "accept"])
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

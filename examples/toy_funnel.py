@@ -28,9 +28,13 @@ from autodiff import backend
 from samplers import diagnostics
 
 try:
-    from examples._common import figure_path, parser, progress_bar, to_device
+    from examples._common import (check_divergences, check_metrics, figure_path, fill_quick,
+                                  fraction, nonneg_int, number, parser, positive_float,
+                                  positive_int, progress_bar, run_script, to_device)
 except ImportError:  # run as a script from inside examples/
-    from _common import figure_path, parser, progress_bar, to_device
+    from _common import (check_divergences, check_metrics, figure_path, fill_quick, fraction,
+                         nonneg_int, number, parser, positive_float, positive_int, progress_bar,
+                         run_script, to_device)
 
 V_STD = 3.0
 
@@ -147,23 +151,25 @@ def plot(nuts_v, nuts_x1, q_v, q_x1, path):
 def main(argv=None):
     """Run the example; returns a dict of metrics and the figure path."""
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--dim", type=int, default=2, help="funnel dimension (1 v + dim-1 x)")
-    p.add_argument("--chains", type=int, default=8)
-    p.add_argument("--samples", type=int, default=2000)
-    p.add_argument("--warmup", type=int, default=1000)
-    p.add_argument("--iters", type=int, default=3000, help="SGVB iterations")
-    p.add_argument("--particles", type=int, default=32, help="SGVB samples per iteration")
-    p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate")
-    p.add_argument("--target-accept", type=float, default=0.9,
+    p.add_argument("--dim", type=number(int, low=2), default=2,
+                   help="funnel dimension (1 v + dim-1 x)")
+    p.add_argument("--chains", type=positive_int, default=8)
+    p.add_argument("--samples", type=number(int, low=4), default=None,
+                   help="NUTS draws per chain (default 2000; 400 with --quick)")
+    p.add_argument("--warmup", type=nonneg_int, default=None,
+                   help="NUTS warmup per chain (default 1000; 300 with --quick)")
+    p.add_argument("--iters", type=positive_int, default=None,
+                   help="SGVB iterations (default 3000; 600 with --quick)")
+    p.add_argument("--particles", type=positive_int, default=32,
+                   help="SGVB samples per iteration")
+    p.add_argument("--lr", type=positive_float, default=0.05, help="Adam learning rate")
+    p.add_argument("--target-accept", type=fraction, default=0.9,
                    help="NUTS step-size adaptation target (higher: fewer divergences)")
-    p.add_argument("--max-tree-depth", type=int, default=10,
-                   help="NUTS tree depth cap (--quick: 6)")
+    p.add_argument("--max-tree-depth", type=positive_int, default=None,
+                   help="NUTS tree depth cap (default 10; 6 with --quick)")
     args = p.parse_args(argv)
-    if args.dim < 2:
-        p.error("--dim must be at least 2")
-    if args.quick:
-        args.samples, args.warmup, args.iters = 400, 300, 600
-        args.max_tree_depth = 6
+    fill_quick(args, quick={"samples": 400, "warmup": 300, "iters": 600, "max_tree_depth": 6},
+               full={"samples": 2000, "warmup": 1000, "iters": 3000, "max_tree_depth": 10})
     n_x = args.dim - 1
     model = build_funnel(n_x)
     rng = np.random.default_rng(args.seed)
@@ -208,8 +214,10 @@ def main(argv=None):
           f"var(v) = {metrics['q_v_var']:.3f} (best mean-field q: 0 and {q_var_opt:.3f}), "
           f"final ELBO {metrics['final_elbo']:.3f}")
     print(f"figure: {path}")
-    return metrics
+    check_divergences(metrics["nuts_divergences"], args.chains * args.samples, "NUTS")
+    return check_metrics(metrics, ["nuts_v_mean", "nuts_v_var", "q_v_mean", "q_v_var",
+                                   "final_elbo"])
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

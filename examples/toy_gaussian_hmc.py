@@ -19,9 +19,11 @@ import zsarray as zs
 from autodiff import backend
 
 try:
-    from examples._common import figure_path, parser, to_device
+    from examples._common import (check_metrics, figure_path, fill_quick, nonneg_int, number,
+                                  parser, positive_int, run_script, to_device)
 except ImportError:  # run as a script from inside examples/
-    from _common import figure_path, parser, to_device
+    from _common import (check_metrics, figure_path, fill_quick, nonneg_int, number, parser,
+                         positive_int, run_script, to_device)
 
 
 @zs.meta_bayesian_net(scope="gaussian")
@@ -73,17 +75,19 @@ def plot(draws, true_std, path):
 def main(argv=None):
     """Run the example; returns a dict of metrics and the figure path."""
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--dim", type=int, default=10)
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--samples", type=int, default=1000)
-    p.add_argument("--warmup", type=int, default=1000)
-    p.add_argument("--leapfrogs", type=int, default=10)
-    p.add_argument("--jitter", type=float, default=0.2,
+    p.add_argument("--dim", type=number(int, low=2), default=10)
+    p.add_argument("--chains", type=positive_int, default=4)
+    p.add_argument("--samples", type=number(int, low=2), default=None,
+                   help="draws per chain (default 1000; 500 with --quick)")
+    p.add_argument("--warmup", type=nonneg_int, default=None,
+                   help="warmup steps per chain (default 1000; 300 with --quick)")
+    p.add_argument("--leapfrogs", type=positive_int, default=10)
+    p.add_argument("--jitter", type=number(float, low=0, high=1, high_open=True), default=0.2,
                    help="step-size jitter: without it a trajectory length near a period "
                         "of one direction leaves that direction almost unmixed")
     args = p.parse_args(argv)
-    if args.quick:
-        args.samples, args.warmup = 500, 300
+    fill_quick(args, quick={"samples": 500, "warmup": 300}, full={"samples": 1000,
+                                                                    "warmup": 1000})
 
     true_std = 1.0 / (np.arange(args.dim) + 1.0)
     model = build_gaussian(to_device(true_std, args.device))
@@ -109,10 +113,11 @@ def main(argv=None):
     path = figure_path(args.out, "toy_gaussian_hmc.png")
     plot(draws, true_std, path)
     print(f"max relative error of the std: {rel_err.max():.3f}; figure: {path}")
-    return {"max_std_rel_error": float(rel_err.max()), "sample_std": sample_std,
-            "true_std": true_std, "acceptance": accept, "min_ess": float(ess.min()),
-            "elapsed": elapsed, "figure": path}
+    return check_metrics({"max_std_rel_error": float(rel_err.max()), "sample_std": sample_std,
+                          "true_std": true_std, "acceptance": accept,
+                          "min_ess": float(ess.min()), "elapsed": elapsed, "figure": path},
+                         ["sample_std", "acceptance", "min_ess"])
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -22,9 +22,11 @@ import samplers
 from autodiff import backend
 
 try:
-    from examples._common import figure_path, parser, to_device
+    from examples._common import (check_metrics, figure_path, fill_quick, nonneg_float, nonneg_int,
+                                  parser, positive_float, positive_int, run_script, to_device)
 except ImportError:  # run as a script from inside examples/
-    from _common import figure_path, parser, to_device
+    from _common import (check_metrics, figure_path, fill_quick, nonneg_float, nonneg_int, parser,
+                         positive_float, positive_int, run_script, to_device)
 
 WEIGHTS = np.array([0.3, 0.7])
 MEANS = np.array([-2.0, 2.0])
@@ -106,17 +108,20 @@ def plot(draws, grid, path, title):
 def main(argv=None):
     """Run the example; returns a dict of metrics and the figure path."""
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--chains", type=int, default=64)
-    p.add_argument("--samples", type=int, default=2000, help="draws kept per chain")
-    p.add_argument("--burnin", type=int, default=500)
-    p.add_argument("--thin", type=int, default=5)
-    p.add_argument("--step-size", type=float, default=0.01,
+    p.add_argument("--chains", type=positive_int, default=None,
+                   help="chains (default 64; 32 with --quick)")
+    p.add_argument("--samples", type=positive_int, default=None,
+                   help="draws kept per chain (default 2000; 600 with --quick)")
+    p.add_argument("--burnin", type=nonneg_int, default=None,
+                   help="steps dropped first (default 500; 300 with --quick)")
+    p.add_argument("--thin", type=positive_int, default=5)
+    p.add_argument("--step-size", type=positive_float, default=0.01,
                    help="learning rate eta = eps^2 of SGNHT")
-    p.add_argument("--grad-noise", type=float, default=2.0,
+    p.add_argument("--grad-noise", type=nonneg_float, default=2.0,
                    help="std of the artificial noise added to the gradient")
     args = p.parse_args(argv)
-    if args.quick:
-        args.chains, args.samples, args.burnin = 32, 600, 300
+    fill_quick(args, quick={"chains": 32, "samples": 600, "burnin": 300},
+               full={"chains": 64, "samples": 2000, "burnin": 500})
 
     rng = np.random.default_rng(args.seed)
     init = to_device(rng.uniform(-4, 4, (args.chains, 1)), args.device)
@@ -147,10 +152,11 @@ def main(argv=None):
           f"(true {float(WEIGHTS @ MEANS):+.3f})")
     print(f"L1 distance to the true density: histogram {l1_hist:.3f}, KDE {l1_kde:.3f}")
     print(f"figure: {path}")
-    return {"l1_hist": l1_hist, "l1_kde": l1_kde, "left_mass": left_mass,
-            "true_left_mass": true_left, "mean": float(draws.mean()),
-            "friction": friction, "elapsed": elapsed, "figure": path}
+    return check_metrics({"l1_hist": l1_hist, "l1_kde": l1_kde, "left_mass": left_mass,
+                          "true_left_mass": true_left, "mean": float(draws.mean()),
+                          "friction": friction, "elapsed": elapsed, "figure": path},
+                         ["l1_hist", "l1_kde", "mean", "friction"])
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -140,26 +140,24 @@ def main(argv=None):
 def parse(argv):
     p = common.base_parser(__doc__.splitlines()[0])
     p.add_argument("--objective", choices=("elbo", "iwae"), default="elbo")
-    p.add_argument("--k", type=int, default=None,
+    p.add_argument("--k", type=common.positive_int, default=None,
                    help="samples per data point in the training objective (default 1 for "
                         "elbo, 5 for iwae)")
     p.add_argument("--flow", choices=("none", "planar", "iaf"), default="none")
-    p.add_argument("--n-flows", type=int, default=None,
+    p.add_argument("--n-flows", type=common.positive_int, default=None,
                    help="flow layers (default 8 planar, 2 IAF)")
     p.add_argument("--ais", action="store_true", help="also estimate log p(x) by AIS")
-    p.add_argument("--ais-temps", type=int, default=None,
+    p.add_argument("--ais-temps", type=common.number(int, low=2), default=None,
                    help="AIS temperatures (default 200; 50 with --quick)")
-    p.add_argument("--ais-chains", type=int, default=None,
+    p.add_argument("--ais-chains", type=common.positive_int, default=None,
                    help="AIS chains per image (default 8; 4 with --quick)")
-    p.add_argument("--ais-n", type=int, default=None,
+    p.add_argument("--ais-n", type=common.positive_int, default=None,
                    help="AIS on the first N test images (default 100; 50 with --quick)")
-    p.add_argument("--train-ll", type=int, default=0, metavar="N",
+    p.add_argument("--train-ll", type=common.nonneg_int, default=0, metavar="N",
                    help="also estimate the ELBO and IS log-likelihood on the first N "
                         "(shuffled) training images, to show the train-test gap (default 0: "
                         "off)")
     args = p.parse_args(argv)
-    if args.train_ll < 0:
-        p.error(f"--train-ll must be >= 0, got {args.train_ll}")
     common.fill_defaults(args, z_dim=10, epochs=(300, 50, 40))
     if args.k is None:
         args.k = 5 if args.objective == "iwae" else 1
@@ -238,8 +236,9 @@ def run(args):
                             "test_ais_ll", "test_is_ll_ais_images",
                             "ais_acceptance",
                             "eval_seconds", "figure", "curve_figure"])
-    return metrics
+    return common.check_metrics(metrics, ["train_bound_last_epoch", "test_elbo", "test_is_ll"]
+                                + (["test_ais_ll"] if args.ais else []))
 
 
 if __name__ == "__main__":
-    main()
+    common.run_script(main)

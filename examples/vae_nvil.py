@@ -60,7 +60,8 @@ def build_model(vae, n, n_particles, xp=np, rng=None, observed=None):
 
 def main(argv=None):
     p = common.base_parser(__doc__.splitlines()[0], z_dim=20, mnist_z_dim=200)
-    p.add_argument("--decay", type=float, default=0.8,
+    p.add_argument("--decay", type=common.number(float, low=0, high=1, high_open=True),
+                   default=0.8,
                    help="decay of the moving-mean baseline")
     args = p.parse_args(argv)
     common.fill_defaults(args, z_dim=20, epochs=(300, 50, 60), mnist_z_dim=200)
@@ -131,8 +132,8 @@ def run(args):
                   metrics, ["elbo_first_epoch", "elbo_last_epoch", "baseline_cost_first_epoch",
                             "baseline_cost_last_epoch", "test_elbo", "test_is_ll", "test_nll",
                             "eval_seconds", "figure"])
-    return metrics
+    return common.check_metrics(metrics, ["elbo_last_epoch", "test_elbo", "test_is_ll"])
 
 
 if __name__ == "__main__":
-    main()
+    common.run_script(main)

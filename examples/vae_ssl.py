@@ -113,8 +113,9 @@ def balanced_subset(y, n_labeled, rng):
 
 def main(argv=None):
     p = common.base_parser(__doc__.splitlines()[0])
-    p.add_argument("--n-labeled", type=int, default=100)
-    p.add_argument("--alpha", type=float, default=None,
+    p.add_argument("--n-labeled", type=common.number(int, low=N_CLASSES), default=100,
+                   help=f"labelled training images, n_labeled // {N_CLASSES} per class")
+    p.add_argument("--alpha", type=common.positive_float, default=None,
                    help="weight of the classification cost (default 0.1 * N_train)")
     args = p.parse_args(argv)
     if args.data is not None:
@@ -128,6 +129,12 @@ def main(argv=None):
 def run(args):
     x_tr, y_tr, x_te, y_te = common.load_binary(args, with_labels=True)
     lab = balanced_subset(y_tr, args.n_labeled, np.random.default_rng(args.seed + 2))
+    wanted = args.n_labeled // N_CLASSES * N_CLASSES
+    if len(lab) < wanted:
+        raise SystemExit(f"vae_ssl.py: --n-labeled {args.n_labeled} asks for "
+                         f"{args.n_labeled // N_CLASSES} images per class, but the "
+                         f"{len(y_tr)} training images have only {len(lab)} to pick from "
+                         f"(fewer labels or a larger --n-train)")
     dev = args.device
     x_train, x_test = common.to_dev(x_tr, dev), common.to_dev(x_te, dev)
     xp = backend.get_array_module(x_train)
@@ -206,8 +213,9 @@ def run(args):
                   metrics, ["unlabeled_bound_first_epoch", "unlabeled_bound_last_epoch",
                             "classifier_ce_last_epoch", "test_accuracy", "test_elbo",
                             "test_is_ll", "test_nll", "eval_seconds", "figure"])
-    return metrics
+    return common.check_metrics(metrics, ["unlabeled_bound_last_epoch", "test_accuracy",
+                                          "test_elbo", "test_is_ll"])
 
 
 if __name__ == "__main__":
-    main()
+    common.run_script(main)

@@ -23,6 +23,11 @@ __all__ = ["Checkpoint", "FORMAT"]
 #: Version of the file layout.
 FORMAT = 1
 
+#: What a checkpoint of each phase must hold besides ``format`` and ``fingerprint``.
+_REQUIRED = {"warmup": {"phase", "n_done", "i", "state", "rng", "astate", "recorder"},
+             "sampling": {"phase", "n_done", "i", "state", "rng", "params", "warmup_stats",
+                          "sink"}}
+
 
 class Checkpoint:
     """A checkpoint file of one :func:`samplers.sample` call.
@@ -54,26 +59,60 @@ class Checkpoint:
         Raises
         ------
         ValueError
-            The file cannot be read, or was written by another run.
+            The file cannot be read (a folder, no permission), is damaged or truncated
+            (not a whole pickle, or a payload missing what its phase needs, or counters
+            out of range), or was written by another run; the message names the path.
         """
         if not os.path.exists(self.path):
             return None
         try:
             with open(self.path, "rb") as f:
                 payload = pickle.load(f)
-        except Exception as e:
+        except OSError as e:
             raise ValueError(f"checkpoint {self.path!r}: cannot be read ({type(e).__name__}: "
-                             f"{e}); delete it to start afresh") from None
+                             f"{e})") from None
+        except Exception as e:      # EOFError, UnpicklingError, ... on a cut-off file
+            size = os.path.getsize(self.path)
+            raise ValueError(f"checkpoint {self.path!r} cannot be read: the file is damaged or "
+                             f"truncated ({size} bytes; {type(e).__name__}: {e}); delete it "
+                             f"to start afresh") from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise ValueError(f"checkpoint {self.path!r}: not a samplers checkpoint of format "
                              f"{FORMAT}")
-        saved = payload["fingerprint"]
+        saved = payload.get("fingerprint")
+        if not isinstance(saved, dict):
+            raise ValueError(f"checkpoint {self.path!r} is damaged: it has no fingerprint; "
+                             f"delete it to start afresh")
         diff = [f"{k}: checkpoint has {saved.get(k)!r}, this call has {v!r}"
                 for k, v in self.fingerprint.items() if saved.get(k) != v]
         if diff:
             raise ValueError(f"checkpoint {self.path!r} was written by a different run ("
                              + "; ".join(diff) + "); use another path or delete it")
+        self._check_payload(payload)
         return payload
+
+    def _check_payload(self, payload):
+        """A ValueError naming the path when the payload lacks what its phase needs or
+        its counters are out of range for this run."""
+        phase = payload.get("phase")
+        if phase not in _REQUIRED:
+            raise ValueError(f"checkpoint {self.path!r} is damaged: phase {phase!r}, expected "
+                             f"'warmup' or 'sampling'; delete it to start afresh")
+        missing = sorted(_REQUIRED[phase] - set(payload))
+        if missing:
+            raise ValueError(f"checkpoint {self.path!r} is damaged: a {phase} checkpoint "
+                             f"without {missing}; delete it to start afresh")
+        fp = self.fingerprint
+        if {"n_warmup", "n_samples", "thin"} <= set(fp):
+            total = fp["n_warmup"] + fp["n_samples"] * fp["thin"]
+            last = fp["n_warmup"] if phase == "warmup" else fp["n_samples"] * fp["thin"]
+            for key, hi in (("n_done", total), ("i", last)):
+                v = payload[key]
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)) \
+                        or not 0 <= v <= hi:
+                    raise ValueError(f"checkpoint {self.path!r} is damaged: {key} = {v!r}, "
+                                     f"expected an integer in [0, {hi}] for this {phase} "
+                                     f"checkpoint; delete it to start afresh")
 
     def save(self, **payload):
         """Write ``payload`` atomically (temporary file, fsync, rename)."""

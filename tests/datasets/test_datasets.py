@@ -321,6 +321,63 @@ def test_load_binarized_mnist_errors(tmp_path):
         D.load_binarized_mnist(tmp_path / "missing.npz")
 
 
+def _corrupt_member(path):
+    """Overwrite bytes in the middle of an archive's compressed data, keeping the zip
+    directory intact (so the archive opens and only reading a member fails)."""
+    raw = bytearray(path.read_bytes())
+    mid = len(raw) // 3
+    raw[mid:mid + 64] = bytes(64)
+    path.write_bytes(bytes(raw))
+
+
+def test_load_mnist_damaged_member_names_the_file(tmp_path):
+    # before: the archive opened and z["x_train"] raised a bare zlib.error / BadZipFile
+    x_train, y_train, x_test, y_test = tiny_mnist()
+    np.savez_compressed(tmp_path / "m.npz", x_train=x_train.reshape(5, 784), y_train=y_train,
+                        x_test=x_test.reshape(3, 784), y_test=y_test)
+    _corrupt_member(tmp_path / "m.npz")
+    with pytest.raises(D.DataFormatError, match="is damaged or truncated") as e:
+        D.load_mnist(tmp_path / "m.npz")
+    assert str(tmp_path / "m.npz") in str(e.value)
+    arrays = tiny_binarized()
+    np.savez_compressed(tmp_path / "b.npz", **arrays)
+    _corrupt_member(tmp_path / "b.npz")
+    with pytest.raises(D.DataFormatError, match="is damaged or truncated"):
+        D.load_binarized_mnist(tmp_path / "b.npz")
+
+
+def test_mnist_images_of_the_wrong_size_or_empty(tmp_path):
+    x_train, y_train, x_test, y_test = tiny_mnist()
+    np.savez(tmp_path / "w.npz", x_train=x_train.reshape(5, 784), y_train=y_train,
+             x_test=x_test.reshape(3, 784)[:, :783], y_test=y_test)
+    with pytest.raises(D.DataFormatError, match="differ in size"):
+        D.load_mnist(tmp_path / "w.npz")
+    np.savez(tmp_path / "e.npz", x_train=x_train.reshape(5, 784)[:0], y_train=y_train[:0],
+             x_test=x_test.reshape(3, 784), y_test=y_test)
+    with pytest.raises(D.DataFormatError, match="split 'x_train' has shape \\(0, 784\\)"):
+        D.load_mnist(tmp_path / "e.npz")
+    for bad in (True, 2.0, -1, 5):
+        with pytest.raises(ValueError, match="n_validation must be an integer"):
+            D.load_mnist(_ok_npz(tmp_path), n_validation=bad)
+    arrays = tiny_binarized()
+    arrays["test"] = arrays["test"][:, :780]
+    np.savez(tmp_path / "b.npz", **arrays)
+    with pytest.raises(D.DataFormatError, match="differ in size"):
+        D.load_binarized_mnist(tmp_path / "b.npz")
+    arrays = {k: v[:, :780] for k, v in tiny_binarized().items()}
+    np.savez(tmp_path / "s.npz", **arrays)
+    assert D.load_binarized_mnist(tmp_path / "s.npz").train.shape == (6, 780)
+    with pytest.raises(D.DataFormatError, match="780 pixels are not square"):
+        D.load_binarized_mnist(tmp_path / "s.npz", flatten=False)
+
+
+def _ok_npz(tmp_path):
+    path = tmp_path / "ok.npz"
+    if not path.exists():
+        write_mnist_npz(path)
+    return path
+
+
 def test_dynamic_binarize():
     x = np.full((200, 50), 0.3, np.float32)
     b = D.dynamic_binarize(x, 0)
@@ -491,6 +548,132 @@ def test_load_uci_corrupt(tmp_path, name, content, match):
     (d / name).write_text(content)
     with pytest.raises(D.DataFormatError, match=match):
         D.load_uci(tmp_path / "toy", split=0)
+
+
+def _set_cell(d, row, col, text):
+    lines = (d / "data.txt").read_text().splitlines()
+    cells = lines[row].split()
+    cells[col] = text
+    lines[row] = "\t".join(cells)
+    (d / "data.txt").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("cell", ["nan", "NaN", "inf", "-inf"])
+def test_load_uci_non_finite_cell_names_file_line_and_column(tmp_path, cell):
+    # before: loaded fine, and standardization made the whole input column NaN
+    _, splits = write_uci(tmp_path / "toy")
+    d = tmp_path / "toy" / "data"
+    row = int(splits[0][0][3])                       # a training row of split 0
+    _set_cell(d, row, 1, cell)
+    with pytest.raises(D.DataFormatError) as e:
+        D.load_uci(tmp_path / "toy", split=0)
+    msg = str(e.value)
+    assert str(d / "data.txt") in msg and f"line {row + 1} (row {row}), column 1" in msg
+    assert "1 non-finite cell" in msg
+
+
+def test_load_uci_non_finite_cell_outside_the_used_columns_is_fine(tmp_path):
+    table, splits = write_uci(tmp_path / "toy")
+    _set_cell(tmp_path / "toy" / "data", int(splits[0][0][0]), 4, "nan")   # unused column 4
+    d = D.load_uci(tmp_path / "toy", split=0)
+    assert np.all(np.isfinite(d.x_train)) and np.all(np.isfinite(d.y_train))
+    np.testing.assert_allclose(d.denormalize_y(d.y_test), table[splits[0][1], 3])
+
+
+@pytest.mark.parametrize("cell, match", [("abc", "not a table of numbers"),
+                                         (None, "not a table of numbers")])
+def test_load_uci_non_numeric_or_missing_cell(tmp_path, cell, match):
+    write_uci(tmp_path / "toy")
+    d = tmp_path / "toy" / "data"
+    if cell is None:                                  # an empty cell: a short row
+        lines = (d / "data.txt").read_text().splitlines()
+        lines[5] = "\t".join(lines[5].split()[:-1])
+        (d / "data.txt").write_text("\n".join(lines) + "\n")
+    else:
+        _set_cell(d, 5, 0, cell)
+    with pytest.raises(D.DataFormatError, match=match) as e:
+        D.load_uci(tmp_path / "toy", split=0)
+    assert str(d / "data.txt") in str(e.value)
+
+
+@pytest.mark.parametrize("name, content, match", [
+    ("data.txt", "", "data.txt is empty"),
+    ("data.txt", "\n\n", "data.txt is empty"),
+    ("index_train_0.txt", "", "index_train_0.txt is empty"),
+    ("index_test_0.txt", "", "index_test_0.txt is empty"),
+    ("index_train_0.txt", "0\nnan\n", "integers"),
+    ("index_train_0.txt", "0\n-2\n", "integers"),
+    ("index_features.txt", "0\nx\n", "index_features.txt: not a table of numbers"),
+    ("n_splits.txt", "0\n", "number of splits is 0"),
+])
+def test_load_uci_empty_or_bad_files(tmp_path, name, content, match):
+    write_uci(tmp_path / "toy")
+    (tmp_path / "toy" / "data" / name).write_text(content)
+    with pytest.raises(D.DataFormatError, match=match):
+        D.load_uci(tmp_path / "toy", split=0)
+
+
+@pytest.mark.parametrize("fraction", [0.99, 0.999999])
+def test_load_uci_validation_fraction_leaving_no_training_rows(tmp_path, fraction):
+    # before: int(0.01 * 26) = 0 training rows, NaN statistics, no error
+    write_uci(tmp_path / "toy")
+    with pytest.raises(ValueError, match="leaves 0 training and 26 validation rows"):
+        D.load_uci(tmp_path / "toy", validation_fraction=fraction)
+
+
+def test_regression_metrics_refuse_shapes_that_only_broadcast(tmp_path):
+    # before: rmse of [S, N] sample means broadcast against y [N] and returned a number
+    write_uci(tmp_path / "toy")
+    d = D.load_uci(tmp_path / "toy")
+    with pytest.raises(ValueError, match=r"y_pred has shape \(3, 4\), expected \(4,\)"):
+        d.rmse(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match=r"y_pred has shape \(1,\)"):
+        d.rmse(np.zeros(1))
+    with pytest.raises(ValueError, match=r"mean has shape \(5,\), expected \[4\]"):
+        d.gaussian_log_likelihood(np.zeros(5), 1.0)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        d.gaussian_log_likelihood(np.zeros((3, 4)), np.ones(3))
+    for bad in (0.0, -1.0, np.nan):
+        with pytest.raises(ValueError, match="std must be finite and > 0"):
+            d.gaussian_log_likelihood(np.zeros(4), bad)
+    assert np.isfinite(d.gaussian_log_likelihood(np.zeros((3, 4)), np.ones((3, 1))))
+
+
+def test_load_uci_validation_fraction_checks(tmp_path):
+    write_uci(tmp_path / "toy")
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ValueError, match=r"validation_fraction must be in \[0, 1\)"):
+            D.load_uci(tmp_path / "toy", validation_fraction=bad)
+    with pytest.raises(TypeError, match="validation_fraction"):
+        D.load_uci(tmp_path / "toy", validation_fraction="0.2")
+    assert D.load_uci(tmp_path / "toy", validation_fraction=0.04).x_valid.shape == (2, 3)
+
+
+def test_standardize_stats_constant_column_with_rounding_residue():
+    # 0.1 * 3 rows: x.std() is ~1e-17, not 0; dividing by it gave values of ~1e16
+    x = np.column_stack([np.full(3, 0.1), [1.0, 2.0, 3.0]])
+    mean, std = _common._standardize_stats(x)
+    assert std[0] == 1.0 and std[1] == pytest.approx(np.sqrt(2 / 3))
+    np.testing.assert_allclose((x - mean) / std, [[0, -1.224744871], [0, 0], [0, 1.224744871]],
+                               atol=1e-9)
+    with pytest.raises(D.DataFormatError, match="0 rows"):
+        _common._standardize_stats(np.zeros((0, 2)))
+    with pytest.raises(D.DataFormatError, match="non-finite"):
+        _common._standardize_stats(np.array([[1.0], [np.nan]]))
+
+
+@pytest.mark.parametrize("fraction, n, match", [
+    (0.9, 1, "leaves 0 training rows"),
+    (0.9995, 569, "leaves 0 training rows"),
+    (0.001, 442, "rounds to 0 test rows"),
+    (1.0, 10, r"must be in \[0, 1\)"),
+    (float("nan"), 10, r"must be in \[0, 1\)"),
+])
+def test_train_test_indices_leaving_an_empty_side(fraction, n, match):
+    with pytest.raises(ValueError, match=match):
+        _common._train_test_indices(n, fraction, 0)
+    train, test = _common._train_test_indices(10, 0.3, 0)
+    assert sorted(np.concatenate([train, test])) == list(range(10)) and len(test) == 3
 
 
 # ---------------------------------------------------------------------------------------------

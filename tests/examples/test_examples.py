@@ -11,7 +11,7 @@ pytestmark = pytest.mark.examples
 
 def test_autodiff_demo():
     from examples import autodiff_demo
-    assert autodiff_demo.main(["--steps", "200"]) > 0.95
+    assert autodiff_demo.main(["--steps", "200"])["accuracy"] > 0.95
 
 
 def test_bayesian_logistic_regression(tmp_path):

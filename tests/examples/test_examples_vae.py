@@ -114,12 +114,12 @@ def test_checkpoint_resume_repeats_the_uninterrupted_run(tmp_path, capsys, name)
 def test_checkpoint_refuses_other_options(tmp_path):
     from examples import vae
     ck = str(tmp_path / "run.ckpt")
-    vae.main(quick(tmp_path, "--epochs", "1", "--is-k", "5", "--n-test", "20",
+    vae.main(quick(tmp_path, "--epochs", "2", "--is-k", "5", "--n-test", "20",
                    "--checkpoint", ck))
     with pytest.raises(SystemExit, match=r"--hidden 200 there, 100 now"):
-        vae.main(quick(tmp_path, "--epochs", "2", "--hidden", "100", "--checkpoint", ck))
-    with pytest.raises(SystemExit, match="1 epochs done, more than --epochs 0"):
-        vae.main(quick(tmp_path, "--epochs", "0", "--checkpoint", ck))
+        vae.main(quick(tmp_path, "--epochs", "3", "--hidden", "100", "--checkpoint", ck))
+    with pytest.raises(SystemExit, match="2 epochs done, more than --epochs 1"):
+        vae.main(quick(tmp_path, "--epochs", "1", "--checkpoint", ck))
     (tmp_path / "bad.ckpt").write_bytes(__import__("pickle").dumps({"x": 1}))
     with pytest.raises(SystemExit, match="not a checkpoint"):
         vae.main(quick(tmp_path, "--checkpoint", str(tmp_path / "bad.ckpt")))

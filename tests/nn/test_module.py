@@ -1,4 +1,6 @@
 """Module: parameter discovery, state dicts, save/load, devices, train/eval, errors."""
+import os
+
 import numpy as np
 import pytest
 
@@ -103,6 +105,45 @@ def test_load_state_dict_shape_mismatch(tmp_path):
     other.save(tmp_path / "t.npz")
     with pytest.raises(ValueError, match="unexpected keys"):
         leaf.load(tmp_path / "t.npz")
+
+
+def test_load_damaged_or_foreign_files(tmp_path):
+    # before: a truncated file raised a bare BadZipFile / EOFError, a .npy an AttributeError
+    src, dst = Tree(), Tree()
+    written = src.save(tmp_path / "t")
+    whole = open(written, "rb").read()
+    before = [p.data.copy() for p in dst.parameters()]
+    for cut in (0, 10, len(whole) // 2, len(whole) - 20):
+        with open(written, "wb") as f:
+            f.write(whole[:cut])
+        with pytest.raises(ValueError, match="is damaged or truncated") as e:
+            dst.load(written)
+        assert written in str(e.value)
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    os.replace(tmp_path / "one.npy", tmp_path / "one.npz")
+    with pytest.raises(ValueError, match="single array"):
+        dst.load(tmp_path / "one.npz")
+    with pytest.raises(FileNotFoundError, match="nope.npz does not exist"):
+        dst.load(tmp_path / "nope")
+    for p, b in zip(dst.parameters(), before):           # nothing was copied
+        np.testing.assert_array_equal(p.data, b)
+    assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]   # save left no temp file
+
+
+@pytest.mark.parametrize("value, match", [
+    (np.array([[1.0, np.nan, 0.0], [0.0, 0.0, 0.0]]), "'w' holds NaN or inf"),
+    (np.full((2, 3), np.inf), "'w' holds NaN or inf"),
+    (np.full((2, 3), "a"), "'w' holds <U1 values, expected real numbers"),
+])
+def test_load_state_dict_refuses_non_numbers(tmp_path, value, match):
+    leaf = Leaf()
+    before = leaf.w.data.copy()
+    with pytest.raises(ValueError, match=match):
+        leaf.load_state_dict({"w": value})
+    np.savez(tmp_path / "w.npz", w=value)
+    with pytest.raises(ValueError, match=match):
+        leaf.load(tmp_path / "w.npz")
+    np.testing.assert_array_equal(leaf.w.data, before)
 
 
 def test_load_into_read_only_parameter():

@@ -216,7 +216,7 @@ CONSTRUCTOR_ERRORS = [
     (lambda: optim.Adam([_p()], betas=(0.9, 1.0)), ValueError,
      r"betas\[1\] must be in \[0.0, 1.0\)"),
     (lambda: optim.Adam([_p()], betas=(0.9, 0.99, 0.9)), ValueError, "betas must be a pair"),
-    (lambda: optim.Adam([_p()], eps=-1e-8), ValueError, "eps must be >= 0"),
+    (lambda: optim.Adam([_p()], eps=-1e-8), ValueError, "eps must be > 0.0 and finite"),
     (lambda: optim.Adamax([_p()], weight_decay=-1.0), ValueError, "Adamax: weight_decay"),
     (lambda: optim.RMSprop([_p()], alpha=1.5), ValueError, r"alpha must be in \[0.0, 1.0\]"),
     (lambda: optim.RMSprop([_p()], momentum=-1.0), ValueError, "RMSprop: momentum"),

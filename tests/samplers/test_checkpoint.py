@@ -125,6 +125,41 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]      # no leftovers
 
 
+def test_damaged_checkpoints_name_the_path_and_say_damaged(tmp_path):
+    path = tmp_path / "x.ckpt"
+    with pytest.raises(Stop):
+        _run(path, 600)                                   # a warmup checkpoint
+    whole = path.read_bytes()
+    payload = pickle.loads(whole)
+    assert payload["phase"] == "warmup"
+    for cut in (0, 1, len(whole) // 2, len(whole) - 1):   # a file cut off while copying
+        path.write_bytes(whole[:cut])
+        with pytest.raises(ValueError, match="damaged or truncated") as e:
+            _run(path)
+        assert repr(str(path)) in str(e.value) and f"({cut} bytes;" in str(e.value)
+    # whole pickles whose content is damaged: before, a bare KeyError from the driver
+    for edit, match in [
+            (lambda d: d.pop("recorder"), r"a warmup checkpoint without \['recorder'\]"),
+            (lambda d: d.pop("fingerprint"), "it has no fingerprint"),
+            (lambda d: d.update(phase="done"), "phase 'done'"),
+            (lambda d: d.update(i=151), r"i = 151, expected an integer in \[0, 150\]"),
+            (lambda d: d.update(n_done=-1), "n_done = -1")]:
+        bad = dict(payload)
+        edit(bad)
+        path.write_bytes(pickle.dumps(bad))
+        with pytest.raises(ValueError, match=match) as e:
+            _run(path)
+        assert "is damaged" in str(e.value) and repr(str(path)) in str(e.value)
+    path.unlink()
+    path.mkdir()                                          # not a file at all
+    with pytest.raises(ValueError, match="cannot be read .IsADirectoryError"):
+        _run(path)
+    path.rmdir()
+    path.write_bytes(whole)                               # the intact file still resumes
+    ref = _run(tmp_path / "ref.ckpt")
+    np.testing.assert_array_equal(_run(path).draws, ref.draws)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_sigint_in_a_subprocess_returns_the_completed_draws(tmp_path):
     code = textwrap.dedent(f"""

@@ -72,25 +72,90 @@ def _as_generator(rng):
                     f"got {type(rng).__name__}")
 
 
+def _fraction(value, name, allow_zero=True):
+    """``value`` as a float in ``[0, 1)`` (``(0, 1)`` unless ``allow_zero``), or a
+    TypeError / ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number in [0, 1), got {type(value).__name__}")
+    value = float(value)
+    if not (0.0 <= value < 1.0) or (value == 0.0 and not allow_zero):
+        raise ValueError(f"{name} must be in {'[' if allow_zero else '('}0, 1), got {value}")
+    return value
+
+
+def _split_sizes(n, fraction, name, held_out):
+    """``n_held = round(fraction * n)`` and the rows left, or a ValueError when either
+    side is empty although asked for (``fraction > 0`` with no held-out row, or no row
+    left to train on)."""
+    n_held = int(round(fraction * n))
+    if fraction > 0 and n_held == 0:
+        raise ValueError(f"{name}={fraction} of {n} rows rounds to 0 {held_out} rows; pass "
+                         f"{name}=0 for none or a larger fraction")
+    if n - n_held < 1:
+        raise ValueError(f"{name}={fraction} of {n} rows leaves {n - n_held} training rows "
+                         f"({n_held} {held_out}); use a smaller fraction")
+    return n_held
+
+
 def _train_test_indices(n, test_fraction, rng):
     """A random permutation of ``range(n)`` cut into (train, test) index arrays.
 
     ``n_test = round(test_fraction * n)`` rows go to the test set: the first ``n_test`` of
     ``rng.permutation(n)`` (the same recipe as ``examples/bayesian_logistic_regression.py``).
+    A ``test_fraction > 0`` that rounds to no test row, or one that leaves no training row,
+    is a ValueError.
     """
-    if not 0.0 <= float(test_fraction) < 1.0:
-        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    test_fraction = _fraction(test_fraction, "test_fraction")
+    n_test = _split_sizes(n, test_fraction, "test_fraction", "test")
     order = _as_generator(rng).permutation(n)
-    n_test = int(round(float(test_fraction) * n))
     return order[n_test:], order[:n_test]
 
 
-def _standardize_stats(x):
-    """Column means and standard deviations (ddof=0) with std == 0 replaced by 1."""
+def _standardize_stats(x, what="the training rows"):
+    """Column means and standard deviations (ddof=0) of ``x`` [N, ...], with the std of a
+    constant column (all values equal, so no rounding residue such as 1e-17 slips through
+    and blows the column up) replaced by 1. No rows, or a non-finite value, is a
+    DataFormatError: the statistics would be NaN and so would every standardized value."""
+    x = np.asarray(x)
+    if x.shape[0] == 0:
+        raise DataFormatError(f"cannot standardize {what}: there are none (0 rows)")
+    if not np.all(np.isfinite(x)):
+        raise DataFormatError(f"cannot standardize {what}: they hold non-finite values")
     mean = x.mean(axis=0)
     std = x.std(axis=0)
-    std = np.where(std == 0, 1.0, std)
+    constant = np.max(x, axis=0) == np.min(x, axis=0)
+    std = np.where(constant | (std == 0), 1.0, std)
     return mean, std
+
+
+def _load_text_table(path, what, dtype=np.float64):
+    """``np.loadtxt(path, ndmin=2)`` with errors that name the file: a DataFormatError for
+    an empty file, a cell that is not a number, or rows of different lengths."""
+    import warnings
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)      # "input contained no data"
+            table = np.loadtxt(path, ndmin=2, dtype=dtype)
+    except ValueError as e:
+        raise DataFormatError(f"{path}: not a table of numbers ({e}); expected {what}") from e
+    if table.size == 0:
+        raise DataFormatError(f"{path} is empty (expected {what})")
+    return table
+
+
+def _check_finite_cells(table, path, rows=None, columns=None):
+    """A DataFormatError naming the first NaN / inf cell of ``table[rows][:, columns]``
+    (by its 1-based line in ``path`` and its 0-based column), with the count of them."""
+    rows = np.arange(table.shape[0]) if rows is None else np.asarray(rows)
+    columns = np.arange(table.shape[1]) if columns is None else np.asarray(columns)
+    bad = ~np.isfinite(table[np.ix_(rows, columns)])
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        r, c = int(rows[i]), int(columns[j])
+        raise DataFormatError(
+            f"{path}: line {r + 1} (row {r}), column {c} is {table[r, c]}; {int(bad.sum())} "
+            f"non-finite cell(s) in the rows and columns used. Fix or remove those rows "
+            f"(standardizing would turn the whole column into NaN)")
 
 
 def _sklearn_datasets(caller):

@@ -19,12 +19,13 @@ import math
 import os
 import struct
 import zipfile
+import zlib
 from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
 
-from ._common import DataFormatError, _default_path, _require_file
+from ._common import DataFormatError, _default_path, _load_text_table, _require_file
 
 __all__ = ["read_idx", "load_mnist", "load_binarized_mnist", "BinarizedMNIST",
            "dynamic_binarize"]
@@ -140,6 +141,19 @@ def _open_npz(path):
     return z
 
 
+def _read_members(z, keys, path):
+    """``{key: z[key]}``: an .npz archive reads its members lazily, so a damaged or
+    truncated member only fails here; that is a DataFormatError naming the file and key."""
+    out = {}
+    for k in keys:
+        try:
+            out[k] = z[k]
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
+            raise DataFormatError(f"{path}: array {k!r} is damaged or truncated "
+                                  f"({type(e).__name__}: {e})") from e
+    return out
+
+
 def _load_mnist_npz(path):
     with _open_npz(path) as z:
         keys = set(z.files)
@@ -148,10 +162,27 @@ def _load_mnist_npz(path):
             raise DataFormatError(
                 f"{path}: missing keys {sorted(need - keys)} (found {sorted(keys)}; expected "
                 "x_train, y_train, x_test, y_test and optionally x_valid, y_valid)")
-        out = {k: z[k] for k in need}
         if {"x_valid", "y_valid"} <= keys:
-            out["x_valid"], out["y_valid"] = z["x_valid"], z["y_valid"]
+            need |= {"x_valid", "y_valid"}
+        out = _read_members(z, sorted(need), path)
     return out
+
+
+def _check_images(arrays, source, names):
+    """Every split non-empty, with images of one size (pixels per image) and numbers."""
+    sizes = {}
+    for s in names:
+        x = arrays[s]
+        if x.ndim < 2 or x.shape[0] == 0:
+            raise DataFormatError(f"{source}: split {s!r} has shape {x.shape}; expected a "
+                                  f"non-empty [N, pixels] or [N, rows, cols] array")
+        if x.dtype.kind not in "biuf":
+            raise DataFormatError(f"{source}: split {s!r} holds {x.dtype} values, expected "
+                                  f"pixel numbers")
+        sizes[s] = math.prod(x.shape[1:])
+    if len(set(sizes.values())) > 1:
+        raise DataFormatError(f"{source}: the splits' images differ in size (pixels per "
+                              f"image: {sizes}); a file from another data set?")
 
 
 def _load_mnist_idx(folder):
@@ -219,12 +250,15 @@ def load_mnist(path=None, *, flatten=True, dtype=np.float32, n_validation=0):
     for split in ("train", "valid", "test"):
         if "x_" + split in arrays:
             _check_pair(arrays["x_" + split], arrays["y_" + split], path, split)
+    _check_images(arrays, path, [k for k in ("x_train", "x_valid", "x_test") if k in arrays])
     if n_validation:
         if "x_valid" in arrays:
             raise ValueError(f"{path} already has a validation set; pass n_validation=0")
         n_train = arrays["x_train"].shape[0]
-        if not 0 < n_validation < n_train:
-            raise ValueError(f"n_validation must be in [0, {n_train}), got {n_validation}")
+        if isinstance(n_validation, bool) or not isinstance(n_validation, (int, np.integer)) \
+                or not 0 < n_validation < n_train:
+            raise ValueError(f"n_validation must be an integer in [0, {n_train}) (it may not "
+                             f"leave 0 training images), got {n_validation!r}")
         cut = n_train - n_validation
         arrays["x_valid"], arrays["y_valid"] = arrays["x_train"][cut:], arrays["y_train"][cut:]
         arrays["x_train"], arrays["y_train"] = arrays["x_train"][:cut], arrays["y_train"][:cut]
@@ -248,7 +282,7 @@ def _read_amat(path):
             raise DataFormatError(f"{path}: expected one array in the .mat file, "
                                   f"found {sorted(mat)}")
         return np.asarray(next(iter(mat.values())))
-    return np.loadtxt(path, dtype=np.float32, ndmin=2)
+    return _load_text_table(path, "rows of 784 pixels in {0, 1}", dtype=np.float32)
 
 
 def load_binarized_mnist(path=None, *, dtype=np.float32, flatten=True):
@@ -294,7 +328,8 @@ def load_binarized_mnist(path=None, *, dtype=np.float32, flatten=True):
             if missing:
                 raise DataFormatError(f"{path}: missing keys {missing} (found {z.files}; "
                                       "expected train, valid, test)")
-            arrays = {s: z[s] for s in names}
+            arrays = _read_members(z, names, path)
+    _check_images(arrays, path, names)
     out = []
     for s in names:
         x = arrays[s]
@@ -308,6 +343,9 @@ def load_binarized_mnist(path=None, *, dtype=np.float32, flatten=True):
                 "MNIST use load_mnist(...) and dynamic_binarize(x, rng)")
         if not flatten and x.ndim == 2:
             side = math.isqrt(x.shape[1])
+            if side * side != x.shape[1]:
+                raise DataFormatError(f"{path}: cannot unflatten split {s!r}: images of "
+                                      f"{x.shape[1]} pixels are not square")
             x = x.reshape(x.shape[0], side, side)
         elif flatten:
             x = x.reshape(x.shape[0], -1)

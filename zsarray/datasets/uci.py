@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import DataFormatError, _standardize_stats, shared_data_dir
+from ._common import (DataFormatError, _check_finite_cells, _fraction, _load_text_table,
+                      _standardize_stats, shared_data_dir)
 
 __all__ = ["UCI_DATASETS", "RegressionData", "load_uci", "uci_n_splits", "uci_info"]
 
@@ -111,6 +112,9 @@ class RegressionData:
             Predictive means; in normalized units unless ``normalized=False``.
         """
         y_pred = np.asarray(y_pred)
+        if y_pred.shape != self.y_test.shape:     # [S, N] would broadcast into a wrong number
+            raise ValueError(f"rmse: y_pred has shape {y_pred.shape}, expected "
+                             f"{self.y_test.shape} (one predictive mean per test point)")
         if normalized:
             y_pred = self.denormalize_y(y_pred)
         return float(np.sqrt(np.mean((self.y_test_original() - y_pred) ** 2)))
@@ -135,6 +139,20 @@ class RegressionData:
         """
         from scipy.special import logsumexp
         mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+        n = self.y_test.shape[0]
+        if mean.ndim not in (1, 2) or mean.shape[-1] != n:
+            raise ValueError(f"gaussian_log_likelihood: mean has shape {mean.shape}, expected "
+                             f"[{n}] or [S, {n}]")
+        try:
+            ok = np.broadcast_shapes(std.shape, mean.shape) == mean.shape
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"gaussian_log_likelihood: std of shape {std.shape} does not "
+                             f"broadcast to mean's {mean.shape}")
+        if not np.all(np.isfinite(std) & (std > 0)):
+            raise ValueError(f"gaussian_log_likelihood: std must be finite and > 0, got "
+                             f"min {std.min()!r}")
         if normalized:
             mean, std = self.denormalize_y(mean), self.denormalize_scale(std)
         y = self.y_test_original()
@@ -164,18 +182,23 @@ def _data_dir(folder):
 
 
 def _read_ints(path, what):
+    """The non-negative integers of a one-number-per-line file; an empty file, a cell that
+    is not an integer (``1.5``, ``nan``, ``x``) or a negative one is a DataFormatError."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (expected {what})")
-    vals = np.loadtxt(path, ndmin=1)
-    ints = vals.astype(np.int64)
-    if vals.size and (not np.all(ints == vals) or ints.min() < 0):
-        raise DataFormatError(f"{path}: expected non-negative integers ({what})")
+    vals = _load_text_table(path, what).ravel()
+    finite = np.isfinite(vals)
+    ints = np.where(finite, vals, -1).astype(np.int64)
+    if not np.all(finite & (ints == vals) & (ints >= 0)):
+        first = int(np.flatnonzero(~(finite & (ints == vals) & (ints >= 0)))[0])
+        raise DataFormatError(f"{path}: expected non-negative integers ({what}), got "
+                              f"{vals[first]} (entry {first})")
     return ints
 
 
 @functools.lru_cache(maxsize=4)
 def _load_table(path, mtime, size):
-    table = np.loadtxt(path, ndmin=2)
+    table = _load_text_table(path, "whitespace-separated numbers, one row per example")
     table.setflags(write=False)
     return table
 
@@ -197,7 +220,10 @@ def uci_n_splits(folder):
     d = _data_dir(folder)
     f = d / "n_splits.txt"
     if f.is_file():
-        return int(_read_ints(f, "the number of splits")[0])
+        n = int(_read_ints(f, "the number of splits")[0])
+        if n < 1:
+            raise DataFormatError(f"{f}: the number of splits is {n}; expected at least 1")
+        return n
     k = 0
     while (d / f"index_train_{k}.txt").is_file():
         k += 1
@@ -240,10 +266,11 @@ def load_uci(folder, split=0, *, normalize=True, validation_fraction=0.0, dtype=
         Standardize inputs and target with the training rows' mean and std (ddof=0, zero std
         replaced by 1). Default True, as in the protocol.
     validation_fraction : float
-        If > 0, keep the first ``int((1 - validation_fraction) * n_train)`` training rows for
-        training and the rest as ``x_valid, y_valid`` (the DropoutUncertaintyExps grid search
-        uses 0.2, positional, not shuffled); the statistics then come from the reduced
-        training rows, as in that code.
+        In [0, 1). If > 0, keep the first ``int((1 - validation_fraction) * n_train)``
+        training rows for training and the rest as ``x_valid, y_valid`` (the
+        DropoutUncertaintyExps grid search uses 0.2, positional, not shuffled); the
+        statistics then come from the reduced training rows, as in that code. A fraction
+        that leaves no training row is a ValueError.
     dtype : numpy dtype
         Float dtype of the arrays (default float64).
 
@@ -262,8 +289,14 @@ def load_uci(folder, split=0, *, normalize=True, validation_fraction=0.0, dtype=
     IndexError
         ``split`` out of range (the message gives the number of splits).
     DataFormatError
-        Row or column indices out of range, overlapping train and test rows.
+        Row or column indices out of range, overlapping train and test rows, a split with
+        no training or no test rows, an empty or non-numeric file, or a NaN / inf cell in
+        the rows and columns used (the message names the file, its line and the column;
+        such rows are never dropped silently).
+    ValueError
+        ``validation_fraction`` outside [0, 1) or leaving no training / validation row.
     """
+    validation_fraction = _fraction(validation_fraction, "validation_fraction")
     d = _data_dir(folder)
     n_splits = uci_n_splits(d)
     if isinstance(split, bool) or not isinstance(split, (int, np.integer)):
@@ -289,6 +322,12 @@ def load_uci(folder, split=0, *, normalize=True, validation_fraction=0.0, dtype=
         if idx.size and idx.max() >= n_rows:
             raise DataFormatError(f"{d / f'index_{name}_{split}.txt'}: row index {idx.max()} out "
                                   f"of range for data.txt with {n_rows} rows")
+    for name, label, idx in (("train", "training", train), ("test", "test", test)):
+        if idx.size == 0:
+            raise DataFormatError(f"{d / f'index_{name}_{split}.txt'}: split {split} has no "
+                                  f"{label} rows")
+    _check_finite_cells(table, d / "data.txt", rows=np.union1d(train, test),
+                        columns=np.concatenate([features, target]))
     overlap = np.intersect1d(train, test)
     if overlap.size:
         raise DataFormatError(f"{d}: split {split} has {overlap.size} rows in both train and "
@@ -297,14 +336,18 @@ def load_uci(folder, split=0, *, normalize=True, validation_fraction=0.0, dtype=
     x_train, y_train, x_test, y_test = x[train], y[train], x[test], y[test]
     x_valid = y_valid = None
     if validation_fraction:
-        if not 0 < validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
         cut = int((1 - validation_fraction) * len(train))
+        if cut < 1:                 # (cut < len(train) for any fraction > 0)
+            raise ValueError(
+                f"validation_fraction={validation_fraction} of the {len(train)} training rows "
+                f"of split {split} leaves {cut} training and {len(train) - cut} validation "
+                f"rows; training needs at least one")
         x_train, x_valid = x_train[:cut], x_train[cut:]
         y_train, y_valid = y_train[:cut], y_train[cut:]
     if normalize:
-        x_mean, x_std = _standardize_stats(x_train)
-        y_mean, y_std = (float(v) for v in _standardize_stats(y_train))
+        x_mean, x_std = _standardize_stats(x_train, f"the training inputs of {d}")
+        y_mean, y_std = (float(v) for v in _standardize_stats(y_train,
+                                                              f"the training targets of {d}"))
     else:
         x_mean, x_std = np.zeros(x.shape[1], dtype), np.ones(x.shape[1], dtype)
         y_mean, y_std = 0.0, 1.0

@@ -13,6 +13,10 @@ under its first name; cycles between modules are followed once.
 ...     def forward(self, x):
 ...         return x @ self.w
 """
+import os
+import zipfile
+import zlib
+
 import numpy as np
 
 from autodiff import backend
@@ -155,8 +159,9 @@ class Module:
         Raises
         ------
         ValueError
-            On missing or unexpected keys (strict) and on shape mismatches; nothing
-            is copied when it raises.
+            On missing or unexpected keys (strict), on shape mismatches, and on values
+            that are not real numbers or hold NaN / inf; nothing is copied when it
+            raises.
         """
         own = dict(self.named_parameters())
         missing = [k for k in own if k not in state_dict]
@@ -176,6 +181,16 @@ class Module:
                 if shape != p.shape:
                     raise ValueError(f"{name}.load_state_dict: '{k}' has shape {shape} in the "
                                      f"state dict but {p.shape} in the module")
+                value = state_dict[k]
+                kind = getattr(getattr(value, "dtype", None), "kind", None) or \
+                    np.asarray(value).dtype.kind
+                if kind not in "biuf":
+                    raise ValueError(f"{name}.load_state_dict: '{k}' holds "
+                                     f"{getattr(value, 'dtype', type(value).__name__)} values, "
+                                     f"expected real numbers")
+                xp = backend.get_array_module(value) if backend.is_cupy(value) else np
+                if kind == "f" and not bool(xp.all(xp.isfinite(value))):
+                    raise ValueError(f"{name}.load_state_dict: '{k}' holds NaN or inf")
         for k, p in own.items():
             if k in state_dict:
                 _copy_into(p, state_dict[k])
@@ -188,16 +203,33 @@ class Module:
         returns the path written.
         """
         path = _npz(path)
-        np.savez(path, **{k: backend.asnumpy(v) for k, v in self.state_dict().items()})
+        tmp = f"{path}.tmp-{os.getpid()}"   # written whole, then renamed: an interrupted
+        with open(tmp, "wb") as f:            # save leaves the previous file intact
+            np.savez(f, **{k: backend.asnumpy(v) for k, v in self.state_dict().items()})
+        os.replace(tmp, path)
         return path
 
     def load(self, path, strict=True):
         """Read an ``.npz`` file written by :meth:`save` into the parameters; returns ``self``.
 
-        See :meth:`load_state_dict` for ``strict`` and the errors raised.
+        See :meth:`load_state_dict` for ``strict`` and the errors raised; a file that is
+        not a whole ``.npz`` archive (truncated, damaged, a single ``.npy``) is a
+        ValueError naming the path, a missing one a FileNotFoundError.
         """
-        with np.load(_npz(path), allow_pickle=False) as f:
-            state = {k: f[k] for k in f.files}
+        path = _npz(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{type(self).__name__}.load: {path} does not exist "
+                                    f"(expected an .npz file written by save())")
+        try:
+            f = np.load(path, allow_pickle=False)
+            if not hasattr(f, "files"):
+                raise ValueError("it holds a single array, not an archive of named arrays")
+            with f:
+                state = {k: f[k] for k in f.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            raise ValueError(f"{type(self).__name__}.load: {path} is damaged or truncated, or "
+                             f"not an .npz file written by save() ({type(e).__name__}: {e})"
+                             ) from None
         self.load_state_dict(state, strict=strict)
         return self
 

@@ -58,12 +58,21 @@ def _flat(a):
     return a.reshape(-1)
 
 
-def _check_range(owner, name, value, lo, hi=None, hi_open=True):
-    """Raise ``ValueError`` unless ``lo <= value`` (and ``value < hi``, or ``<= hi``)."""
-    ok = value >= lo and (hi is None or (value < hi if hi_open else value <= hi))
-    if not ok:
-        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}{')' if hi_open else ']'}"
-        raise ValueError(f"{owner}: {name} must be {rng}, got {value!r}")
+def _check_range(owner, name, value, lo, hi=None, hi_open=True, lo_open=False, finite=True):
+    """Raise ``TypeError`` unless ``value`` is a real number (not a bool), and
+    ``ValueError`` unless ``lo <= value`` (``lo < value`` when ``lo_open``) and
+    ``value < hi`` (or ``<= hi``), and it is finite (unless ``finite=False``: inf allowed)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{owner}: {name} must be a real number, got {type(value).__name__} "
+                        f"{value!r}")
+    ok = (value > lo if lo_open else value >= lo) and (
+        hi is None or (value < hi if hi_open else value <= hi))
+    if not ok or (finite and not math.isfinite(value)):
+        low = f"> {lo}" if lo_open else f">= {lo}"
+        rng = (low if hi is None else
+               f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}")
+        raise ValueError(f"{owner}: {name} must be {rng}{' and finite' if finite else ''}, "
+                         f"got {value!r}")
 
 
 class Optimizer:
@@ -79,8 +88,13 @@ class Optimizer:
 
     Subclasses implement ``_validate(group)`` and ``_update(p, g, state, group)``,
     where ``p`` is the parameter array, ``g`` its (contiguous, same-dtype) gradient
-    and ``state`` the parameter's state dict.
+    and ``state`` the parameter's state dict, and list the names of that state:
+    ``_state_arrays`` (arrays shaped like the parameter), ``_state_required`` (those a
+    non-empty state must hold; ``"step"`` is the one integer entry).
     """
+
+    _state_arrays = frozenset()
+    _state_required = frozenset()
 
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
@@ -120,6 +134,10 @@ class Optimizer:
             if p.dtype not in _FLOATS:
                 raise TypeError(f"{name}: parameter {i} has dtype {p.dtype}; only float32 "
                                 f"and float64 parameters are supported")
+            if not p.requires_grad:       # its grad stays None: step() would skip it forever
+                raise ValueError(f"{name}: parameter {i} has requires_grad=False, so it never "
+                                 f"gets a gradient and would never be updated; create it with "
+                                 f"requires_grad=True")
             if id(p) in seen:
                 raise ValueError(f"{name}: parameter {i} appears more than once (in this "
                                  f"group or an earlier one)")
@@ -165,6 +183,9 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            # a schedule or the user may have changed the group since the last step:
+            # a negative or NaN lr would otherwise ascend or poison every parameter
+            self._validate(group)
             for p in group["params"]:
                 g = p.grad
                 if g is None:
@@ -213,53 +234,115 @@ class Optimizer:
     def load_state_dict(self, state_dict):
         """Restore hyperparameters and state from :meth:`state_dict` (strict).
 
+        Nothing changes unless the whole state dict loads.
+
         Raises
         ------
         ValueError
-            When the number of groups, of parameters per group, or a state array's
-            shape does not match this optimizer's parameters.
+            When the state dict comes from another optimizer class (its hyperparameter
+            or state names differ: e.g. Adam's into SGD), or the number of groups, of
+            parameters per group, a state array's shape, a step count or a
+            hyperparameter does not fit this optimizer and its parameters; the message
+            names what differs.
         """
         name = type(self).__name__
+        where = f"{name}.load_state_dict"
         if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
-            raise ValueError(f"{name}.load_state_dict: expected a dict with keys 'state' and "
+            raise ValueError(f"{where}: expected a dict with keys 'state' and "
                              f"'param_groups' (from state_dict())")
         groups = state_dict["param_groups"]
+        if not isinstance(groups, (list, tuple)) or not all(
+                isinstance(g, dict) and "params" in g for g in groups):
+            raise ValueError(f"{where}: 'param_groups' must be a list of dicts with a "
+                             f"'params' list (from state_dict())")
         if len(groups) != len(self.param_groups):
-            raise ValueError(f"{name}.load_state_dict: the state has {len(groups)} parameter "
+            raise ValueError(f"{where}: the state has {len(groups)} parameter "
                              f"groups, this optimizer has {len(self.param_groups)}")
+        expected = set(self.defaults)
+        offset = 0
         for i, (saved, group) in enumerate(zip(groups, self.param_groups)):
+            keys = set(saved) - {"params", "initial_lr"}
+            if keys != expected:
+                raise ValueError(
+                    f"{where}: parameter group {i} of the state has hyperparameters "
+                    f"{sorted(keys)}, {name} has {sorted(expected)} (extra: "
+                    f"{sorted(keys - expected)}, missing: {sorted(expected - keys)}); "
+                    f"is it another optimizer's state dict?")
             if len(saved["params"]) != len(group["params"]):
-                raise ValueError(f"{name}.load_state_dict: parameter group {i} has "
+                raise ValueError(f"{where}: parameter group {i} has "
                                  f"{len(saved['params'])} parameters in the state, "
                                  f"{len(group['params'])} in this optimizer")
+            if [int(j) for j in saved["params"]] != list(range(offset, offset +
+                                                               len(group["params"]))):
+                raise ValueError(f"{where}: parameter group {i} lists parameters "
+                                 f"{list(saved['params'])}, expected indices {offset}.."
+                                 f"{offset + len(group['params']) - 1} in order")
+            offset += len(group["params"])
         params = self._params()
+        if not isinstance(state_dict["state"], dict):
+            raise ValueError(f"{where}: 'state' must be a dict {{parameter index: state}}")
         new_state = {}
         for idx, s in state_dict["state"].items():
-            idx = int(idx)
+            try:
+                idx = int(idx)
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}: state key {idx!r} is not a parameter "
+                                 f"index") from None
             if not 0 <= idx < len(params):
-                raise ValueError(f"{name}.load_state_dict: state for parameter index {idx}, "
+                raise ValueError(f"{where}: state for parameter index {idx}, "
                                  f"but there are {len(params)} parameters")
-            p = params[idx]
-            xp = backend.get_array_module(p.data)
-            entry = {}
-            for k, v in s.items():
-                if v is not None and hasattr(v, "shape") and v.shape != ():
-                    if tuple(v.shape) != p.shape:
-                        raise ValueError(f"{name}.load_state_dict: state '{k}' of parameter "
-                                         f"{idx} has shape {tuple(v.shape)}, the parameter "
-                                         f"has shape {p.shape}")
-                    v = xp.array(backend.asnumpy(v) if not backend.is_cupy(v) else v,
-                                 dtype=p.dtype)
-                elif hasattr(v, "shape"):
-                    v = v.item()
-                entry[k] = v
-            new_state[id(p)] = entry
+            new_state[id(params[idx])] = self._load_param_state(params[idx], idx, s)
+        candidates = []
         for saved, group in zip(groups, self.param_groups):
             hyper = {k: v for k, v in saved.items() if k != "params"}
             candidate = dict(group, **hyper)
             self._validate(candidate)
+            candidates.append(hyper)
+        for hyper, group in zip(candidates, self.param_groups):
             group.update(hyper)
         self.state = new_state
+
+    def _load_param_state(self, p, idx, s):
+        """One parameter's saved state, checked against ``_state_arrays`` /
+        ``_state_required`` and the parameter's shape, as arrays on its device."""
+        where = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(s, dict):
+            raise ValueError(f"{where}: the state of parameter {idx} must be a dict, got "
+                             f"{type(s).__name__}")
+        known = self._state_arrays | {"step"} if "step" in self._state_required \
+            else self._state_arrays
+        unknown = set(s) - known
+        if unknown:
+            raise ValueError(f"{where}: parameter {idx} has state {sorted(unknown)}, which "
+                             f"{type(self).__name__} does not keep (it keeps {sorted(known)}); "
+                             f"is it another optimizer's state dict?")
+        missing = self._state_required - set(s) if s else set()
+        if missing:
+            raise ValueError(f"{where}: the state of parameter {idx} lacks {sorted(missing)}")
+        xp = backend.get_array_module(p.data)
+        entry = {}
+        for k, v in s.items():
+            if k == "step":
+                step = v.item() if hasattr(v, "item") else v
+                if isinstance(step, bool) or not isinstance(step, (int, np.integer)) \
+                        or step < 0:
+                    raise ValueError(f"{where}: state 'step' of parameter {idx} must be a "
+                                     f"non-negative integer, got {v!r}")
+                entry[k] = int(step)
+                continue
+            if v is None:
+                entry[k] = None
+                continue
+            if not hasattr(v, "shape") or tuple(v.shape) != p.shape:
+                got = tuple(v.shape) if hasattr(v, "shape") else type(v).__name__
+                raise ValueError(f"{where}: state '{k}' of parameter {idx} has shape {got}, "
+                                 f"the parameter has shape {p.shape}")
+            host = v if backend.is_cupy(v) else backend.asnumpy(v)
+            arr = xp.array(host, dtype=p.dtype)
+            if not bool(xp.all(xp.isfinite(arr))):
+                raise ValueError(f"{where}: state '{k}' of parameter {idx} holds NaN or inf")
+            entry[k] = arr
+        return entry
 
 
 class SGD(Optimizer):
@@ -284,6 +367,8 @@ class SGD(Optimizer):
                  weight_decay=0.0):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       nesterov=nesterov, weight_decay=weight_decay))
+
+    _state_arrays = frozenset({"momentum_buffer"})
 
     def _validate(self, group):
         for k in ("lr", "momentum", "dampening", "weight_decay"):
@@ -319,8 +404,10 @@ class Adam(Optimizer):
     betas : (float, float)
         Decay rates of the first and second moment averages, each in [0, 1).
     eps : float
-        Added to the denominator (>= 0).
+        Added to the denominator (> 0: with 0, a coordinate whose gradients are all zero
+        gets 0 / 0 = NaN).
     weight_decay : float
+        L2 penalty (>= 0).
     amsgrad : bool
         Normalize by the running maximum of the second moment (Reddi et al., 2018).
     """
@@ -329,6 +416,9 @@ class Adam(Optimizer):
                  amsgrad=False):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay, amsgrad=amsgrad))
+
+    _state_arrays = frozenset({"exp_avg", "exp_avg_sq", "max_exp_avg_sq"})
+    _state_required = frozenset({"step", "exp_avg", "exp_avg_sq"})
 
     def _validate(self, group):
         _validate_adam_like(type(self).__name__, group)
@@ -366,9 +456,13 @@ class Adamax(Optimizer):
     betas : (float, float)
         Each in [0, 1).
     eps : float
-        Added to ``|g|`` inside the running maximum (>= 0).
+        Added to ``|g|`` inside the running maximum (> 0).
     weight_decay : float
+        L2 penalty (>= 0).
     """
+
+    _state_arrays = frozenset({"exp_avg", "exp_inf"})
+    _state_required = frozenset({"step", "exp_avg", "exp_inf"})
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
@@ -392,10 +486,10 @@ class Adamax(Optimizer):
 
 def _validate_adam_like(name, group):
     _check_range(name, "lr", group["lr"], 0.0)
-    _check_range(name, "eps", group["eps"], 0.0)
+    _check_range(name, "eps", group["eps"], 0.0, lo_open=True)
     _check_range(name, "weight_decay", group["weight_decay"], 0.0)
     betas = group["betas"]
-    if len(betas) != 2:
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
     for i, b in enumerate(betas):
         _check_range(name, f"betas[{i}]", b, 0.0, 1.0)
@@ -412,7 +506,7 @@ class RMSprop(Optimizer):
     alpha : float
         Smoothing constant of the squared-gradient average, in [0, 1].
     eps : float
-        Added to the denominator (>= 0).
+        Added to the denominator (> 0).
     weight_decay, momentum : float
         Both >= 0.
     centered : bool
@@ -424,8 +518,12 @@ class RMSprop(Optimizer):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                       momentum=momentum, centered=centered))
 
+    _state_arrays = frozenset({"square_avg", "momentum_buffer", "grad_avg"})
+    _state_required = frozenset({"step", "square_avg"})
+
     def _validate(self, group):
-        for k in ("lr", "eps", "weight_decay", "momentum"):
+        _check_range("RMSprop", "eps", group["eps"], 0.0, lo_open=True)
+        for k in ("lr", "weight_decay", "momentum"):
             _check_range("RMSprop", k, group[k], 0.0)
         _check_range("RMSprop", "alpha", group["alpha"], 0.0, 1.0, hi_open=False)
 
@@ -490,7 +588,7 @@ def clip_grad_norm_(params, max_norm, norm_type=2.0, error_if_nonfinite=False):
         The total norm of the gradients before clipping.
     """
     params = _as_params(params, "clip_grad_norm_")
-    _check_range("clip_grad_norm_", "max_norm", max_norm, 0.0)
+    _check_range("clip_grad_norm_", "max_norm", max_norm, 0.0, finite=False)
     norm_type = float(norm_type)
     if not norm_type > 0:
         raise ValueError(f"clip_grad_norm_: norm_type must be > 0 (or inf), got {norm_type!r}")
@@ -523,7 +621,7 @@ def clip_grad_value_(params, clip_value):
         Non-negative bound.
     """
     params = _as_params(params, "clip_grad_value_")
-    _check_range("clip_grad_value_", "clip_value", clip_value, 0.0)
+    _check_range("clip_grad_value_", "clip_value", clip_value, 0.0, finite=False)
     for p in params:
         if p.grad is not None:
             g = _writable_grad(p)

@@ -13,6 +13,10 @@ then advances ``last_epoch`` by one and writes the new rates into
 ``optimizer.param_groups[i]["lr"]``. The updates are PyTorch's *chainable*
 (recursive) forms, so lrs match ``torch.optim.lr_scheduler`` float for float and
 another schedule (or the user) may also change ``group["lr"]`` in between.
+
+Every rate a schedule sets must be finite and >= 0: a negative factor (``LambdaLR``), a
+negative ``gamma`` or ``eta_min`` is an error naming the schedule, the epoch and the
+group, never a silent ascent.
 """
 import math
 
@@ -44,9 +48,19 @@ class LRScheduler:
         raise NotImplementedError
 
     def _set(self, lrs):
+        lrs = list(lrs)
+        for i, lr in enumerate(lrs):          # check all before changing any group
+            try:
+                ok = not isinstance(lr, bool) and math.isfinite(float(lr)) and float(lr) >= 0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(f"{type(self).__name__}: the learning rate of parameter group "
+                                 f"{i} at epoch {self.last_epoch} would be {lr!r}; a rate must "
+                                 f"be finite and >= 0")
         for group, lr in zip(self.optimizer.param_groups, lrs):
             group["lr"] = lr
-        self._last_lr = list(lrs)
+        self._last_lr = lrs
 
     def step(self):
         """Advance one epoch and set each group's lr."""
@@ -64,16 +78,48 @@ class LRScheduler:
                 if k not in ("optimizer", "lr_lambdas")}
 
     def load_state_dict(self, state_dict):
-        """Restore from :meth:`state_dict`."""
-        unknown = set(state_dict) - set(self.state_dict())
+        """Restore from :meth:`state_dict` (of the same schedule class, with one base lr
+        per parameter group)."""
+        name = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, dict):
+            raise ValueError(f"{name}: expected a dict from state_dict(), got "
+                             f"{type(state_dict).__name__}")
+        own = set(self.state_dict())
+        unknown, missing = set(state_dict) - own, own - set(state_dict)
         if unknown:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: unexpected keys "
-                             f"{sorted(unknown)}")
+            raise ValueError(f"{name}: unexpected keys {sorted(unknown)}")
+        if missing:
+            raise ValueError(f"{name}: missing keys {sorted(missing)} (a state dict of "
+                             f"another schedule?)")
+        n = len(self.optimizer.param_groups)
+        for key in ("base_lrs", "_last_lr"):
+            if len(state_dict[key]) != n:
+                raise ValueError(f"{name}: '{key}' has {len(state_dict[key])} entries, the "
+                                 f"optimizer has {n} parameter groups")
+            for i, lr in enumerate(state_dict[key]):
+                _number(name, f"{key}[{i}]", lr)
         self.__dict__.update(state_dict)
 
 
 def _groups(opt):
     return opt.param_groups
+
+
+def _number(owner, name, value, lo=0.0, lo_open=False, integer=False):
+    """``value`` as a float (or int) checked finite and ``>= lo`` (``> lo``); a TypeError or
+    ValueError naming ``owner`` and ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not (
+            hasattr(value, "dtype") and getattr(value, "shape", None) == ()):
+        raise TypeError(f"{owner}: {name} must be {'an integer' if integer else 'a number'}, "
+                        f"got {type(value).__name__} {value!r}")
+    v = float(value)
+    ok = math.isfinite(v) and (v > lo if lo_open else v >= lo)
+    if integer:
+        ok = ok and v == int(v)
+    if not ok:
+        what = "a positive integer" if integer else f"finite and {'>' if lo_open else '>='} {lo}"
+        raise ValueError(f"{owner}: {name} must be {what}, got {value!r}")
+    return int(v) if integer else v
 
 
 class StepLR(LRScheduler):
@@ -85,13 +131,12 @@ class StepLR(LRScheduler):
     step_size : int
         Period of the decay (>= 1).
     gamma : float
-        Multiplicative factor.
+        Multiplicative factor (finite, >= 0).
     """
 
     def __init__(self, optimizer, step_size, gamma=0.1):
-        if int(step_size) != step_size or step_size < 1:
-            raise ValueError(f"StepLR: step_size must be a positive integer, got {step_size!r}")
-        self.step_size, self.gamma = int(step_size), gamma
+        self.step_size = _number("StepLR", "step_size", step_size, 1, integer=True)
+        self.gamma = _number("StepLR", "gamma", gamma)
         super().__init__(optimizer)
 
     def _compute(self):
@@ -107,11 +152,11 @@ class ExponentialLR(LRScheduler):
     ----------
     optimizer : Optimizer
     gamma : float
-        Multiplicative factor.
+        Multiplicative factor (finite, >= 0).
     """
 
     def __init__(self, optimizer, gamma):
-        self.gamma = gamma
+        self.gamma = _number("ExponentialLR", "gamma", gamma)
         super().__init__(optimizer)
 
     def _compute(self):
@@ -133,14 +178,12 @@ class CosineAnnealingLR(LRScheduler):
     T_max : int
         Half period, in epochs (>= 1).
     eta_min : float
-        Minimum learning rate.
+        Minimum learning rate (finite, >= 0).
     """
 
     def __init__(self, optimizer, T_max, eta_min=0.0):
-        if int(T_max) != T_max or T_max < 1:
-            raise ValueError(f"CosineAnnealingLR: T_max must be a positive integer, got "
-                             f"{T_max!r}")
-        self.T_max, self.eta_min = int(T_max), eta_min
+        self.T_max = _number("CosineAnnealingLR", "T_max", T_max, 1, integer=True)
+        self.eta_min = _number("CosineAnnealingLR", "eta_min", eta_min)
         super().__init__(optimizer)
 
     def _compute(self):
@@ -162,7 +205,8 @@ class LambdaLR(LRScheduler):
     ----------
     optimizer : Optimizer
     lr_lambda : callable or list of callable
-        ``epoch -> factor``; one per parameter group when a list.
+        ``epoch -> factor``; one per parameter group when a list. A factor that is
+        negative or not finite is a ValueError at the epoch it appears.
     """
 
     def __init__(self, optimizer, lr_lambda):
@@ -183,4 +227,14 @@ class LambdaLR(LRScheduler):
         return self._compute()
 
     def _compute(self):
-        return [b * f(self.last_epoch) for b, f in zip(self.base_lrs, self.lr_lambdas)]
+        lrs = []
+        for i, (b, f) in enumerate(zip(self.base_lrs, self.lr_lambdas)):
+            factor = f(self.last_epoch)
+            if isinstance(factor, bool) or not isinstance(factor, (int, float)) and not (
+                    hasattr(factor, "dtype") and getattr(factor, "shape", None) == ()):
+                raise ValueError(f"LambdaLR: lr_lambda of parameter group {i} at epoch "
+                                 f"{self.last_epoch} returned {factor!r}; the learning rate "
+                                 f"of group {i} at epoch {self.last_epoch} would be "
+                                 f"{factor!r}: expected a finite number >= 0")
+            lrs.append(b * factor)
+        return lrs
