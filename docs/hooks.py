@@ -33,7 +33,10 @@ def _published():
 def _summary_line(name):
     """The first paragraph of the example's module docstring, on one line."""
     import ast
-    src = (ROOT / "examples" / f"{name}.py").read_text()
+    path = ROOT / "examples" / f"{name}.py"
+    if not path.exists():
+        return ""
+    src = path.read_text()
     doc = ast.get_docstring(ast.parse(src)) or ""
     return " ".join(doc.strip().split("\n\n")[0].split()) if doc.strip() else ""
 

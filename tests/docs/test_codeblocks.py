@@ -34,8 +34,19 @@ def test_every_page_has_been_found():
     assert "docs/index.md" in PAGES and "docs/tutorials/concepts.md" in PAGES
 
 
+@pytest.fixture
+def registries():
+    """Names a page registers (``samplers.register_kernel``) are removed afterwards."""
+    from samplers.registry import ADAPTATIONS, KERNELS
+    saved = [(reg, dict(reg._entries)) for reg in (KERNELS, ADAPTATIONS)]
+    yield
+    for reg, entries in saved:
+        reg._entries.clear()
+        reg._entries.update(entries)
+
+
 @pytest.mark.parametrize("page", PAGES)
-def test_code_blocks_run(page, tmp_path, monkeypatch):
+def test_code_blocks_run(page, tmp_path, monkeypatch, registries):
     pytest.importorskip("matplotlib")
     import matplotlib
     matplotlib.use("Agg")
