@@ -16,6 +16,7 @@ import datetime
 import json
 import os
 import pathlib
+import platform
 import shutil
 import subprocess
 import sys
@@ -90,6 +91,7 @@ def run_one(name, full):
             "command": f"python examples/{name}.py " + " ".join(
                 a for a in argv if a not in ("--out", out)),
             "seconds": round(seconds, 1),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
             "metrics": {k: v for k, v in ((k, _jsonable(v)) for k, v in metrics.items()
                                           if k != "figure") if v is not None},
             "figure": None,

@@ -7,7 +7,8 @@ module-level object without a docstring in the source, this extension uses, in o
 the ``#:`` comment block right above its assignment (Sphinx's attribute comments); its
 run-time ``__doc__``; for a differentiable NumPy function, NumPy's summary
 line; for an instance of one of our classes, that class's summary. It also turns the
-Sphinx roles of the docstrings (``:func:`~autodiff.grad```) into code spans.
+Sphinx roles of the docstrings (``:func:`~autodiff.grad```) into code spans, and their
+doctest examples into code blocks.
 """
 import importlib
 import re
@@ -19,8 +20,26 @@ _ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|obj|exc|py:\w+):`(~?)([^`
 
 
 def _plain_roles(text):
-    return _ROLE.sub(lambda m: "`" + (m.group(2).rsplit(".", 1)[-1] if m.group(1)
+    text = _ROLE.sub(lambda m: "`" + (m.group(2).rsplit(".", 1)[-1] if m.group(1)
                                       else m.group(2)) + "`", text)
+    return _fence_doctests(re.sub(r"(\S)::$", r"\1:", text, flags=re.M))
+
+
+def _fence_doctests(text):
+    """Runs of ``>>>`` / ``...`` lines become fenced ``pycon`` blocks (Markdown would
+    read ``>>>`` as a quote); ``# doctest:`` directives are dropped."""
+    out, block = [], []
+    for line in text.split("\n") + [""]:
+        stripped = line.strip()
+        if stripped.startswith(">>>") or (block and stripped.startswith("...")):
+            block.append(re.sub(r"\s*# doctest:.*$", "", line.rstrip()))
+            continue
+        if block:
+            indent = block[0][:len(block[0]) - len(block[0].lstrip())]
+            out += [indent + "```pycon", *block, indent + "```"]
+            block = []
+        out.append(line)
+    return "\n".join(out[:-1])
 
 
 def _summary(doc):

@@ -60,8 +60,9 @@ def example_page(name, record, published):
                   f"    Run `python docs/gallery.py {name}` to measure this example.", ""]
     else:
         kind = "a `--quick` run" if record.get("quick") else "a full run"
-        lines += [f"Measured on {record['date']}, {kind}, {record['seconds']} s: "
-                  f"`{record['command']}`", ""]
+        where = f" on {record['machine']}" if record.get("machine") else ""
+        lines += [f"Measured on {record['date']}, {kind}, {record['seconds']} s of wall time"
+                  f"{where} (first-use Numba compilation included): `{record['command']}`", ""]
         if record.get("figure"):
             lines += [f"![{name}: the example's figure]({record['figure']})", ""]
         lines += ["## Measured", "", "| metric | value |", "|---|---|"]
@@ -98,7 +99,7 @@ def index_page(names, records):
 
 def on_config(config, **kwargs):
     """Put one gallery page per example under "Example gallery" in the navigation."""
-    pages = ["gallery/index.md"] + [f"gallery/{n}.md" for n in example_names()]
+    pages = [{"Overview": "gallery/index.md"}] + [f"gallery/{n}.md" for n in example_names()]
     for i, item in enumerate(config["nav"] or []):
         if isinstance(item, dict) and "Example gallery" in item:
             config["nav"][i] = {"Example gallery": pages}

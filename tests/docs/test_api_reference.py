@@ -16,6 +16,8 @@ pytest.importorskip("griffe", reason="the API reference needs mkdocstrings "
 
 from tests.docs.public_names import canonical_path, griffe_object, public_names  # noqa: E402
 
+pytestmark = pytest.mark.docs
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 

@@ -10,6 +10,8 @@ import pytest
 
 from tests.docs.codeblocks import python_blocks
 
+pytestmark = pytest.mark.docs
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PAGES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").rglob("*.md"))
 PAGES.append("README.md")
@@ -47,7 +49,8 @@ def registries():
 
 @pytest.mark.parametrize("page", PAGES)
 def test_code_blocks_run(page, tmp_path, monkeypatch, registries):
-    pytest.importorskip("matplotlib")
+    pytest.importorskip("matplotlib", reason="the pages' code needs the examples extra")
+    pytest.importorskip("sklearn", reason="the pages' code needs the examples extra")
     import matplotlib
     matplotlib.use("Agg")
     blocks = python_blocks((ROOT / page).read_text())

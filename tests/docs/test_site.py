@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.docs
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "docs"))
 import hooks  # noqa: E402  (docs/hooks.py: the gallery's page generator)
@@ -67,7 +69,7 @@ def test_gallery_page_from_data(tmp_path, monkeypatch):
     page = hooks.example_page("toy_funnel", hooks._load("toy_funnel"),
                               {"toy_funnel": {"note": "A note.", "rows": [
                                   {"quantity": "var(v)", "value": "9", "source": "Neal"}]}})
-    assert "Measured on 2026-12-06, a `--quick` run, 12.5 s" in page
+    assert "Measured on 2026-12-06, a `--quick` run, 12.5 s of wall time (" in page
     assert "![toy_funnel: the example's figure](img/toy_funnel.png)" in page
     assert "| `vi_var_v` | 1.612 |" in page and "| `nuts_divergent` | 3 |" in page
     assert "| var(v) | 9 | Neal |" in page and "A note." in page
