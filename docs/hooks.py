@@ -9,7 +9,6 @@ data file is listed as "not yet generated". Nothing here is written by hand per 
 import json
 import pathlib
 
-from mkdocs.structure.files import File
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 GALLERY = ROOT / "docs" / "gallery"
@@ -108,6 +107,7 @@ def on_config(config, **kwargs):
 
 def on_files(files, config, **kwargs):
     """Add the generated gallery pages (the figures in ``gallery/img/`` are ordinary files)."""
+    from mkdocs.structure.files import File
     names = example_names()
     records = {n: _load(n) for n in names}
     published = _published()

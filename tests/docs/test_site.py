@@ -1,6 +1,8 @@
 """The documentation site builds with ``mkdocs build --strict`` (warnings are errors), has
 at least 15 pages, and its gallery is generated from the examples' data files."""
+import importlib.util
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -10,8 +12,17 @@ import pytest
 pytestmark = pytest.mark.docs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "docs"))
-import hooks  # noqa: E402  (docs/hooks.py: the gallery's page generator)
+
+
+def _load_hooks():
+    """``docs/hooks.py`` (the gallery's page generator), imported under a private name."""
+    spec = importlib.util.spec_from_file_location("_zsarray_docs_hooks", ROOT / "docs" / "hooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+hooks = _load_hooks()
 
 
 def _mkdocs():
@@ -29,7 +40,7 @@ def site(tmp_path_factory):
     out = tmp_path_factory.mktemp("site")
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"})
+                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert proc.returncode == 0, "mkdocs build --strict failed:\n" + proc.stdout + proc.stderr
     return out
 
