@@ -94,3 +94,33 @@ def test_gallery_page_without_data():
     assert "No published number" in page
     index = hooks.index_page(["toy_funnel"], {"toy_funnel": None})
     assert "| [toy_funnel](toy_funnel.md) |" in index and "not yet generated" in index
+
+
+def _load_gallery():
+    spec = importlib.util.spec_from_file_location("_zsarray_docs_gallery",
+                                                  ROOT / "docs" / "gallery.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gallery_generator_keeps_json_values_and_shrinks_figures(tmp_path):
+    np = pytest.importorskip("numpy")
+    pil = pytest.importorskip("PIL.Image")
+    gallery = _load_gallery()
+    metrics = {"a": np.float64(1.5), "n": np.int64(3), "v": np.arange(3.0), "big": np.zeros(99),
+               "t": (1, np.float32(2.0)), "obj": object(), "s": "x", "none": None}
+    kept = gallery._jsonable(metrics)
+    assert kept == {"a": 1.5, "n": 3, "v": [0.0, 1.0, 2.0], "big": None, "t": [1, 2.0],
+                    "obj": None, "s": "x", "none": None}
+    json.dumps(kept)                                          # all of it serializes
+    noise = np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)
+    src, dst = tmp_path / "big.png", tmp_path / "small.png"
+    pil.fromarray(noise).save(src)
+    assert src.stat().st_size > 200_000
+    gallery.shrink_png(src, dst)
+    assert dst.stat().st_size <= 200_000
+    with pil.open(dst) as img:
+        assert img.width < 700 and img.width == img.height
+    assert set(gallery.example_names()) >= {"vae", "bayesian_logistic_regression"}
+    assert not any(n.startswith("_") for n in gallery.example_names())
