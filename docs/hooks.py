@@ -91,7 +91,7 @@ def index_page(names, records):
     for name in names:
         rec = records[name]
         data = ("not yet generated" if rec is None else
-                f"{rec['date']}, {'--quick' if rec.get('quick') else 'full run'}")
+                f"{rec['date']}, {'quick run' if rec.get('quick') else 'full run'}")
         lines.append(f"| [{name}]({name}.md) | {_summary_line(name)} | {data} |")
     return "\n".join(lines) + "\n"
 
