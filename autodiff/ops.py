@@ -109,6 +109,8 @@ def _clip(x, a_min=None, a_max=None):
 
 
 clip = primitive(_clip, "clip")
+"""``clip(x, a_min=None, a_max=None)``: :func:`numpy.clip`; the gradient passes where ``a_min
+<= x <= a_max`` and is 0 outside."""
 defvjp(clip, lambda ans, x, a_min=None, a_max=None: lambda g: g * _inside(x, a_min, a_max))
 
 
@@ -214,15 +216,24 @@ def _sigmoid_rule(ans, x):
 
 
 sigmoid = _unary("sigmoid", _logistic_fwd("sigmoid", _sigmoid_np), _sigmoid_rule)
+"""``sigmoid(x) = 1 / (1 + exp(-x))`` elementwise, computed from ``exp(-|x|)`` (no overflow);
+gradient ``sigmoid(x) * sigmoid(-x)``."""
 softplus = _unary("softplus", _logistic_fwd("softplus", lambda x: np.logaddexp(0, x)),
                   _sigmoid_scaled(1))
+"""``softplus(x) = log(1 + exp(x))`` elementwise, without overflow; gradient ``sigmoid(x)``."""
 log_sigmoid = _unary("log_sigmoid",
                      _logistic_fwd("log_sigmoid", lambda x: -np.logaddexp(0, -x)),
                      _sigmoid_scaled(-1))
+"""``log_sigmoid(x) = log(sigmoid(x)) = -softplus(-x)`` elementwise, without overflow; gradient
+``sigmoid(-x)``."""
 relu = _unary("relu", lambda x: np.maximum(x, 0), lambda ans, x: lambda g: g * (x > 0))
+"""``relu(x) = maximum(x, 0)`` elementwise; gradient 1 where ``x > 0``, else 0."""
 lgamma = _unary("lgamma", lambda x: _sp(x).gammaln(x),
                 lambda ans, x: lambda g: g * _sp(x).digamma(x))
+"""``log|Gamma(x)|`` elementwise (SciPy's ``gammaln``, CuPy's on the GPU); gradient
+``digamma(x)``."""
 gammaln = lgamma
+"""The same op as :data:`lgamma` (SciPy's name)."""
 @array_op
 def _trigamma(x):
     """The trigamma function (derivative of digamma), one recorded operation."""
@@ -231,11 +242,15 @@ def _trigamma(x):
 
 digamma = _unary("digamma", lambda x: _sp(x).digamma(x),
                  lambda ans, x: lambda g: g * _trigamma(x))
+"""The digamma function ``d log Gamma(x) / dx`` elementwise; gradient the trigamma function."""
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)   # a Python float: keeps float32 float32
 erf = _unary("erf", lambda x: _sp(x).erf(x),
              lambda ans, x: lambda g: g * _TWO_OVER_SQRT_PI * np.exp(-np.square(x)))
+"""The error function elementwise; gradient ``2 / sqrt(pi) * exp(-x**2)``."""
 erfc = _unary("erfc", lambda x: _sp(x).erfc(x),
               lambda ans, x: lambda g: -g * _TWO_OVER_SQRT_PI * np.exp(-np.square(x)))
+"""The complementary error function ``1 - erf(x)`` elementwise; gradient ``-2 / sqrt(pi) *
+exp(-x**2)``."""
 
 _astype = nograd_primitive(lambda x, dtype: x.astype(dtype), "astype")
 _cast_p = primitive(lambda x, dtype: x.astype(dtype), "cast")
@@ -337,9 +352,12 @@ def _count(shape, axis):
 
 
 sum = primitive(_sum, "sum")
+"""``sum(x, axis=None, keepdims=False)``: :func:`numpy.sum` over ``axis`` (an int, a tuple or
+None for all)."""
 defvjp(sum, lambda ans, x, axis=None, keepdims=False:
        (lambda shape: lambda g: _expand(g, shape, axis, keepdims))(np.shape(x)))
 mean = primitive(_mean, "mean")
+"""``mean(x, axis=None, keepdims=False)``: :func:`numpy.mean` over ``axis``."""
 defvjp(mean, lambda ans, x, axis=None, keepdims=False:
        (lambda shape: lambda g: _expand(g, shape, axis, keepdims) / _count(shape, axis))(
            np.shape(x)))
@@ -358,9 +376,13 @@ def _extremum_rule(ans, x, axis=None, keepdims=False):
 
 max = primitive(lambda x, axis=None, keepdims=False: np.max(x, axis=axis, keepdims=keepdims),
                 "max")
+"""``max(x, axis=None, keepdims=False)``: :func:`numpy.max`; tied maxima share the gradient
+equally."""
 defvjp(max, _extremum_rule)
 min = primitive(lambda x, axis=None, keepdims=False: np.min(x, axis=axis, keepdims=keepdims),
                 "min")
+"""``min(x, axis=None, keepdims=False)``: :func:`numpy.min`; tied minima share the gradient
+equally."""
 defvjp(min, _extremum_rule)
 
 
@@ -389,6 +411,8 @@ def _prod_rule(ans, x, axis=None, keepdims=False):
 
 
 prod = primitive(_prod, "prod")
+"""``prod(x, axis=None, keepdims=False)``: :func:`numpy.prod`; the gradient is exact when ``x``
+holds zeros (products of the other elements)."""
 defvjp(prod, _prod_rule)
 
 
@@ -407,6 +431,8 @@ def _cumsum_rule(ans, x, axis=None):
 
 
 cumsum = primitive(_cumsum, "cumsum")
+"""``cumsum(x, axis=None)``: :func:`numpy.cumsum` (``axis=None`` flattens first, as NumPy
+does)."""
 defvjp(cumsum, _cumsum_rule)
 
 
@@ -420,6 +446,8 @@ def _logsumexp(x, axis=None, keepdims=False):
 
 
 logsumexp = primitive(_logsumexp, "logsumexp")
+"""``logsumexp(x, axis=None, keepdims=False)``: ``log(sum(exp(x)))`` over ``axis``, shifted by
+the maximum so that it neither overflows nor underflows; gradient ``softmax(x)``."""
 # The gradient is softmax(x), computed shifted by max(x): exp(x - ans) loses the
 # digits of ans in x - ans when |x| is large (3e-4 relative error at 1e4 in float32).
 defvjp(logsumexp, lambda ans, x, axis=None, keepdims=False: lambda g:
@@ -442,6 +470,7 @@ def _softmax(x, axis=-1):
 
 
 softmax = primitive(_softmax, "softmax")
+"""``softmax(x, axis=-1)``: ``exp(x) / sum(exp(x))`` along ``axis``, shifted by the maximum."""
 defvjp(softmax, lambda s, x, axis=-1: lambda g:
        s * (g - np.sum(g * s, axis=axis, keepdims=True)))
 
@@ -453,6 +482,8 @@ def _log_softmax(x, axis=-1):
 
 
 log_softmax = primitive(_log_softmax, "log_softmax")
+"""``log_softmax(x, axis=-1)``: ``x - logsumexp(x)`` along ``axis``, computed from ``x -
+max(x)`` (exact at large ``|x|``)."""
 defvjp(log_softmax, lambda ans, x, axis=-1: lambda g:
        g - np.exp(ans) * np.sum(g, axis=axis, keepdims=True))
 
@@ -494,6 +525,7 @@ def transpose(x, axes=None):
 
 
 swapaxes = primitive(lambda x, a1, a2: np.swapaxes(x, a1, a2), "swapaxes")
+"""``swapaxes(x, a1, a2)``: :func:`numpy.swapaxes`."""
 defvjp(swapaxes, lambda ans, x, a1, a2: lambda g: np.swapaxes(g, a1, a2))
 
 
@@ -503,10 +535,14 @@ def _shape_rule(ans, x, *args, **kwargs):
 
 
 expand_dims = primitive(lambda x, axis: np.expand_dims(x, axis), "expand_dims")
+"""``expand_dims(x, axis)``: :func:`numpy.expand_dims`."""
 defvjp(expand_dims, _shape_rule)
 squeeze = primitive(lambda x, axis=None: np.squeeze(x, axis), "squeeze")
+"""``squeeze(x, axis=None)``: :func:`numpy.squeeze`."""
 defvjp(squeeze, _shape_rule)
 broadcast_to = primitive(lambda x, shape: np.broadcast_to(x, shape), "broadcast_to")
+"""``broadcast_to(x, shape)``: :func:`numpy.broadcast_to`; the gradient is summed back to
+``x``'s shape."""
 defvjp(broadcast_to, lambda ans, x, shape: lambda g: g)   # unbroadcast sums it back
 
 
@@ -595,6 +631,8 @@ def _zeros(like, shape):
 
 
 getitem = primitive(lambda x, idx: x[idx], "getitem")
+"""``getitem(x, idx)``: ``x[idx]`` (what ``Tensor.__getitem__`` records) with basic or integer-
+array indices; the gradient is scattered back, repeated indices adding up."""
 defvjp(getitem, _getitem_rule, None)
 
 
@@ -621,11 +659,15 @@ def _take_rule(ans, a, indices, axis=None):
 
 
 take = primitive(_take, "take")
+"""``take(a, indices, axis=None)``: :func:`numpy.take`; the gradient is added back at
+``indices``."""
 defvjp(take, _take_rule, None)
 
 tril = primitive(lambda x, k=0: np.tril(x, k), "tril")
+"""``tril(x, k=0)``: :func:`numpy.tril` (the last two axes; ``k`` the diagonal offset)."""
 defvjp(tril, lambda ans, x, k=0: lambda g: np.tril(g, k))
 triu = primitive(lambda x, k=0: np.triu(x, k), "triu")
+"""``triu(x, k=0)``: :func:`numpy.triu` (the last two axes; ``k`` the diagonal offset)."""
 defvjp(triu, lambda ans, x, k=0: lambda g: np.triu(g, k))
 
 
@@ -653,6 +695,8 @@ def _diagonal_rule(ans, x, offset=0, axis1=0, axis2=1):
 
 
 diagonal = primitive(_diagonal, "diagonal")
+"""``diagonal(x, offset=0, axis1=0, axis2=1)``: :func:`numpy.diagonal`; the gradient is the
+zero array with ``g`` on that diagonal."""
 defvjp(diagonal, _diagonal_rule)
 
 

@@ -61,6 +61,7 @@ velocity_verlet = Integrator("velocity_verlet", (0.5, 1.0, 0.5), 2)
 # unit time.
 _B = 0.1931833275037836
 mclachlan = Integrator("mclachlan", (_B, 0.5, 1.0 - 2.0 * _B, 0.5, _B), 2)
+"""McLachlan's two-stage minimum-error integrator: second order, two gradients per step."""
 
 # Yoshida's fourth-order "triple jump": leapfrog steps of sizes
 # w1 eps, w0 eps, w1 eps with w1 = 1 / (2 - 2^(1/3)), w0 = 1 - 2 w1
@@ -71,8 +72,10 @@ _W1 = 1.0 / (2.0 - 2.0 ** (1.0 / 3.0))
 _W0 = 1.0 - 2.0 * _W1
 yoshida = Integrator("yoshida", (_W1 / 2, _W1, (_W0 + _W1) / 2, _W0, (_W0 + _W1) / 2,
                                  _W1, _W1 / 2), 4)
+"""Yoshida's fourth-order triple jump: three leapfrog steps, three gradients per step."""
 
 INTEGRATORS = {i.name: i for i in (velocity_verlet, mclachlan, yoshida)}
+"""Integrator name -> :class:`Integrator`, for ``integrator="..."`` arguments."""
 
 
 def get_integrator(integrator):

@@ -203,6 +203,8 @@ class MaskedLinear(Module):
     rng : numpy.random.Generator
         Weights ``U(-1/sqrt(in), 1/sqrt(in))`` as :class:`zsarray.nn.Linear`.
 
+    Notes
+    -----
     Shapes: ``[..., in_features] -> [..., out_features]``.
     """
 
@@ -260,6 +262,8 @@ class MADE(Module):
     dtype : float32 or float64
     rng : int or numpy.random.Generator
 
+    Notes
+    -----
     Shapes: ``[..., dim] -> [..., n_heads * dim]``; head ``k`` is
     ``out[..., k * dim:(k + 1) * dim]``.
     """

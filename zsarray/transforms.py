@@ -274,9 +274,20 @@ class CholeskyCorr(Transform):
         return tuple(shape[:-1]) + (k, k)
 
 
-identity, exp, sigmoid = Identity(), Exp(), Interval(0.0, 1.0)
-stick_breaking, ordered, positive_ordered = StickBreaking(), Ordered(), PositiveOrdered()
+identity = Identity()
+"""The identity transform (an unconstrained real)."""
+exp = Exp()
+"""``exp``: the real line onto the positive reals."""
+sigmoid = Interval(0.0, 1.0)
+"""The logistic sigmoid: the real line onto the unit interval (0, 1)."""
+stick_breaking = StickBreaking()
+"""Stick breaking: ``K - 1`` reals onto the ``K``-simplex."""
+ordered = Ordered()
+"""Reals onto increasing vectors (first element, then exp of the gaps)."""
+positive_ordered = PositiveOrdered()
+"""Reals onto increasing vectors of positive numbers."""
 cholesky_corr = CholeskyCorr()
+"""Reals onto Cholesky factors of correlation matrices."""
 
 
 def interval(low, high):

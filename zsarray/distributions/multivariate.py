@@ -53,6 +53,8 @@ class MultivariateNormalCholesky(Distribution):
     cov_tril : Tensor or array, shape ``[..., n, n]``
         Lower-triangular Cholesky factor of the covariance (positive diagonal).
 
+    Notes
+    -----
     Samples ``mean + L eps`` are reparameterized; ``variance`` is ``diag(L L^T)``.
     """
     arg_constraints = {"mean": c.real_vector, "cov_tril": c.lower_cholesky}

@@ -242,6 +242,8 @@ class MLP(Module):
     rng : int or numpy.random.Generator, optional
         One generator initializes all layers in order.
 
+    Notes
+    -----
     Shapes: input ``[..., sizes[0]]`` -> output ``[..., sizes[-1]]``.
     """
 

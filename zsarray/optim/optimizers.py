@@ -86,6 +86,8 @@ class Optimizer:
     defaults : dict
         Hyperparameters used by groups that do not set them.
 
+    Notes
+    -----
     Subclasses implement ``_validate(group)`` and ``_update(p, g, state, group)``,
     where ``p`` is the parameter array, ``g`` its (contiguous, same-dtype) gradient
     and ``state`` the parameter's state dict, and list the names of that state:
