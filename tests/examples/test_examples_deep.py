@@ -119,3 +119,113 @@ def test_bnn_adversarial_rejects_bad_eps(tmp_path):
     from examples import bnn_adversarial
     with pytest.raises(SystemExit):
         bnn_adversarial.main(quick(tmp_path, "--eps", "0.1,0.2"))
+
+
+# --------------------------------------------------------------------------- gan
+@pytest.mark.parametrize("loss,prior", [("dcgan", "normal"), ("wgan-gp", "uniform")])
+def test_gan_quick(tmp_path, loss, prior):
+    from examples import gan
+    out = gan.main(quick(tmp_path, "--loss", loss, "--prior", prior))
+    fd = np.array(out["fd_per_epoch"])
+    assert len(fd) == out["epochs"] == len(out["grids"])
+    assert np.all(np.isfinite(fd))
+    # the samples move towards the data (pixel Frechet distance) and spread over classes
+    assert out["fd_last"] < 0.5 * out["fd_first"], fd
+    assert out["score_last"] > 2.0, out["score_per_epoch"]
+    assert out["fd_reference"] < out["fd_best"]          # real images are still closer
+    if loss == "wgan-gp":
+        assert out["history"]["penalty"][-1] < 1.0, out["history"]["penalty"]
+    for path in (out["figure"], out["grids"][0], out["grids"][-1]):
+        assert_png(path)
+
+
+def _small_critic(activation, seed):
+    import zsarray as zs
+    return zs.nn.MLP([5, 7, 6, 1], activation=activation, dtype=np.float64, rng=seed)
+
+
+@pytest.mark.parametrize("activation,h,rtol", [("tanh", 1e-4, 1e-6), ("leaky_relu", 1e-5, 1e-6)])
+def test_gan_penalty_surrogate_gradient_matches_finite_differences(activation, h, rtol):
+    """The parameter gradient of the surrogate equals that of the exact gradient penalty
+    lambda mean (|grad_x D| - 1)^2, whose directional derivatives along random parameter
+    directions are taken by central differences (each evaluation an exact input gradient)."""
+    from examples.gan import exact_penalty, penalty_surrogate
+    rng = np.random.default_rng(4)
+    net = _small_critic(activation, 5)
+    params = net.parameters()
+
+    def critic(x):
+        return net(x)[..., 0]
+    x_hat = rng.uniform(size=(9, 5))
+    surrogate, value = penalty_surrogate(critic, x_hat, 10.0, h)
+    assert value == pytest.approx(exact_penalty(critic, x_hat, 10.0), rel=1e-12)
+    for p in params:
+        p.grad = None
+    surrogate.backward()
+    grads = [p.grad.copy() for p in params]
+    for _ in range(3):
+        vs = [rng.standard_normal(p.shape) for p in params]
+        delta = 1e-6
+        base = [p.data.copy() for p in params]
+        vals = []
+        for sign in (1, -1):
+            for p, b, v in zip(params, base, vs):
+                p.data[...] = b + sign * delta * v
+            vals.append(exact_penalty(critic, x_hat, 10.0))
+        for p, b in zip(params, base):
+            p.data[...] = b
+        fd = (vals[0] - vals[1]) / (2 * delta)
+        analytic = sum(float(np.sum(g * v)) for g, v in zip(grads, vs))
+        assert analytic == pytest.approx(fd, rel=rtol * 1e3, abs=1e-7), (analytic, fd)
+
+
+def test_gan_penalty_surrogate_error_shrinks_as_h_squared():
+    """With a smooth (tanh) critic the surrogate's gradient error is O(h^2): it falls by
+    about 100x when h falls by 10x."""
+    from examples.gan import penalty_surrogate
+    rng = np.random.default_rng(6)
+    net = _small_critic("tanh", 7)
+    params = net.parameters()
+    x_hat = rng.uniform(size=(6, 5))
+
+    def grad_at(h):
+        s, _ = penalty_surrogate(lambda x: net(x)[..., 0], x_hat, 10.0, h)
+        for p in params:
+            p.grad = None
+        s.backward()
+        return np.concatenate([p.grad.ravel() for p in params])
+    ref = grad_at(1e-5)
+    e1 = np.abs(grad_at(1e-1) - ref).max()
+    e2 = np.abs(grad_at(1e-2) - ref).max()
+    assert 30 < e1 / e2 < 300, (e1, e2)
+
+
+def test_gan_frechet_distance():
+    from examples.gan import frechet_distance
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((4000, 3))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+    # N(0, I) vs N(m, 4 I) in 3-d: |m|^2 + 3 (1 + 4 - 2 * 2) = |m|^2 + 3
+    b = 2.0 * rng.standard_normal((4000, 3)) + np.array([1.0, 0.0, 2.0])
+    assert frechet_distance(a, b) == pytest.approx(5.0 + 3.0, rel=0.05)
+    # a pixel that is always blank (singular covariances) does not break it
+    a0, b0 = np.c_[a, np.zeros(4000)], np.c_[b, np.zeros(4000)]
+    assert frechet_distance(a0, b0) == pytest.approx(frechet_distance(a, b), rel=1e-9)
+
+
+def test_gan_generator_is_a_bayesian_net_with_the_chosen_prior():
+    import autodiff as ad
+    from examples import gan
+    g = gan.GAN(64, 4, 8, rng=0)
+    for prior in ("normal", "uniform"):
+        bn = gan.build_generator(g, 500, prior, rng=1).observe()
+        z = bn["z"].tensor.data
+        assert z.shape == (500, 4)
+        if prior == "uniform":
+            assert z.min() >= -1 and z.max() < 1 and z.min() < -0.95
+        else:
+            assert z.min() < -2 and z.max() > 2
+        with ad.no_grad():
+            x = gan.build_generator(g, 500, prior).observe(z=z)["x"].tensor.data
+        np.testing.assert_array_equal(x, bn["x"].tensor.data)
+        assert bn["z"].dist.__class__.__name__ == prior.capitalize()
