@@ -335,9 +335,10 @@ def run(args, eps):
     w_bnn = sample(args.samples, rng)
     t_bnn = time.perf_counter() - t0
     t0 = time.perf_counter()
-    curves = {f"deterministic (decay {args.weight_decay:g})": attack_curves(w_map, x_te, y_te, eps, args, rng),
-              f"Bayesian (SGVB, S={args.samples})": attack_curves(w_bnn, x_te, y_te, eps,
-                                                                  args, rng)}
+    curves = {f"deterministic (decay {args.weight_decay:g})":
+              attack_curves(w_map, x_te, y_te, eps, args, rng),
+              f"Bayesian (SGVB, S={args.samples})":
+              attack_curves(w_bnn, x_te, y_te, eps, args, rng)}
     t_att = time.perf_counter() - t0
     det, bay = curves.values()
 

@@ -12,9 +12,9 @@ sigmoid(G(z))`` (an MLP); the discriminator / critic D is an MLP with leaky ReLU
   betas (0.5, 0.9)): the critic minimises D(G(z)) - D(x) + lambda (|grad_x D(x_hat)| - 1)^2
   at random interpolates x_hat, G minimises -D(G(z)).
 
-The papers' learning rates (2e-4, 1e-4) with batch 64 left the generator collapsed onto one
-gray blob for 40 (wgan-gp) to 80 (dcgan) epochs of the 1437 digits; batch 32 with lr 1e-3 (dcgan) and
-5e-4 (wgan-gp) gives diverse samples within 20 epochs, so those are the defaults.
+The papers' learning rates (2e-4, 1e-4) with batch 64 left the generator collapsed onto
+one gray blob for 40 (wgan-gp) to 80 (dcgan) epochs of the 1437 digits; batch 32 with lr
+1e-3 (dcgan) and 5e-4 (wgan-gp) gives diverse samples within 20 epochs: the defaults.
 
 The gradient penalty needs the parameter gradient of an input gradient, and the autodiff
 tape records first-order VJPs only (nested ``grad`` raises ``NestedGradError``). So the
