@@ -477,14 +477,21 @@ def _record_numpy(fn, args, kwargs, key=None, name=None):
     return b.record(fn, args, kwargs, key=key, name=name)
 
 
-def array_op(fn=None, *, name=None):
+def array_op(fn=None, *, name=None, host=False):
     """Decorate a function on raw arrays so that tracers record it as one operation.
 
     Use it for helpers that a tracer cannot follow (they write into arrays, call Numba
     kernels or read values): called with tracers, the call is evaluated on the concrete
-    values and recorded whole; otherwise it runs as is."""
+    values and recorded whole; otherwise it runs as is.
+
+    ``host=True`` declares the operation a *host step*: a large operation that is best
+    run by its own NumPy/BLAS code (a convolution), so :func:`autodiff.compile` runs it
+    as a Python step between machine segments without a :class:`CompileWarning`
+    (operations without a lowering rule otherwise warn)."""
     def deco(f):
         label = name or f.__name__
+        if host:
+            f._ad_host = True
 
         def wrapped(*args, **kwargs):
             if has_tracer(args) or has_tracer(kwargs.values()):

@@ -588,8 +588,9 @@ def lower(prog, warn=True, keep_all=False, gpu=False):
         view = L.new(v.shape, pinned=True)
         loc[id(v)] = view
         in_views.append(view)
-    sources, steps, warned = [], [], []
-    lower_eqns(L, prog.eqns, loc, keep, steps=steps, warned=warned, sources=sources)
+    sources, steps, warned, hosts = [], [], [], []
+    lower_eqns(L, prog.eqns, loc, keep, steps=steps, warned=warned, sources=sources,
+               hosts=hosts)
     if fuse.ENABLED and not keep_all:
         fuse.fuse(L, [(s[1], s[2]) for s in steps if s[0] == "vm"])
     out_views = []
@@ -605,6 +606,7 @@ def lower(prog, warn=True, keep_all=False, gpu=False):
                       f"between compiled segments", CompileWarning, stacklevel=3)
     ex = Executable(prog, L, steps, in_views, out_views, sources, warned)
     ex.places = loc if keep_all else None
+    ex.host_steps = hosts
     return ex
 
 
@@ -622,7 +624,7 @@ def _lower_gpu(prog, L, dtypes):
     keep = {id(o) for o in prog.outputs if type(o) is Var}
     steps, warned, sources = [], [], []
     lower_eqns(L, prog.eqns, loc, keep, steps=steps, warned=warned, sources=sources)
-    if warned or sources:
+    if warned or sources:      # (host steps are in ``warned`` here: hosts=None)
         raise NotLowerable("on the GPU, " + (f"'{warned[0]}' has no lowering" if warned
                                              else "random draws are not compiled"))
     out_views = []
@@ -648,11 +650,13 @@ def program_vars(prog):
                 yield from program_vars(sub)
 
 
-def lower_eqns(L, eqns, loc, keep, steps=None, warned=None, sources=None):
+def lower_eqns(L, eqns, loc, keep, steps=None, warned=None, sources=None, hosts=None):
     """Lower ``eqns`` into ``L`` with the places in ``loc`` (filled in for every result);
     values in ``keep`` are never freed. With ``steps`` None (the body of a machine loop)
     every equation must have a rule; otherwise one without runs as a Python step and
-    random draws of untraced arguments are made before the machine runs."""
+    random draws of untraced arguments are made before the machine runs. The names of
+    Python steps go to ``warned``, except those of host operations (``array_op(...,
+    host=True)``: convolutions), which go to ``hosts`` when it is given."""
     from . import rules
     from ..tracer import Var
     last = {}
@@ -721,7 +725,10 @@ def lower_eqns(L, eqns, loc, keep, steps=None, warned=None, sources=None):
                     out_views.append(view)
             steps.append(("py", e, arg_views, out_views))
             seg_start = len(L.rows)
-            warned.append(e.name)
+            if hosts is not None and getattr(e.key, "_ad_host", False):
+                hosts.append(e.name)
+            else:
+                warned.append(e.name)
         # free what died here (once per Var: x * x reads x twice but holds it once)
         for v in {id(v): v for v in e.inputs()}.values():
             if last.get(id(v)) == k and id(v) not in keep:

@@ -25,6 +25,8 @@ import scipy.special as ss
 
 import autodiff as ad
 
+from . import conv_ref
+
 
 # ----------------------------------------------------------------------------- arg specs
 
@@ -164,6 +166,8 @@ REF = {
     "solve_triangular": _ref_solve_triangular, "solve": np.linalg.solve,
     "slogdet": lambda a: np.linalg.slogdet(a)[1], "inv": np.linalg.inv,
     "stop_gradient": lambda x: x, "cast": lambda x, dtype: x.astype(dtype),
+    "conv2d": conv_ref.conv2d, "conv_transpose2d": conv_ref.conv_transpose2d,
+    "max_pool2d": conv_ref.max_pool2d, "avg_pool2d": conv_ref.avg_pool2d, "pad": conv_ref.pad,
 }
 
 # autodiff callables whose calling convention differs from the plain op
@@ -408,6 +412,26 @@ for sa, sb in [((), (3,)), ((), (3, 2)), ((2,), (3,)), ((2,), (2, 3, 2)), ((), (
                ((2, 1), (4, 3, 1))]:
     case("solve", SQ(sa, 3), R(sb))
 
+# --- convolutions, pools and padding (NCHW; direct-loop references in conv_ref.py)
+case("conv2d", R((2, 3, 6, 5)), R((4, 3, 3, 2)), R((4,)))
+case("conv2d", R((2, 4, 7, 6)), R((6, 2, 3, 3)), R((6,)), stride=2, padding=1, groups=2)
+case("conv2d", R((1, 3, 8, 7)), R((3, 1, 2, 3)), stride=(2, 1), padding=(1, 2),
+     dilation=(2, 1), groups=3)
+case("conv2d", R((1, 2, 7, 7)), R((3, 2, 3, 3)), R((3,)), padding=2, dilation=2)
+case("conv2d", R((2, 2, 5, 5)), R((2, 2, 1, 1)), tag="1x1-nobias")
+case("conv_transpose2d", R((2, 4, 3, 4)), R((4, 3, 3, 3)), R((3,)), stride=2, padding=1,
+     output_padding=1)
+case("conv_transpose2d", R((1, 4, 4, 3)), R((4, 1, 2, 3)), stride=(1, 2), dilation=(2, 1),
+     groups=2)
+case("max_pool2d", D((2, 3, 6, 7)), K(2))
+case("max_pool2d", D((1, 2, 7, 6)), K(3), K(2), K(1))
+case("max_pool2d", D((1, 2, 7, 8)), K((3, 2)), K((1, 2)), K((1, 1)), K((2, 1)))
+case("avg_pool2d", R((2, 3, 7, 6)), K(2))
+case("avg_pool2d", R((1, 2, 7, 8)), K((3, 2)), K((2, 1)), K((1, 1)))
+for _mode in ("constant", "edge", "reflect", "symmetric", "wrap"):
+    case("pad", R((2, 3, 4)), K(((1, 2), (0, 1), (2, 0))), K(_mode))
+case("pad", R((3, 4)), K(1), K("constant"), K(1.5))
+
 # --- gradient blockers
 case("stop_gradient", R(MAT), zero_grad=True)
 case("cast", R(MAT), K(np.float64))
@@ -496,7 +520,7 @@ def test_table_covers_every_op():
         stack where maximum minimum clip cumsum tril triu diagonal take getitem swapaxes power
         add subtract multiply divide negative sigmoid softplus log_sigmoid relu logsumexp
         softmax log_softmax lgamma digamma erf erfc cholesky solve_triangular solve slogdet
-        inv stop_gradient cast""".split())
+        inv stop_gradient cast conv2d conv_transpose2d max_pool2d avg_pool2d pad""".split())
     assert required <= {c.op for c in CASES}, required - {c.op for c in CASES}
 
 

@@ -1,0 +1,555 @@
+"""Convolution, pooling, padding and dropout on NCHW images, each next to its VJP rule.
+
+Layouts follow PyTorch: images ``x`` are ``[N, C, H, W]``; ``conv2d`` weights are
+``[out_channels, in_channels / groups, kh, kw]``; ``conv_transpose2d`` weights are
+``[in_channels, out_channels / groups, kh, kw]``. ``stride``, ``padding`` and
+``dilation`` are an int or a pair ``(h, w)``. The output size of a convolution or a
+pool along one axis is ``(size + 2 p - d (k - 1) - 1) // s + 1``.
+
+Implementation (CPU and GPU alike, written on the array module ``xp`` of the input):
+*im2col + one GEMM*. The padded input is cut into ``kh * kw`` strided slices, one per
+kernel offset, copied into a column matrix ``[groups, C/groups * kh * kw, N * Ho * Wo]``
+that one (batched over groups) matrix product with the weights turns into the output;
+the weight gradient is one GEMM with the same columns and the input gradient one GEMM
+followed by ``kh * kw`` strided adds (*col2im*, never ``np.add.at``). With NumPy the
+products run in the BLAS NumPy links; with CuPy in cuBLAS. ``conv_transpose2d`` is the
+adjoint of ``conv2d`` (its forward pass is ``conv2d``'s input gradient), so the three
+kernels serve both ops. Pools and padding use the same per-offset strided slices.
+
+Recording: each kernel is an :func:`~autodiff.tracer.array_op` with ``host=True``. Under
+:func:`autodiff.trace` it is one replayed call; under :func:`autodiff.compile` it is one
+Python step between machine segments, run by its own BLAS code, without a
+:class:`~autodiff.CompileWarning` (the elementwise work around it, bias, activations
+and losses, is compiled as usual). On the per-chain GPU machine a host step cannot run:
+such programs are replayed.
+"""
+import numpy as np
+
+from . import backend
+from .core import Tensor, defvjp, primitive, tensor
+from .ops import add, multiply, reshape
+from .tracer import array_op, current_builder
+
+__all__ = ["conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "pad", "dropout",
+           "conv_output_size"]
+
+
+# ----------------------------------------------------------------------------- arguments
+def _pair(name, op, value, minimum):
+    """``value`` as a pair of ints >= ``minimum`` (an int is used for both axes)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (int(value), int(value))
+    try:
+        a, b = value
+        pair = (int(a), int(b))
+        ok = pair == (a, b) and not isinstance(a, bool) and not isinstance(b, bool)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or min(pair) < minimum:
+        raise ValueError(f"{op}: {name} must be an int >= {minimum} or a pair of them, "
+                         f"got {value!r}")
+    return pair
+
+
+def conv_output_size(size, kernel, stride=1, padding=0, dilation=1):
+    """Output length of a convolution or pool along one axis:
+    ``(size + 2 padding - dilation (kernel - 1) - 1) // stride + 1``."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _shape4(op, name, x):
+    shape = tuple(getattr(x, "shape", np.shape(x)))
+    if len(shape) != 4:
+        raise ValueError(f"{op}: {name} must be 4-D [N, C, H, W], got shape {shape}")
+    return shape
+
+
+def _out_hw(op, hw, k, s, p, d):
+    out = []
+    for axis, size, kk, ss, pp, dd in zip("HW", hw, k, s, p, d):
+        span = dd * (kk - 1) + 1
+        if size + 2 * pp < span:
+            raise ValueError(f"{op}: the kernel (extent {span} along {axis}, kernel size {kk}, "
+                             f"dilation {dd}) is larger than the padded input ({size} + 2 * "
+                             f"{pp} = {size + 2 * pp})")
+        out.append(conv_output_size(size, kk, ss, pp, dd))
+    return tuple(out)
+
+
+def _offsets(k, s, d, out_hw):
+    """``[(i, j, slice_h, slice_w)]``: the strided slice of the padded input that kernel
+    offset ``(i, j)`` reads for every output position."""
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = k, s, d, out_hw
+    return [(i, j, slice(i * dh, i * dh + sh * (ho - 1) + 1, sh),
+             slice(j * dw, j * dw + sw * (wo - 1) + 1, sw))
+            for i in range(kh) for j in range(kw)]
+
+
+def _pad_hw(xp, x, p, value=0.0):
+    ph, pw = p
+    if ph == 0 and pw == 0:
+        return x
+    n, c, h, w = x.shape
+    out = xp.empty((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    if ph:
+        out[:, :, :ph] = value
+        out[:, :, h + ph:] = value
+    if pw:
+        out[:, :, :, :pw] = value
+        out[:, :, :, w + pw:] = value
+    out[:, :, ph:ph + h, pw:pw + w] = x
+    return out
+
+
+def _crop_hw(x, p):
+    ph, pw = p
+    if ph == 0 and pw == 0:
+        return x
+    return x[:, :, ph:x.shape[2] - ph, pw:x.shape[3] - pw]
+
+
+# ----------------------------------------------------------------------------- kernels
+def _im2col(x, k, s, p, d, out_hw):
+    """Columns ``[C, kh, kw, N, Ho, Wo]`` of ``x`` [N, C, H, W] (zero padding ``p``)."""
+    xp = backend.get_array_module(x)
+    xpad = _pad_hw(xp, x, p)
+    n, c = x.shape[:2]
+    cols = xp.empty((c, k[0], k[1], n) + out_hw, dtype=x.dtype)
+    for i, j, sh, sw in _offsets(k, s, d, out_hw):
+        cols[:, i, j] = xpad[:, :, sh, sw].transpose(1, 0, 2, 3)
+    return cols
+
+
+def _col2im(cols, x_shape, k, s, p, d, out_hw):
+    """The adjoint of :func:`_im2col`: columns ``[C, kh, kw, N, Ho, Wo]`` summed back into
+    an image ``x_shape`` = [N, C, H, W]."""
+    xp = backend.get_array_module(cols)
+    n, c, h, w = x_shape
+    out = xp.zeros((n, c, h + 2 * p[0], w + 2 * p[1]), dtype=cols.dtype)
+    outt = out.transpose(1, 0, 2, 3)
+    for i, j, sh, sw in _offsets(k, s, d, out_hw):
+        outt[:, :, sh, sw] += cols[:, i, j]
+    return _crop_hw(out, p)
+
+
+def _mm(a, b):
+    """``a @ b`` of [g, m, k] and [g, k, n] stacks (one plain GEMM when g == 1)."""
+    if a.shape[0] == 1:
+        return (a[0] @ b[0])[None]
+    return a @ b
+
+
+@array_op(name="conv2d", host=True)
+def _conv_fwd(x, w, stride, padding, dilation, groups):
+    """conv2d without bias: [N, C, H, W] x [O, C/g, kh, kw] -> [N, O, Ho, Wo]."""
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    k = (kh, kw)
+    out_hw = _out_hw("conv2d", (h, wd), k, stride, padding, dilation)
+    cols = _im2col(x, k, stride, padding, dilation, out_hw)
+    cols = cols.reshape(groups, cg * kh * kw, n * out_hw[0] * out_hw[1])
+    y = _mm(w.reshape(groups, o // groups, cg * kh * kw), cols)      # [g, O/g, N*Ho*Wo]
+    y = y.reshape(o, n, out_hw[0], out_hw[1]).transpose(1, 0, 2, 3)
+    xp = backend.get_array_module(y)
+    return xp.ascontiguousarray(y)
+
+
+@array_op(name="conv2d_grad_input", host=True)
+def _conv_dx(gy, w, x_shape, stride, padding, dilation, groups):
+    """d conv2d / dx applied to ``gy`` [N, O, Ho, Wo]: an image of ``x_shape``."""
+    n, o, ho, wo = gy.shape
+    _, cg, kh, kw = w.shape
+    g2 = gy.transpose(1, 0, 2, 3).reshape(groups, o // groups, n * ho * wo)
+    wg = w.reshape(groups, o // groups, cg * kh * kw).transpose(0, 2, 1)
+    cols = _mm(wg, g2).reshape(groups * cg, kh, kw, n, ho, wo)
+    return _col2im(cols, x_shape, (kh, kw), stride, padding, dilation, (ho, wo))
+
+
+@array_op(name="conv2d_grad_weight", host=True)
+def _conv_dw(x, gy, w_shape, stride, padding, dilation, groups):
+    """d conv2d / dw applied to ``gy`` [N, O, Ho, Wo]: a weight of ``w_shape``."""
+    n, o, ho, wo = gy.shape
+    _, cg, kh, kw = w_shape
+    cols = _im2col(x, (kh, kw), stride, padding, dilation, (ho, wo))
+    cols = cols.reshape(groups, cg * kh * kw, n * ho * wo).transpose(0, 2, 1)
+    g2 = gy.transpose(1, 0, 2, 3).reshape(groups, o // groups, n * ho * wo)
+    return _mm(g2, cols).reshape(w_shape)
+
+
+def _conv_rule_x(ans, x, w, stride, padding, dilation, groups):
+    x_shape = x.shape
+    return lambda g: _conv_dx(g, w, x_shape, stride, padding, dilation, groups)
+
+
+def _conv_rule_w(ans, x, w, stride, padding, dilation, groups):
+    w_shape = w.shape
+    return lambda g: _conv_dw(x, g, w_shape, stride, padding, dilation, groups)
+
+
+_conv2d_p = primitive(_conv_fwd, "conv2d")
+defvjp(_conv2d_p, _conv_rule_x, _conv_rule_w)
+
+
+def _check_conv(op, x, w, groups, w_in):
+    """Shapes of a conv's input and weight, checked against each other and ``groups``."""
+    xs = _shape4(op, "x", x)
+    ws = tuple(getattr(w, "shape", np.shape(w)))
+    if len(ws) != 4:
+        raise ValueError(f"{op}: w must be 4-D {w_in}, got shape {ws}")
+    if isinstance(groups, bool) or int(groups) != groups or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    return xs, ws
+
+
+def _bias(op, y, bias, channels):
+    if bias is None:
+        return y
+    bs = tuple(getattr(bias, "shape", np.shape(bias)))
+    if bs != (channels,):
+        raise ValueError(f"{op}: bias must have shape ({channels},) (one per output channel), "
+                         f"got {bs}")
+    return add(y, reshape(bias, (1, channels, 1, 1)))
+
+
+def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution (cross-correlation, as PyTorch's ``conv2d``).
+
+    Parameters
+    ----------
+    x : Tensor or array, shape ``[N, C, H, W]``
+    w : Tensor or array, shape ``[O, C / groups, kh, kw]``
+    bias : Tensor or array, shape ``[O]``, optional
+    stride, padding, dilation : int or (int, int)
+        Zero padding on both sides of each spatial axis.
+    groups : int
+        ``C`` and ``O`` split into ``groups`` blocks; block ``g`` of the output sees
+        only block ``g`` of the input (``groups == C`` is a depthwise convolution).
+
+    Returns
+    -------
+    Tensor, shape ``[N, O, Ho, Wo]`` with ``Ho = (H + 2 p - d (kh - 1) - 1) // s + 1``
+    (:func:`conv_output_size`), in the dtype of ``x`` and ``w``.
+    """
+    op = "conv2d"
+    (n, c, h, wd), (o, cg, kh, kw) = _check_conv(op, x, w, groups,
+                                                 "[O, C / groups, kh, kw]")
+    s = _pair("stride", op, stride, 1)
+    p = _pair("padding", op, padding, 0)
+    d = _pair("dilation", op, dilation, 1)
+    if c != cg * groups:
+        raise ValueError(f"{op}: x has {c} channels but w of shape {(o, cg, kh, kw)} with "
+                         f"groups={groups} expects {cg * groups} (= w.shape[1] * groups)")
+    if o % groups:
+        raise ValueError(f"{op}: the {o} output channels (w.shape[0]) are not divisible by "
+                         f"groups={groups}")
+    _out_hw(op, (h, wd), (kh, kw), s, p, d)
+    return _bias(op, _conv2d_p(x, w, stride=s, padding=p, dilation=d, groups=int(groups)),
+                 bias, o)
+
+
+# ----------------------------------------------------------------------------- transpose
+def _convt_fwd(x, w, out_shape, stride, padding, dilation, groups):
+    return _conv_dx(x, w, out_shape, stride, padding, dilation, groups)
+
+
+def _convt_rule_x(ans, x, w, out_shape, stride, padding, dilation, groups):
+    return lambda g: _conv_fwd(g, w, stride, padding, dilation, groups)
+
+
+def _convt_rule_w(ans, x, w, out_shape, stride, padding, dilation, groups):
+    w_shape = w.shape
+    return lambda g: _conv_dw(g, x, w_shape, stride, padding, dilation, groups)
+
+
+_conv_transpose2d_p = primitive(_convt_fwd, "conv_transpose2d")
+defvjp(_conv_transpose2d_p, _convt_rule_x, _convt_rule_w)
+
+
+def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, dilation=1,
+                     groups=1):
+    """2-D transposed convolution (PyTorch's ``conv_transpose2d``): the adjoint of
+    :func:`conv2d` in its input, ``<conv2d(a, w), y> == <a, conv_transpose2d(y, w)>``.
+
+    Parameters
+    ----------
+    x : Tensor or array, shape ``[N, C, H, W]``
+    w : Tensor or array, shape ``[C, O / groups, kh, kw]``
+    bias : Tensor or array, shape ``[O]``, optional
+    stride, padding, dilation : int or (int, int)
+        Those of the convolution this op is the adjoint of.
+    output_padding : int or (int, int)
+        Extra rows/columns added at the bottom/right of the output (each smaller than
+        the stride or the dilation), to pick among the input sizes that a strided
+        convolution maps to the same output size.
+    groups : int
+
+    Returns
+    -------
+    Tensor, shape ``[N, O, Ho, Wo]`` with
+    ``Ho = (H - 1) s - 2 p + d (kh - 1) + output_padding + 1``.
+    """
+    op = "conv_transpose2d"
+    (n, c, h, wd), (ci, og, kh, kw) = _check_conv(op, x, w, groups,
+                                                  "[C, O / groups, kh, kw]")
+    s = _pair("stride", op, stride, 1)
+    p = _pair("padding", op, padding, 0)
+    d = _pair("dilation", op, dilation, 1)
+    op_ = _pair("output_padding", op, output_padding, 0)
+    if c != ci:
+        raise ValueError(f"{op}: x has {c} channels but w of shape {(ci, og, kh, kw)} expects "
+                         f"{ci} (= w.shape[0])")
+    if c % groups:
+        raise ValueError(f"{op}: the {c} input channels are not divisible by groups={groups}")
+    for axis, a, ss, dd in zip("HW", op_, s, d):
+        if a >= max(ss, dd):
+            raise ValueError(f"{op}: output_padding along {axis} must be smaller than the "
+                             f"stride or the dilation ({ss}, {dd}), got {a}")
+    hw = tuple((i - 1) * ss - 2 * pp + dd * (kk - 1) + a + 1
+               for i, ss, pp, dd, kk, a in zip((h, wd), s, p, d, (kh, kw), op_))
+    if min(hw) < 1:
+        raise ValueError(f"{op}: the output would be {hw[0]} x {hw[1]} (padding {p} is too "
+                         f"large for input {h} x {wd} and kernel {kh} x {kw})")
+    out_shape = (n, og * groups) + hw
+    if _out_hw(op, hw, (kh, kw), s, p, d) != (h, wd):
+        raise ValueError(f"{op}: input {h} x {wd} is not the conv2d output size of {hw}")
+    y = _conv_transpose2d_p(x, w, out_shape=out_shape, stride=s, padding=p, dilation=d,
+                            groups=int(groups))
+    return _bias(op, y, bias, og * groups)
+
+
+# ----------------------------------------------------------------------------- pools
+def _pool_args(op, x, kernel_size, stride, padding, dilation):
+    n, c, h, w = _shape4(op, "x", x)
+    k = _pair("kernel_size", op, kernel_size, 1)
+    s = k if stride is None else _pair("stride", op, stride, 1)
+    p = _pair("padding", op, padding, 0)
+    d = _pair("dilation", op, dilation, 1)
+    for axis, kk, pp in zip("HW", k, p):
+        if 2 * pp > kk:
+            raise ValueError(f"{op}: padding along {axis} must be at most half the kernel "
+                             f"size ({kk}), got {pp}")
+    out_hw = _out_hw(op, (h, w), k, s, p, d)
+    return k, s, p, d, out_hw
+
+
+@array_op(name="max_pool2d", host=True)
+def _maxpool_fwd(x, kernel, stride, padding, dilation):
+    xp = backend.get_array_module(x)
+    out_hw = _out_hw("max_pool2d", x.shape[2:], kernel, stride, padding, dilation)
+    xpad = _pad_hw(xp, x, padding, -np.inf)
+    out = None
+    for i, j, sh, sw in _offsets(kernel, stride, dilation, out_hw):
+        v = xpad[:, :, sh, sw]
+        if out is None:
+            out = v.copy()
+        else:
+            xp.maximum(out, v, out=out)
+    return out
+
+
+@array_op(name="max_pool2d_grad", host=True)
+def _maxpool_dx(g, x, ans, kernel, stride, padding, dilation):
+    """Each output's cotangent goes to the first maximum of its window (as PyTorch)."""
+    xp = backend.get_array_module(g)
+    out_hw = ans.shape[2:]
+    xpad = _pad_hw(xp, x, padding, -np.inf)
+    dx = xp.zeros(xpad.shape, dtype=g.dtype)
+    free = xp.ones(ans.shape, dtype=bool)          # not yet routed to an earlier maximum
+    for i, j, sh, sw in _offsets(kernel, stride, dilation, out_hw):
+        hit = xpad[:, :, sh, sw] == ans
+        hit &= free
+        dx[:, :, sh, sw] += xp.where(hit, g, 0)
+        free &= ~hit
+    return _crop_hw(dx, padding)
+
+
+_max_pool2d_p = primitive(_maxpool_fwd, "max_pool2d")
+defvjp(_max_pool2d_p, lambda ans, x, kernel, stride, padding, dilation:
+       lambda g: _maxpool_dx(g, x, ans, kernel, stride, padding, dilation))
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
+    """Maximum over ``kernel_size`` windows (PyTorch's ``max_pool2d``, floor mode).
+
+    Parameters
+    ----------
+    x : Tensor or array, shape ``[N, C, H, W]``
+    kernel_size, stride, padding, dilation : int or (int, int)
+        ``stride`` defaults to ``kernel_size``; padding (at most half the kernel) is
+        with ``-inf``, so it is never the maximum.
+
+    Returns
+    -------
+    Tensor, shape ``[N, C, Ho, Wo]`` (:func:`conv_output_size`). The gradient of each
+    output goes to the first maximal element of its window (row-major order).
+    """
+    k, s, p, d, _ = _pool_args("max_pool2d", x, kernel_size, stride, padding, dilation)
+    return _max_pool2d_p(x, kernel=k, stride=s, padding=p, dilation=d)
+
+
+@array_op(name="avg_pool2d", host=True)
+def _avgpool_fwd(x, kernel, stride, padding):
+    xp = backend.get_array_module(x)
+    out_hw = _out_hw("avg_pool2d", x.shape[2:], kernel, stride, padding, (1, 1))
+    xpad = _pad_hw(xp, x, padding)
+    out = None
+    for i, j, sh, sw in _offsets(kernel, stride, (1, 1), out_hw):
+        v = xpad[:, :, sh, sw]
+        out = v.copy() if out is None else xp.add(out, v, out=out)
+    out *= out.dtype.type(1.0 / (kernel[0] * kernel[1]))
+    return out
+
+
+@array_op(name="avg_pool2d_grad", host=True)
+def _avgpool_dx(g, x_shape, kernel, stride, padding):
+    xp = backend.get_array_module(g)
+    n, c, h, w = x_shape
+    dx = xp.zeros((n, c, h + 2 * padding[0], w + 2 * padding[1]), dtype=g.dtype)
+    gk = g * g.dtype.type(1.0 / (kernel[0] * kernel[1]))
+    for i, j, sh, sw in _offsets(kernel, stride, (1, 1), g.shape[2:]):
+        dx[:, :, sh, sw] += gk
+    return _crop_hw(dx, padding)
+
+
+_avg_pool2d_p = primitive(_avgpool_fwd, "avg_pool2d")
+defvjp(_avg_pool2d_p, lambda ans, x, kernel, stride, padding:
+       (lambda shape: lambda g: _avgpool_dx(g, shape, kernel, stride, padding))(x.shape))
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0):
+    """Mean over ``kernel_size`` windows (PyTorch's ``avg_pool2d`` with its defaults:
+    floor mode, zero padding counted in the mean).
+
+    Parameters
+    ----------
+    x : Tensor or array, shape ``[N, C, H, W]``
+    kernel_size, stride, padding : int or (int, int)
+        ``stride`` defaults to ``kernel_size``; padding at most half the kernel.
+
+    Returns
+    -------
+    Tensor, shape ``[N, C, Ho, Wo]`` (:func:`conv_output_size`).
+    """
+    k, s, p, _, _ = _pool_args("avg_pool2d", x, kernel_size, stride, padding, 1)
+    return _avg_pool2d_p(x, kernel=k, stride=s, padding=p)
+
+
+# ----------------------------------------------------------------------------- pad
+_PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
+
+
+def _pad_width(pad_width, ndim):
+    """NumPy's pad widths as ``((before, after),) * ndim`` of non-negative ints."""
+    pw = np.asarray(pad_width)
+    if pw.dtype.kind not in "iu" or np.any(pw < 0):
+        raise ValueError(f"pad: pad_width must hold non-negative ints, got {pad_width!r}")
+    try:
+        pw = np.broadcast_to(pw, (ndim, 2))
+    except ValueError:
+        raise ValueError(f"pad: pad_width {pad_width!r} does not fit an array of {ndim} "
+                         f"dimensions (expected an int, (before, after) or one pair per "
+                         f"axis)") from None
+    return tuple((int(a), int(b)) for a, b in pw)
+
+
+@array_op(name="pad", host=True)
+def _pad_fwd(x, pad_width, mode, value):
+    xp = backend.get_array_module(x)
+    if mode == "constant":
+        return xp.pad(x, pad_width, mode="constant", constant_values=value)
+    return xp.pad(x, pad_width, mode=mode)
+
+
+@array_op(name="pad_grad", host=True)
+def _pad_dx(g, x_shape, pad_width, mode):
+    xp = backend.get_array_module(g)
+    if mode == "constant":
+        return g[tuple(slice(a, a + n) for (a, _), n in zip(pad_width, x_shape))].copy()
+    # which input element each output element is a copy of: scatter-add back
+    size = int(np.prod(x_shape, dtype=np.int64))
+    idx = np.pad(np.arange(size).reshape(x_shape), pad_width, mode=mode)
+    idx = xp.asarray(idx.ravel())
+    gx = xp.bincount(idx, weights=g.ravel(), minlength=size)
+    return gx.astype(g.dtype, copy=False).reshape(x_shape)
+
+
+_pad_p = primitive(_pad_fwd, "pad")
+defvjp(_pad_p, lambda ans, x, pad_width, mode, value:
+       (lambda shape: lambda g: _pad_dx(g, shape, pad_width, mode))(x.shape))
+
+
+def pad(x, pad_width, mode="constant", value=0.0):
+    """Pad an array (NumPy's ``pad`` conventions, any number of dimensions).
+
+    Parameters
+    ----------
+    x : Tensor or array
+    pad_width : int, (before, after) or one (before, after) pair per axis
+    mode : {"constant", "edge", "reflect", "symmetric", "wrap"}
+        As ``numpy.pad`` (PyTorch's "replicate" is "edge", "circular" is "wrap").
+    value : float
+        The fill of ``mode="constant"``.
+
+    Returns
+    -------
+    Tensor, each axis longer by ``before + after`` (an int ``pad_width`` pads every axis,
+    batch and channels included: pad an NCHW image with
+    ``((0, 0), (0, 0), (ph, ph), (pw, pw))``). The gradient of a copied element
+    (edge, reflect, ...) is summed back into its source.
+    """
+    if mode not in _PAD_MODES:
+        raise ValueError(f"pad: mode must be one of {_PAD_MODES}, got {mode!r}")
+    shape = tuple(getattr(x, "shape", np.shape(x)))
+    pw = _pad_width(pad_width, len(shape))
+    if mode in ("reflect", "symmetric", "wrap"):
+        for ax, ((a, b), n) in enumerate(zip(pw, shape)):
+            if (a or b) and n == 0:
+                raise ValueError(f"pad: mode {mode!r} cannot pad the empty axis {ax}")
+    return _pad_p(x, pw, mode, float(value))
+
+
+# ----------------------------------------------------------------------------- dropout
+def _dropout_mask(rng, shape, p, dtype, xp):
+    """``1 / (1 - p)`` with probability ``1 - p``, else 0, drawn from ``rng``."""
+    rng_xp = np if isinstance(rng, np.random.Generator) else backend.get_array_module(rng)
+    u = rng.random(shape)
+    if rng_xp is not xp:
+        u = xp.asarray(backend.asnumpy(u)) if xp is not np else backend.asnumpy(u)
+    return ((u >= p) * (1.0 / (1.0 - p))).astype(dtype)
+
+
+def dropout(x, p, rng, training=True):
+    """Zero each element with probability ``p`` and scale the rest by ``1 / (1 - p)``.
+
+    Parameters
+    ----------
+    x : Tensor or array (any shape)
+    p : float in [0, 1)
+    rng : numpy.random.Generator (or a CuPy generator)
+        The source of the mask: there is no hidden global generator. Under
+        :func:`autodiff.trace`/``compile`` the draw is recorded as a random source, so
+        each call draws a new mask from ``rng``.
+    training : bool
+        With False, ``x`` is returned unchanged (evaluation).
+
+    Returns
+    -------
+    Tensor of the shape and dtype of ``x``.
+    """
+    if not 0.0 <= float(p) < 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1), got {p!r}")
+    if not training or p == 0:
+        return x if type(x) is Tensor else tensor(x)
+    if not (isinstance(rng, np.random.Generator) or
+            (backend.is_cupy(rng) and hasattr(rng, "random"))):
+        raise TypeError(f"dropout: rng must be a numpy.random.Generator (or a CuPy "
+                        f"generator), got {type(rng).__name__}")
+    shape = tuple(x.shape)
+    xp = backend.get_array_module(x)
+    dtype = x.dtype
+    b = current_builder()
+    if b is not None:
+        mask = b.source(_dropout_mask, (rng, shape, float(p), dtype, xp), {}, rng)
+    else:
+        mask = _dropout_mask(rng, shape, float(p), dtype, xp)
+    return multiply(x, mask)
