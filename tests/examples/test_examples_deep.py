@@ -229,3 +229,37 @@ def test_gan_generator_is_a_bayesian_net_with_the_chosen_prior():
             x = gan.build_generator(g, 500, prior).observe(z=z)["x"].tensor.data
         np.testing.assert_array_equal(x, bn["x"].tensor.data)
         assert bn["z"].dist.__class__.__name__ == prior.capitalize()
+
+
+# --------------------------------------------------------------------------- vae_conv
+def test_vae_conv_quick(tmp_path):
+    import math
+    from examples import vae_conv
+    out = vae_conv.main(quick(tmp_path))
+    assert out["train_bound_last_epoch"] > out["train_bound_first_epoch"] + 10, out
+    assert math.isfinite(out["test_is_ll"]) and out["test_is_ll"] < 0
+    assert out["test_is_ll"] >= out["test_elbo"] - 0.5, out          # IWAE bound >= ELBO
+    # a 64-pixel binary image costs 44 nats under a uniform model
+    assert out["test_is_ll"] > -35, out
+    assert_png(out["figure"])
+    assert_png(out["curve_figure"])
+
+
+@pytest.mark.parametrize("side", [8, 28])
+def test_vae_conv_network_shapes(side):
+    """Encoder [n, S*S] -> 2 x [n, z]; decoder keeps any leading axes of z; a side that is
+    not a multiple of 4 is refused."""
+    import autodiff as ad
+    from examples.vae_conv import ConvVAE
+    net = ConvVAE(side, 3, channels=2, rng=0)
+    x = np.random.default_rng(0).random((5, side * side)).astype(np.float32)
+    with ad.no_grad():
+        mean, logstd = net.posterior_params(x)
+        assert mean.shape == logstd.shape == (5, 3)
+        z = np.zeros((4, 5, 3), np.float32)
+        logits = net.decoder(z)
+        assert logits.shape == (4, 5, side * side)
+        # the same z gives the same logits, whatever the leading axes
+        np.testing.assert_allclose(logits.data[1, 2], net.decoder(z[1, 2]).data, rtol=1e-5)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        ConvVAE(10, 3)
