@@ -3,7 +3,8 @@
 The generator is a ``zs.BayesianNet`` with one stochastic node, ``z`` ~ N(0, I) or
 Uniform(-1, 1)^d (``--prior``), and one deterministic node, the image ``x =
 sigmoid(G(z))`` (an MLP); the discriminator / critic D is an MLP with leaky ReLUs
-(slope 0.2). Two losses (``--loss``):
+(slope 0.2) or, with ``--critic conv``, two strided 4x4 convolutions (``autodiff.conv2d``)
+and a linear layer. Two losses (``--loss``):
 
 * ``dcgan`` (Goodfellow et al. 2014 with the non-saturating generator loss; Adam beta1 0.5
   as Radford et al. 2016): D minimises softplus(-D(x)) + softplus(D(G(z))), G minimises
@@ -38,7 +39,8 @@ classifier). Both are printed for the real test images as the reference. The las
 shows the final grid and both metrics per epoch.
 
     python examples/gan.py [--quick] --loss dcgan|wgan-gp [--prior normal|uniform]
-        [--data ../shared/data/mnist/mnist.npz] [--epochs 100] [--z-dim 16] [--hidden 256]
+        [--data ../shared/data/mnist/mnist.npz] [--epochs 200] [--z-dim 16] [--hidden 256]
+        [--critic mlp|conv]
 """
 import time
 
@@ -54,15 +56,50 @@ except ImportError:  # run as a script from inside examples/
     from _common import blas_threads, figure_path, parser, progress_bar
 
 
-class GAN(zs.nn.Module):
-    """Generator MLP ``z -> logits of x`` and discriminator MLP ``x -> score``."""
+def _leaky(t):
+    return zs.nn.leaky_relu(t, 0.2)
 
-    def __init__(self, x_dim, z_dim, hidden, rng=0):
+
+class ConvCritic(zs.nn.Module):
+    """``x [N, S*S] -> [N, 1]``: conv 4x4 stride 2 (C) -> leaky ReLU -> conv 4x4 stride 2
+    (2C) -> leaky ReLU -> linear (``autodiff.conv2d``, NCHW, PyTorch's init)."""
+
+    def __init__(self, side, channels, rng):
+        if side % 4:
+            raise ValueError(f"ConvCritic: the image side must be a multiple of 4, got {side}")
+        self.side = side
+        c1, c2 = channels, 2 * channels
+        b1, b2 = 1 / 4.0, 1 / np.sqrt(16 * c1)
+        self.w1 = ad.tensor(rng.uniform(-b1, b1, (c1, 1, 4, 4)).astype(np.float32),
+                            requires_grad=True)
+        self.b1 = ad.tensor(rng.uniform(-b1, b1, c1).astype(np.float32), requires_grad=True)
+        self.w2 = ad.tensor(rng.uniform(-b2, b2, (c2, c1, 4, 4)).astype(np.float32),
+                            requires_grad=True)
+        self.b2 = ad.tensor(rng.uniform(-b2, b2, c2).astype(np.float32), requires_grad=True)
+        self.out = zs.nn.Linear(c2 * (side // 4) ** 2, 1, rng=rng)
+
+    def forward(self, x):
+        h = ad.reshape(x, (x.shape[0], 1, self.side, self.side))
+        h = _leaky(ad.conv2d(h, self.w1, self.b1, stride=2, padding=1))
+        h = _leaky(ad.conv2d(h, self.w2, self.b2, stride=2, padding=1))
+        return self.out(ad.reshape(h, (x.shape[0], -1)))
+
+
+class GAN(zs.nn.Module):
+    """Generator MLP ``z -> logits of x`` and discriminator ``x -> score`` (an MLP, or
+    :class:`ConvCritic` with ``critic_arch="conv"``)."""
+
+    def __init__(self, x_dim, z_dim, hidden, rng=0, critic_arch="mlp", channels=32):
         rng = np.random.default_rng(rng)
         self.z_dim = z_dim
         self.generator = zs.nn.MLP([z_dim, hidden, hidden, x_dim], activation="relu", rng=rng)
-        self.discriminator = zs.nn.MLP([x_dim, hidden, hidden, 1],
-                                       activation=lambda t: zs.nn.leaky_relu(t, 0.2), rng=rng)
+        if critic_arch == "conv":
+            self.discriminator = ConvCritic(int(round(np.sqrt(x_dim))), channels, rng)
+        elif critic_arch == "mlp":
+            self.discriminator = zs.nn.MLP([x_dim, hidden, hidden, 1], activation=_leaky,
+                                           rng=rng)
+        else:
+            raise ValueError(f"GAN: critic_arch must be 'mlp' or 'conv', got {critic_arch!r}")
 
     def critic(self, x):
         """D(x) [N] (a logit for dcgan, a score for wgan-gp)."""
@@ -288,6 +325,10 @@ def main(argv=None):
     p.add_argument("--hidden", type=int, default=None, help="default 256 digits, 512 MNIST")
     p.add_argument("--lr", type=float, default=None,
                    help="Adam lr (default 1e-3 dcgan, 5e-4 wgan-gp)")
+    p.add_argument("--critic", choices=("mlp", "conv"), default="mlp",
+                   help="discriminator / critic: an MLP, or two strided 4x4 convolutions "
+                        "(--channels, then twice as many) and a linear layer")
+    p.add_argument("--channels", type=int, default=32, help="channels of the conv critic")
     p.add_argument("--gp-lambda", type=float, default=10.0)
     p.add_argument("--gp-h", type=float, default=1e-2,
                    help="central-difference step of the penalty's gradient (pixel units)")
@@ -314,10 +355,11 @@ def run(args):
     n_eval = min(1000, len(x_test))
     reference = {"fd": frechet_distance(x_train[:n_eval], x_test[:n_eval]),
                  "score": classifier_score(clf, x_test[:n_eval])}
-    gan = GAN(x_train.shape[1], args.z_dim, args.hidden, rng=args.seed)
+    gan = GAN(x_train.shape[1], args.z_dim, args.hidden, rng=args.seed, critic_arch=args.critic,
+              channels=args.channels)
     z_fixed = build_generator(gan, 64, args.prior, rng=args.seed + 1).observe()["z"].tensor.data
     eval_rng = np.random.default_rng(args.seed + 2)
-    tag = f"gan_{args.loss}_{args.prior}_{name}"
+    tag = f"gan_{args.loss}_{args.prior}_{args.critic}_{name}"
     metrics = {"fd": [], "score": [], "grids": []}
 
     def on_epoch(epoch, history):
@@ -338,15 +380,17 @@ def run(args):
     seconds = time.perf_counter() - start
     path = save_summary(metrics["last_grid"], side, metrics, reference,
                         figure_path(args.out, f"{tag}.png"),
-                        f"{args.loss.upper()} on {name}, z ~ {args.prior}, {args.epochs} epochs")
-    out = {"loss": args.loss, "prior": args.prior, "data": name, "epochs": args.epochs,
+                        f"{args.loss.upper()} on {name}, z ~ {args.prior}, {args.critic} critic, "
+                        f"{args.epochs} epochs")
+    out = {"loss": args.loss, "prior": args.prior, "critic": args.critic, "data": name, "epochs": args.epochs,
            "train_seconds": seconds, "fd_per_epoch": metrics["fd"],
            "score_per_epoch": metrics["score"], "fd_first": metrics["fd"][0],
            "fd_last": metrics["fd"][-1], "fd_best": min(metrics["fd"]),
            "score_last": metrics["score"][-1], "fd_reference": reference["fd"],
            "score_reference": reference["score"], "history": history,
            "grids": metrics["grids"], "figure": path}
-    print(f"\n{args.loss} on {name} (z ~ {args.prior}, {args.z_dim}-d), {args.epochs} epochs "
+    print(f"\n{args.loss} on {name} (z ~ {args.prior}, {args.z_dim}-d, {args.critic} critic), "
+          f"{args.epochs} epochs "
           f"in {seconds:.1f} s")
     print(f"  pixel Frechet distance to {n_eval} test images: first epoch {out['fd_first']:.2f}, "
           f"last {out['fd_last']:.2f}, best {out['fd_best']:.2f} (train images: "

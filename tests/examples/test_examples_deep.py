@@ -122,15 +122,18 @@ def test_bnn_adversarial_rejects_bad_eps(tmp_path):
 
 
 # --------------------------------------------------------------------------- gan
-@pytest.mark.parametrize("loss,prior", [("dcgan", "normal"), ("wgan-gp", "uniform")])
-def test_gan_quick(tmp_path, loss, prior):
+@pytest.mark.parametrize("loss,prior,extra,fd_drop", [
+    ("dcgan", "normal", (), 0.5), ("wgan-gp", "uniform", (), 0.5),
+    ("dcgan", "normal", ("--critic", "conv", "--epochs", "25"), 0.6)],
+    ids=["dcgan", "wgan-gp-uniform", "dcgan-conv-critic"])
+def test_gan_quick(tmp_path, loss, prior, extra, fd_drop):
     from examples import gan
-    out = gan.main(quick(tmp_path, "--loss", loss, "--prior", prior))
+    out = gan.main(quick(tmp_path, "--loss", loss, "--prior", prior, *extra))
     fd = np.array(out["fd_per_epoch"])
     assert len(fd) == out["epochs"] == len(out["grids"])
     assert np.all(np.isfinite(fd))
     # the samples move towards the data (pixel Frechet distance) and spread over classes
-    assert out["fd_last"] < 0.5 * out["fd_first"], fd
+    assert out["fd_last"] < fd_drop * out["fd_first"], fd
     assert out["score_last"] > 2.0, out["score_per_epoch"]
     assert out["fd_reference"] < out["fd_best"]          # real images are still closer
     if loss == "wgan-gp":
@@ -177,6 +180,36 @@ def test_gan_penalty_surrogate_gradient_matches_finite_differences(activation, h
         fd = (vals[0] - vals[1]) / (2 * delta)
         analytic = sum(float(np.sum(g * v)) for g, v in zip(grads, vs))
         assert analytic == pytest.approx(fd, rel=rtol * 1e3, abs=1e-7), (analytic, fd)
+
+
+def test_gan_penalty_surrogate_with_the_conv_critic():
+    """The same check through autodiff.conv2d (float64 copy of a small ConvCritic)."""
+    import autodiff as ad
+    from examples.gan import ConvCritic, exact_penalty, penalty_surrogate
+    rng = np.random.default_rng(10)
+    net = ConvCritic(4, 2, rng)
+    params = net.parameters()
+    for p in params:
+        p.data = p.data.astype(np.float64)
+    critic = lambda x: net(x)[..., 0]                                 # noqa: E731
+    x_hat = rng.uniform(size=(5, 16))
+    surrogate, _ = penalty_surrogate(critic, x_hat, 10.0, 1e-5)
+    for p in params:
+        p.grad = None
+    surrogate.backward()
+    v = [rng.standard_normal(p.shape) for p in params]
+    base = [p.data.copy() for p in params]
+    vals = []
+    for sign in (1, -1):
+        for p, b, d in zip(params, base, v):
+            p.data = b + sign * 1e-6 * d
+        vals.append(exact_penalty(critic, x_hat, 10.0))
+    for p, b in zip(params, base):
+        p.data = b
+    fd = (vals[0] - vals[1]) / 2e-6
+    analytic = sum(float(np.sum(p.grad * d)) for p, d in zip(params, v))
+    assert analytic == pytest.approx(fd, rel=1e-3, abs=1e-7)
+    assert isinstance(surrogate, ad.Tensor)
 
 
 def test_gan_penalty_surrogate_error_shrinks_as_h_squared():
