@@ -33,7 +33,7 @@ from .ops import *  # noqa: F401,F403
 from .ops import __all__ as _ops_all
 from .linalg import cholesky, solve_triangular, solve, slogdet, inv
 from .conv import (conv2d, conv_transpose2d, max_pool2d, avg_pool2d, pad, dropout,
-                   conv_output_size)
+                   channel_affine, conv_output_size)
 from . import operators as _operators  # noqa: F401  (binds Tensor operators)
 from .check import check_grads
 from .trace import trace, Traced, TracedStep, TraceWarning
@@ -48,4 +48,4 @@ __all__ = ["backend", "Tensor", "tensor", "register_tensor_like", "unwrap", "pri
            "solve_triangular", "solve", "slogdet", "inv", "check_grads", "trace", "TracedStep",
            "Traced", "TraceWarning", "compile", "Compiled", "CompiledStep", "CompileWarning", "scan", "fori_loop",
            "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "pad", "dropout",
-           "conv_output_size"] + list(_ops_all)
+           "conv_output_size", "channel_affine"] + list(_ops_all)

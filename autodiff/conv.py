@@ -27,11 +27,11 @@ import numpy as np
 
 from . import backend
 from .core import Tensor, defvjp, primitive, tensor
-from .ops import add, multiply, reshape
+from .ops import multiply
 from .tracer import array_op, current_builder
 
 __all__ = ["conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "pad", "dropout",
-           "conv_output_size"]
+           "conv_output_size", "channel_affine"]
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -208,7 +208,59 @@ def _bias(op, y, bias, channels):
     if bs != (channels,):
         raise ValueError(f"{op}: bias must have shape ({channels},) (one per output channel), "
                          f"got {bs}")
-    return add(y, reshape(bias, (1, channels, 1, 1)))
+    return channel_affine(y, None, bias)
+
+
+# ----------------------------------------------------------------------------- channels
+def _chan_shape(y):
+    return (1, -1) + (1,) * (y.ndim - 2)
+
+
+def _chan_axes(y):
+    return (0,) + tuple(range(2, y.ndim))
+
+
+def _affine_fwd(y, scale, shift):
+    shape = _chan_shape(y)
+    out = y if scale is None else y * scale.reshape(shape)
+    return out if shift is None else out + shift.reshape(shape)
+
+
+def _affine_rule_y(ans, y, scale, shift):
+    if scale is None:
+        return lambda g: g
+    shape = _chan_shape(y)
+    return lambda g: g * scale.reshape(shape)
+
+
+def _affine_rule_scale(ans, y, scale, shift):
+    return lambda g: (g * y).sum(axis=_chan_axes(y))
+
+
+def _affine_rule_shift(ans, y, scale, shift):
+    axes = _chan_axes(y)
+    return lambda g: g.sum(axis=axes)
+
+
+_channel_affine_p = primitive(_affine_fwd, "channel_affine")
+defvjp(_channel_affine_p, _affine_rule_y, _affine_rule_scale, _affine_rule_shift)
+
+
+def channel_affine(y, scale=None, shift=None):
+    """``y * scale + shift`` with one ``scale`` and ``shift`` per channel (axis 1).
+
+    Parameters
+    ----------
+    y : Tensor or array, shape ``[N, C, ...]``
+    scale, shift : Tensor or array, shape ``[C]``, optional
+
+    Returns
+    -------
+    Tensor, shape of ``y``. One op (rather than a reshape and a broadcast), so that under
+    :func:`autodiff.trace`/``compile`` a ``scale``/``shift`` Tensor meets the traced ``y``
+    directly and is read at every call (a layer's bias, a batch norm's parameters).
+    """
+    return _channel_affine_p(y, scale, shift)
 
 
 def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):

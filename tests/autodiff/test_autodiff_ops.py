@@ -168,6 +168,9 @@ REF = {
     "stop_gradient": lambda x: x, "cast": lambda x, dtype: x.astype(dtype),
     "conv2d": conv_ref.conv2d, "conv_transpose2d": conv_ref.conv_transpose2d,
     "max_pool2d": conv_ref.max_pool2d, "avg_pool2d": conv_ref.avg_pool2d, "pad": conv_ref.pad,
+    "channel_affine": lambda y, s=None, b=None: np.stack(
+        [y[:, c] * (1 if s is None else s[c]) + (0 if b is None else b[c])
+         for c in range(y.shape[1])], axis=1),
 }
 
 # autodiff callables whose calling convention differs from the plain op
@@ -431,6 +434,8 @@ case("avg_pool2d", R((1, 2, 7, 8)), K((3, 2)), K((2, 1)), K((1, 1)))
 for _mode in ("constant", "edge", "reflect", "symmetric", "wrap"):
     case("pad", R((2, 3, 4)), K(((1, 2), (0, 1), (2, 0))), K(_mode))
 case("pad", R((3, 4)), K(1), K("constant"), K(1.5))
+case("channel_affine", R((2, 3, 4, 5)), R((3,)), R((3,)))
+case("channel_affine", R((2, 3, 4)), K(None), R((3,)))
 
 # --- gradient blockers
 case("stop_gradient", R(MAT), zero_grad=True)
@@ -520,7 +525,8 @@ def test_table_covers_every_op():
         stack where maximum minimum clip cumsum tril triu diagonal take getitem swapaxes power
         add subtract multiply divide negative sigmoid softplus log_sigmoid relu logsumexp
         softmax log_softmax lgamma digamma erf erfc cholesky solve_triangular solve slogdet
-        inv stop_gradient cast conv2d conv_transpose2d max_pool2d avg_pool2d pad""".split())
+        inv stop_gradient cast conv2d conv_transpose2d max_pool2d avg_pool2d pad
+        channel_affine""".split())
     assert required <= {c.op for c in CASES}, required - {c.op for c in CASES}
 
 

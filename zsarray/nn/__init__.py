@@ -5,7 +5,12 @@
 >>> logits = net(x)                       # x: [batch, 784] -> logits: [batch, 40]
 >>> net.save("net.npz"); net.load("net.npz")
 
-Weights are ``[in, out]`` (``y = x @ W + b``); parameters are found by attribute
+Images are NCHW: ``Conv2d`` / ``ConvTranspose2d`` / pools / ``BatchNorm2d`` take
+``[N, C, H, W]`` (convolution weights in PyTorch's layout), ``Flatten`` turns them into
+``[N, C * H * W]`` for ``Linear``; ``train()`` / ``eval()`` switch ``Dropout`` and the
+batch norms, whose running statistics are buffers in the state dict.
+
+Linear weights are ``[in, out]`` (``y = x @ W + b``); parameters are found by attribute
 (see :class:`Module`), so any class holding Tensors with ``requires_grad=True`` is
 a model that :mod:`zsarray.optim` can train.
 """
@@ -13,7 +18,12 @@ from . import init
 from .module import Module
 from .layers import (Linear, Sequential, MLP, ReLU, Tanh, Sigmoid, Softplus, LeakyReLU, ELU,
                      Identity, leaky_relu, elu, identity, get_activation)
+from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
+from .conv import (Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d, Flatten, Dropout, Residual,
+                   BasicBlock)
 
 __all__ = ["init", "Module", "Linear", "Sequential", "MLP", "ReLU", "Tanh", "Sigmoid",
            "Softplus", "LeakyReLU", "ELU", "Identity", "leaky_relu", "elu", "identity",
-           "get_activation"]
+           "get_activation", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Conv2d",
+           "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "Flatten", "Dropout", "Residual",
+           "BasicBlock"]

@@ -7,6 +7,12 @@ tuples and dicts. Nothing needs registering and there is no metaclass: walking
 (``"layers.0.weight"``). A Tensor reachable twice (shared weights) is listed once,
 under its first name; cycles between modules are followed once.
 
+*Buffers* are state that is not trained (BatchNorm's running statistics): Tensors
+with ``requires_grad=False`` held in the attributes a class names in
+``_buffer_names``. They are in :meth:`Module.state_dict` (so saved and loaded) and move
+with :meth:`Module.to`; being Tensors, a traced or compiled function reads their
+current ``.data`` at every call.
+
 >>> class Affine(Module):                                   # doctest: +SKIP
 ...     def __init__(self, rng):
 ...         self.w = ad.tensor(rng.standard_normal((3, 2)), requires_grad=True)
@@ -74,6 +80,8 @@ class Module:
     """
 
     training = True   # a class default, so subclasses need not call super().__init__()
+    #: Attributes holding buffers (Tensors that are state but not parameters).
+    _buffer_names = ()
 
     def forward(self, *args, **kwargs):
         """The computation; ``module(x)`` calls it."""
@@ -116,6 +124,21 @@ class Module:
         """``[Module]``: this module and every sub-module."""
         return [m for _, m in self._collect()[1]]
 
+    def named_buffers(self):
+        """``[(name, Tensor)]`` of every buffer (``_buffer_names`` of each sub-module)."""
+        out = []
+        for mname, m in self.named_modules():
+            prefix = mname + "." if mname else ""
+            for b in type(m)._buffer_names:
+                t = getattr(m, b, None)
+                if t is not None:
+                    out.append((prefix + b, t))
+        return out
+
+    def buffers(self):
+        """``[Tensor]`` of every buffer (the order of :meth:`named_buffers`)."""
+        return [t for _, t in self.named_buffers()]
+
     def zero_grad(self):
         """Set ``grad = None`` on every parameter."""
         for p in self.parameters():
@@ -133,11 +156,16 @@ class Module:
 
     # ------------------------------------------------------------- state
     def state_dict(self):
-        """``{name: array}``: copies of the parameter arrays, on their device."""
-        return {name: p.data.copy() for name, p in self.named_parameters()}
+        """``{name: array}``: copies of the parameter and buffer arrays, on their device."""
+        return {name: p.data.copy() for name, p in self._state_tensors().items()}
+
+    def _state_tensors(self):
+        own = dict(self.named_parameters())
+        own.update(self.named_buffers())
+        return own
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copy arrays into the parameters in place (cast to each parameter's dtype).
+        """Copy arrays into the parameters and buffers in place (cast to each parameter's dtype).
 
         Parameters
         ----------
@@ -158,7 +186,7 @@ class Module:
             On missing or unexpected keys (strict) and on shape mismatches; nothing
             is copied when it raises.
         """
-        own = dict(self.named_parameters())
+        own = self._state_tensors()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         name = type(self).__name__
@@ -202,7 +230,7 @@ class Module:
         return self
 
     def to(self, device):
-        """Move every parameter (and its gradient) to ``"cpu"`` or ``"gpu"``; returns ``self``.
+        """Move every parameter (and its gradient) and buffer to ``"cpu"`` or ``"gpu"``; returns ``self``.
 
         The Tensor objects stay the same (their ``data`` is replaced), so references
         held elsewhere follow; make optimizers after moving, or they move their
@@ -225,6 +253,8 @@ class Module:
             p.data = backend.to_device(p.data, device)
             if p.grad is not None:
                 p.grad = backend.to_device(p.grad, device)
+        for b in self.buffers():
+            b.data = backend.to_device(b.data, device)
         return self
 
 
