@@ -264,6 +264,84 @@ def test_gan_generator_is_a_bayesian_net_with_the_chosen_prior():
         assert bn["z"].dist.__class__.__name__ == prior.capitalize()
 
 
+# --------------------------------------------------------------------------- variational dropout
+def test_variational_dropout_sparse_quick(tmp_path):
+    from examples import variational_dropout
+    out = variational_dropout.main(quick(tmp_path))
+    assert out["baseline_acc"] > 0.95, out
+    assert out["test_acc"] > 0.9, out
+    # sparse VD prunes most weights, and pruning (log alpha > 3) costs almost nothing
+    assert out["compression"] > 10, out["layers_kept"]
+    assert abs(out["test_acc"] - out["test_acc_unpruned"]) < 0.02, out
+    for kept, total in out["layers_kept"]:
+        assert 0 < kept < total
+    assert_png(out["figure"])
+
+
+def test_variational_dropout_kingma_quick(tmp_path):
+    from examples import variational_dropout
+    out = variational_dropout.main(quick(tmp_path, "--method", "kingma", "--no-baseline",
+                                         "--epochs", "15"))
+    assert out["test_acc"] > 0.95, out
+    assert out["compression"] == 1.0                 # alpha <= 1: nothing is pruned
+    assert "baseline_acc" not in out
+    assert_png(out["figure"])
+
+
+def _exact_kl(alpha):
+    """KL(N(t, alpha t^2) || p(|w|) ~ 1/|w|) + const, the constant chosen so that it tends to
+    0 as alpha -> infinity: -0.5 log alpha + E log|1 + sqrt(alpha) eps| + (gamma + log 2) / 2
+    (Molchanov et al. 2017, eq. 11-14), by quadrature on both sides of the singularity."""
+    from scipy import integrate
+    s = np.sqrt(alpha)
+
+    def f(e):
+        return np.log(abs(1 + s * e)) * np.exp(-e * e / 2) / np.sqrt(2 * np.pi)
+    e_log = sum(integrate.quad(f, lo, hi, limit=500)[0]
+                for lo, hi in ((-np.inf, -1 / s), (-1 / s, np.inf)))
+    return -0.5 * np.log(alpha) + e_log + (np.euler_gamma + np.log(2)) / 2
+
+
+def test_variational_dropout_kl_approximations_match_quadrature():
+    from examples.variational_dropout import kl_kingma, kl_molchanov
+    alphas = np.array([1e-3, 1e-2, 0.1, 0.5, 1.0, 10.0, 100.0, 1e3])
+    exact = np.array([_exact_kl(a) for a in alphas])
+    molchanov = np.asarray(kl_molchanov(np.log(alphas)).data)
+    np.testing.assert_allclose(molchanov, exact, atol=0.01)       # all alpha
+    # Kingma's polynomial holds for alpha <= 1, up to a constant
+    small = alphas <= 1
+    gap = np.asarray(kl_kingma(np.log(alphas[small])).data) - exact[small]
+    assert np.ptp(gap) < 0.05, gap
+
+
+def test_variational_dropout_layer_local_reparameterization():
+    """In training mode the pre-activations have mean x theta + b and variance x^2 sigma^2
+    (Monte Carlo over the layer's own noise); in eval mode the masked mean."""
+    import autodiff as ad
+    from examples.variational_dropout import VDLinear
+    rng = np.random.default_rng(9)
+    layer = VDLinear(3, 2, "sparse", rng)
+    layer.log_noise.data[...] = np.log(np.array([[0.04, 1e-6], [0.09, 1e-6], [1.0, 1e-6]],
+                                                np.float32))
+    x = np.array([[1.0, -2.0, 0.5]], np.float32)
+    with ad.no_grad():
+        draws = np.stack([layer(x, rng).data[0] for _ in range(20000)])
+    theta = layer.theta.data
+    mean, var = x[0] @ theta, (x[0] ** 2) @ np.exp(layer.log_noise.data)
+    se = np.sqrt(var / 20000)
+    assert np.all(np.abs(draws.mean(0) - mean) < 4 * se + 1e-6)
+    np.testing.assert_allclose(draws.var(0), var, rtol=0.05, atol=1e-5)
+    layer.eval()
+    keep = np.log(np.exp(layer.log_noise.data) / theta ** 2) < 3
+    np.testing.assert_allclose(layer(x).data[0], x[0] @ (theta * keep) + layer.bias.data,
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="method"):
+        VDLinear(3, 2, "gaussian", rng)
+    layer.train()
+    with pytest.raises(ValueError, match="rng"):
+        layer(x)
+
+
 # --------------------------------------------------------------------------- vae_conv
 def test_vae_conv_quick(tmp_path):
     import math
