@@ -75,6 +75,8 @@ class Conv2d(_ConvBase):
     weight : Tensor, shape ``[out_channels, in_channels / groups, kh, kw]``
     bias : Tensor, shape ``[out_channels]``, or None
 
+    Notes
+    -----
     Shapes: ``[N, in_channels, H, W] -> [N, out_channels, Ho, Wo]`` with
     ``Ho = (H + 2 padding - dilation (kh - 1) - 1) // stride + 1``.
     """
@@ -115,6 +117,8 @@ class ConvTranspose2d(_ConvBase):
     weight : Tensor, shape ``[in_channels, out_channels / groups, kh, kw]``
     bias : Tensor, shape ``[out_channels]``, or None
 
+    Notes
+    -----
     Shapes: ``[N, in_channels, H, W] -> [N, out_channels, Ho, Wo]`` with
     ``Ho = (H - 1) stride - 2 padding + dilation (kh - 1) + output_padding + 1``.
     """
@@ -197,6 +201,8 @@ class Dropout(Module):
         The generator the masks are drawn from (an int seeds a new one); required, so
         that no hidden global generator is used.
 
+    Notes
+    -----
     Shapes: any, unchanged.
     """
 
@@ -256,6 +262,8 @@ class BasicBlock(Residual):
     dtype : numpy dtype
     rng : int or numpy.random.Generator, optional
 
+    Notes
+    -----
     Shapes: ``[N, in_channels, H, W] -> [N, out_channels, Ho, Wo]`` with
     ``Ho = (H - 1) // stride + 1``.
     """

@@ -122,6 +122,8 @@ class BatchNorm1d(_BatchNorm):
         evaluation mode; without them evaluation uses the batch's statistics.
     dtype : numpy dtype
 
+    Notes
+    -----
     Shapes: unchanged.
     """
     _ndims = (2, 3)
@@ -145,6 +147,8 @@ class LayerNorm(Module):
         Learn ``weight`` (ones) and ``bias`` (zeros) of shape ``normalized_shape``.
     dtype : numpy dtype
 
+    Notes
+    -----
     Shapes: ``[..., *normalized_shape]``, unchanged.
     """
 
