@@ -352,6 +352,19 @@ def test_failed_run_exits_1_with_a_message():
     assert "log_posterior" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")        # overflow: on purpose
+def test_diverged_gan_and_variational_dropout_fail(tmp_path):
+    # before: the GAN crashed in the Frechet distance / classifier on nan samples, and
+    # variational dropout printed an accuracy (argmax of nan logits) and exited 0
+    from examples import gan, variational_dropout
+    with pytest.raises(cli.RunFailed, match="samples are not finite after epoch 1"):
+        gan.main(["--epochs", "1", "--hidden", "16", "--lr", "1e30", "--grids", "last",
+                  "--no-progress", "--out", str(tmp_path)])
+    with pytest.raises(cli.RunFailed, match=r"train_cost_last_epoch = nan"):
+        variational_dropout.main(["--epochs", "1", "--hidden", "20", "--lr", "1e30",
+                                  "--no-baseline", "--no-progress", "--out", str(tmp_path)])
+
+
 # --------------------------------------------------------------------------- checkpoints
 def test_vae_checkpoint_damaged_or_truncated(tmp_path):
     # before: a bare UnpicklingError / EOFError (or KeyError for a partial dict)
