@@ -188,7 +188,8 @@ class Flatten(Module):
 
 class Dropout(Module):
     """Zero elements with probability ``p`` in training mode (scaling the rest by
-    ``1 / (1 - p)``); the identity in evaluation mode (:meth:`Module.eval`).
+    ``1 / (1 - p)``); the identity in evaluation mode (:meth:`Module.eval`). Shapes: any,
+    unchanged.
 
     Parameters
     ----------
@@ -196,8 +197,6 @@ class Dropout(Module):
     rng : int or numpy.random.Generator
         The generator the masks are drawn from (an int seeds a new one); required, so
         that no hidden global generator is used.
-
-    Shapes: any, unchanged.
     """
 
     def __init__(self, p=0.5, rng=None):
@@ -246,7 +245,8 @@ class Residual(Module):
 class BasicBlock(Residual):
     """The ResNet basic block: ``relu(bn(conv3x3(relu(bn(conv3x3(x))))) + shortcut(x))``,
     where the shortcut is the identity, or a strided 1x1 convolution and batch norm when
-    the stride or the channel count changes.
+    the stride or the channel count changes. Shapes: ``[N, in_channels, H, W] -> [N,
+    out_channels, Ho, Wo]`` with ``Ho = (H - 1) // stride + 1``.
 
     Parameters
     ----------
@@ -255,9 +255,6 @@ class BasicBlock(Residual):
         Of the first convolution (2 halves the image).
     dtype : numpy dtype
     rng : int or numpy.random.Generator, optional
-
-    Shapes: ``[N, in_channels, H, W] -> [N, out_channels, Ho, Wo]`` with
-    ``Ho = (H - 1) // stride + 1``.
     """
 
     def __init__(self, in_channels, out_channels, stride=1, dtype=np.float32, rng=None):

@@ -106,6 +106,7 @@ class _BatchNorm(Module):
 
 class BatchNorm1d(_BatchNorm):
     """Batch normalization over ``[N, C]`` or ``[N, C, L]`` inputs (per channel ``C``).
+    Shapes: unchanged.
 
     Parameters
     ----------
@@ -121,8 +122,6 @@ class BatchNorm1d(_BatchNorm):
         Keep ``running_mean`` / ``running_var`` (buffers, shape ``[C]``) and use them in
         evaluation mode; without them evaluation uses the batch's statistics.
     dtype : numpy dtype
-
-    Shapes: unchanged.
     """
     _ndims = (2, 3)
 
@@ -135,6 +134,7 @@ class BatchNorm2d(_BatchNorm):
 
 class LayerNorm(Module):
     """Normalize over the last axes ``normalized_shape`` of each sample (Ba et al., 2016).
+    Shapes: ``[..., *normalized_shape]``, unchanged.
 
     Parameters
     ----------
@@ -144,8 +144,6 @@ class LayerNorm(Module):
     elementwise_affine : bool
         Learn ``weight`` (ones) and ``bias`` (zeros) of shape ``normalized_shape``.
     dtype : numpy dtype
-
-    Shapes: ``[..., *normalized_shape]``, unchanged.
     """
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, dtype=np.float32):
