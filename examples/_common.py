@@ -139,6 +139,25 @@ def int_list(length=None, item=positive_int):
     return parse
 
 
+def float_list(item=nonneg_float, increasing=False, first=None):
+    """An argparse ``type`` for comma-separated numbers (``"0,0.1,0.2"``), each checked by
+    ``item``; optionally strictly increasing and starting at ``first``."""
+    def parse(text):
+        parts = [t.strip() for t in str(text).split(",")]
+        try:
+            values = [item(t) for t in parts]
+        except argparse.ArgumentTypeError as e:
+            raise argparse.ArgumentTypeError(f"in {text!r}: {e}") from None
+        if first is not None and values[0] != first:
+            raise argparse.ArgumentTypeError(f"expected a list starting at {first:g}, "
+                                             f"got {text!r}")
+        if increasing and any(b <= a for a, b in zip(values[:-1], values[1:])):
+            raise argparse.ArgumentTypeError(f"expected increasing numbers, got {text!r}")
+        return values
+    parse.__name__ = "float_list"
+    return parse
+
+
 def choice_list(choices):
     """An argparse ``type`` for a non-empty comma-separated subset of ``choices``
     (``"vi,sghmc"``), duplicates removed, order kept."""

@@ -30,6 +30,7 @@ Default data: scikit-learn's digits (8x8, gray levels / 16, 1437 train / 360 tes
     python examples/bnn_adversarial.py [--quick] [--data ../shared/data/mnist/mnist.npz]
         [--hidden 100] [--epochs 300] [--eps 0,0.02,...] [--pgd-steps 10] [--n-test N]
 """
+import argparse
 import math
 import time
 
@@ -40,9 +41,13 @@ import zsarray as zs
 from autodiff import backend
 
 try:
-    from examples._common import blas_threads, figure_path, parser, progress_bar
+    from examples._common import (blas_threads, check_metrics, figure_path, fill_quick,
+                                  float_list, nonneg_float, number, parser, positive_float,
+                                  positive_int, progress_bar, run_script)
 except ImportError:  # run as a script from inside examples/
-    from _common import blas_threads, figure_path, parser, progress_bar
+    from _common import (blas_threads, check_metrics, figure_path, fill_quick, float_list,
+                         nonneg_float, number, parser, positive_float, positive_int,
+                         progress_bar, run_script)
 
 N_CLASSES = 10
 
@@ -275,48 +280,62 @@ def plot(eps, curves, path, title):
     plt.close(fig)
 
 
+def _weight_decay(text):
+    """``--weight-decay``: a number >= 0, or -1 (1 / N)."""
+    try:
+        if float(text) == -1:
+            return -1.0
+    except ValueError:
+        pass
+    try:
+        return nonneg_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or -1, got {text!r}") \
+            from None
+
+
 def main(argv=None):
     """Run the example; returns a dict of metrics and the figure path."""
     p = parser(__doc__.splitlines()[0], blas_option=True)
     p.add_argument("--data", default=None,
                    help="MNIST (mnist.npz or the idx folder); default: scikit-learn digits")
-    p.add_argument("--hidden", type=int, default=None,
+    p.add_argument("--hidden", type=positive_int, default=None,
                    help="hidden units per layer (default 100 on digits, 400 on MNIST)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="training epochs of each model (default 300 digits, 20 MNIST)")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
-    p.add_argument("--weight-decay", type=float, default=1e-4,
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="training epochs of each model (default 300 digits, 20 MNIST; 60 "
+                        "and 3 with --quick)")
+    p.add_argument("--batch-size", type=positive_int, default=100)
+    p.add_argument("--lr", type=positive_float, default=3e-3, help="Adam learning rate")
+    p.add_argument("--weight-decay", type=_weight_decay, default=1e-4,
                    help="L2 coefficient of the deterministic net, decay / 2 ||w||^2 added to "
                         "the mean cross-entropy (default 1e-4; 0 for none; -1 for 1 / N, the "
                         "MAP under the BNN's N(0, 1) prior)")
-    p.add_argument("--particles", type=int, default=4, help="SGVB samples per step")
-    p.add_argument("--init-logstd", type=float, default=-5.0,
+    p.add_argument("--particles", type=positive_int, default=4, help="SGVB samples per step")
+    p.add_argument("--init-logstd", type=number(float), default=-5.0,
                    help="initial log sd of q (default -5)")
-    p.add_argument("--samples", type=int, default=None,
+    p.add_argument("--samples", type=positive_int, default=None,
                    help="posterior samples S of the BNN's predictive (default 100; 30 quick)")
-    p.add_argument("--eps", default="0,0.02,0.05,0.1,0.15,0.2,0.3",
-                   help="comma-separated attack sizes")
-    p.add_argument("--pgd-steps", type=int, default=None, help="PGD steps (default 10; 5 quick)")
-    p.add_argument("--n-test", type=int, default=None,
-                   help="attack the first N test images (default all; MNIST 1000)")
+    p.add_argument("--eps", type=float_list(number(float, low=0, high=1), increasing=True,
+                                            first=0),
+                   default=[0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3],
+                   help="comma-separated attack sizes in [0, 1], increasing from 0 (default "
+                        "0,0.02,0.05,0.1,0.15,0.2,0.3)")
+    p.add_argument("--pgd-steps", type=positive_int, default=None,
+                   help="PGD steps (default 10; 5 quick)")
+    p.add_argument("--n-test", type=positive_int, default=None,
+                   help="attack the first N test images (default all; MNIST 1000, 200 with "
+                        "--quick)")
     args = p.parse_args(argv)
     if args.device != "cpu":
         p.error("--device gpu: this example runs on the CPU only (its attacks loop in NumPy)")
     mnist = args.data is not None
-    if args.hidden is None:
-        args.hidden = 400 if mnist else 100
-    if args.epochs is None:
-        args.epochs = (3 if mnist else 60) if args.quick else (20 if mnist else 300)
-    if args.samples is None:
-        args.samples = 30 if args.quick else 100
-    if args.pgd_steps is None:
-        args.pgd_steps = 5 if args.quick else 10
-    if args.n_test is None and mnist:
-        args.n_test = 200 if args.quick else 1000
-    eps = [float(e) for e in args.eps.split(",")]
-    if eps[0] != 0 or any(b <= a for a, b in zip(eps[:-1], eps[1:])):
-        p.error(f"--eps must start at 0 and increase, got {args.eps}")
+    fill_quick(args, quick={"hidden": 400 if mnist else 100, "epochs": 3 if mnist else 60,
+                            "samples": 30, "pgd_steps": 5},
+               full={"hidden": 400 if mnist else 100, "epochs": 20 if mnist else 300,
+                     "samples": 100, "pgd_steps": 10})
+    if mnist:
+        fill_quick(args, quick={"n_test": 200}, full={"n_test": 1000})
+    eps = [float(e) for e in args.eps]
     with blas_threads(args.blas_threads):
         return run(args, eps)
 
@@ -367,8 +386,12 @@ def run(args, eps):
         for k, v in c.items():
             metrics[f"{key}_{k}"] = v
         metrics[f"{key}_clean_acc"] = c["fgsm_acc"][0]
-    return metrics
+    # a diverged training run leaves non-finite weights: the entropies are then nan
+    return check_metrics(metrics, [f"{m}_{k}" for m in ("map", "bnn")
+                                   for k in ("clean_acc", "clean_entropy", "fgsm_acc",
+                                             "pgd_acc", "fgsm_auc", "pgd_auc", "fgsm_entropy",
+                                             "pgd_entropy")])
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

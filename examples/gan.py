@@ -51,9 +51,13 @@ import zsarray as zs
 from autodiff import backend
 
 try:
-    from examples._common import blas_threads, figure_path, parser, progress_bar
+    from examples._common import (RunFailed, blas_threads, check_metrics, figure_path,
+                                  fill_quick, nonneg_float, parser, positive_float,
+                                  positive_int, progress_bar, run_script)
 except ImportError:  # run as a script from inside examples/
-    from _common import blas_threads, figure_path, parser, progress_bar
+    from _common import (RunFailed, blas_threads, check_metrics, figure_path, fill_quick,
+                         nonneg_float, parser, positive_float, positive_int, progress_bar,
+                         run_script)
 
 
 def _leaky(t):
@@ -167,14 +171,15 @@ def exact_penalty(critic, x_hat, lam):
     return float(lam * xp.mean((xp.sqrt(xp.sum(g * g, axis=-1)) - 1.0) ** 2))
 
 
+#: Adam learning rate, betas and critic steps per generator step of each loss
+OPTIMIZER = {"dcgan": (1e-3, (0.5, 0.999), 1), "wgan-gp": (5e-4, (0.5, 0.9), 5)}
+
+
 def train(gan, x_train, args, rng, on_epoch):
     """Alternate critic and generator steps; ``on_epoch(epoch, history)`` after each epoch."""
     d_params = gan.discriminator.parameters()
     g_params = gan.generator.parameters()
-    if args.loss == "dcgan":
-        lr, betas, n_critic = 1e-3, (0.5, 0.999), 1
-    else:
-        lr, betas, n_critic = 5e-4, (0.5, 0.9), 5
+    lr, betas, n_critic = OPTIMIZER[args.loss]
     lr = args.lr or lr
     d_opt = zs.optim.Adam(d_params, lr=lr, betas=betas)
     g_opt = zs.optim.Adam(g_params, lr=lr, betas=betas)
@@ -318,19 +323,23 @@ def main(argv=None):
                    help="the z node: N(0, I) or Uniform(-1, 1)^d")
     p.add_argument("--data", default=None,
                    help="MNIST (mnist.npz or the idx folder); default: scikit-learn digits")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None,
                    help="default 200 (digits), 20 (MNIST); 40 with --quick")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--z-dim", type=int, default=None, help="default 16 digits, 64 MNIST")
-    p.add_argument("--hidden", type=int, default=None, help="default 256 digits, 512 MNIST")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--z-dim", type=positive_int, default=None,
+                   help="default 16 digits, 64 MNIST")
+    p.add_argument("--hidden", type=positive_int, default=None,
+                   help="default 256 digits, 512 MNIST")
+    p.add_argument("--lr", type=positive_float, default=None,
                    help="Adam lr (default 1e-3 dcgan, 5e-4 wgan-gp)")
     p.add_argument("--critic", choices=("mlp", "conv"), default="mlp",
                    help="discriminator / critic: an MLP, or two strided 4x4 convolutions "
                         "(--channels, then twice as many) and a linear layer")
-    p.add_argument("--channels", type=int, default=32, help="channels of the conv critic")
-    p.add_argument("--gp-lambda", type=float, default=10.0)
-    p.add_argument("--gp-h", type=float, default=1e-2,
+    p.add_argument("--channels", type=positive_int, default=32,
+                   help="channels of the conv critic")
+    p.add_argument("--gp-lambda", type=nonneg_float, default=10.0,
+                   help="weight of the gradient penalty (wgan-gp; default 10)")
+    p.add_argument("--gp-h", type=positive_float, default=1e-2,
                    help="central-difference step of the penalty's gradient (pixel units)")
     p.add_argument("--grids", choices=("all", "last"), default="all",
                    help="save the sample grid every epoch (default) or only the last")
@@ -338,18 +347,23 @@ def main(argv=None):
     if args.device != "cpu":
         p.error("--device gpu: this example runs on the CPU only")
     mnist = args.data is not None
-    if args.epochs is None:
-        args.epochs = 40 if args.quick else (20 if mnist else 200)
-    args.z_dim = args.z_dim or (64 if mnist else 16)
-    args.hidden = args.hidden or (512 if mnist else 256)
+    fill_quick(args, quick={"epochs": 40},
+               full={"epochs": 20 if mnist else 200, "z_dim": 64 if mnist else 16,
+                     "hidden": 512 if mnist else 256})
+    data = load(args)
+    n_critic = OPTIMIZER[args.loss][2]
+    if args.batch_size * n_critic > len(data[0]):
+        p.error(f"--batch-size {args.batch_size}: {args.loss} takes {n_critic} batch(es) per "
+                f"generator step, more than the {len(data[0])} training images")
     with blas_threads(args.blas_threads):
-        return run(args)
+        return run(args, data)
 
 
-def run(args):
+def run(args, data):
+    """Train on ``data = load(args)``; returns the metrics (see :func:`main`)."""
     from sklearn.linear_model import LogisticRegression
     rng = np.random.default_rng(args.seed)
-    x_train, y_train, x_test, side = load(args)
+    x_train, y_train, x_test, side = data
     name = "mnist" if args.data is not None else "digits"
     clf = LogisticRegression(max_iter=500).fit(x_train[:10000], y_train[:10000])
     n_eval = min(1000, len(x_test))
@@ -366,6 +380,9 @@ def run(args):
         with ad.no_grad():
             grid = build_generator(gan, 64, args.prior).observe(z=z_fixed)["x"].tensor.data
             samples = generate(gan, n_eval, args.prior, eval_rng).data
+        if not np.all(np.isfinite(samples)):
+            raise RunFailed(f"the run failed: the generator's samples are not finite after "
+                            f"epoch {epoch + 1} (training diverged; try a smaller --lr)")
         metrics["fd"].append(frechet_distance(samples, x_test[:n_eval]))
         metrics["score"].append(classifier_score(clf, samples))
         if args.grids == "all" or epoch == args.epochs - 1:
@@ -401,8 +418,9 @@ def run(args):
         print(f"  gradient penalty, last epoch: {history['penalty'][-1]:.4f}; critic loss "
               f"{history['d_loss'][-1]:.4f} (minus the Wasserstein estimate)")
     print(f"  figures: {path}, {len(metrics['grids'])} grid(s) {tag}_epochNNN.png")
-    return out
+    check_metrics(history, list(history), what="training loss")
+    return check_metrics(out, ["fd_per_epoch", "score_per_epoch", "fd_reference"])
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -103,7 +103,7 @@ class ConvVAE(zs.nn.Module):
 
 def parse(argv):
     p = common.base_parser(__doc__.splitlines()[0])
-    p.add_argument("--channels", type=int, default=None,
+    p.add_argument("--channels", type=common.positive_int, default=None,
                    help="channels of the first conv layer, the others have twice as many "
                         "(default 16 on digits, 32 on MNIST)")
     args = p.parse_args(argv)
@@ -173,8 +173,8 @@ def run(args):
                   f"{args.epochs} epochs in {seconds:.1f} s", metrics,
                   ["train_bound_first_epoch", "train_bound_last_epoch", "test_elbo",
                    "test_is_ll", "test_nll", "eval_seconds", "figure", "curve_figure"])
-    return metrics
+    return common.check_metrics(metrics, ["train_bound_last_epoch", "test_elbo", "test_is_ll"])
 
 
 if __name__ == "__main__":
-    main()
+    common.run_script(main)

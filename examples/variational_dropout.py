@@ -42,9 +42,13 @@ import zsarray as zs
 from autodiff import backend
 
 try:
-    from examples._common import blas_threads, figure_path, parser, progress_bar
+    from examples._common import (blas_threads, check_metrics, figure_path, fill_quick,
+                                  int_list, nonneg_int, parser, positive_float, positive_int,
+                                  progress_bar, run_script)
 except ImportError:  # run as a script from inside examples/
-    from _common import blas_threads, figure_path, parser, progress_bar
+    from _common import (blas_threads, check_metrics, figure_path, fill_quick, int_list,
+                         nonneg_int, parser, positive_float, positive_int, progress_bar,
+                         run_script)
 
 KINGMA_C = (1.16145124, -1.50204118, 0.58629921)
 MOLCHANOV_K = (0.63576, 1.87320, 1.48695)
@@ -173,16 +177,18 @@ def sparsity(net):
 
 
 def fit(net, x, y, x_test, y_test, args, rng, desc):
-    """Adam on -mean log-lik + beta KL / N; returns per-epoch test accuracy."""
+    """Adam on -mean log-lik + beta KL / N; returns per-epoch test accuracy and mean
+    training cost."""
     n = len(x)
     opt = zs.optim.Adam(net.parameters(), lr=args.lr)
     net.train()
-    acc = []
+    acc, losses = [], []
     bar = progress_bar(args.epochs, not args.no_progress, desc=desc)
     for epoch in range(args.epochs):
         beta = min(1.0, (epoch + 1) / args.kl_warmup) if args.kl_warmup > 0 else 1.0
         order = rng.permutation(n)
-        for t in range(max(1, n // args.batch_size)):
+        total, steps = 0.0, max(1, n // args.batch_size)
+        for t in range(steps):
             idx = order[t * args.batch_size:(t + 1) * args.batch_size]
             opt.zero_grad()
             logits = net(x[idx], rng)
@@ -190,13 +196,15 @@ def fit(net, x, y, x_test, y_test, args, rng, desc):
             cost = nll + (beta / n) * net.kl() if net.method != "none" else nll
             cost.backward()
             opt.step()
+            total += float(cost.data)
+        losses.append(total / steps)
         acc.append(accuracy(net, x_test, y_test))
         if bar is not None:
             bar.update(1)
             bar.set_postfix(acc=f"{acc[-1]:.3f}")
     if bar is not None:
         bar.close()
-    return acc
+    return acc, losses
 
 
 def _onehot(y):
@@ -253,20 +261,21 @@ def main(argv=None):
     p.add_argument("--method", choices=("sparse", "kingma"), default="sparse")
     p.add_argument("--data", default=None,
                    help="MNIST (mnist.npz or the idx folder); default: scikit-learn digits")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None,
                    help="default 200 digits, 50 MNIST, 30 with --quick")
-    p.add_argument("--kl-warmup", type=int, default=None,
-                   help="epochs over which beta grows from 0 to 1 (default epochs / 4)")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--hidden", default="300,100", help="hidden sizes (default 300,100)")
+    p.add_argument("--kl-warmup", type=nonneg_int, default=None,
+                   help="epochs over which beta grows from 0 to 1 (default epochs / 4; 0: "
+                        "beta = 1 from the start)")
+    p.add_argument("--batch-size", type=positive_int, default=100)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--hidden", type=int_list(), default=[300, 100],
+                   help="comma-separated hidden sizes (default 300,100)")
     p.add_argument("--no-baseline", dest="baseline", action="store_false",
                    help="skip the deterministic reference network")
     args = p.parse_args(argv)
     if args.device != "cpu":
         p.error("--device gpu: this example runs on the CPU only")
-    if args.epochs is None:
-        args.epochs = 30 if args.quick else (50 if args.data else 200)
+    fill_quick(args, quick={"epochs": 30}, full={"epochs": 50 if args.data else 200})
     if args.kl_warmup is None:
         args.kl_warmup = max(1, args.epochs // 4)
     with blas_threads(args.blas_threads):
@@ -276,24 +285,26 @@ def main(argv=None):
 def run(args):
     rng = np.random.default_rng(args.seed)
     x_tr, y_tr, x_te, y_te, name, side = load(args)
-    sizes = [x_tr.shape[1]] + [int(h) for h in args.hidden.split(",")] + [10]
-    histories, seconds = {}, {}
+    sizes = [x_tr.shape[1]] + list(args.hidden) + [10]
+    histories, seconds, losses = {}, {}, {}
     if args.baseline:
         base = Net(sizes, "none", np.random.default_rng(args.seed + 1))
         t0 = time.perf_counter()
-        histories["deterministic + batch norm"] = fit(base, x_tr, y_tr, x_te, y_te, args,
-                                                      rng, "baseline")
+        histories["deterministic + batch norm"], losses["baseline"] = fit(
+            base, x_tr, y_tr, x_te, y_te, args, rng, "baseline")
         seconds["baseline"] = time.perf_counter() - t0
     net = Net(sizes, args.method, np.random.default_rng(args.seed + 2))
     t0 = time.perf_counter()
     label = {"sparse": "sparse VD (Molchanov 2017)", "kingma": "VD (Kingma 2015)"}[args.method]
-    histories[label] = fit(net, x_tr, y_tr, x_te, y_te, args, rng, args.method)
+    histories[label], losses[args.method] = fit(net, x_tr, y_tr, x_te, y_te, args, rng,
+                                                args.method)
     seconds[args.method] = time.perf_counter() - t0
     kept, compression = sparsity(net)
     metrics = {"method": args.method, "data": name, "epochs": args.epochs,
                "test_acc": histories[label][-1], "acc_per_epoch": histories[label],
                "layers_kept": kept, "compression": compression,
-               "fraction_kept": 1.0 / compression, "seconds": seconds}
+               "fraction_kept": 1.0 / compression, "seconds": seconds,
+               "train_cost_last_epoch": losses[args.method][-1]}
     # accuracy of the same network without the mask: what pruning costs
     if args.method == "sparse":
         for layer in net.layers:
@@ -303,6 +314,7 @@ def run(args):
             layer.prune = True
     if args.baseline:
         metrics["baseline_acc"] = histories["deterministic + batch norm"][-1]
+        metrics["baseline_cost_last_epoch"] = losses["baseline"][-1]
     print(f"\n{label} on {name}: network {sizes}, {args.epochs} epochs "
           f"(KL warm-up {args.kl_warmup}); " + ", ".join(f"{k} {v:.1f} s"
                                                          for k, v in seconds.items()))
@@ -319,8 +331,10 @@ def run(args):
                 f"{100 / compression:.1f} % of weights kept")
     print(f"figure: {path}")
     metrics["figure"] = path
-    return metrics
+    # a diverged run still predicts some class (argmax of nan): its cost tells
+    return check_metrics(metrics, ["test_acc", "compression", "train_cost_last_epoch"]
+                         + (["baseline_cost_last_epoch"] if args.baseline else []))
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -48,6 +48,13 @@ def test_list_types():
     for text in ("50", "50,10,5", "50,0", "50,x"):
         with pytest.raises(argparse.ArgumentTypeError):
             cli.int_list(2)(text)
+    eps = cli.float_list(cli.number(float, low=0, high=1), increasing=True, first=0)
+    assert eps("0, 0.1,1") == [0.0, 0.1, 1.0]
+    for text, why in (("0.1,0.2", "starting at 0"), ("0,0.2,0.2", "increasing"),
+                      ("0,1.5", "<= 1"), ("0,nan", "<= 1"), ("0,", "got ''")):
+        with pytest.raises(argparse.ArgumentTypeError, match=why):
+            eps(text)
+    assert cli.float_list()("3,1") == [3.0, 1.0]
     pick = cli.choice_list(("vi", "sghmc"))
     assert pick("sghmc, vi,vi") == ["sghmc", "vi"]
     with pytest.raises(argparse.ArgumentTypeError, match="'mcmc'"):
@@ -143,6 +150,59 @@ def test_bad_option_is_a_usage_error(name, argv, option, capsys):
     assert (option if " " in option else f"argument {option}") in err and "usage:" in err
 
 
+# The deep-learning examples (issue 17): their ``run`` is replaced by a stub that raises,
+# so an option that got through parsing fails the test at once instead of training.
+BAD_DEEP = [
+    ("bnn_adversarial", ["--epochs", "0"], "--epochs"),
+    ("bnn_adversarial", ["--hidden", "0"], "--hidden"),
+    ("bnn_adversarial", ["--batch-size", "-1"], "--batch-size"),
+    ("bnn_adversarial", ["--lr", "0"], "--lr"),
+    ("bnn_adversarial", ["--weight-decay", "-0.5"], "--weight-decay"),
+    ("bnn_adversarial", ["--weight-decay", "nan"], "--weight-decay"),
+    ("bnn_adversarial", ["--particles", "0"], "--particles"),
+    ("bnn_adversarial", ["--init-logstd", "inf"], "--init-logstd"),
+    ("bnn_adversarial", ["--samples", "0"], "--samples"),
+    ("bnn_adversarial", ["--eps", "0.1,0.2"], "--eps"),
+    ("bnn_adversarial", ["--eps", "0,0.2,0.1"], "--eps"),
+    ("bnn_adversarial", ["--eps", "0,x"], "--eps"),
+    ("bnn_adversarial", ["--eps", "0,1.5"], "--eps"),
+    ("bnn_adversarial", ["--pgd-steps", "0"], "--pgd-steps"),
+    ("bnn_adversarial", ["--n-test", "0"], "--n-test"),
+    ("gan", ["--epochs", "0"], "--epochs"),
+    ("gan", ["--batch-size", "0"], "--batch-size"),
+    ("gan", ["--z-dim", "0"], "--z-dim"),
+    ("gan", ["--hidden", "-4"], "--hidden"),
+    ("gan", ["--lr", "-1e-3"], "--lr"),
+    ("gan", ["--channels", "0"], "--channels"),
+    ("gan", ["--gp-lambda", "-1"], "--gp-lambda"),
+    ("gan", ["--gp-h", "0"], "--gp-h"),
+    # 5 critic batches of 300 per generator step need 1500 images; the digits have 1438
+    ("gan", ["--loss", "wgan-gp", "--batch-size", "300"], "--batch-size 300: wgan-gp takes 5"),
+    ("vae_conv", ["--channels", "0"], "--channels"),
+    ("vae_conv", ["--epochs", "0"], "--epochs"),
+    ("vae_conv", ["--is-k", "0"], "--is-k"),
+    ("variational_dropout", ["--epochs", "0"], "--epochs"),
+    ("variational_dropout", ["--kl-warmup", "-1"], "--kl-warmup"),
+    ("variational_dropout", ["--batch-size", "0"], "--batch-size"),
+    ("variational_dropout", ["--lr", "nan"], "--lr"),
+    ("variational_dropout", ["--hidden", "300,0"], "--hidden"),
+    ("variational_dropout", ["--hidden", "300,x"], "--hidden"),
+]
+
+
+@pytest.mark.parametrize("name, argv, option", BAD_DEEP, ids=[f"{n}{a}" for n, a, _ in BAD_DEEP])
+def test_bad_option_of_a_deep_example_is_a_usage_error(name, argv, option, capsys, monkeypatch):
+    # before: argparse took type=int / float (or a plain string), so these reached training
+    import importlib
+    module = importlib.import_module(f"examples.{name}")
+    monkeypatch.setattr(module, "run", stub)
+    with pytest.raises(SystemExit) as e:
+        module.main(argv + ["--no-progress"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert (option if " " in option else f"argument {option}") in err and "usage:" in err
+
+
 def test_bad_option_exits_2_as_a_script():
     # before: --epochs 0 trained nothing and crashed with a KeyError (history["bound"][0])
     done = run_example("vae.py", "--epochs", "0", "--no-progress")
@@ -226,6 +286,63 @@ def test_sbn_explicit_lr_is_kept(monkeypatch):
     assert vae.parse(["--quick", "--epochs", "3"]).epochs == 3
 
 
+def test_quick_keeps_explicit_options_bnn_adversarial(monkeypatch):
+    # before: --eps was split by hand after parsing, and the options were plain ints
+    from examples import bnn_adversarial
+    monkeypatch.setattr(bnn_adversarial, "run", stub)
+    with pytest.raises(Stop) as e:
+        bnn_adversarial.main(["--quick", "--epochs", "3", "--samples", "7", "--eps", "0,0.25",
+                              "--weight-decay", "-1", "--no-progress"])
+    args, eps = e.value.args[0]
+    assert (args.epochs, args.samples, args.pgd_steps, args.hidden, args.n_test) == \
+        (3, 7, 5, 100, None)
+    assert eps == [0.0, 0.25] and args.weight_decay == -1.0
+    with pytest.raises(Stop) as e:
+        bnn_adversarial.main(["--no-progress"])
+    args, eps = e.value.args[0]
+    assert (args.epochs, args.samples, args.pgd_steps, args.hidden) == (300, 100, 10, 100)
+    assert eps == [0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3]
+
+
+def test_quick_keeps_explicit_options_gan(monkeypatch):
+    from examples import gan
+    monkeypatch.setattr(gan, "run", stub)
+    with pytest.raises(Stop) as e:
+        gan.main(["--quick", "--epochs", "3", "--z-dim", "4", "--no-progress"])
+    args, data = e.value.args[0]
+    assert (args.epochs, args.z_dim, args.hidden, args.lr) == (3, 4, 256, None)
+    assert data[0].shape == (1438, 64) and data[3] == 8
+    with pytest.raises(Stop) as e:
+        gan.main(["--no-progress"])
+    assert (e.value.args[0][0].epochs, e.value.args[0][0].z_dim) == (200, 16)
+    with pytest.raises(Stop) as e:
+        gan.main(["--quick", "--no-progress"])
+    assert e.value.args[0][0].epochs == 40
+
+
+def test_quick_keeps_explicit_options_vae_conv():
+    from examples import vae_conv
+    args = vae_conv.parse(["--quick", "--epochs", "3", "--channels", "4", "--n-test", "50"])
+    assert (args.epochs, args.channels, args.n_test, args.is_k) == (3, 4, 50, 100)
+    args = vae_conv.parse(["--quick"])
+    assert (args.epochs, args.channels, args.n_test, args.is_k) == (15, 16, 100, 100)
+    args = vae_conv.parse([])
+    assert (args.epochs, args.channels, args.n_test, args.is_k) == (300, 16, None, 1000)
+
+
+def test_quick_keeps_explicit_options_variational_dropout(monkeypatch):
+    from examples import variational_dropout
+    monkeypatch.setattr(variational_dropout, "run", stub)
+    for argv, expected in ((["--quick", "--epochs", "9"], (9, 2, [300, 100])),
+                           (["--quick", "--hidden", "20"], (30, 7, [20])),
+                           (["--quick", "--kl-warmup", "0"], (30, 0, [300, 100])),
+                           ([], (200, 50, [300, 100]))):
+        with pytest.raises(Stop) as e:
+            variational_dropout.main(argv + ["--no-progress"])
+        args = e.value.args[0][0]
+        assert (args.epochs, args.kl_warmup, args.hidden) == expected, argv
+
+
 # --------------------------------------------------------------------------- failed runs
 def test_failed_run_exits_1_with_a_message():
     # before: a diverged run (log posterior nan) printed its accuracy and exited 0
@@ -233,6 +350,19 @@ def test_failed_run_exits_1_with_a_message():
     assert done.returncode == 1, done.stdout + done.stderr
     assert "autodiff_demo.py: error: the run failed: non-finite" in done.stderr
     assert "log_posterior" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")        # overflow: on purpose
+def test_diverged_gan_and_variational_dropout_fail(tmp_path):
+    # before: the GAN crashed in the Frechet distance / classifier on nan samples, and
+    # variational dropout printed an accuracy (argmax of nan logits) and exited 0
+    from examples import gan, variational_dropout
+    with pytest.raises(cli.RunFailed, match="samples are not finite after epoch 1"):
+        gan.main(["--epochs", "1", "--hidden", "16", "--lr", "1e30", "--grids", "last",
+                  "--no-progress", "--out", str(tmp_path)])
+    with pytest.raises(cli.RunFailed, match=r"train_cost_last_epoch = nan"):
+        variational_dropout.main(["--epochs", "1", "--hidden", "20", "--lr", "1e30",
+                                  "--no-baseline", "--no-progress", "--out", str(tmp_path)])
 
 
 # --------------------------------------------------------------------------- checkpoints
