@@ -231,13 +231,14 @@ relu = _unary("relu", lambda x: np.maximum(x, 0), lambda ans, x: lambda g: g * (
 
 
 def _kinks_input(*arrays):
-    """The leaky relu kernels module when every array is a C-contiguous NumPy float32/64
-    array of the first one's shape and dtype (else None: the NumPy composition)."""
+    """The leaky relu kernels module when every array is a NumPy float32/64 array of the
+    first one's shape and dtype (else None: the NumPy composition). The kernels take
+    them raveled (a copy for a strided array, a view else)."""
     global _kinks
     a = arrays[0]
     for b in arrays:
         if (type(b) is not np.ndarray or b.dtype.char not in "fd" or b.dtype != a.dtype
-                or b.shape != a.shape or not b.flags.c_contiguous):
+                or b.shape != a.shape):
             return None
     if _kinks is None:
         from . import kinks
@@ -252,8 +253,8 @@ def _leaky_fwd(x, negative_slope=0.01):
     k = _kinks_input(x)
     if k is None:
         return np.where(np.greater(x, 0), x, np.multiply(x, negative_slope))
-    out = np.empty_like(x)
-    k.leaky_relu(x.reshape(-1), x.dtype.type(negative_slope), out.reshape(-1))
+    out = np.empty(x.shape, x.dtype)
+    k.leaky_relu(x.ravel(), x.dtype.type(negative_slope), out.reshape(-1))
     return out
 
 
@@ -262,9 +263,8 @@ def _leaky_rule(ans, x, negative_slope=0.01):
         k = _kinks_input(g, x)
         if k is None:
             return np.where(np.greater(x, 0), g, np.multiply(g, negative_slope))
-        out = np.empty_like(x)
-        k.leaky_relu_vjp(g.reshape(-1), x.reshape(-1), x.dtype.type(negative_slope),
-                         out.reshape(-1))
+        out = np.empty(x.shape, x.dtype)
+        k.leaky_relu_vjp(g.ravel(), x.ravel(), x.dtype.type(negative_slope), out.reshape(-1))
         return out
     return vjp
 

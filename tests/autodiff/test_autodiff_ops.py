@@ -559,7 +559,7 @@ def test_op_float32(c):
 def test_leaky_relu_kernel_equals_the_numpy_composition(dtype, slope):
     """The one-loop kernel (C-contiguous NumPy input) gives bitwise the values and the
     gradient of ``where(x > 0, x, slope * x)`` in the input's dtype, NaN, infinities and
-    signed zeros included; a strided input (the NumPy fallback) gives the same."""
+    signed zeros included, for a contiguous and a strided input alike."""
     rng = np.random.default_rng(7)
     x = rng.standard_normal((6, 5)).astype(dtype)
     x[0, :5] = [np.nan, -np.inf, np.inf, -0.0, 0.0]
