@@ -17,10 +17,10 @@ strided NumPy adds, which the GPU path uses; never ``np.add.at``). Convolutions 
 most 4 output channels (a decoder's last layer) skip the columns on the CPU: three
 Numba loops compute the output and both gradients directly, since there the column
 matrix is much larger than the work done on it. ``conv_transpose2d``'s weight gradient
-reuses the columns that its input gradient (a ``conv2d`` of the same cotangent) built. With NumPy the
-products run in the BLAS NumPy links; with CuPy in cuBLAS. ``conv_transpose2d`` is the
-adjoint of ``conv2d`` (its forward pass is ``conv2d``'s input gradient), so the three
-kernels serve both ops. Pools and padding use the same per-offset strided slices.
+reuses the columns that its input gradient (a ``conv2d`` of the same cotangent) built.
+With NumPy the products run in the BLAS NumPy links; with CuPy in cuBLAS.
+``conv_transpose2d`` is the adjoint of ``conv2d`` (its forward pass is ``conv2d``'s
+input gradient), so the three kernels serve both ops. Pools and padding use the same per-offset strided slices.
 
 Recording: each kernel is an :func:`~autodiff.tracer.array_op` with ``host=True``. Under
 :func:`autodiff.trace` it is one replayed call; under :func:`autodiff.compile` it is one

@@ -22,7 +22,6 @@ the median of warm steps per library, their ratio (zsarray / torch) and the firs
     python bench/bench_vae_conv.py --threads 1 --rounds 15
 """
 import argparse
-import math
 import time
 
 import numpy as np
@@ -30,8 +29,6 @@ import numpy as np
 import autodiff as ad
 import zsarray as zs
 from examples.vae_conv import ConvVAE
-
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def loss_zs(vae, x, eps):
