@@ -20,7 +20,8 @@ matrix is much larger than the work done on it. ``conv_transpose2d``'s weight gr
 reuses the columns that its input gradient (a ``conv2d`` of the same cotangent) built.
 With NumPy the products run in the BLAS NumPy links; with CuPy in cuBLAS.
 ``conv_transpose2d`` is the adjoint of ``conv2d`` (its forward pass is ``conv2d``'s
-input gradient), so the three kernels serve both ops. Pools and padding use the same per-offset strided slices.
+input gradient), so the three kernels serve both ops. Pools and padding use the same
+per-offset strided slices.
 
 Recording: each kernel is an :func:`~autodiff.tracer.array_op` with ``host=True``. Under
 :func:`autodiff.trace` it is one replayed call; under :func:`autodiff.compile` it is one
