@@ -13,10 +13,15 @@ N * Ho * Wo]`` that one (batched over groups) matrix product with the weights tu
 into the output; the weight gradient is one GEMM with the same columns (kept from the
 forward pass) and the input gradient one GEMM followed by *col2im*, the columns summed
 back into the image (a Numba loop on the CPU, measured 1.5-2.7x faster than ``kh * kw``
-strided NumPy adds, which the GPU path uses; never ``np.add.at``). With NumPy the
-products run in the BLAS NumPy links; with CuPy in cuBLAS. ``conv_transpose2d`` is the
-adjoint of ``conv2d`` (its forward pass is ``conv2d``'s input gradient), so the three
-kernels serve both ops. Pools and padding use the same per-offset strided slices.
+strided NumPy adds, which the GPU path uses; never ``np.add.at``). Convolutions with at
+most 4 output channels (a decoder's last layer) skip the columns on the CPU: three
+Numba loops compute the output and both gradients directly, since there the column
+matrix is much larger than the work done on it. ``conv_transpose2d``'s weight gradient
+reuses the columns that its input gradient (a ``conv2d`` of the same cotangent) built.
+With NumPy the products run in the BLAS NumPy links; with CuPy in cuBLAS.
+``conv_transpose2d`` is the adjoint of ``conv2d`` (its forward pass is ``conv2d``'s
+input gradient), so the three kernels serve both ops. Pools and padding use the same
+per-offset strided slices.
 
 Recording: each kernel is an :func:`~autodiff.tracer.array_op` with ``host=True``. Under
 :func:`autodiff.trace` it is one replayed call; under :func:`autodiff.compile` it is one
@@ -156,6 +161,107 @@ def _col2im(cols, x_shape, k, s, p, d, out_hw):
     return _crop_hw(out, p)
 
 
+# Direct loops for convolutions with few output channels (a decoder's last conv to one
+# channel): there the column matrix is ``C kh kw / O`` times larger than the work the
+# GEMM does on it, and writing and reading it dominates. Each kernel walks the columns'
+# index space in im2col's order without storing them.
+_DIRECT_MAX_OUT = 4
+
+
+def _direct(out_channels, groups, *arrays):
+    """Whether a conv with ``out_channels`` (O) on ``arrays`` runs the direct CPU loops
+    (NumPy float arrays, ``groups == 1``, ``O <= _DIRECT_MAX_OUT``)."""
+    return (groups == 1 and out_channels <= _DIRECT_MAX_OUT
+            and all(type(a) is np.ndarray and a.dtype.kind == "f" for a in arrays))
+
+
+@numba.njit(cache=True, nogil=True)
+def _direct_fwd_kernel(x, w, y, sh, sw, ph, pw, dh, dw):     # pragma: no cover - compiled
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    _, _, ho, wo = y.shape
+    for b in range(n):                  # one image at a time: its planes stay in cache
+        for ch in range(c):
+            for i in range(kh):
+                off_h = i * dh - ph
+                a_lo = min(max(0, -(off_h // sh)), ho)
+                a_hi = min(max(a_lo, (h - 1 - off_h) // sh + 1), ho)
+                for j in range(kw):
+                    off_w = j * dw - pw
+                    q_lo = min(max(0, -(off_w // sw)), wo)
+                    q_hi = min(max(q_lo, (wd - 1 - off_w) // sw + 1), wo)
+                    for oc in range(o):
+                        wv = w[oc, ch, i, j]
+                        for a in range(a_lo, a_hi):
+                            # row slices indexed from 0: no negative-index wraparound
+                            # test in the loop, which LLVM then vectorizes
+                            xr = x[b, ch, a * sh + off_h, q_lo * sw + off_w:]
+                            yr = y[b, oc, a, q_lo:q_hi]
+                            if sw == 1:
+                                for q in range(q_hi - q_lo):
+                                    yr[q] += wv * xr[q]
+                            else:
+                                for q in range(q_hi - q_lo):
+                                    yr[q] += wv * xr[q * sw]
+
+
+@numba.njit(cache=True, nogil=True)
+def _direct_dx_kernel(gy, w, out, sh, sw, ph, pw, dh, dw):     # pragma: no cover - compiled
+    n, c, h, wd = out.shape
+    o, _, kh, kw = w.shape
+    _, _, ho, wo = gy.shape
+    for b in range(n):                  # one image at a time: its planes stay in cache
+        for ch in range(c):
+            for i in range(kh):
+                off_h = i * dh - ph
+                a_lo = min(max(0, -(off_h // sh)), ho)
+                a_hi = min(max(a_lo, (h - 1 - off_h) // sh + 1), ho)
+                for j in range(kw):
+                    off_w = j * dw - pw
+                    q_lo = min(max(0, -(off_w // sw)), wo)
+                    q_hi = min(max(q_lo, (wd - 1 - off_w) // sw + 1), wo)
+                    for oc in range(o):
+                        wv = w[oc, ch, i, j]
+                        for a in range(a_lo, a_hi):
+                            orow = out[b, ch, a * sh + off_h, q_lo * sw + off_w:]
+                            grow = gy[b, oc, a, q_lo:q_hi]
+                            if sw == 1:
+                                for q in range(q_hi - q_lo):
+                                    orow[q] += wv * grow[q]
+                            else:
+                                for q in range(q_hi - q_lo):
+                                    orow[q * sw] += wv * grow[q]
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})   # vector sums
+def _direct_dw_kernel(x, gy, out, sh, sw, ph, pw, dh, dw):     # pragma: no cover - compiled
+    n, c, h, wd = x.shape
+    o, _, kh, kw = out.shape
+    _, _, ho, wo = gy.shape
+    for ch in range(c):
+        for i in range(kh):
+            off_h = i * dh - ph
+            a_lo = min(max(0, -(off_h // sh)), ho)
+            a_hi = min(max(a_lo, (h - 1 - off_h) // sh + 1), ho)
+            for j in range(kw):
+                off_w = j * dw - pw
+                q_lo = min(max(0, -(off_w // sw)), wo)
+                q_hi = min(max(q_lo, (wd - 1 - off_w) // sw + 1), wo)
+                for oc in range(o):
+                    acc = 0.0                   # float64: a sum over N * Ho * Wo terms
+                    for b in range(n):
+                        for a in range(a_lo, a_hi):
+                            xr = x[b, ch, a * sh + off_h, q_lo * sw + off_w:]
+                            grow = gy[b, oc, a, q_lo:q_hi]
+                            if sw == 1:
+                                for q in range(q_hi - q_lo):
+                                    acc += grow[q] * xr[q]
+                            else:
+                                for q in range(q_hi - q_lo):
+                                    acc += grow[q] * xr[q * sw]
+                    out[oc, ch, i, j] = acc
+
+
 def _mm(a, b):
     """``a @ b`` of [g, m, k] and [g, k, n] stacks (one plain GEMM when g == 1)."""
     if a.shape[0] == 1:
@@ -164,11 +270,15 @@ def _mm(a, b):
 
 
 class _Last(threading.local):
-    """The columns of this thread's last conv2d forward pass, with its output: the
-    weight's VJP maker (run right after, in the forward pass) takes them instead of
-    recomputing them. One slot, emptied when taken or replaced by the next conv."""
+    """The columns of this thread's last conv2d forward pass, with its output, input and
+    arguments: conv2d's weight VJP maker (run right after, in the forward pass) and
+    conv_transpose2d's weight VJP (run right after its input VJP, which is a conv2d of
+    the same cotangent) take them instead of recomputing them. One slot, emptied when
+    taken or replaced by the next conv."""
     y = None
     cols = None
+    x = None
+    key = None
 
 
 _last = _Last()
@@ -176,7 +286,14 @@ _last = _Last()
 
 def _take_cols(y):
     cols = _last.cols if _last.y is y else None
-    _last.y = _last.cols = None
+    _last.y = _last.cols = _last.x = _last.key = None
+    return cols
+
+
+def _take_cols_of(x, key):
+    """The last forward pass's columns if it ran on the array ``x`` with arguments ``key``."""
+    cols = _last.cols if _last.x is x and _last.key == key else None
+    _last.y = _last.cols = _last.x = _last.key = None
     return cols
 
 
@@ -187,6 +304,11 @@ def _conv_fwd(x, w, stride, padding, dilation, groups):
     o, cg, kh, kw = w.shape
     k = (kh, kw)
     out_hw = _out_hw("conv2d", (h, wd), k, stride, padding, dilation)
+    if _direct(o, groups, x, w):
+        y = np.zeros((n, o) + out_hw, dtype=np.result_type(x.dtype, w.dtype))
+        _direct_fwd_kernel(np.ascontiguousarray(x, y.dtype), np.ascontiguousarray(w, y.dtype),
+                           y, *stride, *padding, *dilation)
+        return y
     cols = _im2col(x, k, stride, padding, dilation, out_hw)
     cols = cols.reshape(groups, cg * kh * kw, n * out_hw[0] * out_hw[1])
     y = _mm(w.reshape(groups, o // groups, cg * kh * kw), cols)      # [g, O/g, N*Ho*Wo]
@@ -194,6 +316,7 @@ def _conv_fwd(x, w, stride, padding, dilation, groups):
     xp = backend.get_array_module(y)
     y = xp.ascontiguousarray(y)
     _last.y, _last.cols = y, cols
+    _last.x, _last.key = x, (w.shape, stride, padding, dilation, groups)
     return y
 
 
@@ -202,6 +325,12 @@ def _conv_dx(gy, w, x_shape, stride, padding, dilation, groups):
     """d conv2d / dx applied to ``gy`` [N, O, Ho, Wo]: an image of ``x_shape``."""
     n, o, ho, wo = gy.shape
     _, cg, kh, kw = w.shape
+    if _direct(o, groups, gy, w):
+        dtype = np.result_type(gy.dtype, w.dtype)
+        out = np.zeros(x_shape, dtype=dtype)
+        _direct_dx_kernel(np.ascontiguousarray(gy, dtype), np.ascontiguousarray(w, dtype), out,
+                          *stride, *padding, *dilation)
+        return out
     g2 = gy.transpose(1, 0, 2, 3).reshape(groups, o // groups, n * ho * wo)
     wg = w.reshape(groups, o // groups, cg * kh * kw).transpose(0, 2, 1)
     cols = _mm(wg, g2).reshape(groups * cg, kh, kw, n, ho, wo)
@@ -214,6 +343,12 @@ def _conv_dw(x, gy, w_shape, stride, padding, dilation, groups, cols=None):
     the forward pass's columns of ``x``, recomputed when None)."""
     n, o, ho, wo = gy.shape
     _, cg, kh, kw = w_shape
+    if cols is None and _direct(o, groups, x, gy):
+        dtype = np.result_type(x.dtype, gy.dtype)
+        out = np.empty(w_shape, dtype=dtype)
+        _direct_dw_kernel(np.ascontiguousarray(x, dtype), np.ascontiguousarray(gy, dtype), out,
+                          *stride, *padding, *dilation)
+        return out
     if cols is None:
         cols = _im2col(x, (kh, kw), stride, padding, dilation, (ho, wo))
     cols = cols.reshape(groups, cg * kh * kw, n * ho * wo).transpose(0, 2, 1)
@@ -358,7 +493,9 @@ def _convt_rule_x(ans, x, w, out_shape, stride, padding, dilation, groups):
 
 def _convt_rule_w(ans, x, w, out_shape, stride, padding, dilation, groups):
     w_shape = w.shape
-    return lambda g: _conv_dw(g, x, w_shape, stride, padding, dilation, groups)
+    key = (w_shape, stride, padding, dilation, groups)
+    return lambda g: _conv_dw(g, x, w_shape, stride, padding, dilation, groups,
+                              _take_cols_of(g, key))
 
 
 _conv_transpose2d_p = primitive(_convt_fwd, "conv_transpose2d")

@@ -24,8 +24,8 @@ __all__ = [
     "add", "subtract", "multiply", "divide", "true_divide", "negative", "power",
     "maximum", "minimum", "where", "clip",
     "exp", "log", "log1p", "expm1", "sqrt", "square", "abs", "absolute", "sin", "cos",
-    "tanh", "arctan", "sigmoid", "softplus", "log_sigmoid", "relu", "lgamma", "gammaln",
-    "digamma", "erf", "erfc", "cast",
+    "tanh", "arctan", "sigmoid", "softplus", "log_sigmoid", "relu", "leaky_relu", "lgamma",
+    "gammaln", "digamma", "erf", "erfc", "cast",
     "sum", "mean", "max", "min", "prod", "cumsum", "logsumexp", "softmax", "log_softmax",
     "reshape", "transpose", "swapaxes", "expand_dims", "squeeze", "broadcast_to",
     "concatenate", "stack", "getitem", "take", "tril", "triu", "diagonal",
@@ -228,6 +228,51 @@ log_sigmoid = _unary("log_sigmoid",
 ``sigmoid(-x)``."""
 relu = _unary("relu", lambda x: np.maximum(x, 0), lambda ans, x: lambda g: g * (x > 0))
 """``relu(x) = maximum(x, 0)`` elementwise; gradient 1 where ``x > 0``, else 0."""
+
+
+def _kinks_input(*arrays):
+    """The leaky relu kernels module when every array is a NumPy float32/64 array of the
+    first one's shape and dtype (else None: the NumPy composition). The kernels take
+    them raveled (a copy for a strided array, a view else)."""
+    global _kinks
+    a = arrays[0]
+    for b in arrays:
+        if (type(b) is not np.ndarray or b.dtype.char not in "fd" or b.dtype != a.dtype
+                or b.shape != a.shape):
+            return None
+    if _kinks is None:
+        from . import kinks
+        _kinks = kinks
+    return _kinks
+
+
+_kinks = None
+
+
+def _leaky_fwd(x, negative_slope=0.01):
+    k = _kinks_input(x)
+    if k is None:
+        return np.where(np.greater(x, 0), x, np.multiply(x, negative_slope))
+    out = np.empty(x.shape, x.dtype)
+    k.leaky_relu(x.ravel(), x.dtype.type(negative_slope), out.reshape(-1))
+    return out
+
+
+def _leaky_rule(ans, x, negative_slope=0.01):
+    def vjp(g):
+        k = _kinks_input(g, x)
+        if k is None:
+            return np.where(np.greater(x, 0), g, np.multiply(g, negative_slope))
+        out = np.empty(x.shape, x.dtype)
+        k.leaky_relu_vjp(g.ravel(), x.ravel(), x.dtype.type(negative_slope), out.reshape(-1))
+        return out
+    return vjp
+
+
+leaky_relu = _unary("leaky_relu", _leaky_fwd, _leaky_rule)
+"""``leaky_relu(x, negative_slope=0.01)``: ``x`` where ``x > 0``, else ``negative_slope *
+x``, elementwise, as one op (one loop on NumPy arrays); gradient 1 where ``x > 0``, else
+``negative_slope``."""
 lgamma = _unary("lgamma", lambda x: _sp(x).gammaln(x),
                 lambda ans, x: lambda g: g * _sp(x).digamma(x))
 """``log|Gamma(x)|`` elementwise (SciPy's ``gammaln``, CuPy's on the GPU); gradient

@@ -148,6 +148,7 @@ REF = {
     "arctan": np.arctan, "negative": np.negative,
     "sigmoid": ss.expit, "softplus": lambda x: np.log1p(np.exp(x)),
     "log_sigmoid": lambda x: np.log(ss.expit(x)), "relu": lambda x: np.maximum(x, 0),
+    "leaky_relu": lambda x, negative_slope=0.01: np.where(x > 0, x, negative_slope * x),
     "lgamma": ss.gammaln, "digamma": ss.digamma, "erf": ss.erf, "erfc": ss.erfc,
     "add": np.add, "subtract": np.subtract, "multiply": np.multiply, "divide": np.divide,
     "power": np.power, "maximum": np.maximum, "minimum": np.minimum, "where": np.where,
@@ -224,6 +225,8 @@ for shape in SHAPES:
         case(op, P(*shape))
     for op in ["abs", "relu"]:
         case(op, D(shape))
+    case("leaky_relu", D(shape))
+    case("leaky_relu", D(shape), negative_slope=0.2)
 case("log1p", U((5,), -0.5, 0.5), tag="near0")
 case("lgamma", U((5,), 3.0, 30.0), tag="large")
 
@@ -523,7 +526,7 @@ def test_table_covers_every_op():
     required = set("""exp log log1p expm1 sqrt square abs sin cos tanh arctan sum mean max min
         prod matmul dot einsum transpose reshape expand_dims squeeze broadcast_to concatenate
         stack where maximum minimum clip cumsum tril triu diagonal take getitem swapaxes power
-        add subtract multiply divide negative sigmoid softplus log_sigmoid relu logsumexp
+        add subtract multiply divide negative sigmoid softplus log_sigmoid relu leaky_relu logsumexp
         softmax log_softmax lgamma digamma erf erfc cholesky solve_triangular solve slogdet
         inv stop_gradient cast conv2d conv_transpose2d max_pool2d avg_pool2d pad
         channel_affine""".split())
@@ -549,3 +552,37 @@ def test_op_float32(c):
     for a, b in zip(g32, g64):
         assert a.dtype == np.float32
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("slope", [0.01, 0.2, 1.5, -0.3])
+def test_leaky_relu_kernel_equals_the_numpy_composition(dtype, slope):
+    """The one-loop kernel (C-contiguous NumPy input) gives bitwise the values and the
+    gradient of ``where(x > 0, x, slope * x)`` in the input's dtype, NaN, infinities and
+    signed zeros included, for a contiguous and a strided input alike."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((6, 5)).astype(dtype)
+    x[0, :5] = [np.nan, -np.inf, np.inf, -0.0, 0.0]
+    g = rng.standard_normal((6, 5)).astype(dtype)
+    want = np.where(x > 0, x, x * slope)
+    want_grad = np.where(x > 0, g, g * slope)
+    for xin, gin, sl in [(x, g, np.s_[:]), (np.repeat(x, 2, axis=1)[:, ::2],
+                                            np.repeat(g, 2, axis=1)[:, ::2], np.s_[:])]:
+        t = ad.tensor(xin, requires_grad=True)
+        y = ad.leaky_relu(t, negative_slope=slope)
+        assert y.data.dtype == dtype
+        np.testing.assert_array_equal(y.data[sl], want)
+        assert np.array_equal(np.signbit(y.data), np.signbit(want))
+        ad.sum(y * gin).backward()
+        assert t.grad.dtype == dtype
+        np.testing.assert_array_equal(t.grad, want_grad)
+
+
+def test_leaky_relu_compiled_and_layer_agree_with_the_tape():
+    from zsarray import nn
+    x = np.random.default_rng(3).standard_normal((4, 7))
+    f = ad.compile(lambda a: ad.sum(ad.leaky_relu(a, negative_slope=0.3) ** 2))
+    want = np.sum(np.where(x > 0, x, 0.3 * x) ** 2)
+    assert f(x) == pytest.approx(want, rel=1e-14)
+    np.testing.assert_array_equal(nn.LeakyReLU(0.3)(x).data, np.where(x > 0, x, 0.3 * x))
+    ad.check_grads(lambda a: nn.leaky_relu(a, 0.3), x + 0.05)

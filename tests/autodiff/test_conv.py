@@ -359,3 +359,54 @@ def test_host_operations_run_as_python_steps_without_a_warning():
         exe = next(iter(comp._programs.values())).exe[1]
         assert exe.host_steps == ([] if warns else ["double_host"])
         assert exe.fallbacks == (["double_plain"] if warns else [])
+
+
+@settings(max_examples=40, deadline=None)
+@given(conv_config())
+def test_im2col_gathers_the_padded_windows_and_col2im_is_its_adjoint(cfg):
+    """The columns equal the strided windows of a zero-padded copy built here, and col2im
+    sums every column entry back into its pixel (the ones on the padding dropped),
+    exactly (integer-valued columns: no rounding)."""
+    from autodiff import conv as C
+    n, c, h, w = cfg["x"]
+    k = cfg["w"][2:]
+    s, p, d = cfg["stride"], cfg["padding"], cfg["dilation"]
+    out_hw = C._out_hw("t", (h, w), k, s, p, d)
+    x = np.random.default_rng(1).standard_normal((n, c, h, w))
+    xpad = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
+    want = np.empty((c, k[0], k[1], n) + out_hw)
+    for i, j, sh, sw in C._offsets(k, s, d, out_hw):
+        want[:, i, j] = xpad[:, :, sh, sw].transpose(1, 0, 2, 3)
+    np.testing.assert_array_equal(C._im2col(x, k, s, p, d, out_hw), want)
+    cols = np.random.default_rng(2).integers(-9, 9, want.shape).astype(np.float64)
+    back = np.zeros_like(xpad)
+    for i, j, sh, sw in C._offsets(k, s, d, out_hw):
+        back[:, :, sh, sw] += cols[:, i, j].transpose(1, 0, 2, 3)
+    got = C._col2im(cols, x.shape, k, s, p, d, out_hw)
+    assert got.shape == x.shape
+    np.testing.assert_array_equal(got, back[:, :, p[0]:p[0] + h, p[1]:p[1] + w])
+
+
+@settings(max_examples=40, deadline=None)
+@given(conv_config())
+def test_direct_loops_and_im2col_gemm_agree_with_the_reference(cfg):
+    """Both CPU paths (the direct loops for few output channels, im2col + GEMM else),
+    each forced on every configuration: the values match the loop reference and the
+    gradients of x and w match those of the other path."""
+    from autodiff import conv as C
+    x, w, b = _arrays(cfg, np.float64)
+    saved = C._DIRECT_MAX_OUT
+    try:
+        grads = {}
+        for limit in (0, 64):
+            C._DIRECT_MAX_OUT = limit
+            xt, wt = ad.tensor(x, requires_grad=True), ad.tensor(w, requires_grad=True)
+            y = ad.conv2d(xt, wt, b, **_kw(cfg))
+            np.testing.assert_allclose(y.data, ref.conv2d(x, w, b, **_kw(cfg)),
+                                       rtol=1e-12, atol=1e-12)
+            ad.sum(y * y).backward()
+            grads[limit] = (xt.grad, wt.grad)
+    finally:
+        C._DIRECT_MAX_OUT = saved
+    for a, c in zip(grads[0], grads[64]):
+        np.testing.assert_allclose(a, c, rtol=1e-11, atol=1e-11)

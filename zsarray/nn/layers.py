@@ -24,8 +24,9 @@ def identity(x):
 
 
 def leaky_relu(x, negative_slope=0.01):
-    """``x`` where ``x > 0``, else ``negative_slope * x`` (any shape)."""
-    return ad.where(x > 0, x, x * negative_slope)
+    """``x`` where ``x > 0``, else ``negative_slope * x`` (any shape; one op,
+    :func:`autodiff.leaky_relu`)."""
+    return ad.leaky_relu(x, negative_slope=negative_slope)
 
 
 def elu(x, alpha=1.0):
