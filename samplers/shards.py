@@ -17,12 +17,26 @@ scattered to every worker once instead of travelling with each shard. A shard th
 raises is reported with its index and chain ids; with a checkpoint path,
 shard ``i`` checkpoints to ``PATH.shard{i}``, so a rerun after a failure redoes only the
 unfinished shards' remaining transitions.
+
+A worker that dies mid-run loses nothing: Dask reschedules its shard on another worker
+(the scheduler's ``allowed-failures``, plus ``retries=2`` for a shard that raises); a
+process pool whose worker dies is broken for good (``BrokenExecutor``), so the shards it
+did not finish are rerun in the calling process, with a :class:`ShardRerunWarning`. Each
+shard's draws depend only on its seed, so either way the result is that of an
+uninterrupted run, every chain present once.
 """
+import warnings
+from concurrent.futures import BrokenExecutor
+
 import numpy as np
 
 from .base import array_module
 
-__all__ = ["sample_sharded", "shard_bounds"]
+__all__ = ["sample_sharded", "shard_bounds", "ShardRerunWarning"]
+
+
+class ShardRerunWarning(RuntimeWarning):
+    """Shards whose worker process died were rerun in this process (same draws)."""
 
 
 def shard_bounds(n_chains, n_shards):
@@ -82,13 +96,14 @@ def sample_sharded(executor, n_shards, logdensity, init_position, n_chains, dim,
     bounds = shard_bounds(int(n_chains), n_chains if n_shards is None else n_shards)
     seeds = _seeds(rng, len(bounds))
     is_dask = type(executor).__module__.startswith("distributed")
+    local_fns = dict(logdensity=logdensity, grad_fn=kwargs.get("grad_fn"))
     if is_dask:
         # sent once to every worker, not once per shard (with the data it closes over)
         logdensity = executor.scatter(logdensity, broadcast=True, hash=False)
         if kwargs.get("grad_fn") is not None:
             kwargs = dict(kwargs, grad_fn=executor.scatter(kwargs["grad_fn"], broadcast=True,
                                                            hash=False))
-    futures = []
+    futures, shards = [], []
     for i, ((a, b), seed) in enumerate(zip(bounds, seeds)):
         shard = dict(kwargs, logdensity=logdensity, rng=np.random.default_rng(seed),
                      progress=False,
@@ -98,11 +113,20 @@ def sample_sharded(executor, n_shards, logdensity, init_position, n_chains, dim,
         else:
             shard.update(init_position=np.array(q[a:b]))
         extra = {"retries": 2, "pure": False} if is_dask else {}
+        shards.append(shard)
         futures.append(executor.submit(_run_shard, shard, **extra))
-    results = []
+    results, lost = [], []
     for i, (fut, (a, b)) in enumerate(zip(futures, bounds)):
         try:
             results.append(fut.result())
+        except BrokenExecutor:
+            # a worker process died (killed, out of memory): a process pool is then
+            # unusable and fails every unfinished shard; rerun those here. A shard's
+            # draws depend only on its seed, so nothing changes and no chain repeats.
+            # (Dask reschedules a dead worker's shards by itself.)
+            lost.append(i)
+            results.append(_run_shard({**shards[i], **{k: v for k, v in local_fns.items()
+                                                       if k in shards[i]}}))
         except Exception as err:
             if hasattr(err, "add_note"):
                 err.add_note(f"samplers: raised by shard {i} (chains {a}-{b - 1}; chain "
@@ -110,6 +134,11 @@ def sample_sharded(executor, n_shards, logdensity, init_position, n_chains, dim,
             for other in futures[i + 1:]:
                 other.cancel()
             raise
+    if lost:
+        warnings.warn(f"samplers: the executor broke (a worker process died) before shards "
+                      f"{lost} finished; they were rerun in this process with their own "
+                      f"seeds, so the draws are those of an uninterrupted run",
+                      ShardRerunWarning, stacklevel=3)
     return merge(results, bounds)
 
 

@@ -134,3 +134,54 @@ def test_dask_sends_the_log_density_once():
     assert CountingDensity.pickled == 1                     # 4 shards, 2 workers
     ref = samplers.sample(logdensity, executor=_Serial(), **KW)
     np.testing.assert_array_equal(res.draws, ref.draws)
+
+
+class KillsItsWorkerOnce:
+    """A log density whose first evaluation past ``after`` calls in a worker process
+    kills that process (SIGKILL, as the OOM killer would), once per marker file; every
+    other evaluation is ``logdensity``."""
+
+    def __init__(self, marker, after=200):
+        self.marker, self.after, self.calls = str(marker), after, 0
+
+    def __call__(self, q):
+        import os
+        import signal
+        self.calls += 1
+        if self.calls > self.after and multiprocessing.parent_process() is not None:
+            try:
+                fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pass                                  # already killed one worker
+            else:
+                os.close(fd)
+                os.kill(os.getpid(), signal.SIGKILL)
+        return logdensity(q)
+
+
+def _kill_kw():
+    return dict(KW, n_warmup=150, n_samples=150)
+
+
+def test_a_killed_pool_worker_loses_nothing(tmp_path):
+    marker = tmp_path / "killed"
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(2, mp_context=ctx) as pool:
+        with pytest.warns(samplers.shards.ShardRerunWarning, match="rerun in this process"):
+            res = samplers.sample(KillsItsWorkerOnce(marker), executor=pool, **_kill_kw())
+    assert marker.exists()                         # a worker really was killed
+    ref = samplers.sample(logdensity, executor=_Serial(), **_kill_kw())
+    assert res.draws.shape == ref.draws.shape == (8, 150, 3)
+    np.testing.assert_array_equal(res.draws, ref.draws)
+
+
+def test_a_killed_dask_worker_loses_nothing(tmp_path):
+    distributed = pytest.importorskip("distributed", reason="dask.distributed not installed")
+    marker = tmp_path / "killed"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        res = samplers.sample(KillsItsWorkerOnce(marker), executor=client, **_kill_kw())
+    assert marker.exists()
+    ref = samplers.sample(logdensity, executor=_Serial(), **_kill_kw())
+    np.testing.assert_array_equal(res.draws, ref.draws)
