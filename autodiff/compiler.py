@@ -86,10 +86,27 @@ class _Lowered:
         b, value, grads = record(self.fun, (xs[0][:1], *xs[1:]), wrt=(0,), atomic=False)
         return b, [value, *grads]
 
-    def _first(self, outs, xs, want_grad):
-        if not self._per_chain:
-            return super()._first(outs, xs, want_grad)
-        return self._deliver(self._plain(xs, True), want_grad)   # the whole batch
+    def _first(self, outs, xs, want_grad, entry=None):
+        if self._per_chain:
+            return self._deliver(self._plain(xs, True), want_grad)   # the whole batch
+        if entry is not None and self._machine_ok(entry):
+            # the machine's result from the first call on: its rounding differs from the
+            # tape's by ulps, and a run that restarts (a resumed checkpoint, a new
+            # process) must see the same numbers at every call as one that went on
+            return self._replay(entry, xs, want_grad)
+        return super()._first(outs, xs, want_grad, entry)
+
+    def _verified_result(self, entry, plain, replay):
+        # the same reason: what every later call returns, not the tape's rounding
+        if replay is not None and not self._per_chain and self._machine_ok(entry):
+            return replay
+        return plain
+
+    @staticmethod
+    def _machine_ok(entry):
+        """A compiled entry whose calls can be repeated: no random draws inside (the
+        recording's draws are what the first call must return), nothing unsafe."""
+        return entry.exe is not None and entry.broken is None and not entry.rngs
 
     def _replay(self, entry, x, want_grad):
         try:

@@ -153,7 +153,7 @@ class Traced:
         b, value, grads = record(self.fun, xs, wrt=(0,), atomic=self._atomic)
         return b, [value, *grads]
 
-    def _first(self, outs, xs, want_grad):
+    def _first(self, outs, xs, want_grad, entry=None):
         """What the recording call returns, from the outputs' concrete values."""
         vals = [o.val if type(o) is Tracer else o for o in outs]
         return self._from_replay(tuple(vals), xs, want_grad)
@@ -239,7 +239,7 @@ class Traced:
                               f"tracing, so the ops may depend on the input's values; it "
                               f"is evaluated normally on every call", TraceWarning,
                               stacklevel=4)
-        return self._first(outs, x, want_grad)
+        return self._first(outs, x, want_grad, entry)
 
     def _entry(self, b, outs):
         return _Entry(Program.from_builder(b, outs[:1]), Program.from_builder(b, outs),
@@ -275,7 +275,13 @@ class Traced:
                               f"function's ops depend on its input or on state that "
                               f"changed); it is evaluated normally from now on",
                               TraceWarning, stacklevel=4)
-        return self._deliver(plain, want_grad)
+        return self._deliver(self._verified_result(entry, plain, replay if same else None),
+                             want_grad)
+
+    def _verified_result(self, entry, plain, replay):
+        """What a verifying call returns: the normal evaluation (a replay runs the very
+        same arithmetic); ``replay`` is the agreeing replay's result, or None."""
+        return plain
 
     def _deliver(self, plain, want_grad):
         return plain if want_grad else plain[0]

@@ -709,7 +709,8 @@ def _take(a, idx):
 
 
 # --------------------------------------------------------------------------- driver
-def sample_sgmcmc(kernel, init_position, n_samples, thin=1, burnin=0, rng=0, progress=True):
+def sample_sgmcmc(kernel, init_position, n_samples, thin=1, burnin=0, rng=0, progress=True,
+                  checkpoint=None, checkpoint_every=100, store=None, store_chunk=None):
     """Run an SG-MCMC kernel on every chain and keep every ``thin``-th position.
 
     ``burnin + n_samples * thin`` steps; the draws are the positions after
@@ -732,6 +733,10 @@ def sample_sgmcmc(kernel, init_position, n_samples, thin=1, burnin=0, rng=0, pro
         Seed or generator (of the positions' array module).
     progress : bool
         tqdm bar when stderr is a terminal and tqdm is installed.
+    checkpoint, checkpoint_every, store, store_chunk
+        As in :func:`samplers.sample`: save the run every ``checkpoint_every`` steps to
+        ``checkpoint`` (the same call resumes it and repeats the uninterrupted run bit
+        for bit), stream the draws to a zarr ``store``.
 
     Returns
     -------
@@ -750,4 +755,6 @@ def sample_sgmcmc(kernel, init_position, n_samples, thin=1, burnin=0, rng=0, pro
                         f"{type(kernel).__name__}")
     from .driver import sample
     return sample(None, init_position, n_samples=n_samples, n_warmup=burnin, kernel=kernel,
-                  rng=rng, progress=progress, thin=thin, adaptation="none")
+                  rng=rng, progress=progress, thin=thin, adaptation="none",
+                  checkpoint=checkpoint, checkpoint_every=checkpoint_every, store=store,
+                  store_chunk=store_chunk)

@@ -421,7 +421,7 @@ class _SGFront(_Front):
 
     def sample(self, model, observed=None, latent=None, data=None, batch_size=None,
                n_chains=4, n_samples=1000, burnin=0, thin=1, rng=0, progress=True,
-               vectorized=True, compile=True):
+               vectorized=True, compile=True, checkpoint=None, checkpoint_every=100):
         """Sample the latents of ``model`` with minibatch gradients.
 
         Parameters
@@ -438,6 +438,9 @@ class _SGFront(_Front):
         compile : bool
             Compile the minibatch log density (default; the rows are inputs of the
             compiled program) or replay it (:func:`autodiff.trace`).
+        checkpoint, checkpoint_every
+            Save the run to ``checkpoint`` every ``checkpoint_every`` steps; calling again
+            with the same arguments resumes it (:func:`samplers.sample`).
 
         Returns
         -------
@@ -487,7 +490,9 @@ class _SGFront(_Front):
 
         kernel = self.kernel_class(grad_estimator, self.step_size, **self.kernel_options)
         result = sgmcmc.sample_sgmcmc(kernel, xp.asarray(q0), n_samples=n_samples, thin=thin,
-                                      burnin=burnin, rng=gen, progress=progress)
+                                      burnin=burnin, rng=gen, progress=progress,
+                                      checkpoint=checkpoint,
+                                      checkpoint_every=checkpoint_every)
         return InferenceResult(result, layout)
 
 

@@ -334,3 +334,33 @@ def test_zs_reexports_the_array_level_driver():
     res = zs.sample(lambda q: -0.5 * ad.sum(q * q, axis=1), np.zeros((2, 3)), n_samples=50,
                     n_warmup=50, rng=0, progress=False)
     assert res.draws.shape == (2, 50, 3)
+
+
+def test_sg_front_checkpoint_resumes_bit_for_bit(tmp_path, monkeypatch):
+    import samplers.sgmcmc as sg
+
+    class Stop(Exception):
+        pass
+
+    def run(path):
+        return zs.SGHMC(step_size=2e-6).sample(
+            minibatch_regression(X_SG), latent={"w": None}, data={"x": X_SG, "y": Y_SG},
+            batch_size=50, n_chains=3, n_samples=30, burnin=20, rng=4, progress=False,
+            checkpoint=path, checkpoint_every=10)
+    ref = run(None)
+    path = tmp_path / "sg.ckpt"
+    step, calls = sg.SGHMC.step, [0]
+
+    def dies_at_step_37(self, state, rng):
+        calls[0] += 1
+        if calls[0] == 37:
+            raise Stop                     # stands for a killed process
+        return step(self, state, rng)
+    monkeypatch.setattr(sg.SGHMC, "step", dies_at_step_37)
+    with pytest.raises(Stop):
+        run(path)
+    monkeypatch.setattr(sg.SGHMC, "step", step)
+    assert path.exists()
+    res = run(path)
+    np.testing.assert_array_equal(res.draws["w"], ref.draws["w"])
+    np.testing.assert_array_equal(res.stats["grad_norm"], ref.stats["grad_norm"])
