@@ -175,6 +175,14 @@ def _direct(out_channels, groups, *arrays):
             and all(type(a) is np.ndarray and a.dtype.kind == "f" for a in arrays))
 
 
+@numba.njit(cache=True, inline="always")
+def _span(offset, stride, size_in, size_out):     # pragma: no cover - compiled
+    """Output positions ``[lo, hi)`` whose input index ``o * stride + offset`` falls inside
+    ``[0, size_in)`` (one kernel tap along one axis)."""
+    lo = min(max(0, -(offset // stride)), size_out)
+    return lo, min(max(lo, (size_in - 1 - offset) // stride + 1), size_out)
+
+
 @numba.njit(cache=True, nogil=True)
 def _direct_fwd_kernel(x, w, y, sh, sw, ph, pw, dh, dw):     # pragma: no cover - compiled
     n, c, h, wd = x.shape
@@ -184,12 +192,10 @@ def _direct_fwd_kernel(x, w, y, sh, sw, ph, pw, dh, dw):     # pragma: no cover 
         for ch in range(c):
             for i in range(kh):
                 off_h = i * dh - ph
-                a_lo = min(max(0, -(off_h // sh)), ho)
-                a_hi = min(max(a_lo, (h - 1 - off_h) // sh + 1), ho)
+                a_lo, a_hi = _span(off_h, sh, h, ho)
                 for j in range(kw):
                     off_w = j * dw - pw
-                    q_lo = min(max(0, -(off_w // sw)), wo)
-                    q_hi = min(max(q_lo, (wd - 1 - off_w) // sw + 1), wo)
+                    q_lo, q_hi = _span(off_w, sw, wd, wo)
                     for oc in range(o):
                         wv = w[oc, ch, i, j]
                         for a in range(a_lo, a_hi):
@@ -214,12 +220,10 @@ def _direct_dx_kernel(gy, w, out, sh, sw, ph, pw, dh, dw):     # pragma: no cove
         for ch in range(c):
             for i in range(kh):
                 off_h = i * dh - ph
-                a_lo = min(max(0, -(off_h // sh)), ho)
-                a_hi = min(max(a_lo, (h - 1 - off_h) // sh + 1), ho)
+                a_lo, a_hi = _span(off_h, sh, h, ho)
                 for j in range(kw):
                     off_w = j * dw - pw
-                    q_lo = min(max(0, -(off_w // sw)), wo)
-                    q_hi = min(max(q_lo, (wd - 1 - off_w) // sw + 1), wo)
+                    q_lo, q_hi = _span(off_w, sw, wd, wo)
                     for oc in range(o):
                         wv = w[oc, ch, i, j]
                         for a in range(a_lo, a_hi):
@@ -241,12 +245,10 @@ def _direct_dw_kernel(x, gy, out, sh, sw, ph, pw, dh, dw):     # pragma: no cove
     for ch in range(c):
         for i in range(kh):
             off_h = i * dh - ph
-            a_lo = min(max(0, -(off_h // sh)), ho)
-            a_hi = min(max(a_lo, (h - 1 - off_h) // sh + 1), ho)
+            a_lo, a_hi = _span(off_h, sh, h, ho)
             for j in range(kw):
                 off_w = j * dw - pw
-                q_lo = min(max(0, -(off_w // sw)), wo)
-                q_hi = min(max(q_lo, (wd - 1 - off_w) // sw + 1), wo)
+                q_lo, q_hi = _span(off_w, sw, wd, wo)
                 for oc in range(o):
                     acc = 0.0                   # float64: a sum over N * Ho * Wo terms
                     for b in range(n):

@@ -46,6 +46,18 @@ def figure_path(out, name):
     return os.path.join(out, name)
 
 
+def save_figure(fig, path, title=None):
+    """Give ``fig`` its title, lay it out, write it to ``path`` (PNG, 90 dpi) and close
+    it; returns ``path``."""
+    import matplotlib.pyplot as plt
+    if title is not None:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def progress_bar(total, enabled=True, desc=None):
     """A tqdm bar over ``total`` steps, or None when ``enabled`` is false, stderr is not a
     terminal, or tqdm is missing (call ``bar.update(1)`` / ``bar.close()`` when not None)."""

@@ -43,11 +43,11 @@ from autodiff import backend
 try:
     from examples._common import (blas_threads, check_metrics, figure_path, fill_quick,
                                   float_list, nonneg_float, number, parser, positive_float,
-                                  positive_int, progress_bar, run_script)
+                                  positive_int, progress_bar, run_script, save_figure)
 except ImportError:  # run as a script from inside examples/
     from _common import (blas_threads, check_metrics, figure_path, fill_quick, float_list,
                          nonneg_float, number, parser, positive_float, positive_int,
-                         progress_bar, run_script)
+                         progress_bar, run_script, save_figure)
 
 N_CLASSES = 10
 
@@ -274,10 +274,7 @@ def plot(eps, curves, path, title):
         ax.set_xlabel("attack size eps (L-infinity, pixels in [0, 1])")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, title)
 
 
 def _weight_decay(text):

@@ -40,10 +40,11 @@ from autodiff import backend
 try:
     from examples._common import (check_metrics, choice_list, figure_path, fill_quick,
                                   nonneg_float, parser, positive_float, positive_int, progress_bar,
-                                  run_script, to_device)
+                                  run_script, to_device, save_figure)
 except ImportError:  # run as a script from inside examples/
     from _common import (check_metrics, choice_list, figure_path, fill_quick, nonneg_float, parser,
-                         positive_float, positive_int, progress_bar, run_script, to_device)
+                         positive_float, positive_int, progress_bar, run_script, to_device,
+                         save_figure)
 
 N_HIDDEN = 50
 
@@ -324,10 +325,7 @@ def plot(data, results, path, title):
         ax.set_xlabel("test point (sorted by target)")
     np.atleast_1d(axes)[0].set_ylabel("target")
     np.atleast_1d(axes)[0].legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, title)
 
 
 def _mean_se(values):

@@ -53,11 +53,11 @@ from autodiff import backend
 try:
     from examples._common import (RunFailed, blas_threads, check_metrics, figure_path,
                                   fill_quick, nonneg_float, parser, positive_float,
-                                  positive_int, progress_bar, run_script)
+                                  positive_int, progress_bar, run_script, save_figure)
 except ImportError:  # run as a script from inside examples/
     from _common import (RunFailed, blas_threads, check_metrics, figure_path, fill_quick,
                          nonneg_float, parser, positive_float, positive_int, progress_bar,
-                         run_script)
+                         run_script, save_figure)
 
 
 def _leaky(t):
@@ -308,11 +308,7 @@ def save_summary(images, side, metrics, reference, path, title):
         ax.set_xlabel("epoch")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)
 
 
 def main(argv=None):

@@ -44,11 +44,11 @@ from autodiff import backend
 try:
     from examples._common import (blas_threads, check_metrics, figure_path, fill_quick,
                                   int_list, nonneg_int, parser, positive_float, positive_int,
-                                  progress_bar, run_script)
+                                  progress_bar, run_script, save_figure)
 except ImportError:  # run as a script from inside examples/
     from _common import (blas_threads, check_metrics, figure_path, fill_quick, int_list,
                          nonneg_int, parser, positive_float, positive_int, progress_bar,
-                         run_script)
+                         run_script, save_figure)
 
 KINGMA_C = (1.16145124, -1.50204118, 0.58629921)
 MOLCHANOV_K = (0.63576, 1.87320, 1.48695)
@@ -248,11 +248,7 @@ def plot(net, histories, side, path, title):
     axes[2].set_ylim(max(0.0, min(min(a) for a in histories.values()) - 0.02), 1.0)
     axes[2].legend(fontsize=8)
     axes[2].grid(alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)
 
 
 def main(argv=None):
