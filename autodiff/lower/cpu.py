@@ -14,6 +14,7 @@ arguments are read from the workspace as NumPy views and its result written back
 draws that do not depend on traced values are made before the machine runs, in program
 order, so a compiled program consumes a generator exactly as the replay does.
 """
+import os
 import sys
 import threading
 import warnings
@@ -489,8 +490,44 @@ class Executable:
                 status = vm.run(self.code, w, self.tab, step[1], step[2])
                 if status:
                     raise _Check(status - 1)
+            elif step[0] == "par":
+                _run_parts(self.code, w, self.tab, step)
             else:
                 _python_step(w, step, objs)
+
+
+def n_threads():
+    """Threads a large fused row of a CPU program is split over: Numba's thread count
+    (``NUMBA_NUM_THREADS``, by default the number of CPUs), at most 8; 1 turns the
+    splitting off. Read when a program is lowered."""
+    import numba
+    return max(1, min(8, int(numba.config.NUMBA_NUM_THREADS)))
+
+
+_pool = [None, None]                  # (process id, executor): a forked child makes its own
+_pool_lock = threading.Lock()
+
+
+def _thread_pool():
+    with _pool_lock:
+        if _pool[0] != os.getpid():
+            from concurrent.futures import ThreadPoolExecutor
+            _pool[0], _pool[1] = os.getpid(), ThreadPoolExecutor(
+                max_workers=7, thread_name_prefix="autodiff-parts")
+        return _pool[1]
+
+
+def _run_parts(code, w, tab, step):
+    """A ``("par", row, axis, bounds, scratches)`` step (see
+    :func:`.fuse.parallel_steps`): the first part in this thread, the others in the
+    pool's threads, all at once (the machine releases the GIL)."""
+    _, row, ax, bounds, scratches = step
+    pool = _thread_pool()
+    futures = [pool.submit(vm.fused_part, w, tab, code, row, ax, lo, hi, s)
+               for (lo, hi), s in zip(bounds[1:], scratches[1:])]
+    vm.fused_part(w, tab, code, row, ax, bounds[0][0], bounds[0][1], scratches[0])
+    for f in futures:
+        f.result()
 
 
 def _refs(loc):
@@ -593,6 +630,7 @@ def lower(prog, warn=True, keep_all=False, gpu=False):
                hosts=hosts)
     if fuse.ENABLED and not keep_all:
         fuse.fuse(L, [(s[1], s[2]) for s in steps if s[0] == "vm"])
+        steps = fuse.parallel_steps(L, steps, n_threads())
     out_views = []
     for o in prog.outputs:
         if type(o) is Var:

@@ -25,7 +25,7 @@ import numpy as np
 from . import vm
 from .vm import OP, W
 
-__all__ = ["fuse", "ENABLED", "TILE", "MIN_SIZE"]
+__all__ = ["fuse", "parallel_steps", "ENABLED", "TILE", "MIN_SIZE", "PART_MIN"]
 
 #: Switch for comparisons (tests and benchmarks run both ways).
 ENABLED = True
@@ -37,6 +37,9 @@ MIN_SIZE = 4096
 #: The common loop nest's innermost extent must be at least this (per-tile overhead).
 MIN_INNER = 64
 MAX_MEMBERS = 32
+#: A FUSED row runs in parts on several threads when each part gets at least this many
+#: elements of its loop nest (a part costs a thread hand-off, some 20-50 us).
+PART_MIN = 1 << 17
 
 _MEMBER_OPS = (OP.UNARY, OP.BINARY, OP.SELECT, OP.REDUCE)
 # operand fields: (offset field, first stride field, slot field)
@@ -219,12 +222,15 @@ def fuse(L, ranges):
         members, n_slots = _plan(L, g)
         built.append((g, members, n_slots))
         scratch_slots = max(scratch_slots, n_slots)
+    L.fused = []
     if not built:
         return 0
-    scratch = L.alloc_.alloc(max(1, scratch_slots) * TILE, fresh=True)[0]
+    L.fused_scratch = max(1, scratch_slots) * TILE
+    scratch = L.alloc_.alloc(L.fused_scratch, fresh=True)[0]
     for g, members, n_slots in built:
         start = L.table(np.concatenate(members))
         last = g.members[-1][0]
+        L.fused.append((last, g.shape, members))
         for i, *_ in g.members:
             rows[i] = np.zeros(W, dtype=np.int64)       # NOP
         f = np.zeros(W, dtype=np.int64)
@@ -293,3 +299,56 @@ def _plan(L, g):
         writer = [(a, m) for a, m in writer if not a.same(w[0])] + [(w[0], k)]
         out.append(r)
     return out, n_slots
+
+
+def _split_axis(shape, members, n_parts):
+    """The outermost loop of a FUSED row along which ``n_parts`` parts write disjoint
+    elements (every member's workspace output moves along it: no reduction over it and
+    no broadcast write), or None."""
+    for ax in range(4):
+        if shape[ax] < (n_parts * TILE if ax == 3 else n_parts):
+            continue
+        if all(r[_O[2]] > 0 or r[_O[1] + ax] != 0 for r in members):
+            return ax
+    return None
+
+
+def parallel_steps(L, steps, n_threads):
+    """``steps`` (the executable's ``("vm", start, end)`` and Python steps) with every
+    large FUSED row of ``fuse`` taken out of its machine run into a
+    ``("par", row, axis, bounds, scratches)`` step: its loop nest cut into parts along
+    one loop, each part run by one of ``n_threads`` threads with its own scratch slots.
+    Each element is computed by the same arithmetic as in the whole row, so the results
+    are the same bit for bit."""
+    plans = {}
+    for row, shape, members in getattr(L, "fused", ()):
+        size = int(np.prod(shape))
+        n_parts = min(n_threads, size // PART_MIN)
+        if n_parts < 2:
+            continue
+        ax = _split_axis(shape, members, n_parts)
+        if ax is None:
+            continue
+        n, unit = shape[ax], (TILE if ax == 3 else 1)
+        cuts = [((n // unit) * k // n_parts) * unit for k in range(n_parts)] + [n]
+        plans[row] = (ax, tuple(zip(cuts[:-1], cuts[1:])))
+    if not plans:
+        return steps
+    base = int(L.rows[next(iter(plans))][vm.F_X2])
+    scratches = (base,) + tuple(L.alloc_.alloc(L.fused_scratch, fresh=True)[0]
+                                for _ in range(max(len(b) for _, b in plans.values()) - 1))
+    out = []
+    for step in steps:
+        if step[0] != "vm":
+            out.append(step)
+            continue
+        a = step[1]
+        for row in sorted(r for r in plans if step[1] <= r < step[2]):
+            if row > a:
+                out.append(("vm", a, row))
+            ax, bounds = plans[row]
+            out.append(("par", row, ax, bounds, scratches[:len(bounds)]))
+            a = row + 1
+        if step[2] > a:
+            out.append(("vm", a, step[2]))
+    return out

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..logistic import _exp_any, _exp_nonpos, _log1p_any, _log1p_unit, _log_any
 
-__all__ = ["run", "W", "OP", "UN", "BIN", "RED", "BLAS_MIN"]
+__all__ = ["run", "fused_part", "W", "OP", "UN", "BIN", "RED", "BLAS_MIN"]
 
 # ----------------------------------------------------------------------------- layout
 W = 34
@@ -768,17 +768,22 @@ def _place(tab, r, f, fs, fl, i0, i1, i2, c0, scratch, tile):
             + c0 * tab[r + fs + 3]), tab[r + fs + 3]
 
 
-@_jit
-def _fused(w, tab, code, pc):
-    """A FUSED row: its members (rows stored in ``tab``) run tile by tile over one loop
-    nest, values that die inside the group kept in scratch slots of one tile."""
+@_inline
+def _fused_body(w, tab, code, pc, axis, lo, hi, scratch):
+    """The FUSED row ``pc`` over ``lo <= i < hi`` of loop ``axis`` (the whole of the
+    others), with its scratch slots at ``scratch``; along axis 3 ``lo`` is a multiple of
+    the tile."""
     n0, n1, n2, n3 = _four(code, pc, F_N0)
-    start, k, scratch, tile = _four(code, pc, F_X0)
-    for i0 in range(n0):
-        for i1 in range(n1):
-            for i2 in range(n2):
-                for c0 in range(0, n3, tile):
-                    m = min(tile, n3 - c0)
+    start, k, _, tile = _four(code, pc, F_X0)
+    a0, b0 = (lo, hi) if axis == 0 else (0, n0)
+    a1, b1 = (lo, hi) if axis == 1 else (0, n1)
+    a2, b2 = (lo, hi) if axis == 2 else (0, n2)
+    a3, b3 = (lo, hi) if axis == 3 else (0, n3)
+    for i0 in range(a0, b0):
+        for i1 in range(a1, b1):
+            for i2 in range(a2, b2):
+                for c0 in range(a3, b3, tile):
+                    m = min(tile, b3 - c0)
                     for j in range(k):
                         r = start + j * W
                         op = tab[r + F_OP]
@@ -800,6 +805,22 @@ def _fused(w, tab, code, pc):
                             _select_run(w, oo, so, aa, sa, bb, sb, cc, sc, m)
                         else:
                             _reduce_run(w, tab[r + F_X0], oo, so, aa, sa, m)
+
+
+@_jit
+def _fused(w, tab, code, pc):
+    """A FUSED row: its members (rows stored in ``tab``) run tile by tile over one loop
+    nest, values that die inside the group kept in scratch slots of one tile."""
+    _fused_body(w, tab, code, pc, 0, 0, code[pc, F_N0], code[pc, F_X2])
+
+
+@_jit
+def fused_part(w, tab, code, pc, axis, lo, hi, scratch):
+    """Part ``lo <= i < hi`` of loop ``axis`` of the FUSED row ``pc``, with scratch slots
+    at ``scratch`` (its own per thread). Parts that write disjoint elements (see
+    :func:`autodiff.lower.fuse.parallel_steps`) may run in threads at once: the machine
+    releases the GIL, and each element is computed as in the whole row."""
+    _fused_body(w, tab, code, pc, axis, lo, hi, scratch)
 
 
 @_jit

@@ -113,3 +113,159 @@ def test_values_that_die_in_a_group_are_not_written(monkeypatch):
         members = ex.tab[start:start + k * vm.W].reshape(k, vm.W)
         slots.append(int(np.sum(members[:, vm.F_LO] > 0)))
     assert max(slots) >= 3
+
+
+# ----------------------------------------------------------------------------- parts
+# A large FUSED row runs in parts on several threads (fuse.parallel_steps). Forced here
+# onto every fused row (three parts, whatever the machine), the results must be the
+# serial machine's bit for bit and the tape's within rounding.
+@pytest.fixture
+def in_parts(monkeypatch):
+    from autodiff.lower import cpu
+    monkeypatch.setattr(fuse, "PART_MIN", 1)
+    monkeypatch.setattr(cpu, "n_threads", lambda: 3)
+
+
+def _steps(comp):
+    return next(iter(comp._programs.values())).exe[1].steps
+
+
+def _par_steps(comp):
+    return [s for s in _steps(comp) if s[0] == "par"]
+
+
+PARTS_SOMEWHERE = []
+
+
+@pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
+def test_op_table_with_every_fused_row_in_parts(c, fuse_everything, in_parts):
+    x, g = _flat_case(c)
+    comp = ad.compile(g, warn=False)
+    for shift in (0.0, 1e-3):
+        xi = x + shift
+        v, gr = comp.value_and_grad(xi)
+        tv, tg = _tape(g, xi)
+        _close(v, tv, 1e-12)
+        _close(gr, tg, 1e-12)
+    assert comp.compiled
+    if _par_steps(comp):
+        PARTS_SOMEWHERE.append(c.id)
+
+
+def test_parts_were_exercised_by_the_op_table():
+    """(Runs after the table.)"""
+    if not PARTS_SOMEWHERE:
+        pytest.skip("run with the op-table test above")
+    assert len(PARTS_SOMEWHERE) > len(CASES) // 4
+
+
+def _colsum(x):
+    """A reduction over the rows (the outer loop): parts must not split it."""
+    return ad.sum(ad.exp(-x * x) * x, axis=0)[:3] + ad.sum(ad.tanh(x), axis=1)[:3]
+
+
+@pytest.mark.parametrize("case", ["blr", "chain", "colsum"])
+def test_large_programs_in_parts_equal_serial(case, monkeypatch):
+    f, x = {"blr": lambda: _blr(64), "colsum": lambda: (_colsum, np.random.default_rng(4)
+                                                        .normal(size=(20, 2000))),
+            "chain": lambda: (_chain, np.random.default_rng(3).normal(size=(40, 300)))}[case]()
+    from autodiff.lower import cpu
+    comps = {}
+    for parts in (1, 3):
+        monkeypatch.setattr(cpu, "n_threads", lambda: parts)
+        monkeypatch.setattr(fuse, "PART_MIN", 64)
+        comps[parts] = ad.compile(f, warn=False)
+        for k in range(3):
+            comps[parts].value_and_grad(x + 1e-3 * k)
+    assert not _par_steps(comps[1])
+    par = _par_steps(comps[3])
+    assert par and all(len(s[3]) == 3 for s in par)
+    if case == "colsum":      # the column sums' group may not be cut along the rows
+        ex = next(iter(comps[3]._programs.values())).exe[1]
+        for _, row, ax, bounds, _ in par:
+            shape = tuple(ex.code[row, vm.F_N0:vm.F_N3 + 1])
+            start, k = int(ex.code[row, vm.F_X0]), int(ex.code[row, vm.F_X1])
+            members = ex.tab[start:start + k * vm.W].reshape(k, vm.W)
+            for m in members:
+                assert m[vm.F_LO] > 0 or m[vm.F_SO0 + ax] != 0, (shape, ax)
+    for k in range(3):
+        xi = x * (1 + 0.1 * k)
+        (v1, g1), (v0, g0) = comps[3].value_and_grad(xi), comps[1].value_and_grad(xi)
+        np.testing.assert_array_equal(v1, v0)
+        np.testing.assert_array_equal(g1, g0)
+
+
+def test_split_axis_skips_reductions_and_broadcast_writes():
+    def member(so, slot=0):
+        r = np.zeros(vm.W, dtype=np.int64)
+        r[vm.F_SO0:vm.F_SO0 + 4] = so
+        r[vm.F_LO] = slot
+        return r
+    shape = (1, 1, 100, 600)
+    # a per-row reduction: rows may be cut, not the reduced (inner) loop
+    assert fuse._split_axis(shape, [member((0, 0, 600, 1), 1), member((0, 0, 1, 0))], 2) == 2
+    # a column reduction: only the inner loop, in whole tiles
+    assert fuse._split_axis(shape, [member((0, 0, 0, 1))], 2) is None     # 600 < 2 tiles
+    assert fuse._split_axis((1, 1, 100, 2048), [member((0, 0, 0, 1))], 2) == 3
+    # a total: nothing
+    assert fuse._split_axis(shape, [member((0, 0, 0, 0))], 2) is None
+    # scratch outputs are per part: they never block a cut
+    assert fuse._split_axis(shape, [member((0, 0, 0, 0), 2), member((0, 0, 1, 0))], 2) == 2
+
+
+def test_parts_shared_by_threads(monkeypatch):
+    """Four threads call one compiled function whose rows run in parts (each thread its
+    own workspace and scratch, the parts on one shared pool)."""
+    import concurrent.futures as cf
+    from autodiff.lower import cpu
+    monkeypatch.setattr(cpu, "n_threads", lambda: 3)
+    monkeypatch.setattr(fuse, "PART_MIN", 64)
+    f, x = _blr(96)
+    comp = ad.compile(f, warn=False)
+    for k in range(3):
+        comp.value_and_grad(x + 1e-3 * k)
+    assert _par_steps(comp)
+    xs = [x * (1 + 0.05 * k) for k in range(8)]
+    want = [comp.value_and_grad(xi) for xi in xs]
+
+    def work(k):
+        return [comp.value_and_grad(xs[(k + j) % 8]) for j in range(20)]
+    with cf.ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(work, range(4)))
+    for k, outs in enumerate(got):
+        for j, (v, g) in enumerate(outs):
+            np.testing.assert_array_equal(v, want[(k + j) % 8][0])
+            np.testing.assert_array_equal(g, want[(k + j) % 8][1])
+
+
+def _child(conn):
+    import autodiff as ad_
+    from autodiff.lower import cpu as cpu_, fuse as fuse_
+    cpu_.n_threads = lambda: 2
+    fuse_.PART_MIN = 64
+    f, x = _blr(64)
+    comp = ad_.compile(f, warn=False)
+    out = [comp.value_and_grad(x + 1e-3 * k) for k in range(3)]
+    conn.send(np.asarray(out[-1][1]))
+
+
+def test_parts_after_fork(monkeypatch):
+    """A forked child gets its own pool (the parent's threads do not survive a fork)."""
+    import multiprocessing as mp
+    from autodiff.lower import cpu
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork start method on this platform")
+    monkeypatch.setattr(cpu, "n_threads", lambda: 2)
+    monkeypatch.setattr(fuse, "PART_MIN", 64)
+    f, x = _blr(64)
+    comp = ad.compile(f, warn=False)
+    for k in range(3):
+        want = comp.value_and_grad(x + 1e-3 * k)
+    assert _par_steps(comp) and cpu._pool[1] is not None
+    a, b = mp.get_context("fork").Pipe()
+    p = mp.get_context("fork").Process(target=_child, args=(b,))
+    p.start()
+    assert a.poll(120), "the forked child hung"
+    np.testing.assert_array_equal(a.recv(), want[1])
+    p.join(30)
+    assert p.exitcode == 0
