@@ -499,6 +499,10 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         raise ValueError(f"target_accept: expected a value in (0, 1), got {target_accept!r}")
     if executor is not None:
         from .shards import sample_sharded
+        if store is not None:
+            raise ValueError("store: not supported with an executor yet (each shard's draws "
+                             "come back in its Result); run without store= or without "
+                             "executor=")
         res = sample_sharded(executor, n_shards, logdensity, init_position, n_chains, dim, rng,
                              checkpoint, dict(
                                  n_samples=n_samples, n_warmup=n_warmup, kernel=kernel,
