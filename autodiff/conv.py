@@ -16,7 +16,8 @@ back into the image (a Numba loop on the CPU, measured 1.5-2.7x faster than ``kh
 strided NumPy adds, which the GPU path uses; never ``np.add.at``). Convolutions with at
 most 4 output channels (a decoder's last layer) skip the columns on the CPU: three
 Numba loops compute the output and both gradients directly, since there the column
-matrix is much larger than the work done on it. ``conv_transpose2d``'s weight gradient
+matrix is much larger than the work done on it (at stride 1 on one zero-padded image
+plane at a time, each kernel tap one contiguous multiply-add over the flattened plane). ``conv_transpose2d``'s weight gradient
 reuses the columns that its input gradient (a ``conv2d`` of the same cotangent) built.
 With NumPy the products run in the BLAS NumPy links; with CuPy in cuBLAS.
 ``conv_transpose2d`` is the adjoint of ``conv2d`` (its forward pass is ``conv2d``'s
@@ -264,6 +265,115 @@ def _direct_dw_kernel(x, gy, out, sh, sw, ph, pw, dh, dw):     # pragma: no cove
                     out[oc, ch, i, j] = acc
 
 
+# Stride-1 convolutions on the direct path (the decoder's last 3x3 conv) run on one
+# zero-padded image plane at a time, flattened with its padded row length ``wq``: kernel
+# tap ``(i, j)`` is then the plane shifted by ``i dh wq + j dw``, and every tap is one
+# contiguous multiply-add of ``Ho * wq`` elements (the ``wq - Wo`` extra columns of each
+# output row are computed and dropped), which vectorizes, where the strided loops
+# above run one short output row at a time. One guard row below the plane keeps the
+# last tap's reads inside it. The planes are scratch of the kernel, so the input is
+# never padded as a whole.
+@numba.njit(cache=True, nogil=True, inline="always")
+def _plane_load(plane, src, ph, pw, wq):     # pragma: no cover - compiled
+    """Copy the image ``src`` [H, W] into the zero-bordered flat ``plane`` at ``(ph, pw)``."""
+    h, wd = src.shape
+    for r in range(h):
+        prow = plane[(r + ph) * wq + pw:]
+        srow = src[r]
+        for q in range(wd):
+            prow[q] = srow[q]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _rows_load(flat, src, wq):     # pragma: no cover - compiled
+    """Copy ``src`` [Ho, Wo] into the rows of length ``wq`` of ``flat`` (the rest untouched)."""
+    ho, wo = src.shape
+    for a in range(ho):
+        frow = flat[a * wq:]
+        srow = src[a]
+        for q in range(wo):
+            frow[q] = srow[q]
+
+
+@numba.njit(cache=True, nogil=True)
+def _plane_fwd_kernel(x, w, y, ph, pw, dh, dw):     # pragma: no cover - compiled
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    _, _, ho, wo = y.shape
+    wq = wd + 2 * pw                    # == wo + dw (kw - 1) at stride 1
+    size = ho * wq
+    plane = np.zeros((h + 2 * ph + 1) * wq, dtype=y.dtype)    # borders stay zero
+    acc = np.empty((o, size), dtype=y.dtype)
+    for b in range(n):
+        acc[:] = 0
+        for ch in range(c):
+            _plane_load(plane, x[b, ch], ph, pw, wq)
+            for i in range(kh):
+                for j in range(kw):
+                    src = plane[i * dh * wq + j * dw:]
+                    for oc in range(o):
+                        wv = w[oc, ch, i, j]
+                        row = acc[oc]
+                        for t in range(size):
+                            row[t] += wv * src[t]
+        for oc in range(o):
+            for a in range(ho):
+                y[b, oc, a, :] = acc[oc, a * wq:a * wq + wo]
+
+
+@numba.njit(cache=True, nogil=True)
+def _plane_dx_kernel(gy, w, out, ph, pw, dh, dw):     # pragma: no cover - compiled
+    n, o, ho, wo = gy.shape
+    _, c, h, wd = out.shape
+    _, _, kh, kw = w.shape
+    wq = wd + 2 * pw
+    size = ho * wq
+    g = np.zeros((o, size), dtype=out.dtype)      # the extra columns stay zero
+    plane = np.empty((h + 2 * ph + 1) * wq, dtype=out.dtype)
+    for b in range(n):
+        for oc in range(o):
+            _rows_load(g[oc], gy[b, oc], wq)
+        for ch in range(c):
+            plane[:] = 0
+            for i in range(kh):
+                for j in range(kw):
+                    dst = plane[i * dh * wq + j * dw:]
+                    for oc in range(o):
+                        wv = w[oc, ch, i, j]
+                        row = g[oc]
+                        for t in range(size):
+                            dst[t] += wv * row[t]
+            for r in range(h):
+                out[b, ch, r, :] = plane[(r + ph) * wq + pw:(r + ph) * wq + pw + wd]
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})   # vector sums
+def _plane_dw_kernel(x, gy, out, ph, pw, dh, dw, zero):     # pragma: no cover - compiled
+    n, c, h, wd = x.shape
+    o, _, kh, kw = out.shape
+    _, _, ho, wo = gy.shape
+    wq = wd + 2 * pw
+    size = ho * wq
+    total = np.zeros(out.shape, dtype=np.float64)   # a sum over N * Ho * Wo terms
+    g = np.zeros((o, size), dtype=out.dtype)        # the extra columns stay zero
+    plane = np.zeros((h + 2 * ph + 1) * wq, dtype=out.dtype)
+    for b in range(n):
+        for oc in range(o):
+            _rows_load(g[oc], gy[b, oc], wq)
+        for ch in range(c):
+            _plane_load(plane, x[b, ch], ph, pw, wq)
+            for i in range(kh):
+                for j in range(kw):
+                    src = plane[i * dh * wq + j * dw:]
+                    for oc in range(o):
+                        row = g[oc]
+                        part = zero                 # one image's terms, in the dtype
+                        for t in range(size):
+                            part += row[t] * src[t]
+                        total[oc, ch, i, j] += part
+    out[...] = total
+
+
 def _mm(a, b):
     """``a @ b`` of [g, m, k] and [g, k, n] stacks (one plain GEMM when g == 1)."""
     if a.shape[0] == 1:
@@ -307,9 +417,14 @@ def _conv_fwd(x, w, stride, padding, dilation, groups):
     k = (kh, kw)
     out_hw = _out_hw("conv2d", (h, wd), k, stride, padding, dilation)
     if _direct(o, groups, x, w):
-        y = np.zeros((n, o) + out_hw, dtype=np.result_type(x.dtype, w.dtype))
-        _direct_fwd_kernel(np.ascontiguousarray(x, y.dtype), np.ascontiguousarray(w, y.dtype),
-                           y, *stride, *padding, *dilation)
+        dtype = np.result_type(x.dtype, w.dtype)
+        x, w = np.ascontiguousarray(x, dtype), np.ascontiguousarray(w, dtype)
+        if stride == (1, 1):
+            y = np.empty((n, o) + out_hw, dtype=dtype)
+            _plane_fwd_kernel(x, w, y, *padding, *dilation)
+        else:
+            y = np.zeros((n, o) + out_hw, dtype=dtype)
+            _direct_fwd_kernel(x, w, y, *stride, *padding, *dilation)
         return y
     cols = _im2col(x, k, stride, padding, dilation, out_hw)
     cols = cols.reshape(groups, cg * kh * kw, n * out_hw[0] * out_hw[1])
@@ -329,9 +444,13 @@ def _conv_dx(gy, w, x_shape, stride, padding, dilation, groups):
     _, cg, kh, kw = w.shape
     if _direct(o, groups, gy, w):
         dtype = np.result_type(gy.dtype, w.dtype)
-        out = np.zeros(x_shape, dtype=dtype)
-        _direct_dx_kernel(np.ascontiguousarray(gy, dtype), np.ascontiguousarray(w, dtype), out,
-                          *stride, *padding, *dilation)
+        gy, w = np.ascontiguousarray(gy, dtype), np.ascontiguousarray(w, dtype)
+        if stride == (1, 1):
+            out = np.empty(x_shape, dtype=dtype)
+            _plane_dx_kernel(gy, w, out, *padding, *dilation)
+        else:
+            out = np.zeros(x_shape, dtype=dtype)
+            _direct_dx_kernel(gy, w, out, *stride, *padding, *dilation)
         return out
     g2 = gy.transpose(1, 0, 2, 3).reshape(groups, o // groups, n * ho * wo)
     wg = w.reshape(groups, o // groups, cg * kh * kw).transpose(0, 2, 1)
@@ -348,8 +467,11 @@ def _conv_dw(x, gy, w_shape, stride, padding, dilation, groups, cols=None):
     if cols is None and _direct(o, groups, x, gy):
         dtype = np.result_type(x.dtype, gy.dtype)
         out = np.empty(w_shape, dtype=dtype)
-        _direct_dw_kernel(np.ascontiguousarray(x, dtype), np.ascontiguousarray(gy, dtype), out,
-                          *stride, *padding, *dilation)
+        x, gy = np.ascontiguousarray(x, dtype), np.ascontiguousarray(gy, dtype)
+        if stride == (1, 1):
+            _plane_dw_kernel(x, gy, out, *padding, *dilation, dtype.type(0))
+        else:
+            _direct_dw_kernel(x, gy, out, *stride, *padding, *dilation)
         return out
     if cols is None:
         cols = _im2col(x, (kh, kw), stride, padding, dilation, (ho, wo))

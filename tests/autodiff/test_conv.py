@@ -410,3 +410,82 @@ def test_direct_loops_and_im2col_gemm_agree_with_the_reference(cfg):
         C._DIRECT_MAX_OUT = saved
     for a, c in zip(grads[0], grads[64]):
         np.testing.assert_allclose(a, c, rtol=1e-11, atol=1e-11)
+
+
+def _conv2d_grads_ref(x, w, gy, stride, padding, dilation):
+    """Loop references of conv2d's gradients (groups 1, float64): ``dx`` as the transposed
+    convolution of ``gy`` and ``dw`` as the sum over output positions of ``gy`` times the
+    input each tap reads."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    _, _, ho, wo = gy.shape
+    oph = h - ((ho - 1) * sh - 2 * ph + dh * (kh - 1) + 1)
+    opw = wd - ((wo - 1) * sw - 2 * pw + dw * (kw - 1) + 1)
+    gx = ref.conv_transpose2d(gy, w, None, stride, padding, (oph, opw), dilation)
+    gw = np.zeros(w.shape)
+    for i in range(kh):
+        for j in range(kw):
+            for a in range(ho):
+                for q in range(wo):
+                    r, s = a * sh - ph + i * dh, q * sw - pw + j * dw
+                    if 0 <= r < h and 0 <= s < wd:
+                        gw[:, :, i, j] += gy[:, :, a, q].T @ x[:, :, r, s]
+    return gx, gw
+
+
+# Stride-1 convolutions with at most 4 output channels: the padded-plane loops. Odd
+# sizes, unequal padding and dilation per axis, a kernel as large as the padded image,
+# one-pixel images and outputs one column wide.
+PLANE_CASES = [
+    # x shape, w shape, padding, dilation
+    ((2, 3, 7, 9), (1, 3, 3, 3), (1, 1), (1, 1)),     # the VAE decoder's last conv
+    ((1, 2, 5, 6), (4, 2, 2, 3), (0, 2), (2, 1)),
+    ((3, 1, 4, 4), (2, 1, 4, 4), (2, 2), (1, 1)),
+    ((2, 2, 9, 5), (3, 2, 3, 1), (0, 0), (3, 1)),
+    ((1, 1, 1, 1), (1, 1, 1, 1), (0, 0), (1, 1)),
+    ((2, 3, 6, 3), (2, 3, 3, 3), (2, 0), (2, 1)),
+    ((1, 2, 3, 5), (3, 2, 3, 3), (1, 2), (1, 3)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("xs, ws, padding, dilation", PLANE_CASES)
+def test_stride1_direct_convs_run_the_plane_loops_and_match_the_loop_reference(
+        xs, ws, padding, dilation, dtype, monkeypatch):
+    from autodiff import conv as C
+    calls = []
+    for name in ("_plane_fwd_kernel", "_plane_dx_kernel", "_plane_dw_kernel"):
+        kernel = getattr(C, name)
+        monkeypatch.setattr(C, name, lambda *a, _k=kernel, _n=name: calls.append(_n) or _k(*a))
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    kw = dict(stride=1, padding=padding, dilation=dilation)
+    want = ref.conv2d(x, w, **kw)
+    gy = rng.standard_normal(want.shape)
+    want_gx, want_gw = _conv2d_grads_ref(x, w, gy, (1, 1), padding, dilation)
+    xt = ad.tensor(x.astype(dtype), requires_grad=True)
+    wt = ad.tensor(w.astype(dtype), requires_grad=True)
+    y = ad.conv2d(xt, wt, **kw)
+    ad.sum(y * gy.astype(dtype)).backward()
+    assert sorted(calls) == ["_plane_dw_kernel", "_plane_dx_kernel", "_plane_fwd_kernel"]
+    assert y.dtype == xt.grad.dtype == wt.grad.dtype == dtype
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    for got, exp in ((y.data, want), (xt.grad, want_gx), (wt.grad, want_gw)):
+        np.testing.assert_allclose(got, exp, rtol=tol, atol=tol * np.abs(exp).max())
+    if dtype == np.float64:
+        ad.check_grads(lambda x, w: ad.conv2d(x, w, **kw), x, w)
+
+
+def test_stride1_plane_loops_sum_the_weight_gradient_in_float64():
+    """Many float32 terms per tap (64 images of 28 x 28): the weight gradient is summed
+    per image in float32 and over images in float64, so it stays within float32 rounding
+    of the float64 result."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((64, 2, 28, 28)).astype(np.float32)
+    gy = rng.standard_normal((64, 1, 28, 28)).astype(np.float32)
+    wt = ad.tensor(rng.standard_normal((1, 2, 3, 3)).astype(np.float32), requires_grad=True)
+    ad.sum(ad.conv2d(x, wt, padding=1) * gy).backward()
+    _, want = _conv2d_grads_ref(x.astype(np.float64), wt.data.astype(np.float64),
+                                gy.astype(np.float64), (1, 1), (1, 1), (1, 1))
+    np.testing.assert_allclose(wt.grad, want, rtol=1e-5, atol=1e-4)
