@@ -120,12 +120,105 @@ def _crop_hw(x, p):
 
 
 # ----------------------------------------------------------------------------- kernels
+# On the CPU, im2col and col2im run one (channel, image) at a time through its polyphase
+# planes: ``plane[ri, ci, u, v] = xpad[s_h u + ri, s_w v + ci]``, ``hq x wq`` each, kept
+# in the L1 cache. Kernel tap ``(i, j)`` reads plane ``(d_h i mod s_h, d_w j mod s_w)``
+# shifted by ``(d_h i // s_h, d_w j // s_w)``, so every row of columns is a contiguous
+# copy of a plane row (and col2im a contiguous add into one), where the strided view
+# copies (or adds) ``Wo`` elements ``s_w`` apart; the padding is never written out as a
+# whole image. Measured 1.2-1.4x faster on the stride-2 4x4 layers of the conv VAE.
+@numba.njit(cache=True, nogil=True)
+def _plane_taps(kh, kw, sh, sw, dh, dw):     # pragma: no cover - compiled
+    """``(ti, tj, mi, mj)``: per tap along each axis its (shift, phase), and the largest
+    shifts."""
+    ti = np.empty((kh, 2), dtype=np.int64)
+    tj = np.empty((kw, 2), dtype=np.int64)
+    for i in range(kh):
+        ti[i, 0], ti[i, 1] = (i * dh) // sh, (i * dh) % sh
+    for j in range(kw):
+        tj[j, 0], tj[j, 1] = (j * dw) // sw, (j * dw) % sw
+    return ti, tj, ti[:, 0].max(), tj[:, 0].max()
+
+
+@numba.njit(cache=True, nogil=True)
+def _im2col_kernel(x, out, sh, sw, ph, pw, dh, dw):     # pragma: no cover - compiled
+    n, c, h, wd = x.shape
+    _, kh, kw, _, ho, wo = out.shape
+    ti, tj, mi, mj = _plane_taps(kh, kw, sh, sw, dh, dw)
+    hq, wq = ho + mi, wo + mj
+    planes = np.empty((sh, sw, hq, wq), dtype=out.dtype)
+    for ch in range(c):
+        for b in range(n):
+            for ri in range(sh):
+                for u in range(hq):
+                    r = sh * u + ri - ph
+                    for ci in range(sw):
+                        prow = planes[ri, ci, u]
+                        if r < 0 or r >= h:
+                            prow[:] = 0
+                        else:
+                            xr = x[b, ch, r]
+                            for v in range(wq):
+                                col = sw * v + ci - pw
+                                prow[v] = xr[col] if 0 <= col < wd else 0
+            for i in range(kh):
+                ii, ri = ti[i, 0], ti[i, 1]
+                for j in range(kw):
+                    jj, ci = tj[j, 0], tj[j, 1]
+                    blk = out[ch, i, j, b]
+                    for a in range(ho):
+                        src = planes[ri, ci, a + ii, jj:]
+                        dst = blk[a]
+                        for q in range(wo):
+                            dst[q] = src[q]
+
+
+@numba.njit(cache=True, nogil=True)
+def _col2im_kernel(cols, out, sh, sw, ph, pw, dh, dw):     # pragma: no cover - compiled
+    c, kh, kw, n, ho, wo = cols.shape
+    _, _, h, wd = out.shape
+    ti, tj, mi, mj = _plane_taps(kh, kw, sh, sw, dh, dw)
+    hq, wq = ho + mi, wo + mj
+    planes = np.empty((sh, sw, hq, wq), dtype=out.dtype)
+    for ch in range(c):
+        for b in range(n):
+            planes[:] = 0
+            for i in range(kh):
+                ii, ri = ti[i, 0], ti[i, 1]
+                for j in range(kw):
+                    jj, ci = tj[j, 0], tj[j, 1]
+                    blk = cols[ch, i, j, b]
+                    for a in range(ho):
+                        dst = planes[ri, ci, a + ii, jj:]
+                        src = blk[a]
+                        for q in range(wo):
+                            dst[q] += src[q]
+            img = out[b, ch]
+            img[:] = 0                  # pixels that no window reads
+            for ri in range(sh):
+                for u in range(hq):
+                    r = sh * u + ri - ph
+                    if 0 <= r < h:
+                        orow = img[r]
+                        for ci in range(sw):
+                            prow = planes[ri, ci, u]
+                            for v in range(wq):
+                                col = sw * v + ci - pw
+                                if 0 <= col < wd:
+                                    orow[col] = prow[v]
+
+
 def _im2col(x, k, s, p, d, out_hw):
-    """Columns ``[C, kh, kw, N, Ho, Wo]`` of ``x`` [N, C, H, W] (zero padding ``p``): one
-    strided view of the padded input, copied once."""
+    """Columns ``[C, kh, kw, N, Ho, Wo]`` of ``x`` [N, C, H, W] (zero padding ``p``): on the
+    CPU a Numba loop over polyphase planes, on the GPU one strided view of the padded
+    input, copied once."""
     xp = backend.get_array_module(x)
-    xpad = _pad_hw(xp, x, p)
     n, c = x.shape[:2]
+    if xp is np:
+        out = np.empty((c, k[0], k[1], n) + tuple(out_hw), dtype=x.dtype)
+        _im2col_kernel(np.ascontiguousarray(x), out, *s, *p, *d)
+        return out
+    xpad = _pad_hw(xp, x, p)
     sn, sc, sh, sw = xpad.strides
     view = xp.lib.stride_tricks.as_strided(
         xpad, (c, k[0], k[1], n) + tuple(out_hw),
@@ -133,32 +226,20 @@ def _im2col(x, k, s, p, d, out_hw):
     return xp.ascontiguousarray(view)
 
 
-@numba.njit(cache=True, nogil=True)
-def _col2im_kernel(cols, out, sh, sw, dh, dw):     # pragma: no cover - compiled
-    c, kh, kw, n, ho, wo = cols.shape
-    for ch in range(c):                 # cols read in memory order
-        for i in range(kh):
-            for j in range(kw):
-                for b in range(n):
-                    for a in range(ho):
-                        r = a * sh + i * dh
-                        for q in range(wo):
-                            out[b, ch, r, q * sw + j * dw] += cols[ch, i, j, b, a, q]
-
-
 def _col2im(cols, x_shape, k, s, p, d, out_hw):
     """The adjoint of :func:`_im2col`: columns ``[C, kh, kw, N, Ho, Wo]`` summed back into
-    an image ``x_shape`` = [N, C, H, W] (a Numba loop on the CPU, ``kh * kw`` strided adds
-    on the GPU)."""
+    an image ``x_shape`` = [N, C, H, W] (a Numba loop over polyphase planes on the CPU,
+    ``kh * kw`` strided adds on the GPU; never ``np.add.at``)."""
     xp = backend.get_array_module(cols)
     n, c, h, w = x_shape
-    out = xp.zeros((n, c, h + 2 * p[0], w + 2 * p[1]), dtype=cols.dtype)
     if xp is np:
-        _col2im_kernel(np.ascontiguousarray(cols), out, s[0], s[1], d[0], d[1])
-    else:
-        outt = out.transpose(1, 0, 2, 3)
-        for i, j, sh, sw in _offsets(k, s, d, out_hw):
-            outt[:, :, sh, sw] += cols[:, i, j]
+        out = np.empty(x_shape, dtype=cols.dtype)
+        _col2im_kernel(np.ascontiguousarray(cols), out, *s, *p, *d)
+        return out
+    out = xp.zeros((n, c, h + 2 * p[0], w + 2 * p[1]), dtype=cols.dtype)
+    outt = out.transpose(1, 0, 2, 3)
+    for i, j, sh, sw in _offsets(k, s, d, out_hw):
+        outt[:, :, sh, sw] += cols[:, i, j]
     return _crop_hw(out, p)
 
 
@@ -430,8 +511,7 @@ def _conv_fwd(x, w, stride, padding, dilation, groups):
     cols = cols.reshape(groups, cg * kh * kw, n * out_hw[0] * out_hw[1])
     y = _mm(w.reshape(groups, o // groups, cg * kh * kw), cols)      # [g, O/g, N*Ho*Wo]
     y = y.reshape(o, n, out_hw[0], out_hw[1]).transpose(1, 0, 2, 3)
-    xp = backend.get_array_module(y)
-    y = xp.ascontiguousarray(y)
+    y = backend.get_array_module(y).ascontiguousarray(y)
     _last.y, _last.cols = y, cols
     _last.x, _last.key = x, (w.shape, stride, padding, dilation, groups)
     return y
@@ -452,8 +532,8 @@ def _conv_dx(gy, w, x_shape, stride, padding, dilation, groups):
             out = np.zeros(x_shape, dtype=dtype)
             _direct_dx_kernel(gy, w, out, *stride, *padding, *dilation)
         return out
-    g2 = gy.transpose(1, 0, 2, 3).reshape(groups, o // groups, n * ho * wo)
     wg = w.reshape(groups, o // groups, cg * kh * kw).transpose(0, 2, 1)
+    g2 = gy.transpose(1, 0, 2, 3).reshape(groups, o // groups, n * ho * wo)
     cols = _mm(wg, g2).reshape(groups * cg, kh, kw, n, ho, wo)
     return _col2im(cols, x_shape, (kh, kw), stride, padding, dilation, (ho, wo))
 
@@ -475,9 +555,11 @@ def _conv_dw(x, gy, w_shape, stride, padding, dilation, groups, cols=None):
         return out
     if cols is None:
         cols = _im2col(x, (kh, kw), stride, padding, dilation, (ho, wo))
-    cols = cols.reshape(groups, cg * kh * kw, n * ho * wo).transpose(0, 2, 1)
+    cols = cols.reshape(groups, cg * kh * kw, n * ho * wo)
     g2 = gy.transpose(1, 0, 2, 3).reshape(groups, o // groups, n * ho * wo)
-    return _mm(g2, cols).reshape(w_shape)
+    # dw transposed, [g, C/g kh kw, O/g]: the long contraction over N Ho Wo runs with the
+    # columns as the left operand (5-10% faster in OpenBLAS than g2 @ cols.T)
+    return _mm(cols, g2.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(w_shape)
 
 
 def _conv_rule_x(ans, x, w, stride, padding, dilation, groups):

@@ -489,3 +489,41 @@ def test_stride1_plane_loops_sum_the_weight_gradient_in_float64():
     _, want = _conv2d_grads_ref(x.astype(np.float64), wt.data.astype(np.float64),
                                 gy.astype(np.float64), (1, 1), (1, 1), (1, 1))
     np.testing.assert_allclose(wt.grad, want, rtol=1e-5, atol=1e-4)
+
+
+# The CPU im2col/col2im loops over polyphase planes: strides larger than the kernel
+# (phases no tap reads, pixels no window reads), stride with dilation, unequal axes,
+# the VAE's stride-2 4x4 layers, float32 and float64.
+PHASE_CASES = [
+    # x shape, kernel, stride, padding, dilation
+    ((2, 3, 9, 8), (4, 4), (2, 2), (1, 1), (1, 1)),
+    ((1, 2, 11, 7), (3, 2), (2, 3), (2, 0), (1, 2)),
+    ((2, 1, 10, 10), (2, 2), (3, 3), (0, 0), (1, 1)),
+    ((1, 2, 13, 9), (3, 3), (2, 1), (1, 2), (3, 2)),
+    ((3, 2, 5, 6), (1, 1), (4, 2), (0, 1), (1, 1)),
+    ((1, 1, 4, 4), (5, 5), (1, 1), (2, 2), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, k, s, p, d", PHASE_CASES)
+def test_cpu_im2col_and_col2im_loops_match_the_strided_views(xs, k, s, p, d, dtype):
+    from autodiff import conv as C
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(xs).astype(dtype)
+    n, c, h, w = xs
+    out_hw = C._out_hw("t", (h, w), k, s, p, d)
+    xpad = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
+    want = np.empty((c, k[0], k[1], n) + out_hw, dtype=dtype)
+    for i, j, sh, sw in C._offsets(k, s, d, out_hw):
+        want[:, i, j] = xpad[:, :, sh, sw].transpose(1, 0, 2, 3)
+    got = C._im2col(x, k, s, p, d, out_hw)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, want)
+    cols = rng.integers(-9, 9, want.shape).astype(dtype)     # exact sums in any order
+    back = np.zeros_like(xpad)
+    for i, j, sh, sw in C._offsets(k, s, d, out_hw):
+        back[:, :, sh, sw] += cols[:, i, j].transpose(1, 0, 2, 3)
+    got = C._col2im(cols, x.shape, k, s, p, d, out_hw)
+    assert got.dtype == dtype and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, back[:, :, p[0]:p[0] + h, p[1]:p[1] + w])
