@@ -208,6 +208,11 @@ def _col2im_kernel(cols, out, sh, sw, ph, pw, dh, dw):     # pragma: no cover - 
                                     orow[col] = prow[v]
 
 
+# Bytes of columns per block of images in conv2d's input gradient (and conv_transpose2d's
+# forward pass): about half the L2 cache.
+_BLOCK_BYTES = 3 << 19
+
+
 def _im2col(x, k, s, p, d, out_hw):
     """Columns ``[C, kh, kw, N, Ho, Wo]`` of ``x`` [N, C, H, W] (zero padding ``p``): on the
     CPU a Numba loop over polyphase planes, on the GPU one strided view of the padded
@@ -533,6 +538,17 @@ def _conv_dx(gy, w, x_shape, stride, padding, dilation, groups):
             _direct_dx_kernel(gy, w, out, *stride, *padding, *dilation)
         return out
     wg = w.reshape(groups, o // groups, cg * kh * kw).transpose(0, 2, 1)
+    if type(gy) is np.ndarray and type(w) is np.ndarray:
+        # blocks of images: each block's columns are summed into its images right
+        # after the GEMM wrote them, while they are still in the L2 cache
+        out = np.empty(x_shape, dtype=np.result_type(gy.dtype, w.dtype))
+        nb = max(1, min(n, _BLOCK_BYTES // (groups * cg * kh * kw * ho * wo * out.itemsize)))
+        for b0 in range(0, n, nb):
+            b1 = min(n, b0 + nb)
+            g2 = gy[b0:b1].transpose(1, 0, 2, 3).reshape(groups, o // groups, -1)
+            cols = _mm(wg, g2).reshape(groups * cg, kh, kw, b1 - b0, ho, wo)
+            _col2im_kernel(cols, out[b0:b1], *stride, *padding, *dilation)
+        return out
     g2 = gy.transpose(1, 0, 2, 3).reshape(groups, o // groups, n * ho * wo)
     cols = _mm(wg, g2).reshape(groups * cg, kh, kw, n, ho, wo)
     return _col2im(cols, x_shape, (kh, kw), stride, padding, dilation, (ho, wo))
