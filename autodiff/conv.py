@@ -495,9 +495,21 @@ def _take_cols_of(x, key):
     return cols
 
 
+def _with_bias(y, bias):
+    """``y + bias`` per channel (axis 1) as a new C-contiguous array: the add is the copy
+    that makes a transposed view ``y`` contiguous. ``y`` made contiguous when ``bias`` is
+    None."""
+    xp = backend.get_array_module(y)
+    if bias is None:
+        return xp.ascontiguousarray(y)
+    out = xp.empty(y.shape, dtype=xp.result_type(y.dtype, bias.dtype))
+    xp.add(y, bias.reshape((1, -1) + (1,) * (y.ndim - 2)), out=out)
+    return out
+
+
 @array_op(name="conv2d", host=True)
-def _conv_fwd(x, w, stride, padding, dilation, groups):
-    """conv2d without bias: [N, C, H, W] x [O, C/g, kh, kw] -> [N, O, Ho, Wo]."""
+def _conv_fwd(x, w, stride, padding, dilation, groups, bias=None):
+    """conv2d: [N, C, H, W] x [O, C/g, kh, kw] (+ bias [O]) -> [N, O, Ho, Wo]."""
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     k = (kh, kw)
@@ -511,20 +523,20 @@ def _conv_fwd(x, w, stride, padding, dilation, groups):
         else:
             y = np.zeros((n, o) + out_hw, dtype=dtype)
             _direct_fwd_kernel(x, w, y, *stride, *padding, *dilation)
-        return y
+        return y if bias is None else _with_bias(y, bias)
     cols = _im2col(x, k, stride, padding, dilation, out_hw)
     cols = cols.reshape(groups, cg * kh * kw, n * out_hw[0] * out_hw[1])
     y = _mm(w.reshape(groups, o // groups, cg * kh * kw), cols)      # [g, O/g, N*Ho*Wo]
-    y = y.reshape(o, n, out_hw[0], out_hw[1]).transpose(1, 0, 2, 3)
-    y = backend.get_array_module(y).ascontiguousarray(y)
+    y = _with_bias(y.reshape(o, n, out_hw[0], out_hw[1]).transpose(1, 0, 2, 3), bias)
     _last.y, _last.cols = y, cols
     _last.x, _last.key = x, (w.shape, stride, padding, dilation, groups)
     return y
 
 
 @array_op(name="conv2d_grad_input", host=True)
-def _conv_dx(gy, w, x_shape, stride, padding, dilation, groups):
-    """d conv2d / dx applied to ``gy`` [N, O, Ho, Wo]: an image of ``x_shape``."""
+def _conv_dx(gy, w, x_shape, stride, padding, dilation, groups, bias=None):
+    """d conv2d / dx applied to ``gy`` [N, O, Ho, Wo]: an image of ``x_shape`` (plus
+    ``bias`` per channel: conv_transpose2d's forward pass)."""
     n, o, ho, wo = gy.shape
     _, cg, kh, kw = w.shape
     if _direct(o, groups, gy, w):
@@ -536,22 +548,28 @@ def _conv_dx(gy, w, x_shape, stride, padding, dilation, groups):
         else:
             out = np.zeros(x_shape, dtype=dtype)
             _direct_dx_kernel(gy, w, out, *stride, *padding, *dilation)
-        return out
+        return out if bias is None else _with_bias(out, bias)
     wg = w.reshape(groups, o // groups, cg * kh * kw).transpose(0, 2, 1)
     if type(gy) is np.ndarray and type(w) is np.ndarray:
         # blocks of images: each block's columns are summed into its images right
         # after the GEMM wrote them, while they are still in the L2 cache
         out = np.empty(x_shape, dtype=np.result_type(gy.dtype, w.dtype))
         nb = max(1, min(n, _BLOCK_BYTES // (groups * cg * kh * kw * ho * wo * out.itemsize)))
+        # the bias added to each block while it is cached (unless it widens the dtype)
+        b4 = (None if bias is None or np.result_type(out.dtype, bias.dtype) != out.dtype
+              else bias.reshape(1, -1, 1, 1))
         for b0 in range(0, n, nb):
             b1 = min(n, b0 + nb)
             g2 = gy[b0:b1].transpose(1, 0, 2, 3).reshape(groups, o // groups, -1)
             cols = _mm(wg, g2).reshape(groups * cg, kh, kw, b1 - b0, ho, wo)
             _col2im_kernel(cols, out[b0:b1], *stride, *padding, *dilation)
-        return out
+            if b4 is not None:
+                out[b0:b1] += b4
+        return out if bias is None or b4 is not None else _with_bias(out, bias)
     g2 = gy.transpose(1, 0, 2, 3).reshape(groups, o // groups, n * ho * wo)
     cols = _mm(wg, g2).reshape(groups * cg, kh, kw, n, ho, wo)
-    return _col2im(cols, x_shape, (kh, kw), stride, padding, dilation, (ho, wo))
+    out = _col2im(cols, x_shape, (kh, kw), stride, padding, dilation, (ho, wo))
+    return out if bias is None else _with_bias(out, bias)
 
 
 @array_op(name="conv2d_grad_weight", host=True)
@@ -595,6 +613,21 @@ _conv2d_p = primitive(_conv_fwd, "conv2d")
 defvjp(_conv2d_p, _conv_rule_x, _conv_rule_w)
 
 
+def _bias_rule(ans, x, w, b, **kwargs):
+    return lambda g: g.sum(axis=(0,) + tuple(range(2, g.ndim)))
+
+
+# conv2d with a bias: one op, the bias added in the pass that lays the output out
+# (rather than a channel_affine pass over the output after it)
+def _conv_bias_fwd(x, w, b, stride, padding, dilation, groups):
+    return _conv_fwd(x, w, stride, padding, dilation, groups, b)
+
+
+_conv2d_bias_p = primitive(_conv_bias_fwd, "conv2d")
+defvjp(_conv2d_bias_p, lambda ans, x, w, b, **kw: _conv_rule_x(ans, x, w, **kw),
+       lambda ans, x, w, b, **kw: _conv_rule_w(ans, x, w, **kw), _bias_rule)
+
+
 def _check_conv(op, x, w, groups, w_in):
     """Shapes of a conv's input and weight, checked against each other and ``groups``."""
     xs = _shape4(op, "x", x)
@@ -606,14 +639,11 @@ def _check_conv(op, x, w, groups, w_in):
     return xs, ws
 
 
-def _bias(op, y, bias, channels):
-    if bias is None:
-        return y
+def _check_bias(op, bias, channels):
     bs = tuple(getattr(bias, "shape", np.shape(bias)))
     if bs != (channels,):
         raise ValueError(f"{op}: bias must have shape ({channels},) (one per output channel), "
                          f"got {bs}")
-    return channel_affine(y, None, bias)
 
 
 # ----------------------------------------------------------------------------- channels
@@ -700,8 +730,10 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
         raise ValueError(f"{op}: the {o} output channels (w.shape[0]) are not divisible by "
                          f"groups={groups}")
     _out_hw(op, (h, wd), (kh, kw), s, p, d)
-    return _bias(op, _conv2d_p(x, w, stride=s, padding=p, dilation=d, groups=int(groups)),
-                 bias, o)
+    if bias is None:
+        return _conv2d_p(x, w, stride=s, padding=p, dilation=d, groups=int(groups))
+    _check_bias(op, bias, o)
+    return _conv2d_bias_p(x, w, bias, stride=s, padding=p, dilation=d, groups=int(groups))
 
 
 # ----------------------------------------------------------------------------- transpose
@@ -722,6 +754,15 @@ def _convt_rule_w(ans, x, w, out_shape, stride, padding, dilation, groups):
 
 _conv_transpose2d_p = primitive(_convt_fwd, "conv_transpose2d")
 defvjp(_conv_transpose2d_p, _convt_rule_x, _convt_rule_w)
+
+
+def _convt_bias_fwd(x, w, b, out_shape, stride, padding, dilation, groups):
+    return _conv_dx(x, w, out_shape, stride, padding, dilation, groups, b)
+
+
+_conv_transpose2d_bias_p = primitive(_convt_bias_fwd, "conv_transpose2d")
+defvjp(_conv_transpose2d_bias_p, lambda ans, x, w, b, **kw: _convt_rule_x(ans, x, w, **kw),
+       lambda ans, x, w, b, **kw: _convt_rule_w(ans, x, w, **kw), _bias_rule)
 
 
 def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, dilation=1,
@@ -771,9 +812,11 @@ def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, dil
     out_shape = (n, og * groups) + hw
     if _out_hw(op, hw, (kh, kw), s, p, d) != (h, wd):
         raise ValueError(f"{op}: input {h} x {wd} is not the conv2d output size of {hw}")
-    y = _conv_transpose2d_p(x, w, out_shape=out_shape, stride=s, padding=p, dilation=d,
-                            groups=int(groups))
-    return _bias(op, y, bias, og * groups)
+    kw = dict(out_shape=out_shape, stride=s, padding=p, dilation=d, groups=int(groups))
+    if bias is None:
+        return _conv_transpose2d_p(x, w, **kw)
+    _check_bias(op, bias, og * groups)
+    return _conv_transpose2d_bias_p(x, w, bias, **kw)
 
 
 # ----------------------------------------------------------------------------- pools

@@ -527,3 +527,49 @@ def test_cpu_im2col_and_col2im_loops_match_the_strided_views(xs, k, s, p, d, dty
     got = C._col2im(cols, x.shape, k, s, p, d, out_hw)
     assert got.dtype == dtype and got.flags.c_contiguous
     np.testing.assert_array_equal(got, back[:, :, p[0]:p[0] + h, p[1]:p[1] + w])
+
+
+@pytest.mark.parametrize("block_bytes", [1, None])      # one image per block; the default
+@pytest.mark.parametrize("dtype, bias_dtype", [(np.float32, np.float32),
+                                               (np.float64, np.float64),
+                                               (np.float32, np.float64)])
+def test_conv_bias_in_the_output_pass_and_blocks_of_images(block_bytes, dtype, bias_dtype,
+                                                           monkeypatch):
+    """The bias is added inside the conv ops (conv2d's output layout pass, each block of
+    conv_transpose2d's images): values, dtypes (a float64 bias widens a float32 conv, as
+    an add would) and the gradients of x, w and the bias match the loop references, with
+    one image per block of the input-gradient GEMM and with the default blocks."""
+    from autodiff import conv as C
+    if block_bytes is not None:
+        monkeypatch.setattr(C, "_BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(6)
+    out_dtype = np.result_type(dtype, bias_dtype)
+    tol = 1e-11 if out_dtype == np.float64 and dtype == np.float64 else 1e-4
+    for op, rop, xs, ws, kw in [
+            (ad.conv2d, ref.conv2d, (3, 4, 9, 8), (6, 2, 4, 3), dict(stride=2, padding=1,
+                                                                     groups=2)),
+            (ad.conv2d, ref.conv2d, (2, 3, 7, 7), (2, 3, 3, 3), dict(padding=1)),  # direct
+            (ad.conv_transpose2d, ref.conv_transpose2d, (3, 4, 5, 4), (4, 3, 4, 4),
+             dict(stride=2, padding=1)),
+            (ad.conv_transpose2d, ref.conv_transpose2d, (2, 4, 3, 5), (4, 1, 3, 2),
+             dict(stride=(2, 1), padding=(0, 1), groups=2))]:
+        x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+        nout = ws[0] if op is ad.conv2d else ws[1] * kw.get("groups", 1)
+        b = rng.standard_normal(nout)
+        want = rop(x, w, b, **kw)
+        gy = rng.standard_normal(want.shape)
+        xt = ad.tensor(x.astype(dtype), requires_grad=True)
+        wt = ad.tensor(w.astype(dtype), requires_grad=True)
+        bt = ad.tensor(b.astype(bias_dtype), requires_grad=True)
+        y = op(xt, wt, bt, **kw)
+        assert y.dtype == out_dtype and y.data.flags.c_contiguous
+        np.testing.assert_allclose(y.data, want, rtol=tol, atol=tol * np.abs(want).max())
+        ad.sum(y * gy.astype(out_dtype)).backward()
+        np.testing.assert_allclose(bt.grad, gy.sum(axis=(0, 2, 3)), rtol=tol, atol=tol * 10)
+        # x and w against the bias-free op (whose gradients the table checks)
+        xt2, wt2 = ad.tensor(x, requires_grad=True), ad.tensor(w, requires_grad=True)
+        ad.sum(op(xt2, wt2, **kw) * gy).backward()
+        for got, exp in ((xt.grad, xt2.grad), (wt.grad, wt2.grad)):
+            np.testing.assert_allclose(got, exp, rtol=tol, atol=tol * np.abs(exp).max())
+        if dtype == bias_dtype == np.float64 and block_bytes is None:
+            ad.check_grads(lambda x, w, b: op(x, w, b, **kw), x, w, b)
