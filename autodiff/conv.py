@@ -7,22 +7,26 @@ Layouts follow PyTorch: images ``x`` are ``[N, C, H, W]``; ``conv2d`` weights ar
 pool along one axis is ``(size + 2 p - d (k - 1) - 1) // s + 1``.
 
 Implementation (CPU and GPU alike, written on the array module ``xp`` of the input):
-*im2col + one GEMM*. One strided view of the padded input (every kernel offset at every
-output position) is copied into a column matrix ``[groups, C/groups * kh * kw,
-N * Ho * Wo]`` that one (batched over groups) matrix product with the weights turns
-into the output; the weight gradient is one GEMM with the same columns (kept from the
-forward pass) and the input gradient one GEMM followed by *col2im*, the columns summed
-back into the image (a Numba loop on the CPU, measured 1.5-2.7x faster than ``kh * kw``
-strided NumPy adds, which the GPU path uses; never ``np.add.at``). Convolutions with at
-most 4 output channels (a decoder's last layer) skip the columns on the CPU: three
-Numba loops compute the output and both gradients directly, since there the column
-matrix is much larger than the work done on it (at stride 1 on one zero-padded image
-plane at a time, each kernel tap one contiguous multiply-add over the flattened plane). ``conv_transpose2d``'s weight gradient
-reuses the columns that its input gradient (a ``conv2d`` of the same cotangent) built.
-With NumPy the products run in the BLAS NumPy links; with CuPy in cuBLAS.
-``conv_transpose2d`` is the adjoint of ``conv2d`` (its forward pass is ``conv2d``'s
-input gradient), so the three kernels serve both ops. Pools and padding use the same
-per-offset strided slices.
+*im2col + one GEMM*. The columns of the input (every kernel offset at every output
+position) form a matrix ``[groups, C/groups * kh * kw, N * Ho * Wo]`` that one (batched
+over groups) matrix product with the weights turns into the output; the weight gradient
+is one GEMM with the same columns (kept from the forward pass) and the input gradient
+one GEMM followed by *col2im*, the columns summed back into the image (never
+``np.add.at``). On the CPU im2col and col2im are Numba loops over each (channel,
+image)'s polyphase planes, so that every row of columns is a contiguous copy (see
+``_im2col_kernel``), and the input gradient runs over blocks of images whose columns
+stay in the L2 cache between their GEMM and their col2im; on the GPU im2col copies one
+strided view of the padded input and col2im is ``kh * kw`` strided adds. A bias is
+added inside the op, in the pass that lays the output out. Convolutions with at most 4
+output channels (a decoder's last layer) skip the columns on the CPU: three Numba loops
+compute the output and both gradients directly, since there the column matrix is much
+larger than the work done on it (at stride 1 on one zero-padded image plane at a time,
+each kernel tap one contiguous multiply-add over the flattened plane).
+``conv_transpose2d``'s weight gradient reuses the columns that its input gradient (a
+``conv2d`` of the same cotangent) built. With NumPy the products run in the BLAS NumPy
+links; with CuPy in cuBLAS. ``conv_transpose2d`` is the adjoint of ``conv2d`` (its
+forward pass is ``conv2d``'s input gradient), so the three kernels serve both ops. Pools
+and padding use per-offset strided slices.
 
 Recording: each kernel is an :func:`~autodiff.tracer.array_op` with ``host=True``. Under
 :func:`autodiff.trace` it is one replayed call; under :func:`autodiff.compile` it is one
@@ -555,11 +559,12 @@ def _conv_dx(gy, w, x_shape, stride, padding, dilation, groups, bias=None):
         # after the GEMM wrote them, while they are still in the L2 cache
         out = np.empty(x_shape, dtype=np.result_type(gy.dtype, w.dtype))
         nb = max(1, min(n, _BLOCK_BYTES // (groups * cg * kh * kw * ho * wo * out.itemsize)))
+        blocks = -(-n // nb)            # as many blocks, of sizes differing by at most 1
         # the bias added to each block while it is cached (unless it widens the dtype)
         b4 = (None if bias is None or np.result_type(out.dtype, bias.dtype) != out.dtype
               else bias.reshape(1, -1, 1, 1))
-        for b0 in range(0, n, nb):
-            b1 = min(n, b0 + nb)
+        for blk in range(blocks):
+            b0, b1 = blk * n // blocks, (blk + 1) * n // blocks
             g2 = gy[b0:b1].transpose(1, 0, 2, 3).reshape(groups, o // groups, -1)
             cols = _mm(wg, g2).reshape(groups * cg, kh, kw, b1 - b0, ho, wo)
             _col2im_kernel(cols, out[b0:b1], *stride, *padding, *dilation)
