@@ -7,21 +7,26 @@ Layouts follow PyTorch: images ``x`` are ``[N, C, H, W]``; ``conv2d`` weights ar
 pool along one axis is ``(size + 2 p - d (k - 1) - 1) // s + 1``.
 
 Implementation (CPU and GPU alike, written on the array module ``xp`` of the input):
-*im2col + one GEMM*. One strided view of the padded input (every kernel offset at every
-output position) is copied into a column matrix ``[groups, C/groups * kh * kw,
-N * Ho * Wo]`` that one (batched over groups) matrix product with the weights turns
-into the output; the weight gradient is one GEMM with the same columns (kept from the
-forward pass) and the input gradient one GEMM followed by *col2im*, the columns summed
-back into the image (a Numba loop on the CPU, measured 1.5-2.7x faster than ``kh * kw``
-strided NumPy adds, which the GPU path uses; never ``np.add.at``). Convolutions with at
-most 4 output channels (a decoder's last layer) skip the columns on the CPU: three
-Numba loops compute the output and both gradients directly, since there the column
-matrix is much larger than the work done on it. ``conv_transpose2d``'s weight gradient
-reuses the columns that its input gradient (a ``conv2d`` of the same cotangent) built.
-With NumPy the products run in the BLAS NumPy links; with CuPy in cuBLAS.
-``conv_transpose2d`` is the adjoint of ``conv2d`` (its forward pass is ``conv2d``'s
-input gradient), so the three kernels serve both ops. Pools and padding use the same
-per-offset strided slices.
+*im2col + one GEMM*. The columns of the input (every kernel offset at every output
+position) form a matrix ``[groups, C/groups * kh * kw, N * Ho * Wo]`` that one (batched
+over groups) matrix product with the weights turns into the output; the weight gradient
+is one GEMM with the same columns (kept from the forward pass) and the input gradient
+one GEMM followed by *col2im*, the columns summed back into the image (never
+``np.add.at``). On the CPU im2col and col2im are Numba loops over each (channel,
+image)'s polyphase planes, so that every row of columns is a contiguous copy (see
+``_im2col_kernel``), and the input gradient runs over blocks of images whose columns
+stay in the L2 cache between their GEMM and their col2im; on the GPU im2col copies one
+strided view of the padded input and col2im is ``kh * kw`` strided adds. A bias is
+added inside the op, in the pass that lays the output out. Convolutions with at most 4
+output channels (a decoder's last layer) skip the columns on the CPU: three Numba loops
+compute the output and both gradients directly, since there the column matrix is much
+larger than the work done on it (at stride 1 on one zero-padded image plane at a time,
+each kernel tap one contiguous multiply-add over the flattened plane).
+``conv_transpose2d``'s weight gradient reuses the columns that its input gradient (a
+``conv2d`` of the same cotangent) built. With NumPy the products run in the BLAS NumPy
+links; with CuPy in cuBLAS. ``conv_transpose2d`` is the adjoint of ``conv2d`` (its
+forward pass is ``conv2d``'s input gradient), so the three kernels serve both ops. Pools
+and padding use per-offset strided slices.
 
 Recording: each kernel is an :func:`~autodiff.tracer.array_op` with ``host=True``. Under
 :func:`autodiff.trace` it is one replayed call; under :func:`autodiff.compile` it is one
@@ -119,12 +124,110 @@ def _crop_hw(x, p):
 
 
 # ----------------------------------------------------------------------------- kernels
+# On the CPU, im2col and col2im run one (channel, image) at a time through its polyphase
+# planes: ``plane[ri, ci, u, v] = xpad[s_h u + ri, s_w v + ci]``, ``hq x wq`` each, kept
+# in the L1 cache. Kernel tap ``(i, j)`` reads plane ``(d_h i mod s_h, d_w j mod s_w)``
+# shifted by ``(d_h i // s_h, d_w j // s_w)``, so every row of columns is a contiguous
+# copy of a plane row (and col2im a contiguous add into one), where the strided view
+# copies (or adds) ``Wo`` elements ``s_w`` apart; the padding is never written out as a
+# whole image. Measured 1.2-1.4x faster on the stride-2 4x4 layers of the conv VAE.
+@numba.njit(cache=True, nogil=True)
+def _plane_taps(kh, kw, sh, sw, dh, dw):     # pragma: no cover - compiled
+    """``(ti, tj, mi, mj)``: per tap along each axis its (shift, phase), and the largest
+    shifts."""
+    ti = np.empty((kh, 2), dtype=np.int64)
+    tj = np.empty((kw, 2), dtype=np.int64)
+    for i in range(kh):
+        ti[i, 0], ti[i, 1] = (i * dh) // sh, (i * dh) % sh
+    for j in range(kw):
+        tj[j, 0], tj[j, 1] = (j * dw) // sw, (j * dw) % sw
+    return ti, tj, ti[:, 0].max(), tj[:, 0].max()
+
+
+@numba.njit(cache=True, nogil=True)
+def _im2col_kernel(x, out, sh, sw, ph, pw, dh, dw):     # pragma: no cover - compiled
+    n, c, h, wd = x.shape
+    _, kh, kw, _, ho, wo = out.shape
+    ti, tj, mi, mj = _plane_taps(kh, kw, sh, sw, dh, dw)
+    hq, wq = ho + mi, wo + mj
+    planes = np.empty((sh, sw, hq, wq), dtype=out.dtype)
+    for ch in range(c):
+        for b in range(n):
+            for ri in range(sh):
+                for u in range(hq):
+                    r = sh * u + ri - ph
+                    for ci in range(sw):
+                        prow = planes[ri, ci, u]
+                        if r < 0 or r >= h:
+                            prow[:] = 0
+                        else:
+                            xr = x[b, ch, r]
+                            for v in range(wq):
+                                col = sw * v + ci - pw
+                                prow[v] = xr[col] if 0 <= col < wd else 0
+            for i in range(kh):
+                ii, ri = ti[i, 0], ti[i, 1]
+                for j in range(kw):
+                    jj, ci = tj[j, 0], tj[j, 1]
+                    blk = out[ch, i, j, b]
+                    for a in range(ho):
+                        src = planes[ri, ci, a + ii, jj:]
+                        dst = blk[a]
+                        for q in range(wo):
+                            dst[q] = src[q]
+
+
+@numba.njit(cache=True, nogil=True)
+def _col2im_kernel(cols, out, sh, sw, ph, pw, dh, dw):     # pragma: no cover - compiled
+    c, kh, kw, n, ho, wo = cols.shape
+    _, _, h, wd = out.shape
+    ti, tj, mi, mj = _plane_taps(kh, kw, sh, sw, dh, dw)
+    hq, wq = ho + mi, wo + mj
+    planes = np.empty((sh, sw, hq, wq), dtype=out.dtype)
+    for ch in range(c):
+        for b in range(n):
+            planes[:] = 0
+            for i in range(kh):
+                ii, ri = ti[i, 0], ti[i, 1]
+                for j in range(kw):
+                    jj, ci = tj[j, 0], tj[j, 1]
+                    blk = cols[ch, i, j, b]
+                    for a in range(ho):
+                        dst = planes[ri, ci, a + ii, jj:]
+                        src = blk[a]
+                        for q in range(wo):
+                            dst[q] += src[q]
+            img = out[b, ch]
+            img[:] = 0                  # pixels that no window reads
+            for ri in range(sh):
+                for u in range(hq):
+                    r = sh * u + ri - ph
+                    if 0 <= r < h:
+                        orow = img[r]
+                        for ci in range(sw):
+                            prow = planes[ri, ci, u]
+                            for v in range(wq):
+                                col = sw * v + ci - pw
+                                if 0 <= col < wd:
+                                    orow[col] = prow[v]
+
+
+# Bytes of columns per block of images in conv2d's input gradient (and conv_transpose2d's
+# forward pass): about half the L2 cache.
+_BLOCK_BYTES = 3 << 19
+
+
 def _im2col(x, k, s, p, d, out_hw):
-    """Columns ``[C, kh, kw, N, Ho, Wo]`` of ``x`` [N, C, H, W] (zero padding ``p``): one
-    strided view of the padded input, copied once."""
+    """Columns ``[C, kh, kw, N, Ho, Wo]`` of ``x`` [N, C, H, W] (zero padding ``p``): on the
+    CPU a Numba loop over polyphase planes, on the GPU one strided view of the padded
+    input, copied once."""
     xp = backend.get_array_module(x)
-    xpad = _pad_hw(xp, x, p)
     n, c = x.shape[:2]
+    if xp is np:
+        out = np.empty((c, k[0], k[1], n) + tuple(out_hw), dtype=x.dtype)
+        _im2col_kernel(np.ascontiguousarray(x), out, *s, *p, *d)
+        return out
+    xpad = _pad_hw(xp, x, p)
     sn, sc, sh, sw = xpad.strides
     view = xp.lib.stride_tricks.as_strided(
         xpad, (c, k[0], k[1], n) + tuple(out_hw),
@@ -132,32 +235,20 @@ def _im2col(x, k, s, p, d, out_hw):
     return xp.ascontiguousarray(view)
 
 
-@numba.njit(cache=True, nogil=True)
-def _col2im_kernel(cols, out, sh, sw, dh, dw):     # pragma: no cover - compiled
-    c, kh, kw, n, ho, wo = cols.shape
-    for ch in range(c):                 # cols read in memory order
-        for i in range(kh):
-            for j in range(kw):
-                for b in range(n):
-                    for a in range(ho):
-                        r = a * sh + i * dh
-                        for q in range(wo):
-                            out[b, ch, r, q * sw + j * dw] += cols[ch, i, j, b, a, q]
-
-
 def _col2im(cols, x_shape, k, s, p, d, out_hw):
     """The adjoint of :func:`_im2col`: columns ``[C, kh, kw, N, Ho, Wo]`` summed back into
-    an image ``x_shape`` = [N, C, H, W] (a Numba loop on the CPU, ``kh * kw`` strided adds
-    on the GPU)."""
+    an image ``x_shape`` = [N, C, H, W] (a Numba loop over polyphase planes on the CPU,
+    ``kh * kw`` strided adds on the GPU; never ``np.add.at``)."""
     xp = backend.get_array_module(cols)
     n, c, h, w = x_shape
-    out = xp.zeros((n, c, h + 2 * p[0], w + 2 * p[1]), dtype=cols.dtype)
     if xp is np:
-        _col2im_kernel(np.ascontiguousarray(cols), out, s[0], s[1], d[0], d[1])
-    else:
-        outt = out.transpose(1, 0, 2, 3)
-        for i, j, sh, sw in _offsets(k, s, d, out_hw):
-            outt[:, :, sh, sw] += cols[:, i, j]
+        out = np.empty(x_shape, dtype=cols.dtype)
+        _col2im_kernel(np.ascontiguousarray(cols), out, *s, *p, *d)
+        return out
+    out = xp.zeros((n, c, h + 2 * p[0], w + 2 * p[1]), dtype=cols.dtype)
+    outt = out.transpose(1, 0, 2, 3)
+    for i, j, sh, sw in _offsets(k, s, d, out_hw):
+        outt[:, :, sh, sw] += cols[:, i, j]
     return _crop_hw(out, p)
 
 
@@ -264,6 +355,115 @@ def _direct_dw_kernel(x, gy, out, sh, sw, ph, pw, dh, dw):     # pragma: no cove
                     out[oc, ch, i, j] = acc
 
 
+# Stride-1 convolutions on the direct path (the decoder's last 3x3 conv) run on one
+# zero-padded image plane at a time, flattened with its padded row length ``wq``: kernel
+# tap ``(i, j)`` is then the plane shifted by ``i dh wq + j dw``, and every tap is one
+# contiguous multiply-add of ``Ho * wq`` elements (the ``wq - Wo`` extra columns of each
+# output row are computed and dropped), which vectorizes, where the strided loops
+# above run one short output row at a time. One guard row below the plane keeps the
+# last tap's reads inside it. The planes are scratch of the kernel, so the input is
+# never padded as a whole.
+@numba.njit(cache=True, nogil=True, inline="always")
+def _plane_load(plane, src, ph, pw, wq):     # pragma: no cover - compiled
+    """Copy the image ``src`` [H, W] into the zero-bordered flat ``plane`` at ``(ph, pw)``."""
+    h, wd = src.shape
+    for r in range(h):
+        prow = plane[(r + ph) * wq + pw:]
+        srow = src[r]
+        for q in range(wd):
+            prow[q] = srow[q]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _rows_load(flat, src, wq):     # pragma: no cover - compiled
+    """Copy ``src`` [Ho, Wo] into the rows of length ``wq`` of ``flat`` (the rest untouched)."""
+    ho, wo = src.shape
+    for a in range(ho):
+        frow = flat[a * wq:]
+        srow = src[a]
+        for q in range(wo):
+            frow[q] = srow[q]
+
+
+@numba.njit(cache=True, nogil=True)
+def _plane_fwd_kernel(x, w, y, ph, pw, dh, dw):     # pragma: no cover - compiled
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    _, _, ho, wo = y.shape
+    wq = wd + 2 * pw                    # == wo + dw (kw - 1) at stride 1
+    size = ho * wq
+    plane = np.zeros((h + 2 * ph + 1) * wq, dtype=y.dtype)    # borders stay zero
+    acc = np.empty((o, size), dtype=y.dtype)
+    for b in range(n):
+        acc[:] = 0
+        for ch in range(c):
+            _plane_load(plane, x[b, ch], ph, pw, wq)
+            for i in range(kh):
+                for j in range(kw):
+                    src = plane[i * dh * wq + j * dw:]
+                    for oc in range(o):
+                        wv = w[oc, ch, i, j]
+                        row = acc[oc]
+                        for t in range(size):
+                            row[t] += wv * src[t]
+        for oc in range(o):
+            for a in range(ho):
+                y[b, oc, a, :] = acc[oc, a * wq:a * wq + wo]
+
+
+@numba.njit(cache=True, nogil=True)
+def _plane_dx_kernel(gy, w, out, ph, pw, dh, dw):     # pragma: no cover - compiled
+    n, o, ho, wo = gy.shape
+    _, c, h, wd = out.shape
+    _, _, kh, kw = w.shape
+    wq = wd + 2 * pw
+    size = ho * wq
+    g = np.zeros((o, size), dtype=out.dtype)      # the extra columns stay zero
+    plane = np.empty((h + 2 * ph + 1) * wq, dtype=out.dtype)
+    for b in range(n):
+        for oc in range(o):
+            _rows_load(g[oc], gy[b, oc], wq)
+        for ch in range(c):
+            plane[:] = 0
+            for i in range(kh):
+                for j in range(kw):
+                    dst = plane[i * dh * wq + j * dw:]
+                    for oc in range(o):
+                        wv = w[oc, ch, i, j]
+                        row = g[oc]
+                        for t in range(size):
+                            dst[t] += wv * row[t]
+            for r in range(h):
+                out[b, ch, r, :] = plane[(r + ph) * wq + pw:(r + ph) * wq + pw + wd]
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})   # vector sums
+def _plane_dw_kernel(x, gy, out, ph, pw, dh, dw, zero):     # pragma: no cover - compiled
+    n, c, h, wd = x.shape
+    o, _, kh, kw = out.shape
+    _, _, ho, wo = gy.shape
+    wq = wd + 2 * pw
+    size = ho * wq
+    total = np.zeros(out.shape, dtype=np.float64)   # a sum over N * Ho * Wo terms
+    g = np.zeros((o, size), dtype=out.dtype)        # the extra columns stay zero
+    plane = np.zeros((h + 2 * ph + 1) * wq, dtype=out.dtype)
+    for b in range(n):
+        for oc in range(o):
+            _rows_load(g[oc], gy[b, oc], wq)
+        for ch in range(c):
+            _plane_load(plane, x[b, ch], ph, pw, wq)
+            for i in range(kh):
+                for j in range(kw):
+                    src = plane[i * dh * wq + j * dw:]
+                    for oc in range(o):
+                        row = g[oc]
+                        part = zero                 # one image's terms, in the dtype
+                        for t in range(size):
+                            part += row[t] * src[t]
+                        total[oc, ch, i, j] += part
+    out[...] = total
+
+
 def _mm(a, b):
     """``a @ b`` of [g, m, k] and [g, k, n] stacks (one plain GEMM when g == 1)."""
     if a.shape[0] == 1:
@@ -299,44 +499,82 @@ def _take_cols_of(x, key):
     return cols
 
 
+def _with_bias(y, bias):
+    """``y + bias`` per channel (axis 1) as a new C-contiguous array: the add is the copy
+    that makes a transposed view ``y`` contiguous. ``y`` made contiguous when ``bias`` is
+    None."""
+    xp = backend.get_array_module(y)
+    if bias is None:
+        return xp.ascontiguousarray(y)
+    out = xp.empty(y.shape, dtype=xp.result_type(y.dtype, bias.dtype))
+    xp.add(y, bias.reshape((1, -1) + (1,) * (y.ndim - 2)), out=out)
+    return out
+
+
 @array_op(name="conv2d", host=True)
-def _conv_fwd(x, w, stride, padding, dilation, groups):
-    """conv2d without bias: [N, C, H, W] x [O, C/g, kh, kw] -> [N, O, Ho, Wo]."""
+def _conv_fwd(x, w, stride, padding, dilation, groups, bias=None):
+    """conv2d: [N, C, H, W] x [O, C/g, kh, kw] (+ bias [O]) -> [N, O, Ho, Wo]."""
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     k = (kh, kw)
     out_hw = _out_hw("conv2d", (h, wd), k, stride, padding, dilation)
     if _direct(o, groups, x, w):
-        y = np.zeros((n, o) + out_hw, dtype=np.result_type(x.dtype, w.dtype))
-        _direct_fwd_kernel(np.ascontiguousarray(x, y.dtype), np.ascontiguousarray(w, y.dtype),
-                           y, *stride, *padding, *dilation)
-        return y
+        dtype = np.result_type(x.dtype, w.dtype)
+        x, w = np.ascontiguousarray(x, dtype), np.ascontiguousarray(w, dtype)
+        if stride == (1, 1):
+            y = np.empty((n, o) + out_hw, dtype=dtype)
+            _plane_fwd_kernel(x, w, y, *padding, *dilation)
+        else:
+            y = np.zeros((n, o) + out_hw, dtype=dtype)
+            _direct_fwd_kernel(x, w, y, *stride, *padding, *dilation)
+        return y if bias is None else _with_bias(y, bias)
     cols = _im2col(x, k, stride, padding, dilation, out_hw)
     cols = cols.reshape(groups, cg * kh * kw, n * out_hw[0] * out_hw[1])
     y = _mm(w.reshape(groups, o // groups, cg * kh * kw), cols)      # [g, O/g, N*Ho*Wo]
-    y = y.reshape(o, n, out_hw[0], out_hw[1]).transpose(1, 0, 2, 3)
-    xp = backend.get_array_module(y)
-    y = xp.ascontiguousarray(y)
+    y = _with_bias(y.reshape(o, n, out_hw[0], out_hw[1]).transpose(1, 0, 2, 3), bias)
     _last.y, _last.cols = y, cols
     _last.x, _last.key = x, (w.shape, stride, padding, dilation, groups)
     return y
 
 
 @array_op(name="conv2d_grad_input", host=True)
-def _conv_dx(gy, w, x_shape, stride, padding, dilation, groups):
-    """d conv2d / dx applied to ``gy`` [N, O, Ho, Wo]: an image of ``x_shape``."""
+def _conv_dx(gy, w, x_shape, stride, padding, dilation, groups, bias=None):
+    """d conv2d / dx applied to ``gy`` [N, O, Ho, Wo]: an image of ``x_shape`` (plus
+    ``bias`` per channel: conv_transpose2d's forward pass)."""
     n, o, ho, wo = gy.shape
     _, cg, kh, kw = w.shape
     if _direct(o, groups, gy, w):
         dtype = np.result_type(gy.dtype, w.dtype)
-        out = np.zeros(x_shape, dtype=dtype)
-        _direct_dx_kernel(np.ascontiguousarray(gy, dtype), np.ascontiguousarray(w, dtype), out,
-                          *stride, *padding, *dilation)
-        return out
-    g2 = gy.transpose(1, 0, 2, 3).reshape(groups, o // groups, n * ho * wo)
+        gy, w = np.ascontiguousarray(gy, dtype), np.ascontiguousarray(w, dtype)
+        if stride == (1, 1):
+            out = np.empty(x_shape, dtype=dtype)
+            _plane_dx_kernel(gy, w, out, *padding, *dilation)
+        else:
+            out = np.zeros(x_shape, dtype=dtype)
+            _direct_dx_kernel(gy, w, out, *stride, *padding, *dilation)
+        return out if bias is None else _with_bias(out, bias)
     wg = w.reshape(groups, o // groups, cg * kh * kw).transpose(0, 2, 1)
+    if type(gy) is np.ndarray and type(w) is np.ndarray:
+        # blocks of images: each block's columns are summed into its images right
+        # after the GEMM wrote them, while they are still in the L2 cache
+        out = np.empty(x_shape, dtype=np.result_type(gy.dtype, w.dtype))
+        nb = max(1, min(n, _BLOCK_BYTES // (groups * cg * kh * kw * ho * wo * out.itemsize)))
+        blocks = -(-n // nb)            # as many blocks, of sizes differing by at most 1
+        # the bias added to each block while it is cached (unless it widens the dtype)
+        b4 = (None if bias is None or np.result_type(out.dtype, bias.dtype) != out.dtype
+              else bias.reshape(1, -1, 1, 1))
+        for blk in range(blocks):
+            b0, b1 = blk * n // blocks, (blk + 1) * n // blocks
+            g2 = gy[b0:b1].transpose(1, 0, 2, 3).reshape(groups, o // groups, -1)
+            cols = _mm(wg, g2).reshape(groups * cg, kh, kw, b1 - b0, ho, wo)
+            _col2im_kernel(cols, out[b0:b1], *stride, *padding, *dilation)
+            if b4 is not None:
+                out[b0:b1] += b4
+        return out if bias is None or b4 is not None else _with_bias(out, bias)
+    g2 = gy.transpose(1, 0, 2, 3).reshape(groups, o // groups, n * ho * wo)
     cols = _mm(wg, g2).reshape(groups * cg, kh, kw, n, ho, wo)
-    return _col2im(cols, x_shape, (kh, kw), stride, padding, dilation, (ho, wo))
+    out = _col2im(cols, x_shape, (kh, kw), stride, padding, dilation, (ho, wo))
+    return out if bias is None else _with_bias(out, bias)
 
 
 @array_op(name="conv2d_grad_weight", host=True)
@@ -348,14 +586,19 @@ def _conv_dw(x, gy, w_shape, stride, padding, dilation, groups, cols=None):
     if cols is None and _direct(o, groups, x, gy):
         dtype = np.result_type(x.dtype, gy.dtype)
         out = np.empty(w_shape, dtype=dtype)
-        _direct_dw_kernel(np.ascontiguousarray(x, dtype), np.ascontiguousarray(gy, dtype), out,
-                          *stride, *padding, *dilation)
+        x, gy = np.ascontiguousarray(x, dtype), np.ascontiguousarray(gy, dtype)
+        if stride == (1, 1):
+            _plane_dw_kernel(x, gy, out, *padding, *dilation, dtype.type(0))
+        else:
+            _direct_dw_kernel(x, gy, out, *stride, *padding, *dilation)
         return out
     if cols is None:
         cols = _im2col(x, (kh, kw), stride, padding, dilation, (ho, wo))
-    cols = cols.reshape(groups, cg * kh * kw, n * ho * wo).transpose(0, 2, 1)
+    cols = cols.reshape(groups, cg * kh * kw, n * ho * wo)
     g2 = gy.transpose(1, 0, 2, 3).reshape(groups, o // groups, n * ho * wo)
-    return _mm(g2, cols).reshape(w_shape)
+    # dw transposed, [g, C/g kh kw, O/g]: the long contraction over N Ho Wo runs with the
+    # columns as the left operand (5-10% faster in OpenBLAS than g2 @ cols.T)
+    return _mm(cols, g2.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(w_shape)
 
 
 def _conv_rule_x(ans, x, w, stride, padding, dilation, groups):
@@ -375,6 +618,21 @@ _conv2d_p = primitive(_conv_fwd, "conv2d")
 defvjp(_conv2d_p, _conv_rule_x, _conv_rule_w)
 
 
+def _bias_rule(ans, x, w, b, **kwargs):
+    return lambda g: g.sum(axis=(0,) + tuple(range(2, g.ndim)))
+
+
+# conv2d with a bias: one op, the bias added in the pass that lays the output out
+# (rather than a channel_affine pass over the output after it)
+def _conv_bias_fwd(x, w, b, stride, padding, dilation, groups):
+    return _conv_fwd(x, w, stride, padding, dilation, groups, b)
+
+
+_conv2d_bias_p = primitive(_conv_bias_fwd, "conv2d")
+defvjp(_conv2d_bias_p, lambda ans, x, w, b, **kw: _conv_rule_x(ans, x, w, **kw),
+       lambda ans, x, w, b, **kw: _conv_rule_w(ans, x, w, **kw), _bias_rule)
+
+
 def _check_conv(op, x, w, groups, w_in):
     """Shapes of a conv's input and weight, checked against each other and ``groups``."""
     xs = _shape4(op, "x", x)
@@ -386,14 +644,11 @@ def _check_conv(op, x, w, groups, w_in):
     return xs, ws
 
 
-def _bias(op, y, bias, channels):
-    if bias is None:
-        return y
+def _check_bias(op, bias, channels):
     bs = tuple(getattr(bias, "shape", np.shape(bias)))
     if bs != (channels,):
         raise ValueError(f"{op}: bias must have shape ({channels},) (one per output channel), "
                          f"got {bs}")
-    return channel_affine(y, None, bias)
 
 
 # ----------------------------------------------------------------------------- channels
@@ -480,8 +735,10 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
         raise ValueError(f"{op}: the {o} output channels (w.shape[0]) are not divisible by "
                          f"groups={groups}")
     _out_hw(op, (h, wd), (kh, kw), s, p, d)
-    return _bias(op, _conv2d_p(x, w, stride=s, padding=p, dilation=d, groups=int(groups)),
-                 bias, o)
+    if bias is None:
+        return _conv2d_p(x, w, stride=s, padding=p, dilation=d, groups=int(groups))
+    _check_bias(op, bias, o)
+    return _conv2d_bias_p(x, w, bias, stride=s, padding=p, dilation=d, groups=int(groups))
 
 
 # ----------------------------------------------------------------------------- transpose
@@ -502,6 +759,15 @@ def _convt_rule_w(ans, x, w, out_shape, stride, padding, dilation, groups):
 
 _conv_transpose2d_p = primitive(_convt_fwd, "conv_transpose2d")
 defvjp(_conv_transpose2d_p, _convt_rule_x, _convt_rule_w)
+
+
+def _convt_bias_fwd(x, w, b, out_shape, stride, padding, dilation, groups):
+    return _conv_dx(x, w, out_shape, stride, padding, dilation, groups, b)
+
+
+_conv_transpose2d_bias_p = primitive(_convt_bias_fwd, "conv_transpose2d")
+defvjp(_conv_transpose2d_bias_p, lambda ans, x, w, b, **kw: _convt_rule_x(ans, x, w, **kw),
+       lambda ans, x, w, b, **kw: _convt_rule_w(ans, x, w, **kw), _bias_rule)
 
 
 def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, dilation=1,
@@ -551,9 +817,11 @@ def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, dil
     out_shape = (n, og * groups) + hw
     if _out_hw(op, hw, (kh, kw), s, p, d) != (h, wd):
         raise ValueError(f"{op}: input {h} x {wd} is not the conv2d output size of {hw}")
-    y = _conv_transpose2d_p(x, w, out_shape=out_shape, stride=s, padding=p, dilation=d,
-                            groups=int(groups))
-    return _bias(op, y, bias, og * groups)
+    kw = dict(out_shape=out_shape, stride=s, padding=p, dilation=d, groups=int(groups))
+    if bias is None:
+        return _conv_transpose2d_p(x, w, **kw)
+    _check_bias(op, bias, og * groups)
+    return _conv_transpose2d_bias_p(x, w, bias, **kw)
 
 
 # ----------------------------------------------------------------------------- pools

@@ -410,3 +410,166 @@ def test_direct_loops_and_im2col_gemm_agree_with_the_reference(cfg):
         C._DIRECT_MAX_OUT = saved
     for a, c in zip(grads[0], grads[64]):
         np.testing.assert_allclose(a, c, rtol=1e-11, atol=1e-11)
+
+
+def _conv2d_grads_ref(x, w, gy, stride, padding, dilation):
+    """Loop references of conv2d's gradients (groups 1, float64): ``dx`` as the transposed
+    convolution of ``gy`` and ``dw`` as the sum over output positions of ``gy`` times the
+    input each tap reads."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    _, _, ho, wo = gy.shape
+    oph = h - ((ho - 1) * sh - 2 * ph + dh * (kh - 1) + 1)
+    opw = wd - ((wo - 1) * sw - 2 * pw + dw * (kw - 1) + 1)
+    gx = ref.conv_transpose2d(gy, w, None, stride, padding, (oph, opw), dilation)
+    gw = np.zeros(w.shape)
+    for i in range(kh):
+        for j in range(kw):
+            for a in range(ho):
+                for q in range(wo):
+                    r, s = a * sh - ph + i * dh, q * sw - pw + j * dw
+                    if 0 <= r < h and 0 <= s < wd:
+                        gw[:, :, i, j] += gy[:, :, a, q].T @ x[:, :, r, s]
+    return gx, gw
+
+
+# Stride-1 convolutions with at most 4 output channels: the padded-plane loops. Odd
+# sizes, unequal padding and dilation per axis, a kernel as large as the padded image,
+# one-pixel images and outputs one column wide.
+PLANE_CASES = [
+    # x shape, w shape, padding, dilation
+    ((2, 3, 7, 9), (1, 3, 3, 3), (1, 1), (1, 1)),     # the VAE decoder's last conv
+    ((1, 2, 5, 6), (4, 2, 2, 3), (0, 2), (2, 1)),
+    ((3, 1, 4, 4), (2, 1, 4, 4), (2, 2), (1, 1)),
+    ((2, 2, 9, 5), (3, 2, 3, 1), (0, 0), (3, 1)),
+    ((1, 1, 1, 1), (1, 1, 1, 1), (0, 0), (1, 1)),
+    ((2, 3, 6, 3), (2, 3, 3, 3), (2, 0), (2, 1)),
+    ((1, 2, 3, 5), (3, 2, 3, 3), (1, 2), (1, 3)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("xs, ws, padding, dilation", PLANE_CASES)
+def test_stride1_direct_convs_run_the_plane_loops_and_match_the_loop_reference(
+        xs, ws, padding, dilation, dtype, monkeypatch):
+    from autodiff import conv as C
+    calls = []
+    for name in ("_plane_fwd_kernel", "_plane_dx_kernel", "_plane_dw_kernel"):
+        kernel = getattr(C, name)
+        monkeypatch.setattr(C, name, lambda *a, _k=kernel, _n=name: calls.append(_n) or _k(*a))
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    kw = dict(stride=1, padding=padding, dilation=dilation)
+    want = ref.conv2d(x, w, **kw)
+    gy = rng.standard_normal(want.shape)
+    want_gx, want_gw = _conv2d_grads_ref(x, w, gy, (1, 1), padding, dilation)
+    xt = ad.tensor(x.astype(dtype), requires_grad=True)
+    wt = ad.tensor(w.astype(dtype), requires_grad=True)
+    y = ad.conv2d(xt, wt, **kw)
+    ad.sum(y * gy.astype(dtype)).backward()
+    assert sorted(calls) == ["_plane_dw_kernel", "_plane_dx_kernel", "_plane_fwd_kernel"]
+    assert y.dtype == xt.grad.dtype == wt.grad.dtype == dtype
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    for got, exp in ((y.data, want), (xt.grad, want_gx), (wt.grad, want_gw)):
+        np.testing.assert_allclose(got, exp, rtol=tol, atol=tol * np.abs(exp).max())
+    if dtype == np.float64:
+        ad.check_grads(lambda x, w: ad.conv2d(x, w, **kw), x, w)
+
+
+def test_stride1_plane_loops_sum_the_weight_gradient_in_float64():
+    """Many float32 terms per tap (64 images of 28 x 28): the weight gradient is summed
+    per image in float32 and over images in float64, so it stays within float32 rounding
+    of the float64 result."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((64, 2, 28, 28)).astype(np.float32)
+    gy = rng.standard_normal((64, 1, 28, 28)).astype(np.float32)
+    wt = ad.tensor(rng.standard_normal((1, 2, 3, 3)).astype(np.float32), requires_grad=True)
+    ad.sum(ad.conv2d(x, wt, padding=1) * gy).backward()
+    _, want = _conv2d_grads_ref(x.astype(np.float64), wt.data.astype(np.float64),
+                                gy.astype(np.float64), (1, 1), (1, 1), (1, 1))
+    np.testing.assert_allclose(wt.grad, want, rtol=1e-5, atol=1e-4)
+
+
+# The CPU im2col/col2im loops over polyphase planes: strides larger than the kernel
+# (phases no tap reads, pixels no window reads), stride with dilation, unequal axes,
+# the VAE's stride-2 4x4 layers, float32 and float64.
+PHASE_CASES = [
+    # x shape, kernel, stride, padding, dilation
+    ((2, 3, 9, 8), (4, 4), (2, 2), (1, 1), (1, 1)),
+    ((1, 2, 11, 7), (3, 2), (2, 3), (2, 0), (1, 2)),
+    ((2, 1, 10, 10), (2, 2), (3, 3), (0, 0), (1, 1)),
+    ((1, 2, 13, 9), (3, 3), (2, 1), (1, 2), (3, 2)),
+    ((3, 2, 5, 6), (1, 1), (4, 2), (0, 1), (1, 1)),
+    ((1, 1, 4, 4), (5, 5), (1, 1), (2, 2), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, k, s, p, d", PHASE_CASES)
+def test_cpu_im2col_and_col2im_loops_match_the_strided_views(xs, k, s, p, d, dtype):
+    from autodiff import conv as C
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(xs).astype(dtype)
+    n, c, h, w = xs
+    out_hw = C._out_hw("t", (h, w), k, s, p, d)
+    xpad = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
+    want = np.empty((c, k[0], k[1], n) + out_hw, dtype=dtype)
+    for i, j, sh, sw in C._offsets(k, s, d, out_hw):
+        want[:, i, j] = xpad[:, :, sh, sw].transpose(1, 0, 2, 3)
+    got = C._im2col(x, k, s, p, d, out_hw)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, want)
+    cols = rng.integers(-9, 9, want.shape).astype(dtype)     # exact sums in any order
+    back = np.zeros_like(xpad)
+    for i, j, sh, sw in C._offsets(k, s, d, out_hw):
+        back[:, :, sh, sw] += cols[:, i, j].transpose(1, 0, 2, 3)
+    got = C._col2im(cols, x.shape, k, s, p, d, out_hw)
+    assert got.dtype == dtype and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, back[:, :, p[0]:p[0] + h, p[1]:p[1] + w])
+
+
+@pytest.mark.parametrize("block_bytes", [1, None])      # one image per block; the default
+@pytest.mark.parametrize("dtype, bias_dtype", [(np.float32, np.float32),
+                                               (np.float64, np.float64),
+                                               (np.float32, np.float64)])
+def test_conv_bias_in_the_output_pass_and_blocks_of_images(block_bytes, dtype, bias_dtype,
+                                                           monkeypatch):
+    """The bias is added inside the conv ops (conv2d's output layout pass, each block of
+    conv_transpose2d's images): values, dtypes (a float64 bias widens a float32 conv, as
+    an add would) and the gradients of x, w and the bias match the loop references, with
+    one image per block of the input-gradient GEMM and with the default blocks."""
+    from autodiff import conv as C
+    if block_bytes is not None:
+        monkeypatch.setattr(C, "_BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(6)
+    out_dtype = np.result_type(dtype, bias_dtype)
+    tol = 1e-11 if out_dtype == np.float64 and dtype == np.float64 else 1e-4
+    for op, rop, xs, ws, kw in [
+            (ad.conv2d, ref.conv2d, (3, 4, 9, 8), (6, 2, 4, 3), dict(stride=2, padding=1,
+                                                                     groups=2)),
+            (ad.conv2d, ref.conv2d, (2, 3, 7, 7), (2, 3, 3, 3), dict(padding=1)),  # direct
+            (ad.conv_transpose2d, ref.conv_transpose2d, (3, 4, 5, 4), (4, 3, 4, 4),
+             dict(stride=2, padding=1)),
+            (ad.conv_transpose2d, ref.conv_transpose2d, (2, 4, 3, 5), (4, 1, 3, 2),
+             dict(stride=(2, 1), padding=(0, 1), groups=2))]:
+        x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+        nout = ws[0] if op is ad.conv2d else ws[1] * kw.get("groups", 1)
+        b = rng.standard_normal(nout)
+        want = rop(x, w, b, **kw)
+        gy = rng.standard_normal(want.shape)
+        xt = ad.tensor(x.astype(dtype), requires_grad=True)
+        wt = ad.tensor(w.astype(dtype), requires_grad=True)
+        bt = ad.tensor(b.astype(bias_dtype), requires_grad=True)
+        y = op(xt, wt, bt, **kw)
+        assert y.dtype == out_dtype and y.data.flags.c_contiguous
+        np.testing.assert_allclose(y.data, want, rtol=tol, atol=tol * np.abs(want).max())
+        ad.sum(y * gy.astype(out_dtype)).backward()
+        np.testing.assert_allclose(bt.grad, gy.sum(axis=(0, 2, 3)), rtol=tol, atol=tol * 10)
+        # x and w against the bias-free op (whose gradients the table checks)
+        xt2, wt2 = ad.tensor(x, requires_grad=True), ad.tensor(w, requires_grad=True)
+        ad.sum(op(xt2, wt2, **kw) * gy).backward()
+        for got, exp in ((xt.grad, xt2.grad), (wt.grad, wt2.grad)):
+            np.testing.assert_allclose(got, exp, rtol=tol, atol=tol * np.abs(exp).max())
+        if dtype == bias_dtype == np.float64 and block_bytes is None:
+            ad.check_grads(lambda x, w, b: op(x, w, b, **kw), x, w, b)
