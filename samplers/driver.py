@@ -17,7 +17,7 @@ import numpy as np
 
 from .base import STAT_KEYS, StatsRecorder, array_module, as_generator, default_module
 from .checkpoint import Checkpoint
-from .store import MemorySink, ZarrSink
+from .store import MemorySink, ZarrSink, ZarrStats, default_chunk, new_store
 from .registry import KERNELS, get_adaptation, get_kernel
 from .strategies import NoAdaptation, run_warmup, step
 
@@ -401,7 +401,7 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
            rng=0, progress=True, thin=1, dense_mass=False, target_accept=None, grad_fn=None,
            n_chains=None, init="uniform", *, dim=None, compile=True, adaptation=None,
            checkpoint=None, checkpoint_every=100, executor=None, n_shards=None,
-           store=None, store_chunk=None, **kernel_options):
+           store=None, store_chunk=None, store_dtype=None, **kernel_options):
     """Sample ``n_chains`` chains at once with warmup; return a :class:`Result`.
 
     Parameters
@@ -471,10 +471,15 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         Number of shards with an executor (default: one chain per shard).
     store : str or os.PathLike, optional
         A zarr group (created, overwritten) to stream the draws, log densities and
-        statistics to, ``store_chunk`` draws at a time (:mod:`samplers.store`); the
-        Result then holds the zarr arrays. Needs zarr.
+        statistics to, ``store_chunk`` draws at a time (:mod:`samplers.store`), and the
+        warmup statistics during warmup; the Result then holds the zarr arrays (its
+        ``warmup_stats`` too). Needs zarr.
     store_chunk : int, optional
-        Draws per chunk of the store (default: about 32 MiB of draws).
+        Draws (and warmup transitions) per chunk of the store (default: about 32 MiB of
+        draws).
+    store_dtype : str or numpy.dtype, optional
+        The draws' dtype in the store (default the positions' dtype; ``"float32"``
+        halves a float64 run's store). Log densities and statistics keep theirs.
     **kernel_options
         Passed to the kernel: ``step_size`` (initial; default 1, RWMH
         ``scale``), ``inverse_mass`` (initial), ``n_leapfrogs`` (HMC, default
@@ -497,7 +502,13 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
     """
     if target_accept is not None and not 0.0 < target_accept < 1.0:
         raise ValueError(f"target_accept: expected a value in (0, 1), got {target_accept!r}")
+    if store_dtype is not None and store is None:
+        raise ValueError("store_dtype: only with a store (store=...)")
     if executor is not None:
+        if store is not None:
+            raise ValueError("store: not supported with an executor yet (each shard would "
+                             "need its own store); give each shard's run a checkpoint "
+                             "instead, or run without executor=")
         from .shards import sample_sharded
         res = sample_sharded(executor, n_shards, logdensity, init_position, n_chains, dim, rng,
                              checkpoint, dict(
@@ -558,6 +569,13 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
             "adaptation": type(strategy).__qualname__, "dtype": str(q0.dtype),
             "seed": int(rng) if isinstance(rng, (int, np.integer)) else None})
     saved = None if ckpt is None else ckpt.load()
+    if store is not None:
+        draws_dtype = np.dtype(q0.dtype if store_dtype is None else store_dtype)
+        if draws_dtype.kind != "f":
+            raise ValueError(f"store_dtype: expected a floating dtype, got {store_dtype!r}")
+        chunk = default_chunk(store_chunk, c, d, draws_dtype)
+        if saved is None:
+            new_store(store)
     if saved is None:
         if init_position is None and init == "uniform" and hasattr(k, "logdensity"):
             q0 = _finite_inits(k, q0, gen)
@@ -584,13 +602,16 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         else:
             params = k.params(state.position) if hasattr(k, "params") else None
             if n_warmup > 0:
+                recorder = None if store is None or saved is not None else \
+                    ZarrStats(store, "warmup_stats", n_warmup, c, chunk)
                 state, params, warmup_stats = run_warmup(
                     k, strategy, state, gen, n_warmup, params,
                     callback=lambda info, eps: bar.update("warmup", info, eps),
                     resume=None if saved is None else (saved["i"], saved["astate"],
                                                        saved["recorder"]),
                     on_iteration=lambda n, st, ast, rec: keep(
-                        phase="warmup", n_done=n, i=n, state=st, astate=ast, recorder=rec))
+                        phase="warmup", n_done=n, i=n, state=st, astate=ast, recorder=rec),
+                    recorder=recorder)
             else:
                 warmup_stats = StatsRecorder(0, c, xp).result()
         phase = "sampling"
@@ -600,7 +621,7 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         else:
             i0, has_lp = 0, hasattr(state, "logdensity")
             sink = (MemorySink(n_samples, c, d, q0.dtype, xp, has_lp) if store is None else
-                    ZarrSink(store, n_samples, c, d, q0.dtype, has_lp, store_chunk))
+                    ZarrSink(store, n_samples, c, d, draws_dtype, has_lp, chunk, q0.dtype))
         for i in range(i0, n_samples * thin):
             state, info = step(k, state, gen, params)
             bar.update("sampling", info, eps_c)
@@ -617,6 +638,9 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         n_kept = snap.get("i", 0) // thin if snap.get("phase") == "sampling" else 0
         if n_kept == 0:
             done = snap.get("i", 0) if snap.get("phase") == "warmup" else n_warmup
+            if store is not None and snap.get("phase") == "warmup":
+                snap["recorder"].result(done)     # the store keeps the warmup done
+                where += f"; the store {str(store)!r} holds its warmup statistics"
             raise KeyboardInterrupt(f"samplers.sample interrupted "
                                     f"{'during warmup' if phase == 'warmup' else 'after warmup'}"
                                     f", after {done} of {n_warmup} warmup transitions and no "
