@@ -372,6 +372,39 @@ def _check_options(cls, kernel, opts):
                         f"{own + sorted(taken - set(own))}")
 
 
+def _kernel_and_strategy(kernel, adaptation, logdensity, grad_fn, target_accept, dense_mass,
+                         kernel_options):
+    """``(kernel class, strategy object, built, kernel)`` for :func:`sample`'s arguments
+    (``kernel`` becomes the default name when None)."""
+    strategy = None if adaptation is None else _strategy(adaptation, target_accept, dense_mass)
+    built = kernel is not None and not isinstance(kernel, (str, type))
+    if built:
+        _check_built(kernel, logdensity, grad_fn, kernel_options)
+    elif kernel is None:
+        kernel = getattr(strategy, "default_kernel", "nuts")
+    cls = type(kernel) if built else get_kernel(kernel)
+    if strategy is None:
+        default = getattr(cls, "adaptation", "stan") if hasattr(cls, "params") else "none"
+        strategy = _strategy(default, target_accept, dense_mass)
+    if not hasattr(cls, "params") and not isinstance(strategy, NoAdaptation):
+        raise ValueError(f"adaptation: the kernel {cls.__name__} has no parameters to tune "
+                         f"(no params method); use adaptation='none' (its warmup is burn-in)")
+    return cls, strategy, built, kernel
+
+
+def _build_kernel(cls, kernel, logdensity, grad_fn, compile, kernel_options):
+    """The kernel object of class ``cls`` from :func:`sample`'s options."""
+    opts = dict(kernel_options)
+    size_name = getattr(cls, "step_size_name", "step_size")
+    step_size = opts.pop(size_name, opts.pop("step_size", 1.0))
+    inverse_mass = opts.pop("inverse_mass", None)
+    for key, value in getattr(cls, "sample_defaults", {}).items():
+        opts.setdefault(key, value)
+    _check_options(cls, kernel, opts)
+    return cls(logdensity, **{size_name: step_size}, inverse_mass=inverse_mass,
+               grad_fn=grad_fn, compile=compile, **opts)
+
+
 def _strategy(adaptation, target_accept, dense_mass):
     """The warmup strategy object for ``sample(adaptation=...)``: a registered name or a
     class (built with the ``target_accept`` / ``dense_mass`` given), or an object."""
@@ -401,7 +434,8 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
            rng=0, progress=True, thin=1, dense_mass=False, target_accept=None, grad_fn=None,
            n_chains=None, init="uniform", *, dim=None, compile=True, adaptation=None,
            checkpoint=None, checkpoint_every=100, executor=None, n_shards=None,
-           store=None, store_chunk=None, store_dtype=None, **kernel_options):
+           store=None, store_chunk=None, store_dtype=None, shard_adaptation="per_shard",
+           _warm=None, **kernel_options):
     """Sample ``n_chains`` chains at once with warmup; return a :class:`Result`.
 
     Parameters
@@ -469,6 +503,12 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         density must be picklable for process pools (a module-level function).
     n_shards : int, optional
         Number of shards with an executor (default: one chain per shard).
+    shard_adaptation : str
+        With an executor: ``"per_shard"`` (default: each shard tunes its own step size
+        and mass) or ``"pooled"``: the shards stop at each slow window's end and send
+        their adaptation statistics (Welford mass estimates, dual averaging state; never
+        draws), which are pooled into one mass and one step size for all chains
+        (``adaptation="stan"`` only; see :mod:`samplers.shards`).
     store : str or os.PathLike, optional
         A zarr group (created, overwritten) to stream the draws, log densities and
         statistics to, ``store_chunk`` draws at a time (:mod:`samplers.store`), and the
@@ -504,6 +544,8 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         raise ValueError(f"target_accept: expected a value in (0, 1), got {target_accept!r}")
     if store_dtype is not None and store is None:
         raise ValueError("store_dtype: only with a store (store=...)")
+    if _warm is not None and n_warmup:
+        raise ValueError("_warm: a state after warmup needs n_warmup=0")
     if executor is not None:
         if store is not None:
             raise ValueError("store: not supported with an executor yet (each shard would "
@@ -511,7 +553,7 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
                              "instead, or run without executor=")
         from .shards import sample_sharded
         res = sample_sharded(executor, n_shards, logdensity, init_position, n_chains, dim, rng,
-                             checkpoint, dict(
+                             checkpoint, shard_adaptation, dict(
                                  n_samples=n_samples, n_warmup=n_warmup, kernel=kernel,
                                  thin=thin, dense_mass=dense_mass, target_accept=target_accept,
                                  grad_fn=grad_fn, init=init, compile=compile,
@@ -521,19 +563,11 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         return res
     if n_shards is not None:
         raise ValueError("n_shards: only with an executor (executor=...)")
-    strategy = None if adaptation is None else _strategy(adaptation, target_accept, dense_mass)
-    built = kernel is not None and not isinstance(kernel, (str, type))
-    if built:
-        _check_built(kernel, logdensity, grad_fn, kernel_options)
-    elif kernel is None:
-        kernel = getattr(strategy, "default_kernel", "nuts")
-    cls = type(kernel) if built else get_kernel(kernel)
-    if strategy is None:
-        default = getattr(cls, "adaptation", "stan") if hasattr(cls, "params") else "none"
-        strategy = _strategy(default, target_accept, dense_mass)
-    if not hasattr(cls, "params") and not isinstance(strategy, NoAdaptation):
-        raise ValueError(f"adaptation: the kernel {cls.__name__} has no parameters to tune "
-                         f"(no params method); use adaptation='none' (its warmup is burn-in)")
+    if shard_adaptation != "per_shard":
+        raise ValueError("shard_adaptation: only with an executor (executor=...)")
+    cls, strategy, built, kernel = _kernel_and_strategy(kernel, adaptation, logdensity, grad_fn,
+                                                        target_accept, dense_mass,
+                                                        kernel_options)
     for name, v, lo in (("n_samples", n_samples, 1), ("n_warmup", n_warmup, 0),
                         ("thin", thin, 1)):
         if int(v) != v or v < lo:
@@ -543,18 +577,8 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
     gen = as_generator(rng, xp)
     q0 = _initial_positions(init_position, n_chains, dim, init, gen, xp)
 
-    if built:
-        k = kernel
-    else:
-        opts = dict(kernel_options)
-        size_name = getattr(cls, "step_size_name", "step_size")
-        step_size = opts.pop(size_name, opts.pop("step_size", 1.0))
-        inverse_mass = opts.pop("inverse_mass", None)
-        for key, value in getattr(cls, "sample_defaults", {}).items():
-            opts.setdefault(key, value)
-        _check_options(cls, kernel, opts)
-        k = cls(logdensity, **{size_name: step_size}, inverse_mass=inverse_mass,
-                grad_fn=grad_fn, compile=compile, **opts)
+    k = kernel if built else _build_kernel(cls, kernel, logdensity, grad_fn, compile,
+                                           kernel_options)
     if hasattr(strategy, "check_kernel"):
         strategy.check_kernel(k)
     c, d = q0.shape
@@ -576,7 +600,9 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         chunk = default_chunk(store_chunk, c, d, draws_dtype)
         if saved is None:
             new_store(store)
-    if saved is None:
+    if saved is None and _warm is not None:
+        state = _warm[0]                    # pooled warmup done (samplers.shards)
+    elif saved is None:
         if init_position is None and init == "uniform" and hasattr(k, "logdensity"):
             q0 = _finite_inits(k, q0, gen)
         state = _init_state(k, q0, gen)
@@ -601,6 +627,8 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
             params, warmup_stats = saved["params"], saved["warmup_stats"]
         else:
             params = k.params(state.position) if hasattr(k, "params") else None
+            if _warm is not None:
+                params = _warm[1]
             if n_warmup > 0:
                 recorder = None if store is None or saved is not None else \
                     ZarrStats(store, "warmup_stats", n_warmup, c, chunk)

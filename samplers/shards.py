@@ -32,7 +32,12 @@ import numpy as np
 
 from .base import array_module
 
-__all__ = ["sample_sharded", "shard_bounds", "ShardRerunWarning"]
+__all__ = ["sample_sharded", "shard_bounds", "ShardRerunWarning", "SHARD_ADAPTATIONS",
+           "pooled_phase"]
+
+#: ``sample(shard_adaptation=...)``: each shard tunes its own parameters, or the shards'
+#: adaptation statistics are pooled at the strategy's sync points.
+SHARD_ADAPTATIONS = ("per_shard", "pooled")
 
 
 class ShardRerunWarning(RuntimeWarning):
@@ -65,11 +70,12 @@ def _seeds(rng, n):
 
 
 def sample_sharded(executor, n_shards, logdensity, init_position, n_chains, dim, rng,
-                   checkpoint, kwargs):
+                   checkpoint, shard_adaptation, kwargs):
     """Run :func:`samplers.sample` on shards of the chains through ``executor``.
 
-    ``kwargs`` are the other arguments of :func:`samplers.sample` (without ``rng``,
-    ``n_chains``, ``dim``, ``init_position``, ``checkpoint``, ``progress``).
+    ``shard_adaptation`` is ``"per_shard"`` or ``"pooled"`` (see the module); ``kwargs``
+    are the other arguments of :func:`samplers.sample` (without ``rng``, ``n_chains``,
+    ``dim``, ``init_position``, ``checkpoint``, ``progress``).
 
     Returns
     -------
@@ -79,6 +85,9 @@ def sample_sharded(executor, n_shards, logdensity, init_position, n_chains, dim,
         raise TypeError(f"executor: expected a concurrent.futures.Executor or a "
                         f"dask.distributed.Client (an object with submit), got "
                         f"{type(executor).__name__}")
+    if shard_adaptation not in SHARD_ADAPTATIONS:
+        raise ValueError(f"shard_adaptation: expected one of {list(SHARD_ADAPTATIONS)}, got "
+                         f"{shard_adaptation!r}")
     if init_position is not None:
         q = init_position if hasattr(init_position, "ndim") else np.asarray(init_position,
                                                                               dtype=float)
@@ -97,12 +106,21 @@ def sample_sharded(executor, n_shards, logdensity, init_position, n_chains, dim,
     seeds = _seeds(rng, len(bounds))
     is_dask = type(executor).__module__.startswith("distributed")
     local_fns = dict(logdensity=logdensity, grad_fn=kwargs.get("grad_fn"))
+    pooled = shard_adaptation == "pooled" and kwargs["n_warmup"] > 0
+    if pooled:
+        strategy = _pooled_strategy(logdensity, kwargs)
     if is_dask:
         # sent once to every worker, not once per shard (with the data it closes over)
         logdensity = executor.scatter(logdensity, broadcast=True, hash=False)
         if kwargs.get("grad_fn") is not None:
             kwargs = dict(kwargs, grad_fn=executor.scatter(kwargs["grad_fn"], broadcast=True,
                                                            hash=False))
+    if pooled:
+        return _sample_pooled(executor, is_dask, strategy, bounds, seeds, logdensity,
+                              local_fns, None if init_position is None else q, dim,
+                              checkpoint, kwargs)
+    if shard_adaptation == "pooled":
+        shard_adaptation = "per_shard"        # no warmup: nothing to pool
     futures, shards = [], []
     for i, ((a, b), seed) in enumerate(zip(bounds, seeds)):
         shard = dict(kwargs, logdensity=logdensity, rng=np.random.default_rng(seed),
@@ -142,8 +160,9 @@ def sample_sharded(executor, n_shards, logdensity, init_position, n_chains, dim,
     return merge(results, bounds)
 
 
-def merge(results, bounds):
-    """One :class:`~samplers.driver.Result` from the shards' results, chains in order."""
+def merge(results, bounds, shared_mass=False):
+    """One :class:`~samplers.driver.Result` from the shards' results, chains in order
+    (``shared_mass``: the shards share one mass matrix, kept as it is)."""
     from .driver import Result
     first = results[0]
     cat = np.concatenate
@@ -161,7 +180,8 @@ def merge(results, bounds):
             vals = [getattr(r.params, f) for r in results]
             if f == "step_size":
                 fields[f] = cat(vals)
-            elif f in ("inverse_mass", "mass_sqrt", "damping") and vals[0] is not None:
+            elif f in ("inverse_mass", "mass_sqrt", "damping") and vals[0] is not None \
+                    and not shared_mass:
                 # GHMC (the kernel with a damping) has per-chain masses already
                 fields[f] = _shard_rows(vals, bounds,
                                         per_chain=first.params.damping is not None)
@@ -182,3 +202,246 @@ def _shard_rows(vals, bounds, per_chain):
         return np.concatenate([np.asarray(v) for v in vals])
     return np.concatenate([np.broadcast_to(np.asarray(v), (b - a,) + np.shape(v))
                            for v, (a, b) in zip(vals, bounds)])
+
+
+# ------------------------------------------------------------------ pooled adaptation
+def _pooled_strategy(logdensity, kwargs):
+    """The warmup strategy of a pooled run, checked to support pooling."""
+    from .driver import _kernel_and_strategy
+    opts = {k: v for k, v in kwargs.items() if k not in _SAMPLE_ARGS}
+    _, strategy, _, _ = _kernel_and_strategy(kwargs["kernel"], kwargs["adaptation"],
+                                             logdensity, kwargs["grad_fn"],
+                                             kwargs["target_accept"], kwargs["dense_mass"],
+                                             opts)
+    missing = [m for m in _POOLING if not hasattr(strategy, m)]
+    if missing:
+        raise ValueError(f"shard_adaptation='pooled': the warmup strategy "
+                         f"{type(strategy).__name__} cannot pool its statistics across shards "
+                         f"(it has no {missing[0]} method); pooled adaptation supports "
+                         f"adaptation='stan'. Use shard_adaptation='per_shard' (each shard "
+                         f"adapts on its own)")
+    return strategy
+
+
+#: What a strategy needs for pooled adaptation (see StanAdaptation).
+_POOLING = ("init_search", "restart_step_size", "advance", "begin_window", "sync_points",
+            "statistics", "pool", "pool_step_sizes")
+
+#: :func:`samplers.sample` arguments in ``kwargs`` that are not kernel options.
+_SAMPLE_ARGS = ("n_samples", "n_warmup", "kernel", "thin", "dense_mass", "target_accept",
+                "grad_fn", "init", "compile", "adaptation", "checkpoint_every")
+
+
+def _worker_kernel(setup):
+    """The shard's kernel and strategy, built on the worker from ``setup``."""
+    from .driver import _build_kernel, _kernel_and_strategy
+    kw = setup["kwargs"]
+    opts = {k: v for k, v in kw.items() if k not in _SAMPLE_ARGS}
+    cls, strategy, built, name = _kernel_and_strategy(
+        kw["kernel"], kw["adaptation"], setup["logdensity"], kw["grad_fn"],
+        kw["target_accept"], kw["dense_mass"], opts)
+    k = name if built else _build_kernel(cls, name, setup["logdensity"], kw["grad_fn"],
+                                         kw["compile"], opts)
+    strategy.check_kernel(k)
+    return k, strategy
+
+
+def pooled_phase(carry, setup, message):
+    """One phase of pooled warmup on one shard; runs on a worker.
+
+    Parameters
+    ----------
+    carry : dict or None
+        What the shard's previous phase returned (None for the first): its kernel state
+        (``[C_s, D]`` positions and gradients, ``[C_s]`` log densities), its generator
+        and the strategy's state without the schedule. With Dask it stays on the
+        workers between phases.
+    setup : dict
+        ``logdensity``, ``kwargs`` (:func:`samplers.sample`'s options), ``seed``,
+        ``positions`` (``[C_s, D]``, or None to draw them), ``n_chains``, ``dim``.
+    message : dict
+        ``kind``: ``"start"`` (initial positions, the step-size search), ``"run"``
+        (dual averaging restarted at the pooled ``step_size``, transitions up to
+        ``until``) or ``"window"`` (the pooled ``inverse_mass``, the step-size search
+        from the pooled ``step_size``).
+
+    Returns
+    -------
+    carry : dict
+    report : dict
+        What goes back to the caller: ``{"step_size": float}`` after a search; after a
+        run the strategy's ``statistics`` and the run's warmup statistics
+        ``{name: [C_s, n]}``. Never draws.
+    """
+    from .adaptation import window_schedule
+    from .base import StatsRecorder, as_generator, nonfinite_chains
+    from .driver import _finite_inits, _init_state, _initial_positions
+    from .strategies import step
+    kernel, strategy = _worker_kernel(setup)
+    kw = setup["kwargs"]
+    n_warmup = int(kw["n_warmup"])
+    kind = message["kind"]
+    if kind == "start":
+        gen = as_generator(np.random.default_rng(setup["seed"]))
+        q0 = _initial_positions(setup["positions"], setup["n_chains"], setup["dim"],
+                                kw["init"], gen, np)
+        if setup["positions"] is None and kw["init"] == "uniform":
+            q0 = _finite_inits(kernel, q0, gen)
+        state = _init_state(kernel, q0, gen)
+        astate, state, eps = strategy.init_search(kernel, state, gen, n_warmup,
+                                                  kernel.params(state.position))
+        return _carry(state, gen, astate), {"step_size": eps}
+    state, gen = carry["state"], carry["rng"]
+    astate = carry["astate"]._replace(schedule=tuple(
+        window_schedule(n_warmup) if strategy.schedule is None else strategy.schedule))
+    if kind == "window":
+        astate, state, eps = strategy.begin_window(kernel, astate, state, gen,
+                                                   message["inverse_mass"],
+                                                   message["step_size"])
+        return _carry(state, gen, astate), {"step_size": eps}
+    if kind != "run":
+        raise ValueError(f"message: unknown kind {kind!r}")
+    astate = strategy.restart_step_size(kernel, astate, message["step_size"])
+    i0, i1 = astate.iteration, int(message["until"])
+    rec = StatsRecorder(i1 - i0, state.position.shape[0], np)
+    for i in range(i0, i1):
+        p = astate.params
+        state, info = step(kernel, state, gen, p)
+        rec.record(i - i0, info, p.step_size, nonfinite_chains(state))
+        astate, state = strategy.advance(kernel, astate, state, info, gen)
+    report = {"statistics": strategy.statistics(astate), "warmup_stats": rec.result()}
+    return _carry(state, gen, astate), report
+
+
+def _carry(state, gen, astate):
+    """A shard's carry; the schedule is left out (rebuilt on the worker each phase)."""
+    return {"state": state, "rng": gen, "astate": astate._replace(schedule=None)}
+
+
+def _sample_after_pooled(carry, setup, step_size):
+    """The sampling phase of a pooled run's shard: :func:`samplers.sample` from the
+    state after warmup, with the pooled mass (in the carry) and ``step_size``."""
+    from .driver import sample
+    from .strategies import with_step_size
+    params = with_step_size(carry["astate"].params, step_size)
+    kw = dict(setup["kwargs"], n_warmup=0, rng=carry["rng"], progress=False,
+              checkpoint=setup["checkpoint"])
+    state = carry["state"]
+    return sample(setup["logdensity"], state.position, _warm=(state, params), **kw)
+
+
+def _first(out):
+    return out[0]
+
+
+def _second(out):
+    return out[1]
+
+
+class _Runner:
+    """Runs one phase on every shard through the executor and returns the reports in
+    shard order; keeps the carries (Dask: futures, so they stay on the workers)."""
+
+    def __init__(self, executor, is_dask, setups, bounds, local_fns):
+        self.ex, self.is_dask, self.setups, self.bounds = executor, is_dask, setups, bounds
+        self.local = [dict(s, logdensity=local_fns["logdensity"],
+                           kwargs=dict(s["kwargs"], grad_fn=local_fns["grad_fn"]))
+                      for s in setups]
+        self.carries = [None] * len(setups)
+        self.lineage = []              # Dask: every carry, so a lost one can be recomputed
+        self.rerun = False             # a process pool broke: the rest runs here
+
+    def _note(self, err, i):
+        a, b = self.bounds[i]
+        if hasattr(err, "add_note"):
+            err.add_note(f"samplers: raised by shard {i} (chains {a}-{b - 1}; chain "
+                         f"numbers in the message count from chain {a})")
+
+    def phase(self, message):
+        return self.run(pooled_phase, message, split=True)
+
+    def run(self, fn, arg, split):
+        n = len(self.setups)
+        if self.is_dask:
+            outs = [self.ex.submit(fn, self.carries[i], self.setups[i], arg, pure=False,
+                                   retries=2) for i in range(n)]
+            if not split:
+                return self._gather(outs)
+            self.carries = [self.ex.submit(_first, o, pure=False) for o in outs]
+            self.lineage.append(self.carries)
+            return self._gather([self.ex.submit(_second, o, pure=False) for o in outs])
+        if not self.rerun:
+            futs = [self.ex.submit(fn, self.carries[i], self.setups[i], arg) for i in range(n)]
+        outs = []
+        for i in range(n):
+            try:
+                if self.rerun:
+                    raise BrokenExecutor
+                outs.append(futs[i].result())
+            except BrokenExecutor:
+                if not self.rerun:
+                    warnings.warn("samplers: the executor broke (a worker process died) "
+                                  "during pooled adaptation; the remaining phases run in "
+                                  "this process with each shard's own state, so the draws "
+                                  "are those of an uninterrupted run", ShardRerunWarning,
+                                  stacklevel=5)
+                self.rerun = True
+                try:
+                    outs.append(fn(self.carries[i], self.local[i], arg))
+                except Exception as err:
+                    self._note(err, i)
+                    raise
+            except Exception as err:
+                self._note(err, i)
+                for other in futs[i + 1:]:
+                    other.cancel()
+                raise
+        if not split:
+            return outs
+        self.carries = [o[0] for o in outs]
+        return [o[1] for o in outs]
+
+    def _gather(self, futs):
+        out = []
+        for i, f in enumerate(futs):
+            try:
+                out.append(f.result())
+            except Exception as err:
+                self._note(err, i)
+                raise
+        return out
+
+
+def _sample_pooled(executor, is_dask, strategy, bounds, seeds, logdensity, local_fns, q,
+                   dim, checkpoint, kwargs):
+    """Warmup pooled across the shards at the strategy's sync points, then sampling per
+    shard with the pooled parameters (see the module)."""
+    n_warmup = int(kwargs["n_warmup"])
+    sizes = [b - a for a, b in bounds]
+    setups = [{"logdensity": logdensity, "kwargs": dict(kwargs), "seed": seed,
+               "positions": None if q is None else np.array(q[a:b]), "n_chains": b - a,
+               "dim": dim,
+               "checkpoint": None if checkpoint is None else f"{checkpoint}.shard{i}"}
+              for i, ((a, b), seed) in enumerate(zip(bounds, seeds))]
+    runner = _Runner(executor, is_dask, setups, bounds, local_fns)
+    reports = runner.phase({"kind": "start"})
+    eps = strategy.pool_step_sizes([r["step_size"] for r in reports], sizes)
+    chunks = [[] for _ in bounds]
+    final_eps = eps
+    for until in strategy.sync_points(n_warmup):
+        reports = runner.phase({"kind": "run", "step_size": eps, "until": until})
+        for ch, r in zip(chunks, reports):
+            ch.append(r["warmup_stats"])
+        pooled = strategy.pool(None, [r["statistics"] for r in reports], sizes)
+        final_eps = pooled["final_step_size"]
+        if pooled["inverse_mass"] is not None:
+            reports = runner.phase({"kind": "window", "inverse_mass": pooled["inverse_mass"],
+                                    "step_size": pooled["step_size"]})
+            # Stan's final step size when the last transition ended a window: the search's
+            eps = final_eps = strategy.pool_step_sizes([r["step_size"] for r in reports],
+                                                       sizes)
+    results = runner.run(_sample_after_pooled, final_eps, split=False)
+    res = merge(results, bounds, shared_mass=True)
+    res.warmup_stats = {k: np.concatenate([np.concatenate([c[k] for c in ch], axis=1)
+                                           for ch in chunks]) for k in chunks[0][0]}
+    return res
