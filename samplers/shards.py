@@ -119,8 +119,6 @@ def sample_sharded(executor, n_shards, logdensity, init_position, n_chains, dim,
         return _sample_pooled(executor, is_dask, strategy, bounds, seeds, logdensity,
                               local_fns, None if init_position is None else q, dim,
                               checkpoint, kwargs)
-    if shard_adaptation == "pooled":
-        shard_adaptation = "per_shard"        # no warmup: nothing to pool
     futures, shards = [], []
     for i, ((a, b), seed) in enumerate(zip(bounds, seeds)):
         shard = dict(kwargs, logdensity=logdensity, rng=np.random.default_rng(seed),
