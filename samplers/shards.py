@@ -6,24 +6,61 @@ shards; each shard is one ordinary batched :func:`samplers.sample` call, submitt
 executor; or a ``dask.distributed.Client``, whose ``submit`` also takes ``retries``).
 Each shard gets its own stream from ``numpy.random.SeedSequence(seed).spawn(k)``, so the
 draws depend on the seed, the chain count and ``k`` only, never on how many workers run
-the shards. Each shard adapts on its own (its own step size and mass: with one chain per
-shard this is Stan's per-chain adaptation); pooled adaptation across shards is not
-implemented yet. The merged :class:`~samplers.driver.Result` keeps the chain order;
-``inverse_mass`` and the parameters become per chain (``[C, ...]``) and ``result.shards``
-lists each shard's ``(first chain, last chain + 1)``.
+the shards. The merged :class:`~samplers.driver.Result` keeps the chain order;
+``result.shards`` lists each shard's ``(first chain, last chain + 1)``.
+
+Warmup, ``shard_adaptation=``:
+
+``"per_shard"`` (default)
+    Each shard adapts on its own (its own step size and mass: with one chain per shard
+    this is Stan's per-chain adaptation); ``inverse_mass`` and the parameters become per
+    chain (``[C, ...]``).
+``"pooled"``
+    One step size and one mass for all chains, estimated from all of them, with only
+    adaptation statistics crossing the wire (``adaptation="stan"``; other strategies
+    raise). Warmup runs in phases between the strategy's sync points (each slow
+    window's end, and the end of warmup); :func:`pooled_phase` is one phase of one shard:
+
+    1. ``start``: each shard draws its initial positions and runs the step-size heuristic
+       on its chains; it returns the step size found (one float).
+    2. ``run``: dual averaging restarts at the pooled step size and the shard runs its
+       transitions to the next sync point (its own dual averaging in between); it returns
+       its Welford state (count, mean ``[D]``, M2 ``[D]`` or ``[D, D]``), its dual
+       averaging state (five numbers) and the phase's warmup statistics
+       (``{name: [C_s, n]}``, each transition's sent once).
+    3. The caller pools them in shard order: the Welford states merged exactly (the
+       all-chain estimate up to summation order), the dual averaging states averaged with
+       the chain counts as weights (the dual averaging of the all-chain mean acceptance,
+       which it is linear in); at a window's end the pooled mass goes back (``window``)
+       with the pooled step size, each shard re-runs the heuristic under the new metric
+       and returns its step size, whose chain-weighted geometric mean restarts the next
+       ``run``.
+
+    After warmup every shard samples with the pooled step size and mass
+    (``result.inverse_mass`` is one ``[D]`` or ``[D, D]``). The shard's kernel state
+    (``[C_s, D]`` positions and gradients, ``[C_s]`` log densities), its generator and
+    the strategy's state travel between the phases: with Dask they stay on the workers
+    (each phase's task takes the previous one's future); other executors send them back
+    and forth (``2 x C_s x D`` floats and a few hundred bytes, per phase). Draws never
+    cross during warmup. The number of shards fixes the pooling, the workers only where
+    the shards run, so the draws do not depend on the number of workers; with one shard
+    the pooled run is the one-process run bit for bit.
 
 With a Dask client the log density (and ``grad_fn``), with the data it closes over, is
-scattered to every worker once instead of travelling with each shard. A shard that
+scattered to every worker once instead of travelling with each shard (other executors
+pickle it with every task, pooled phases included). A shard that
 raises is reported with its index and chain ids; with a checkpoint path,
 shard ``i`` checkpoints to ``PATH.shard{i}``, so a rerun after a failure redoes only the
-unfinished shards' remaining transitions.
+unfinished shards' remaining transitions (a pooled run repeats its warmup phases,
+deterministically, and resumes the shards' sampling).
 
 A worker that dies mid-run loses nothing: Dask reschedules its shard on another worker
-(the scheduler's ``allowed-failures``, plus ``retries=2`` for a shard that raises); a
+(the scheduler's ``allowed-failures``, plus ``retries=2`` for a shard that raises; a pooled
+run keeps every phase's future, so a lost carry is recomputed); a
 process pool whose worker dies is broken for good (``BrokenExecutor``), so the shards it
-did not finish are rerun in the calling process, with a :class:`ShardRerunWarning`. Each
-shard's draws depend only on its seed, so either way the result is that of an
-uninterrupted run, every chain present once.
+did not finish are rerun in the calling process (pooled: the remaining phases), with a
+:class:`ShardRerunWarning`. Each shard's draws depend only on its seed, so either way the
+result is that of an uninterrupted run, every chain present once.
 """
 import warnings
 from concurrent.futures import BrokenExecutor
@@ -379,7 +416,7 @@ class _Runner:
             except BrokenExecutor:
                 if not self.rerun:
                     warnings.warn("samplers: the executor broke (a worker process died) "
-                                  "during pooled adaptation; the remaining phases run in "
+                                  "during a pooled run; the remaining phases run in "
                                   "this process with each shard's own state, so the draws "
                                   "are those of an uninterrupted run", ShardRerunWarning,
                                   stacklevel=5)

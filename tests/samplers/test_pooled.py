@@ -1,6 +1,7 @@
 """Warmup pooled across shards: statistics cross the wire, never draws; the draws do not
 depend on the number of workers, and pooling equals the one-process estimate."""
 import concurrent.futures as cf
+import multiprocessing
 import pickle
 import warnings
 
@@ -14,7 +15,8 @@ from samplers.base import HMCInfo, HMCState, KernelParams
 from samplers.strategies.stan import merge_dual_averaging, merge_step_sizes, merge_welford
 
 from .helpers import check_moments
-from .test_shards import SCALES, CountingDensity, _Serial, grad, logdensity
+from .test_shards import (SCALES, CountingDensity, KillsItsWorkerOnce, _Serial, grad,
+                          logdensity)
 
 KW = dict(n_chains=8, dim=3, grad_fn=grad, n_warmup=150, n_samples=300, rng=11, n_shards=4,
           shard_adaptation="pooled", progress=False)
@@ -261,3 +263,24 @@ def test_pooled_on_a_dask_local_cluster(serial):
     np.testing.assert_array_equal(res.draws, serial.draws)
     np.testing.assert_array_equal(res.warmup_stats["acceptance"],
                                   serial.warmup_stats["acceptance"])
+
+
+def test_a_killed_pool_worker_during_pooled_warmup_loses_nothing(tmp_path, serial):
+    marker = tmp_path / "killed"
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(2, mp_context=ctx) as pool:
+        with pytest.warns(samplers.shards.ShardRerunWarning, match="during a pooled run"):
+            res = samplers.sample(KillsItsWorkerOnce(marker, after=30), executor=pool, **KW)
+    assert marker.exists()                         # a worker really was killed
+    np.testing.assert_array_equal(res.draws, serial.draws)
+
+
+def test_a_killed_dask_worker_during_pooled_warmup_loses_nothing(tmp_path, serial):
+    distributed = pytest.importorskip("distributed", reason="dask.distributed not installed")
+    marker = tmp_path / "killed"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        res = samplers.sample(KillsItsWorkerOnce(marker, after=30), executor=client, **KW)
+    assert marker.exists()
+    np.testing.assert_array_equal(res.draws, serial.draws)
