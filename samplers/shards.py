@@ -51,8 +51,9 @@ scattered to every worker once instead of travelling with each shard (other exec
 pickle it with every task, pooled phases included). A shard that
 raises is reported with its index and chain ids; with a checkpoint path,
 shard ``i`` checkpoints to ``PATH.shard{i}``, so a rerun after a failure redoes only the
-unfinished shards' remaining transitions (a pooled run repeats its warmup phases,
-deterministically, and resumes the shards' sampling).
+unfinished shards' remaining transitions (a pooled run also saves the end of its warmup
+to ``PATH.warmup``: the shards' states and the pooled parameters, so a rerun goes
+straight to the shards' sampling).
 
 A worker that dies mid-run loses nothing: Dask reschedules its shard on another worker
 (the scheduler's ``allowed-failures``, plus ``retries=2`` for a shard that raises; a pooled
@@ -68,6 +69,7 @@ from concurrent.futures import BrokenExecutor
 import numpy as np
 
 from .base import array_module
+from .checkpoint import Checkpoint
 
 __all__ = ["sample_sharded", "shard_bounds", "ShardRerunWarning", "SHARD_ADAPTATIONS",
            "pooled_phase"]
@@ -450,7 +452,9 @@ class _Runner:
 def _sample_pooled(executor, is_dask, strategy, bounds, seeds, logdensity, local_fns, q,
                    dim, checkpoint, kwargs):
     """Warmup pooled across the shards at the strategy's sync points, then sampling per
-    shard with the pooled parameters (see the module)."""
+    shard with the pooled parameters (see the module). With a checkpoint path, the end of
+    the pooled warmup is saved to ``PATH.warmup`` (the shards' carries, the pooled step
+    size, the warmup statistics), so that a rerun goes straight to the shards' sampling."""
     n_warmup = int(kwargs["n_warmup"])
     sizes = [b - a for a, b in bounds]
     setups = [{"logdensity": logdensity, "kwargs": dict(kwargs), "seed": seed,
@@ -459,9 +463,34 @@ def _sample_pooled(executor, is_dask, strategy, bounds, seeds, logdensity, local
                "checkpoint": None if checkpoint is None else f"{checkpoint}.shard{i}"}
               for i, ((a, b), seed) in enumerate(zip(bounds, seeds))]
     runner = _Runner(executor, is_dask, setups, bounds, local_fns)
+    ckpt = None if checkpoint is None else _WarmupCheckpoint(f"{checkpoint}.warmup", 1, {
+        "pooled_warmup": n_warmup, "shards": list(bounds), "dim": dim,
+        "entropy": str(seeds[0].entropy), "kernel": _name(kwargs["kernel"]),
+        "adaptation": type(strategy).__qualname__})
+    saved = None if ckpt is None else ckpt.load()
+    if saved is None:
+        final_eps, warmup_stats = _pooled_warmup(runner, strategy, n_warmup, sizes)
+        if ckpt is not None:
+            carries = runner.carries
+            if is_dask:
+                carries = executor.gather(carries)
+            ckpt.save(phase="pooled", carries=carries, step_size=final_eps,
+                      warmup_stats=warmup_stats)
+    else:
+        runner.carries = saved["carries"]
+        final_eps, warmup_stats = saved["step_size"], saved["warmup_stats"]
+    results = runner.run(_sample_after_pooled, final_eps, split=False)
+    res = merge(results, bounds, shared_mass=True)
+    res.warmup_stats = warmup_stats
+    return res
+
+
+def _pooled_warmup(runner, strategy, n_warmup, sizes):
+    """The pooled warmup's phases; ``(step size after warmup, warmup statistics
+    {name: [C, n_warmup]})``, the shards' carries left in ``runner``."""
     reports = runner.phase({"kind": "start"})
     eps = strategy.pool_step_sizes([r["step_size"] for r in reports], sizes)
-    chunks = [[] for _ in bounds]
+    chunks = [[] for _ in sizes]
     final_eps = eps
     for until in strategy.sync_points(n_warmup):
         reports = runner.phase({"kind": "run", "step_size": eps, "until": until})
@@ -472,11 +501,26 @@ def _sample_pooled(executor, is_dask, strategy, bounds, seeds, logdensity, local
         if pooled["inverse_mass"] is not None:
             reports = runner.phase({"kind": "window", "inverse_mass": pooled["inverse_mass"],
                                     "step_size": pooled["step_size"]})
-            # Stan's final step size when the last transition ended a window: the search's
+            # when the last transition ended a window, Stan keeps the search's step size
             eps = final_eps = strategy.pool_step_sizes([r["step_size"] for r in reports],
                                                        sizes)
-    results = runner.run(_sample_after_pooled, final_eps, split=False)
-    res = merge(results, bounds, shared_mass=True)
-    res.warmup_stats = {k: np.concatenate([np.concatenate([c[k] for c in ch], axis=1)
-                                           for ch in chunks]) for k in chunks[0][0]}
-    return res
+    stats = {k: np.concatenate([np.concatenate([c[k] for c in ch], axis=1) for ch in chunks])
+             for k in chunks[0][0]}
+    return final_eps, stats
+
+
+def _name(kernel):
+    return kernel if isinstance(kernel, str) or kernel is None else \
+        getattr(kernel, "__qualname__", type(kernel).__qualname__)
+
+
+class _WarmupCheckpoint(Checkpoint):
+    """The end of a pooled warmup (``PATH.warmup``): carries, step size, statistics."""
+
+    def _check_payload(self, payload):
+        missing = sorted({"phase", "carries", "step_size", "warmup_stats"} - set(payload))
+        if payload.get("phase") != "pooled" or missing or \
+                len(payload["carries"]) != len(self.fingerprint["shards"]):
+            raise ValueError(f"checkpoint {self.path!r} is damaged: not the end of a pooled "
+                             f"warmup of {len(self.fingerprint['shards'])} shards; delete it "
+                             f"to start afresh")

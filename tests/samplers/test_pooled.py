@@ -284,3 +284,29 @@ def test_a_killed_dask_worker_during_pooled_warmup_loses_nothing(tmp_path, seria
         res = samplers.sample(KillsItsWorkerOnce(marker, after=30), executor=client, **KW)
     assert marker.exists()
     np.testing.assert_array_equal(res.draws, serial.draws)
+
+
+def test_a_pooled_run_resumes_from_its_shard_checkpoints(tmp_path, serial):
+    calls = [0, None]
+
+    def counted(q):
+        calls[0] += 1
+        if calls[0] == calls[1]:
+            raise KeyError("killed")
+        return grad(q)
+    samplers.sample(logdensity, executor=_Serial(), **dict(KW, grad_fn=counted))
+    calls[:] = [0, int(calls[0] * 0.8)]                 # fails in a shard's sampling
+    kw = dict(KW, checkpoint=tmp_path / "p.ckpt", checkpoint_every=20)
+    with pytest.raises(KeyError, match="killed"):
+        samplers.sample(logdensity, executor=_Serial(), **dict(kw, grad_fn=counted))
+    saved = sorted(p.name for p in tmp_path.iterdir())
+    assert saved[:2] == ["p.ckpt.shard0", "p.ckpt.shard1"] and "p.ckpt.warmup" in saved
+    # the rerun starts from the end of the pooled warmup: no warmup phase runs again
+    wire = _Wire()
+    res = samplers.sample(logdensity, executor=wire, **kw)
+    assert {m[0] for m in wire.log} == {"_sample_after_pooled"}
+    np.testing.assert_array_equal(res.draws, serial.draws)
+    np.testing.assert_array_equal(res.warmup_stats["step_size"],
+                                  serial.warmup_stats["step_size"])
+    with pytest.raises(ValueError, match=r"p.ckpt.warmup' was written by a different run"):
+        samplers.sample(logdensity, executor=_Serial(), **dict(kw, rng=12))
