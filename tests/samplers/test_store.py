@@ -160,3 +160,11 @@ def test_store_dtype_float32_halves_the_draws(tmp_path):
         _run(store_dtype="float32")
     with pytest.raises(ValueError, match="store_dtype: expected a floating dtype"):
         _run(store=tmp_path / "g.zarr", store_dtype="int32")
+
+
+def test_a_store_with_an_executor_is_an_error_not_ignored(tmp_path):
+    import concurrent.futures as cf
+    with cf.ThreadPoolExecutor(1) as ex, \
+            pytest.raises(ValueError, match="store: not supported with an executor"):
+        _run(store=tmp_path / "e.zarr", executor=ex, n_shards=2)
+    assert not (tmp_path / "e.zarr").exists()
