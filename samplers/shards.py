@@ -279,7 +279,8 @@ def _worker_kernel(setup):
         kw["target_accept"], kw["dense_mass"], opts)
     k = name if built else _build_kernel(cls, name, setup["logdensity"], kw["grad_fn"],
                                          kw["compile"], opts)
-    strategy.check_kernel(k)
+    if hasattr(strategy, "check_kernel"):
+        strategy.check_kernel(k)
     return k, strategy
 
 
