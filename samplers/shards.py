@@ -63,6 +63,9 @@ did not finish are rerun in the calling process (pooled: the remaining phases), 
 :class:`ShardRerunWarning`. Each shard's draws depend only on its seed, so either way the
 result is that of an uninterrupted run, every chain present once.
 """
+import collections
+import threading
+import uuid
 import warnings
 from concurrent.futures import BrokenExecutor
 
@@ -269,8 +272,22 @@ _SAMPLE_ARGS = ("n_samples", "n_warmup", "kernel", "thin", "dense_mass", "target
                 "grad_fn", "init", "compile", "adaptation", "checkpoint_every")
 
 
-def _worker_kernel(setup):
-    """The shard's kernel and strategy, built on the worker from ``setup``."""
+#: This process's kernels of pooled runs, ``(run token, shard) -> (kernel, strategy)``:
+#: a worker that runs a shard's next phase reuses its kernel (and compiled log density)
+#: instead of building it again. A few runs at most; a shard's entry goes when it samples.
+_KERNELS = collections.OrderedDict()
+_KERNELS_LOCK = threading.Lock()
+_KERNELS_KEPT = 8
+
+
+def _worker_kernel(setup, drop=False):
+    """The shard's kernel and strategy, built on the worker from ``setup`` (or this
+    process's copy from the shard's previous phase; ``drop`` forgets it)."""
+    key = (setup["token"], setup["index"])
+    with _KERNELS_LOCK:
+        hit = _KERNELS.pop(key, None) if drop else _KERNELS.get(key)
+    if hit is not None or drop:
+        return hit
     from .driver import _build_kernel, _kernel_and_strategy
     kw = setup["kwargs"]
     opts = {k: v for k, v in kw.items() if k not in _SAMPLE_ARGS}
@@ -281,6 +298,10 @@ def _worker_kernel(setup):
                                          kw["compile"], opts)
     if hasattr(strategy, "check_kernel"):
         strategy.check_kernel(k)
+    with _KERNELS_LOCK:
+        _KERNELS[key] = (k, strategy)
+        while len(_KERNELS) > _KERNELS_KEPT:
+            _KERNELS.popitem(last=False)
     return k, strategy
 
 
@@ -296,7 +317,9 @@ def pooled_phase(carry, setup, message):
         workers between phases.
     setup : dict
         ``logdensity``, ``kwargs`` (:func:`samplers.sample`'s options), ``seed``,
-        ``positions`` (``[C_s, D]``, or None to draw them), ``n_chains``, ``dim``.
+        ``positions`` (``[C_s, D]``, or None to draw them), ``n_chains``, ``dim``, and
+        ``token`` (the run's) and ``index`` (the shard's), under which the worker keeps
+        the shard's kernel for its next phase.
     message : dict
         ``kind``: ``"start"`` (initial positions, the step-size search), ``"run"``
         (dual averaging restarted at the pooled ``step_size``, transitions up to
@@ -361,6 +384,7 @@ def _sample_after_pooled(carry, setup, step_size):
     state after warmup, with the pooled mass (in the carry) and ``step_size``."""
     from .driver import sample
     from .strategies import with_step_size
+    _worker_kernel(setup, drop=True)
     params = with_step_size(carry["astate"].params, step_size)
     kw = dict(setup["kwargs"], n_warmup=0, rng=carry["rng"], progress=False,
               checkpoint=setup["checkpoint"])
@@ -458,7 +482,9 @@ def _sample_pooled(executor, is_dask, strategy, bounds, seeds, logdensity, local
     size, the warmup statistics), so that a rerun goes straight to the shards' sampling."""
     n_warmup = int(kwargs["n_warmup"])
     sizes = [b - a for a, b in bounds]
+    token = uuid.uuid4().hex
     setups = [{"logdensity": logdensity, "kwargs": dict(kwargs), "seed": seed,
+               "token": token, "index": i,
                "positions": None if q is None else np.array(q[a:b]), "n_chains": b - a,
                "dim": dim,
                "checkpoint": None if checkpoint is None else f"{checkpoint}.shard{i}"}

@@ -310,3 +310,21 @@ def test_a_pooled_run_resumes_from_its_shard_checkpoints(tmp_path, serial):
                                   serial.warmup_stats["step_size"])
     with pytest.raises(ValueError, match=r"p.ckpt.warmup' was written by a different run"):
         samplers.sample(logdensity, executor=_Serial(), **dict(kw, rng=12))
+
+
+def ad_logdensity(q):
+    import autodiff as ad
+    return -0.5 * ad.sum((q / SCALES) ** 2, axis=-1)
+
+
+@pytest.mark.parametrize("kept", [0, 8])       # a new kernel every phase, or the worker's
+def test_a_pooled_compiled_log_density_repeats_the_one_process_run(monkeypatch, kept):
+    monkeypatch.setattr(samplers.shards, "_KERNELS_KEPT", kept)
+    kw = dict(n_chains=6, dim=3, n_warmup=120, n_samples=50, progress=False)
+    res = samplers.sample(ad_logdensity, executor=_Wire(), n_shards=1, rng=4,
+                          shard_adaptation="pooled", **kw)
+    seed = np.random.SeedSequence(4).spawn(1)[0]
+    alone = samplers.sample(ad_logdensity, rng=np.random.default_rng(seed), **kw)
+    np.testing.assert_array_equal(res.draws, alone.draws)
+    np.testing.assert_array_equal(res.warmup_stats["energy"], alone.warmup_stats["energy"])
+    assert not samplers.shards._KERNELS                  # the shard's kernel was let go
