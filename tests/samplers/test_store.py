@@ -125,8 +125,11 @@ def test_warmup_stats_in_the_store_survive_a_resume(tmp_path, kill_at):
     with pytest.raises(KeyError):
         _run(grad_fn=grad, **kw)
     res = _run(**kw)
+    on_disk = open_warmup_stats(tmp_path / "s.zarr")
     for k, v in ref.warmup_stats.items():
+        assert isinstance(res.warmup_stats[k], zarr.Array)
         np.testing.assert_array_equal(res.warmup_stats[k][:], v)
+        np.testing.assert_array_equal(on_disk[k][:], v)
     np.testing.assert_array_equal(res.draws[:], ref.draws)
 
 
@@ -168,3 +171,31 @@ def test_a_store_with_an_executor_is_an_error_not_ignored(tmp_path):
             pytest.raises(ValueError, match="store: not supported with an executor"):
         _run(store=tmp_path / "e.zarr", executor=ex, n_shards=2)
     assert not (tmp_path / "e.zarr").exists()
+
+
+@pytest.mark.parametrize("stop_at", [300, 1300])      # during warmup, during sampling
+def test_an_interrupted_store_resumes_from_its_checkpoint(tmp_path, stop_at):
+    ld, g = normal(SCALES)
+    calls = [0]
+
+    def grad(q):
+        calls[0] += 1
+        if calls[0] == stop_at:
+            raise KeyboardInterrupt
+        return g(q)
+    kw = dict(store=tmp_path / "r.zarr", store_chunk=16, checkpoint=tmp_path / "r.ckpt",
+              checkpoint_every=1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            cut = _run(grad_fn=grad, **kw)             # the arrays are cut to the work done
+            assert cut.draws.shape[1] < 250
+        except KeyboardInterrupt:
+            assert open_warmup_stats(tmp_path / "r.zarr")["acceptance"].shape[1] < 100
+    res = _run(**kw)                                   # resumes and grows them back
+    ref = _run()
+    assert res.draws.shape == (4, 250, 3)
+    np.testing.assert_array_equal(res.draws[:], ref.draws)
+    for k, v in ref.warmup_stats.items():
+        np.testing.assert_array_equal(res.warmup_stats[k][:], v)
+    np.testing.assert_array_equal(res.stats["energy"][:], ref.stats["energy"])
