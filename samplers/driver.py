@@ -367,7 +367,7 @@ def _check_options(cls, kernel, opts):
     unknown = sorted(set(opts) - taken)
     if unknown:
         own = [n for n, p in inspect.signature(sample).parameters.items()
-               if p.kind is not p.VAR_KEYWORD and n != "logdensity"]
+               if p.kind is not p.VAR_KEYWORD and n != "logdensity" and n[0] != "_"]
         raise TypeError(f"sample(kernel={kernel!r}): unknown option(s) {unknown}; valid: "
                         f"{own + sorted(taken - set(own))}")
 
@@ -544,6 +544,8 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         raise ValueError(f"target_accept: expected a value in (0, 1), got {target_accept!r}")
     if store_dtype is not None and store is None:
         raise ValueError("store_dtype: only with a store (store=...)")
+    # _warm=(state, params): start sampling from a warmup done elsewhere (the shards of
+    # a pooled run, samplers.shards); private
     if _warm is not None and n_warmup:
         raise ValueError("_warm: a state after warmup needs n_warmup=0")
     if executor is not None:
