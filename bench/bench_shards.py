@@ -13,7 +13,12 @@ runs (the first, cold run compiles in every worker and is shown apart):
   1 draw) through the cluster minus the same call in one process, i.e. scheduling,
   transfer of the arguments and of the Result, and the merge;
 * bytes on the wire: the pickled log density (scattered once per worker) and a shard's
-  pickled Result.
+  pickled Result;
+* ``shard_adaptation="pooled"`` (one step size and mass from all chains, statistics
+  exchanged at Stan's window ends): its wall time, and the bytes of its warmup phases
+  (counted by pickling every message of a pooled run on a counting executor): the
+  reports that come back to the caller (statistics, warmup statistics) and the shards'
+  states that a process pool sends back and forth (Dask keeps them on the workers).
 """
 import argparse
 import os
@@ -42,6 +47,26 @@ class BLR:
         lik = ad.sum(self.y * ad.log_sigmoid(logits)
                      + (1 - self.y) * ad.log_sigmoid(-logits), axis=-1)
         return lik - 0.5 * ad.sum(w * w, axis=-1)
+
+
+class CountingExecutor:
+    """Runs each task at once, counting the pickled bytes of the pooled warmup phases:
+    arguments without the log density (Dask scatters it) and results."""
+
+    def __init__(self):
+        self.phases, self.carries, self.reports = 0, 0, 0
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+        out = fn(*args)
+        if fn.__name__ == "pooled_phase":
+            carry, _, message = args
+            self.phases += 1
+            self.carries += len(pickle.dumps(carry)) + len(pickle.dumps(out[0]))
+            self.reports += len(pickle.dumps(message)) + len(pickle.dumps(out[1]))
+        f = Future()
+        f.set_result(out)
+        return f
 
 
 def timed(fn, rounds):
@@ -89,6 +114,11 @@ def main(argv=None):
             cold, warm = timed(lambda: samplers.sample(density, executor=client,
                                                        n_shards=shards, **kw), args.rounds)
             rows.append((f"{args.workers} workers, {shards} shards", cold, warm))
+        cold, warm = timed(lambda: samplers.sample(density, executor=client,
+                                                   n_shards=args.workers,
+                                                   shard_adaptation="pooled", **kw),
+                           args.rounds)
+        rows.append((f"{args.workers} workers, {args.workers} shards, pooled", cold, warm))
         _, tiny_dask = timed(lambda: samplers.sample(density, executor=client,
                                                      n_shards=args.workers, **tiny),
                              args.rounds)
@@ -107,6 +137,12 @@ def main(argv=None):
     print(f"pickled log density {len(pickle.dumps(density)) / 1e3:.0f} kB (once per worker); "
           f"pickled shard Result {len(pickle.dumps(shard_result)) / 1e3:.0f} kB")
     print(f"merged draws {res.draws.shape}, divergences {res.n_divergent}")
+    count = CountingExecutor()
+    samplers.sample(density, executor=count, n_shards=args.workers,
+                    shard_adaptation="pooled", **kw)
+    print(f"pooled warmup, {args.workers} shards: {count.phases} phase tasks; messages and "
+          f"reports {count.reports / 1e3:.1f} kB in all (warmup statistics included); "
+          f"shard states {count.carries / 1e3:.1f} kB in all (process pools only)")
 
 
 if __name__ == "__main__":

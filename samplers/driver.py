@@ -17,7 +17,7 @@ import numpy as np
 
 from .base import STAT_KEYS, StatsRecorder, array_module, as_generator, default_module
 from .checkpoint import Checkpoint
-from .store import MemorySink, ZarrSink
+from .store import MemorySink, ZarrSink, ZarrStats, default_chunk, new_store
 from .registry import KERNELS, get_adaptation, get_kernel
 from .strategies import NoAdaptation, run_warmup, step
 
@@ -367,9 +367,42 @@ def _check_options(cls, kernel, opts):
     unknown = sorted(set(opts) - taken)
     if unknown:
         own = [n for n, p in inspect.signature(sample).parameters.items()
-               if p.kind is not p.VAR_KEYWORD and n != "logdensity"]
+               if p.kind is not p.VAR_KEYWORD and n != "logdensity" and n[0] != "_"]
         raise TypeError(f"sample(kernel={kernel!r}): unknown option(s) {unknown}; valid: "
                         f"{own + sorted(taken - set(own))}")
+
+
+def _kernel_and_strategy(kernel, adaptation, logdensity, grad_fn, target_accept, dense_mass,
+                         kernel_options):
+    """``(kernel class, strategy object, built, kernel)`` for :func:`sample`'s arguments
+    (``kernel`` becomes the default name when None)."""
+    strategy = None if adaptation is None else _strategy(adaptation, target_accept, dense_mass)
+    built = kernel is not None and not isinstance(kernel, (str, type))
+    if built:
+        _check_built(kernel, logdensity, grad_fn, kernel_options)
+    elif kernel is None:
+        kernel = getattr(strategy, "default_kernel", "nuts")
+    cls = type(kernel) if built else get_kernel(kernel)
+    if strategy is None:
+        default = getattr(cls, "adaptation", "stan") if hasattr(cls, "params") else "none"
+        strategy = _strategy(default, target_accept, dense_mass)
+    if not hasattr(cls, "params") and not isinstance(strategy, NoAdaptation):
+        raise ValueError(f"adaptation: the kernel {cls.__name__} has no parameters to tune "
+                         f"(no params method); use adaptation='none' (its warmup is burn-in)")
+    return cls, strategy, built, kernel
+
+
+def _build_kernel(cls, kernel, logdensity, grad_fn, compile, kernel_options):
+    """The kernel object of class ``cls`` from :func:`sample`'s options."""
+    opts = dict(kernel_options)
+    size_name = getattr(cls, "step_size_name", "step_size")
+    step_size = opts.pop(size_name, opts.pop("step_size", 1.0))
+    inverse_mass = opts.pop("inverse_mass", None)
+    for key, value in getattr(cls, "sample_defaults", {}).items():
+        opts.setdefault(key, value)
+    _check_options(cls, kernel, opts)
+    return cls(logdensity, **{size_name: step_size}, inverse_mass=inverse_mass,
+               grad_fn=grad_fn, compile=compile, **opts)
 
 
 def _strategy(adaptation, target_accept, dense_mass):
@@ -401,7 +434,8 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
            rng=0, progress=True, thin=1, dense_mass=False, target_accept=None, grad_fn=None,
            n_chains=None, init="uniform", *, dim=None, compile=True, adaptation=None,
            checkpoint=None, checkpoint_every=100, executor=None, n_shards=None,
-           store=None, store_chunk=None, **kernel_options):
+           store=None, store_chunk=None, store_dtype=None, shard_adaptation="per_shard",
+           _warm=None, **kernel_options):
     """Sample ``n_chains`` chains at once with warmup; return a :class:`Result`.
 
     Parameters
@@ -469,12 +503,23 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         density must be picklable for process pools (a module-level function).
     n_shards : int, optional
         Number of shards with an executor (default: one chain per shard).
+    shard_adaptation : str
+        With an executor: ``"per_shard"`` (default: each shard tunes its own step size
+        and mass) or ``"pooled"``: the shards stop at each slow window's end and send
+        their adaptation statistics (Welford mass estimates, dual averaging state; never
+        draws), which are pooled into one mass and one step size for all chains
+        (``adaptation="stan"`` only; see :mod:`samplers.shards`).
     store : str or os.PathLike, optional
         A zarr group (created, overwritten) to stream the draws, log densities and
-        statistics to, ``store_chunk`` draws at a time (:mod:`samplers.store`); the
-        Result then holds the zarr arrays. Needs zarr.
+        statistics to, ``store_chunk`` draws at a time (:mod:`samplers.store`), and the
+        warmup statistics during warmup; the Result then holds the zarr arrays (its
+        ``warmup_stats`` too). Needs zarr.
     store_chunk : int, optional
-        Draws per chunk of the store (default: about 32 MiB of draws).
+        Draws (and warmup transitions) per chunk of the store (default: about 32 MiB of
+        draws).
+    store_dtype : str or numpy.dtype, optional
+        The draws' dtype in the store (default the positions' dtype; ``"float32"``
+        halves a float64 run's store). Log densities and statistics keep theirs.
     **kernel_options
         Passed to the kernel: ``step_size`` (initial; default 1, RWMH
         ``scale``), ``inverse_mass`` (initial), ``n_leapfrogs`` (HMC, default
@@ -497,14 +542,24 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
     """
     if target_accept is not None and not 0.0 < target_accept < 1.0:
         raise ValueError(f"target_accept: expected a value in (0, 1), got {target_accept!r}")
+    if store_dtype is not None and store is None:
+        raise ValueError("store_dtype: only with a store (store=...)")
+    # _warm=(state, params): start sampling from a warmup done elsewhere (the shards of
+    # a pooled run, samplers.shards); private
+    if _warm is not None and n_warmup:
+        raise ValueError("_warm: a state after warmup needs n_warmup=0")
     if executor is not None:
+        if store is not None:
+            raise ValueError("store: not supported with an executor yet (each shard would "
+                             "need its own store); give each shard's run a checkpoint "
+                             "instead, or run without executor=")
         from .shards import sample_sharded
         if store is not None:
             raise ValueError("store: not supported with an executor yet (each shard's draws "
                              "come back in its Result); run without store= or without "
                              "executor=")
         res = sample_sharded(executor, n_shards, logdensity, init_position, n_chains, dim, rng,
-                             checkpoint, dict(
+                             checkpoint, shard_adaptation, dict(
                                  n_samples=n_samples, n_warmup=n_warmup, kernel=kernel,
                                  thin=thin, dense_mass=dense_mass, target_accept=target_accept,
                                  grad_fn=grad_fn, init=init, compile=compile,
@@ -514,19 +569,11 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         return res
     if n_shards is not None:
         raise ValueError("n_shards: only with an executor (executor=...)")
-    strategy = None if adaptation is None else _strategy(adaptation, target_accept, dense_mass)
-    built = kernel is not None and not isinstance(kernel, (str, type))
-    if built:
-        _check_built(kernel, logdensity, grad_fn, kernel_options)
-    elif kernel is None:
-        kernel = getattr(strategy, "default_kernel", "nuts")
-    cls = type(kernel) if built else get_kernel(kernel)
-    if strategy is None:
-        default = getattr(cls, "adaptation", "stan") if hasattr(cls, "params") else "none"
-        strategy = _strategy(default, target_accept, dense_mass)
-    if not hasattr(cls, "params") and not isinstance(strategy, NoAdaptation):
-        raise ValueError(f"adaptation: the kernel {cls.__name__} has no parameters to tune "
-                         f"(no params method); use adaptation='none' (its warmup is burn-in)")
+    if shard_adaptation != "per_shard":
+        raise ValueError("shard_adaptation: only with an executor (executor=...)")
+    cls, strategy, built, kernel = _kernel_and_strategy(kernel, adaptation, logdensity, grad_fn,
+                                                        target_accept, dense_mass,
+                                                        kernel_options)
     for name, v, lo in (("n_samples", n_samples, 1), ("n_warmup", n_warmup, 0),
                         ("thin", thin, 1)):
         if int(v) != v or v < lo:
@@ -536,18 +583,8 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
     gen = as_generator(rng, xp)
     q0 = _initial_positions(init_position, n_chains, dim, init, gen, xp)
 
-    if built:
-        k = kernel
-    else:
-        opts = dict(kernel_options)
-        size_name = getattr(cls, "step_size_name", "step_size")
-        step_size = opts.pop(size_name, opts.pop("step_size", 1.0))
-        inverse_mass = opts.pop("inverse_mass", None)
-        for key, value in getattr(cls, "sample_defaults", {}).items():
-            opts.setdefault(key, value)
-        _check_options(cls, kernel, opts)
-        k = cls(logdensity, **{size_name: step_size}, inverse_mass=inverse_mass,
-                grad_fn=grad_fn, compile=compile, **opts)
+    k = kernel if built else _build_kernel(cls, kernel, logdensity, grad_fn, compile,
+                                           kernel_options)
     if hasattr(strategy, "check_kernel"):
         strategy.check_kernel(k)
     c, d = q0.shape
@@ -562,7 +599,16 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
             "adaptation": type(strategy).__qualname__, "dtype": str(q0.dtype),
             "seed": int(rng) if isinstance(rng, (int, np.integer)) else None})
     saved = None if ckpt is None else ckpt.load()
-    if saved is None:
+    if store is not None:
+        draws_dtype = np.dtype(q0.dtype if store_dtype is None else store_dtype)
+        if draws_dtype.kind != "f":
+            raise ValueError(f"store_dtype: expected a floating dtype, got {store_dtype!r}")
+        chunk = default_chunk(store_chunk, c, d, draws_dtype)
+        if saved is None:
+            new_store(store)
+    if saved is None and _warm is not None:
+        state = _warm[0]                    # pooled warmup done (samplers.shards)
+    elif saved is None:
         if init_position is None and init == "uniform" and hasattr(k, "logdensity"):
             q0 = _finite_inits(k, q0, gen)
         state = _init_state(k, q0, gen)
@@ -587,14 +633,19 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
             params, warmup_stats = saved["params"], saved["warmup_stats"]
         else:
             params = k.params(state.position) if hasattr(k, "params") else None
+            if _warm is not None:
+                params = _warm[1]
             if n_warmup > 0:
+                recorder = None if store is None or saved is not None else \
+                    ZarrStats(store, "warmup_stats", n_warmup, c, chunk)
                 state, params, warmup_stats = run_warmup(
                     k, strategy, state, gen, n_warmup, params,
                     callback=lambda info, eps: bar.update("warmup", info, eps),
                     resume=None if saved is None else (saved["i"], saved["astate"],
                                                        saved["recorder"]),
                     on_iteration=lambda n, st, ast, rec: keep(
-                        phase="warmup", n_done=n, i=n, state=st, astate=ast, recorder=rec))
+                        phase="warmup", n_done=n, i=n, state=st, astate=ast, recorder=rec),
+                    recorder=recorder)
             else:
                 warmup_stats = StatsRecorder(0, c, xp).result()
         phase = "sampling"
@@ -604,7 +655,7 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         else:
             i0, has_lp = 0, hasattr(state, "logdensity")
             sink = (MemorySink(n_samples, c, d, q0.dtype, xp, has_lp) if store is None else
-                    ZarrSink(store, n_samples, c, d, q0.dtype, has_lp, store_chunk))
+                    ZarrSink(store, n_samples, c, d, draws_dtype, has_lp, chunk, q0.dtype))
         for i in range(i0, n_samples * thin):
             state, info = step(k, state, gen, params)
             bar.update("sampling", info, eps_c)
@@ -621,6 +672,9 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
         n_kept = snap.get("i", 0) // thin if snap.get("phase") == "sampling" else 0
         if n_kept == 0:
             done = snap.get("i", 0) if snap.get("phase") == "warmup" else n_warmup
+            if store is not None and snap.get("phase") == "warmup":
+                snap["recorder"].result(done)     # the store keeps the warmup done
+                where += f"; the store {str(store)!r} holds its warmup statistics"
             raise KeyboardInterrupt(f"samplers.sample interrupted "
                                     f"{'during warmup' if phase == 'warmup' else 'after warmup'}"
                                     f", after {done} of {n_warmup} warmup transitions and no "

@@ -101,7 +101,7 @@ def step(kernel, state, rng, params):
 
 
 def run_warmup(kernel, adaptation, state, rng, n_warmup, params=None, callback=None,
-               resume=None, on_iteration=None):
+               resume=None, on_iteration=None, recorder=None):
     """Run ``n_warmup`` transitions under ``adaptation``.
 
     Parameters
@@ -124,6 +124,10 @@ def run_warmup(kernel, adaptation, state, rng, n_warmup, params=None, callback=N
     on_iteration : callable, optional
         ``on_iteration(n_done, state, astate, recorder)`` after every transition, when
         the states are consistent (checkpoints).
+    recorder : object, optional
+        Where the statistics go: ``record(t, info, step_size, nonfinite)`` and
+        ``result()`` (default a :class:`~samplers.base.StatsRecorder` in memory;
+        :class:`samplers.store.ZarrStats` streams them to a store).
 
     Returns
     -------
@@ -132,13 +136,15 @@ def run_warmup(kernel, adaptation, state, rng, n_warmup, params=None, callback=N
     params : KernelParams
         ``adaptation.final``: the parameters to sample with.
     stats : dict of str to array, shape [C, n_warmup]
-        Per-transition statistics (:data:`samplers.base.STAT_KEYS`).
+        Per-transition statistics (:data:`samplers.base.STAT_KEYS`): ``recorder.result()``.
     """
     if params is None and hasattr(kernel, "params"):
         params = kernel.params(state.position)
     q = state.position
     if resume is None:
-        i0, rec = 0, StatsRecorder(n_warmup, q.shape[0], array_module(q))
+        i0 = 0
+        rec = StatsRecorder(n_warmup, q.shape[0], array_module(q)) if recorder is None \
+            else recorder
         astate, state = adaptation.init(kernel, state, rng, n_warmup, params)
     else:
         i0, astate, rec = resume

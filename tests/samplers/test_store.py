@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import samplers
-from samplers.store import ZarrSink, open_store
+from samplers.store import ZarrSink, ZarrStats, open_store, open_warmup_stats
 
 from .helpers import normal
 
@@ -80,3 +80,122 @@ def test_the_sink_holds_one_chunk_in_memory(tmp_path):
     assert sink.buf.nbytes == 20 * 100 * 50 * 8          # not 10,000 draws
     with pytest.raises(ValueError, match="store_chunk: expected a positive integer"):
         ZarrSink(tmp_path / "n.zarr", 10, 2, 2, np.float64, True, 0)
+
+
+def test_warmup_stats_are_streamed_to_the_store(tmp_path):
+    ref = _run()
+    res = _run(store=tmp_path / "w.zarr", store_chunk=16)
+    assert set(res.warmup_stats) == set(ref.warmup_stats)
+    for k, v in ref.warmup_stats.items():
+        arr = res.warmup_stats[k]
+        assert isinstance(arr, zarr.Array) and arr.chunks == (4, 16), k
+        np.testing.assert_array_equal(arr[:], v)
+    again = open_warmup_stats(tmp_path / "w.zarr")              # reopened later
+    np.testing.assert_array_equal(again["acceptance"][:], ref.warmup_stats["acceptance"])
+    # a run without warmup on the same path leaves no warmup statistics behind
+    _run(store=tmp_path / "w.zarr", n_warmup=0)
+    assert open_warmup_stats(tmp_path / "w.zarr") == {}
+
+
+def test_the_warmup_recorder_holds_one_chunk_in_memory(tmp_path):
+    samplers.store.new_store(tmp_path / "r.zarr")
+    rec = ZarrStats(tmp_path / "r.zarr", "warmup_stats", n=1000, c=50, chunk=10)
+    info = samplers.base.HMCInfo(*[np.zeros(50)] * len(samplers.base.HMCInfo._fields))
+    for t in range(25):
+        rec.record(t, info, np.full(50, 0.1), np.zeros(50, dtype=bool))
+    assert rec.rec.n == 10 and rec.rec.bufs["acceptance"].shape == (10, 50)
+    got = rec.result(25)                                        # cut after 25
+    assert got["step_size"].shape == (50, 25)
+    np.testing.assert_array_equal(got["step_size"][:], 0.1)
+
+
+@pytest.mark.parametrize("kill_at", [150, 900])       # during warmup, during sampling
+def test_warmup_stats_in_the_store_survive_a_resume(tmp_path, kill_at):
+    ref = _run()
+    ld, g = normal(SCALES)
+    calls = [0]
+
+    def grad(q):
+        calls[0] += 1
+        if calls[0] == kill_at:
+            raise KeyError("killed")
+        return g(q)
+    kw = dict(store=tmp_path / "s.zarr", store_chunk=16, checkpoint=tmp_path / "s.ckpt",
+              checkpoint_every=25)
+    with pytest.raises(KeyError):
+        _run(grad_fn=grad, **kw)
+    res = _run(**kw)
+    on_disk = open_warmup_stats(tmp_path / "s.zarr")
+    for k, v in ref.warmup_stats.items():
+        assert isinstance(res.warmup_stats[k], zarr.Array)
+        np.testing.assert_array_equal(res.warmup_stats[k][:], v)
+        np.testing.assert_array_equal(on_disk[k][:], v)
+    np.testing.assert_array_equal(res.draws[:], ref.draws)
+
+
+def test_an_interrupt_during_warmup_keeps_its_statistics_in_the_store(tmp_path):
+    ld, g = normal(SCALES)
+    calls = [0]
+
+    def grad(q):
+        calls[0] += 1
+        if calls[0] == 300:
+            raise KeyboardInterrupt
+        return g(q)
+    with pytest.raises(KeyboardInterrupt, match=r"during warmup, after (\d+) of 100.*"
+                                                r"holds its warmup statistics") as err:
+        _run(grad_fn=grad, store=tmp_path / "i.zarr", store_chunk=16)
+    done = int(str(err.value).split("after ")[1].split(" of")[0])
+    got = open_warmup_stats(tmp_path / "i.zarr")
+    assert 16 < done < 100 and got["acceptance"].shape == (4, done)
+    ref = _run()
+    for k, v in ref.warmup_stats.items():
+        np.testing.assert_array_equal(got[k][:], v[:, :done])
+
+
+def test_store_dtype_float32_halves_the_draws(tmp_path):
+    ref = _run()
+    res = _run(store=tmp_path / "f.zarr", store_dtype="float32")
+    assert res.draws.dtype == np.float32 and res.logdensity.dtype == np.float64
+    np.testing.assert_array_equal(res.draws[:], ref.draws.astype(np.float32))
+    np.testing.assert_array_equal(res.logdensity[:], ref.logdensity)
+    with pytest.raises(ValueError, match="store_dtype: only with a store"):
+        _run(store_dtype="float32")
+    with pytest.raises(ValueError, match="store_dtype: expected a floating dtype"):
+        _run(store=tmp_path / "g.zarr", store_dtype="int32")
+
+
+def test_a_store_with_an_executor_is_an_error_not_ignored(tmp_path):
+    import concurrent.futures as cf
+    with cf.ThreadPoolExecutor(1) as ex, \
+            pytest.raises(ValueError, match="store: not supported with an executor"):
+        _run(store=tmp_path / "e.zarr", executor=ex, n_shards=2)
+    assert not (tmp_path / "e.zarr").exists()
+
+
+@pytest.mark.parametrize("stop_at", [300, 1300])      # during warmup, during sampling
+def test_an_interrupted_store_resumes_from_its_checkpoint(tmp_path, stop_at):
+    ld, g = normal(SCALES)
+    calls = [0]
+
+    def grad(q):
+        calls[0] += 1
+        if calls[0] == stop_at:
+            raise KeyboardInterrupt
+        return g(q)
+    kw = dict(store=tmp_path / "r.zarr", store_chunk=16, checkpoint=tmp_path / "r.ckpt",
+              checkpoint_every=1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            cut = _run(grad_fn=grad, **kw)             # the arrays are cut to the work done
+            assert cut.draws.shape[1] < 250
+        except KeyboardInterrupt:
+            assert open_warmup_stats(tmp_path / "r.zarr")["acceptance"].shape[1] < 100
+    res = _run(**kw)                                   # resumes and grows them back
+    ref = _run()
+    assert res.draws.shape == (4, 250, 3)
+    np.testing.assert_array_equal(res.draws[:], ref.draws)
+    for k, v in ref.warmup_stats.items():
+        np.testing.assert_array_equal(res.warmup_stats[k][:], v)
+    np.testing.assert_array_equal(res.stats["energy"][:], ref.stats["energy"])
