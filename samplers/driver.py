@@ -554,10 +554,6 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
                              "need its own store); give each shard's run a checkpoint "
                              "instead, or run without executor=")
         from .shards import sample_sharded
-        if store is not None:
-            raise ValueError("store: not supported with an executor yet (each shard's draws "
-                             "come back in its Result); run without store= or without "
-                             "executor=")
         res = sample_sharded(executor, n_shards, logdensity, init_position, n_chains, dim, rng,
                              checkpoint, shard_adaptation, dict(
                                  n_samples=n_samples, n_warmup=n_warmup, kernel=kernel,

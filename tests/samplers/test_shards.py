@@ -76,8 +76,6 @@ def test_shard_bounds_and_errors():
         samplers.sample(logdensity, n_chains=4, dim=3, n_shards=2)
     with pytest.raises(TypeError, match="executor: expected a concurrent.futures.Executor"):
         samplers.sample(logdensity, n_chains=4, dim=3, executor=object())
-    with pytest.raises(ValueError, match="store: not supported with an executor"):
-        samplers.sample(logdensity, n_chains=4, dim=3, executor=_Serial(), store="x.zarr")
 
 
 class _Serial(cf.Executor):
