@@ -448,7 +448,8 @@ class AIS:
         AISResult
             With ``rows``: blocks concatenated along the rows; ``acceptance`` is
             ``[n_blocks, n_temperatures]``, ``step_size`` ``[n_blocks]`` and ``blocks``
-            lists each block's ``(first row, last row + 1)``.
+            lists each block's ``(first row, last row + 1)``; its arrays are NumPy
+            arrays (as is a checkpointed run's).
         """
         if rows is not None:
             return self._run_blocks(rows, rng, block_rows, executor, n_shards, checkpoint,

@@ -164,7 +164,8 @@ def run_shards(executor, task_fn, shared, tasks, rows_of):
                         f"dask.distributed.Client (an object with submit), got "
                         f"{type(executor).__name__}")
     is_dask = type(executor).__module__.startswith("distributed")
-    remote = executor.scatter(shared, broadcast=True, hash=False) if is_dask else shared
+    # a list scatters its items one by one: wrap, to send ``shared`` whole
+    remote = executor.scatter([shared], broadcast=True, hash=False)[0] if is_dask else shared
     extra = {"retries": 2, "pure": False} if is_dask else {}
     futures = [executor.submit(task_fn, remote, task, **extra) for task in tasks]
     results, lost = [], []
@@ -187,5 +188,5 @@ def run_shards(executor, task_fn, shared, tasks, rows_of):
         warnings.warn(f"zs.evaluation: the executor broke (a worker process died) before "
                       f"shards {lost} finished; they were rerun in this process with their "
                       f"own seeds, so the estimates are those of an uninterrupted run",
-                      ShardRerunWarning, stacklevel=3)
+                      ShardRerunWarning, stacklevel=4)
     return results
