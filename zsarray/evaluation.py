@@ -9,6 +9,11 @@
   the sigmoidal schedule of Wu, Burda, Salakhutdinov & Grosse 2017 ("On the
   quantitative analysis of decoder-based generative models"). One chain per
   (particle, data point); every chain moves in the same batched HMC call.
+
+Both take ``rows=`` to split a data set by rows into fixed blocks, each estimated on its
+own with its own random stream, run here or by an ``executor=`` (a process pool, a Dask
+client) in shards, with the same numbers either way (:mod:`zsarray.row_blocks`); AIS
+runs checkpoint and resume bit for bit (``checkpoint=``).
 """
 import copy
 from typing import NamedTuple
