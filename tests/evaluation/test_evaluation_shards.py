@@ -13,12 +13,14 @@ import signal
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import autodiff as ad
 import samplers
 import zsarray as zs
 from zsarray import evaluation
-from zsarray.row_blocks import block_bounds
+from zsarray.row_blocks import block_bounds, shards_of
 
 from .test_evaluation import DX, DZ, EXACT, SIGMA, W, X
 
@@ -153,9 +155,10 @@ def test_is_loglikelihood_by_rows():
     assert np.all(np.abs(ref.data[6:9] - EXACT[6:9]) < 3 * se + 1e-9)
 
 
-def test_process_pool():
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_process_pool(start):
     ref = _ais().run(rng=3, rows=prior_rows, block_rows=3)
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context(start)
     with cf.ProcessPoolExecutor(2, mp_context=ctx) as ex:
         res = _ais().run(rng=3, rows=prior_rows, block_rows=3, executor=ex, n_shards=2)
     _same(res, ref)
@@ -319,6 +322,32 @@ def test_sharded_ais_resumes_bit_for_bit_from_shard_checkpoints(tmp_path, monkey
                      checkpoint=path, checkpoint_every=10)
     assert calls[0] == 20 + 40                  # only what was left: block 2 from t = 20, 3
     _same(res, ref)
+    # without an executor: one file for all blocks; a finished one returns at once
+    _same(_ais().run(rng=4, rows=prior_rows, block_rows=3, checkpoint=tmp_path / "one"),
+          ref)
+    assert pickle.loads((tmp_path / "one").read_bytes())["done"].keys() == {0, 1, 2, 3}
+    _stop_at(monkeypatch, 1)
+    _same(_ais().run(rng=4, rows=prior_rows, block_rows=3, checkpoint=tmp_path / "one"),
+          ref)
+    with pytest.raises(ValueError, match=r"blocks: checkpoint has \[\[0, 3\], .*this call "
+                                         r"has \[\[0, 4\]"):
+        _ais().run(rng=4, rows=prior_rows, block_rows=4, checkpoint=tmp_path / "one")
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 500), st.one_of(st.none(), st.integers(1, 600)), st.integers(1, 20))
+def test_blocks_tile_the_rows_and_shards_tile_the_blocks(n_rows, block_rows, n_shards):
+    blocks = block_bounds(n_rows, block_rows)
+    size = block_rows or -(-n_rows // 16)
+    assert blocks[0][0] == 0 and blocks[-1][1] == n_rows
+    assert all(b[1] == c[0] for b, c in zip(blocks, blocks[1:]))
+    assert all(b - a == size for a, b in blocks[:-1]) and 0 < blocks[-1][1] - blocks[-1][0] \
+        <= size
+    if n_shards <= len(blocks):
+        shards = shards_of(len(blocks), n_shards)
+        assert len(shards) == n_shards and shards[0][0] == 0 and shards[-1][1] == len(blocks)
+        assert all(a < b for a, b in shards) and all(s[1] == t[0] for s, t in
+                                                     zip(shards, shards[1:]))
 
 
 def test_ais_checkpoint_errors(tmp_path, monkeypatch):
