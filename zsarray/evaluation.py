@@ -16,6 +16,7 @@ client) in shards, with the same numbers either way (:mod:`zsarray.row_blocks`);
 runs checkpoint and resume bit for bit (``checkpoint=``).
 """
 import copy
+import hashlib
 from typing import NamedTuple
 
 import numpy as np
@@ -462,6 +463,10 @@ class AIS:
         _no_block_options(block_rows=block_rows, executor=executor, n_shards=n_shards)
         if rng is None or isinstance(rng, (int, np.integer)):
             seed, rng = rng, np.random.default_rng(rng)
+        elif isinstance(rng, np.random.Generator):
+            # a generator is known by its state at the start (resuming needs the same)
+            seed = "generator " + hashlib.sha1(repr(rng.bit_generator.state).encode()
+                                               ).hexdigest()[:16]
         else:
             seed = None
         if checkpoint is None:
@@ -485,13 +490,14 @@ class AIS:
                 "delta": self.delta, "track_step_size": self.track_step_size,
                 "compile": self.compile,
                 "hmc_kernel_options": describe_options(self.hmc_kernel_options),
-                "seed": None if seed is None else int(seed), **extra}
+                "seed": seed if seed is None or isinstance(seed, str) else int(seed),
+                **extra}
 
     def _run_blocks(self, rows_fn, rng, block_rows, executor, n_shards, checkpoint, every):
         from . import row_blocks as rb
         blocks = rb.block_bounds(rb.n_rows_of(self.observed), block_rows)
         seeds = rb.block_seeds(rng, len(blocks))
-        seed = int(rng) if isinstance(rng, (int, np.integer)) else None
+        seed = seeds[0].entropy               # the int seed, or the one drawn from a generator
         # what every shard needs, without the full-data proposal (each block has its own)
         lite = copy.copy(self)
         lite.proposal = None

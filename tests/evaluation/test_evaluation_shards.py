@@ -361,6 +361,15 @@ def test_ais_checkpoint_errors(tmp_path, monkeypatch):
         _ais(n_temperatures=50).run(rng=2, checkpoint=path)
     with pytest.raises(ValueError, match="seed: checkpoint has 2, this call has 3"):
         _ais().run(rng=3, checkpoint=path)
+    gen = tmp_path / "g.ckpt"
+    _stop_at(monkeypatch, 25)
+    with pytest.raises(Stop):
+        _ais().run(rng=np.random.default_rng(2), checkpoint=gen, checkpoint_every=10)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="seed: checkpoint has 'generator [0-9a-f]+', this "
+                                         "call has 'generator [0-9a-f]+'"):
+        _ais().run(rng=np.random.default_rng(3), checkpoint=gen)
+    _same(_ais().run(rng=np.random.default_rng(2), checkpoint=gen), _ais().run(rng=2))
     with pytest.raises(ValueError, match=r"chain_shape: checkpoint has \(8, 10\), this call "
                                          r"has \(4, 10\)"):
         _ais(k=4).run(rng=2, checkpoint=path)
