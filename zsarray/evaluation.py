@@ -456,6 +456,21 @@ class AIS:
             ``[n_blocks, n_temperatures]``, ``step_size`` ``[n_blocks]`` and ``blocks``
             lists each block's ``(first row, last row + 1)``; its arrays are NumPy
             arrays (as is a checkpointed run's).
+
+        Raises
+        ------
+        ValueError
+            A checkpoint written by another run or damaged (naming the path and the
+            field); ``executor``, ``n_shards`` or ``block_rows`` without ``rows``;
+            ``n_shards`` out of ``[1, n_blocks]``; a block whose chain shape does not
+            have its rows (naming them). An error raised on a block carries notes
+            naming its rows and shard.
+        TypeError
+            ``rows`` returning anything but a dict with ``"proposal"``; ``rng`` None
+            with ``rows``.
+        KeyboardInterrupt
+            On Ctrl-C with a checkpoint: saying after how many temperatures it stopped
+            and that the same call resumes.
         """
         if rows is not None:
             return self._run_blocks(rows, rng, block_rows, executor, n_shards, checkpoint,
