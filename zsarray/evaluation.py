@@ -519,6 +519,8 @@ class AIS:
         shared = (lite, rows_fn)
         fp = None if checkpoint is None else self._fingerprint(
             seed, block_rows=block_rows, blocks=[list(b) for b in blocks])
+        if checkpoint is not None:                # checkpoint_every checked here, not remotely
+            rb.BlocksCheckpoint(checkpoint, every, fp, self.n_temperatures)
         if executor is None:
             _no_block_options(n_shards=n_shards)
             parts = _ais_shard(shared, (list(range(len(blocks))), blocks, seeds,

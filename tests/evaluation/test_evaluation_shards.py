@@ -393,6 +393,10 @@ def test_ais_checkpoint_errors(tmp_path, monkeypatch):
         _ais().run(rng=2, checkpoint=tmp_path / "s.ckpt")
     with pytest.raises(ValueError, match="checkpoint_every: expected a positive integer"):
         _ais().run(rng=2, checkpoint=tmp_path / "y.ckpt", checkpoint_every=0)
+    with pytest.raises(ValueError, match="checkpoint_every: expected a positive integer") as e:
+        _ais().run(rng=2, rows=prior_rows, executor=_Serial(), checkpoint=tmp_path / "y",
+                   checkpoint_every=1.5)
+    assert not getattr(e.value, "__notes__", None)          # not from a shard
     path.write_bytes(whole)                                   # the intact file resumes
     _same(_ais().run(rng=2, checkpoint=path), _ais().run(rng=2))
     assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
