@@ -9,7 +9,14 @@
   the sigmoidal schedule of Wu, Burda, Salakhutdinov & Grosse 2017 ("On the
   quantitative analysis of decoder-based generative models"). One chain per
   (particle, data point); every chain moves in the same batched HMC call.
+
+Both take ``rows=`` to split a data set by rows into fixed blocks, each estimated on its
+own with its own random stream, run here or by an ``executor=`` (a process pool, a Dask
+client) in shards, with the same numbers either way (:mod:`zsarray.row_blocks`); AIS
+runs checkpoint and resume bit for bit (``checkpoint=``).
 """
+import copy
+import hashlib
 from typing import NamedTuple
 
 import numpy as np
@@ -28,7 +35,8 @@ class _ISObjective(VariationalObjective):
     _name = "is_loglikelihood"
 
 
-def is_loglikelihood(model, observed, proposal=None, axis=0):
+def is_loglikelihood(model, observed, proposal=None, axis=0, *, rows=None, rng=None,
+                     block_rows=None, executor=None, n_shards=None):
     """Importance-sampling estimate of ``log p(x)`` per batch element.
 
     Parameters
@@ -39,15 +47,37 @@ def is_loglikelihood(model, observed, proposal=None, axis=0):
         ``name -> value`` of the model's observed nodes.
     proposal : BayesianNet
         ``q(z)``; its unobserved stochastic nodes supply ``K`` samples per batch
-        element along ``axis`` (e.g. nodes with ``n_samples=K``).
+        element along ``axis`` (e.g. nodes with ``n_samples=K``). None with ``rows``.
     axis : int
         The particle axis of the log weights (required).
+    rows : callable, optional
+        Split the data set by rows (the first axis of the observed arrays) into blocks
+        of ``block_rows`` rows, each estimated on its own (:mod:`zsarray.row_blocks`):
+        ``rows(rows: slice, rng: numpy.random.Generator) -> dict`` gives the block's
+        ``"proposal"`` (a BayesianNet drawing its ``K`` samples with ``rng``, or a
+        MetaBayesianNet, then drawn by ``observe()``) and optionally its ``"model"`` and
+        ``"observed"`` (default: ``model``, and ``observed`` sliced by ``rows``). The
+        estimate depends on ``rng`` and ``block_rows`` only, whatever the executor, the
+        number of shards or workers. The rows are the first axis of the estimate.
+    rng : int or numpy.random.Generator
+        With ``rows``: block ``b`` draws from ``SeedSequence(rng).spawn(n_blocks)[b]``
+        (its first child goes to ``rows``, as in :meth:`AIS.run`).
+    block_rows : int, optional
+        Rows per block (default ``ceil(n_rows / 16)``); also bounds the memory of one
+        estimate (``K x block_rows`` particles at a time).
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+        With ``rows``: run the blocks in ``n_shards`` shards (unions of consecutive
+        blocks) through ``executor.submit``; a Dask client gets ``rows``, ``model`` and
+        ``observed`` once per worker. Without: the blocks run here, one after another.
+    n_shards : int, optional
+        Number of shards (default: one block per shard).
 
     Returns
     -------
     autodiff.Tensor
-        ``log (1/K) sum_k exp(log p(x, z_k) - log q(z_k))``, the log-weight shape
-        with ``axis`` removed.
+        ``log (1/K) sum_k exp(log p(x, z_k) - log q(z_k))``, the log-weight shape with
+        ``axis`` removed (with ``rows``: blocks concatenated along its first axis, no
+        gradient).
 
     Raises
     ------
@@ -57,8 +87,84 @@ def is_loglikelihood(model, observed, proposal=None, axis=0):
     if axis is None:
         raise ValueError("is_loglikelihood: axis is required: the particle axis of the "
                          "proposal samples")
+    if rows is not None:
+        return _is_blocks(model, observed, proposal, axis, rows, rng, block_rows, executor,
+                          n_shards)
+    _no_block_options(rng=rng, block_rows=block_rows, executor=executor, n_shards=n_shards)
     obj = _ISObjective(model, observed, proposal, axis)
     return log_mean_exp(obj._log_weights("pathwise"), axis=obj.axis)
+
+
+def _no_block_options(**options):
+    given = [k for k, v in options.items() if v is not None]
+    if given:
+        raise ValueError(f"{given[0]}: only with rows= (a function building a block of rows "
+                         f"of the data set; see zsarray.row_blocks)")
+
+
+def _is_blocks(model, observed, proposal, axis, rows_fn, rng, block_rows, executor, n_shards):
+    from . import row_blocks as rb
+    if proposal is not None:
+        raise ValueError("proposal: with rows=, each block's proposal comes from rows(rows, "
+                         "rng); leave proposal=None")
+    if not isinstance(observed, dict):
+        raise TypeError(f"observed must be a dict, got {type(observed).__name__}")
+    blocks = rb.block_bounds(rb.n_rows_of(observed), block_rows)
+    seeds = rb.block_seeds(rng, len(blocks))
+    shared = (rows_fn, model, dict(observed), int(axis))
+    if executor is None:
+        _no_block_options(n_shards=n_shards)
+        parts = _is_shard(shared, (blocks, seeds))
+    else:
+        shards = rb.shards_of(len(blocks), n_shards)
+        tasks = [(blocks[a:b], seeds[a:b]) for a, b in shards]
+        parts = [p for part in rb.run_shards(
+            executor, _is_shard, shared, tasks,
+            lambda i: (blocks[shards[i][0]][0], blocks[shards[i][1] - 1][1])) for p in part]
+    return ad.tensor(np.concatenate(parts, axis=0))
+
+
+def _is_shard(shared, task):
+    """The IS estimates (NumPy, rows first) of a shard's blocks, in order."""
+    rows_fn, model, observed, axis = shared
+    out = []
+    for (a, b), seed in zip(*task):
+        try:
+            m, q, obs = _build_block(rows_fn, a, b, seed, model, observed)
+            if isinstance(q, MetaBayesianNet):
+                q = q.observe()
+            with ad.no_grad():
+                est = backend.asnumpy(is_loglikelihood(m, obs, q, axis).data)
+            _check_rows(est.shape, 0, a, b, "the estimate")
+        except Exception as err:
+            _note_rows(err, a, b)
+            raise
+        out.append(est)
+    return out
+
+
+def _build_block(rows_fn, a, b, seed, model, observed):
+    from . import row_blocks as rb
+    return rb.build_block(rows_fn, slice(a, b), np.random.default_rng(_child(seed, 0)),
+                          model, observed)
+
+
+def _child(seed, j):
+    """``seed.spawn(j + 1)[j]`` without counting the spawn (a rerun gets the same)."""
+    return np.random.SeedSequence(seed.entropy, spawn_key=tuple(seed.spawn_key) + (j,),
+                                  pool_size=seed.pool_size)
+
+
+def _check_rows(shape, row_axis, a, b, what):
+    if len(shape) <= row_axis or shape[row_axis] != b - a:
+        raise ValueError(f"rows: {what} of rows {a}-{b - 1} has shape {tuple(shape)}; its "
+                         f"axis {row_axis} (the rows) should have length {b - a}: does "
+                         f"rows(rows, rng) build the model and proposal for those rows only?")
+
+
+def _note_rows(err, a, b):
+    if hasattr(err, "add_note"):
+        err.add_note(f"zs.evaluation: raised on rows {a}-{b - 1} of the data set")
 
 
 def sigmoid_schedule(n_temperatures, delta=4.0):
@@ -109,6 +215,10 @@ class AISResult(NamedTuple):
         Mean HMC acceptance probability over chains at each temperature.
     step_size : float
         The HMC step size used after adaptation.
+    blocks : list of (int, int) or None
+        With ``AIS.run(rows=...)``: each block's ``(first row, last row + 1)``;
+        ``acceptance`` is then ``[n_blocks, n_temperatures]`` and ``step_size``
+        ``[n_blocks]``, one per block. None for a run on all rows at once.
     """
     log_marginal: object
     stderr: object
@@ -116,6 +226,7 @@ class AISResult(NamedTuple):
     samples: dict
     acceptance: object
     step_size: float
+    blocks: list = None
 
     @property
     def total_log_marginal(self):
@@ -231,6 +342,7 @@ class AIS:
             raise ValueError(f"AIS: target_acceptance must be in (0, 1), got "
                              f"{target_acceptance!r}")
         self.betas = sigmoid_schedule(n_temperatures, delta)
+        self.delta = float(delta)
         self.model, self.proposal, self.observed = model, proposal, dict(observed)
         self.latent = latent
         self.hmc_kernel_options = opts
@@ -293,20 +405,144 @@ class AIS:
         return z0, chain_shape, events
 
     # ---------------------------------------------------------------- run
-    def run(self, rng=None):
+    def run(self, rng=None, *, rows=None, block_rows=None, executor=None, n_shards=None,
+            checkpoint=None, checkpoint_every=100):
         """Anneal every chain; returns an :class:`AISResult`.
 
         Parameters
         ----------
         rng : int, numpy.random.Generator or cupy Generator
             Drives the HMC momenta and accept decisions (the initial draws come from
-            the proposal's own rng).
+            the proposal's own rng). With ``rows``: an int seed or a NumPy generator,
+            from which block ``b`` gets ``s = SeedSequence(rng).spawn(n_blocks)[b]``;
+            the children ``s.spawn(2)`` drive ``rows``' proposal and the HMC.
+        rows : callable, optional
+            Split the data set by rows (the first axis of the observed arrays) into
+            blocks of ``block_rows`` rows, each annealed as its own batched run with its
+            own step-size adaptation (:mod:`zsarray.row_blocks`):
+            ``rows(rows: slice, rng: numpy.random.Generator) -> dict`` gives the block's
+            ``"proposal"`` (a MetaBayesianNet drawing with ``rng``) and optionally its
+            ``"model"`` and ``"observed"`` (default: the AIS's model, and its observed
+            arrays sliced by ``rows``); the AIS's own proposal is then not used. The
+            estimate depends on ``rng`` and ``block_rows`` only, whatever the executor,
+            the number of shards or workers. The rows are the first axis of the chain
+            shape besides ``axis`` (e.g. ``[K, n_rows]``).
+        block_rows : int, optional
+            Rows per block (default ``ceil(n_rows / 16)``); one block is one batched
+            HMC run of ``K x block_rows`` chains, which bounds the memory.
+        executor : concurrent.futures.Executor or dask.distributed.Client, optional
+            With ``rows``: run the blocks in ``n_shards`` shards (unions of consecutive
+            blocks) through ``executor.submit``; a Dask client gets ``rows``, the model
+            and the observed data once per worker. Without: the blocks run here.
+        n_shards : int, optional
+            Number of shards (default: one block per shard).
+        checkpoint : str or os.PathLike, optional
+            A file to save the annealing to every ``checkpoint_every`` temperatures and
+            on Ctrl-C (temperature index, positions, log densities and gradients, log
+            weights, acceptance so far, step size and its adaptation state, generator
+            state): written atomically, and the same call resumes from it and repeats
+            the uninterrupted run bit for bit; a finished run's file returns its result
+            at once. With ``rows``, finished blocks are kept too, and with an executor
+            shard ``i`` checkpoints to ``PATH.shard{i}``. A file written by another run
+            or damaged is an error naming the path and what differs. NumPy generators
+            only.
+        checkpoint_every : int
+            Temperatures between two saves (100).
+
+        Returns
+        -------
+        AISResult
+            With ``rows``: blocks concatenated along the rows; ``acceptance`` is
+            ``[n_blocks, n_temperatures]``, ``step_size`` ``[n_blocks]`` and ``blocks``
+            lists each block's ``(first row, last row + 1)``; its arrays are NumPy
+            arrays (as is a checkpointed run's).
+
+        Raises
+        ------
+        ValueError
+            A checkpoint written by another run or damaged (naming the path and the
+            field); ``executor``, ``n_shards`` or ``block_rows`` without ``rows``;
+            ``n_shards`` out of ``[1, n_blocks]``; a block whose chain shape does not
+            have its rows (naming them). An error raised on a block carries notes
+            naming its rows and shard.
+        TypeError
+            ``rows`` returning anything but a dict with ``"proposal"``; ``rng`` None
+            with ``rows``.
+        KeyboardInterrupt
+            On Ctrl-C with a checkpoint: saying after how many temperatures it stopped
+            and that the same call resumes.
         """
+        if rows is not None:
+            return self._run_blocks(rows, rng, block_rows, executor, n_shards, checkpoint,
+                                    checkpoint_every)
+        _no_block_options(block_rows=block_rows, executor=executor, n_shards=n_shards)
+        if rng is None or isinstance(rng, (int, np.integer)):
+            seed, rng = rng, np.random.default_rng(rng)
+        elif isinstance(rng, np.random.Generator):
+            # a generator is known by its state at the start (resuming needs the same)
+            seed = "generator " + hashlib.sha1(repr(rng.bit_generator.state).encode()
+                                               ).hexdigest()[:16]
+        else:
+            seed = None
+        if checkpoint is None:
+            return self._anneal(rng)
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError("checkpoint: needs a NumPy generator (a CuPy generator's state "
+                             "cannot be saved yet)")
+        from .row_blocks import BlocksCheckpoint
+        ckpt = BlocksCheckpoint(checkpoint, checkpoint_every,
+                                self._fingerprint(seed, rows=None), self.n_temperatures)
+        return _blocks_with_checkpoint(ckpt, [0], lambda b, resume, keep: self._anneal(
+            rng, resume, keep))[0]
+
+    def _fingerprint(self, seed, **extra):
+        from .row_blocks import describe_options
+        return {"kind": "zs.evaluation.AIS", "latent": list(self.latent),
+                "observed": {k: (tuple(np.shape(v)), str(getattr(v, "dtype", type(v))))
+                             for k, v in sorted(self.observed.items())},
+                "n_temperatures": self.n_temperatures, "n_adapt": self.n_adapt,
+                "axis": self.axis, "target_acceptance": self.target_acceptance,
+                "delta": self.delta, "track_step_size": self.track_step_size,
+                "compile": self.compile,
+                "hmc_kernel_options": describe_options(self.hmc_kernel_options),
+                "seed": seed if seed is None or isinstance(seed, str) else int(seed),
+                **extra}
+
+    def _run_blocks(self, rows_fn, rng, block_rows, executor, n_shards, checkpoint, every):
+        from . import row_blocks as rb
+        blocks = rb.block_bounds(rb.n_rows_of(self.observed), block_rows)
+        seeds = rb.block_seeds(rng, len(blocks))
+        seed = seeds[0].entropy               # the int seed, or the one drawn from a generator
+        # what every shard needs, without the full-data proposal (each block has its own)
+        lite = copy.copy(self)
+        lite.proposal = None
+        shared = (lite, rows_fn)
+        fp = None if checkpoint is None else self._fingerprint(
+            seed, block_rows=block_rows, blocks=[list(b) for b in blocks])
+        if checkpoint is not None:                # checkpoint_every checked here, not remotely
+            rb.BlocksCheckpoint(checkpoint, every, fp, self.n_temperatures)
+        if executor is None:
+            _no_block_options(n_shards=n_shards)
+            parts = _ais_shard(shared, (list(range(len(blocks))), blocks, seeds,
+                                        checkpoint, every, fp))
+        else:
+            shards = rb.shards_of(len(blocks), n_shards)
+            tasks = [(list(range(a, b)), blocks[a:b], seeds[a:b],
+                      None if checkpoint is None else f"{checkpoint}.shard{i}", every,
+                      None if fp is None else dict(fp, shard=[a, b]))
+                     for i, (a, b) in enumerate(shards)]
+            parts = [p for part in rb.run_shards(
+                executor, _ais_shard, shared, tasks,
+                lambda i: (blocks[shards[i][0]][0], blocks[shards[i][1] - 1][1]))
+                for p in part]
+        return _merge_blocks(parts, blocks, self.axis)
+
+    def _anneal(self, rng, resume=None, keep=None):
+        """The annealing loop. ``resume``: a saved snapshot to continue from;
+        ``keep(snapshot)``: called after every temperature (checkpoints)."""
         import samplers
         from samplers.adaptation import dual_averaging
 
-        if rng is None or isinstance(rng, (int, np.integer)):
-            rng = np.random.default_rng(rng)
         z0, chain_shape, events = self._initial()
         n_chains = int(np.prod(chain_shape))
         sizes = [int(np.prod(events[n])) for n in self.latent]
@@ -337,12 +573,24 @@ class AIS:
         opts = dict(self.hmc_kernel_options)
         step_size = float(opts.pop("step_size"))
         da_init, da_update, da_final = dual_averaging(target=self.target_acceptance)
-        da = da_init(step_size)
         betas = self.betas
-        state = samplers.HMC(tempered(0.0), step_size, **opts).init(position)
-        log_w = xp.zeros(n_chains, dtype=position.dtype)
         acceptance = np.empty(self.n_temperatures)
-        for t in range(1, self.n_temperatures + 1):
+        shapes = {"chain_shape": chain_shape, "events": events, "dtype": str(position.dtype)}
+        if resume is None:
+            t0, da = 0, da_init(step_size)
+            state = samplers.HMC(tempered(0.0), step_size, **opts).init(position)
+            log_w = xp.zeros(n_chains, dtype=position.dtype)
+        else:
+            for key, v in shapes.items():
+                if resume[key] != v:
+                    raise ValueError(f"checkpoint {resume['path']!r} was written by a "
+                                     f"different run ({key}: checkpoint has {resume[key]!r}, "
+                                     f"this call has {v!r}); use another path or delete it")
+            t0, da, step_size = resume["t"], resume["da"], resume["step_size"]
+            state, log_w = resume["state"], resume["log_w"]
+            acceptance[:t0] = resume["acceptance"]
+            rng.bit_generator.state = resume["rng"]
+        for t in range(t0 + 1, self.n_temperatures + 1):
             kernel = samplers.HMC(tempered(float(betas[t])), step_size, **opts)
             new = kernel.init(state.position)
             log_w = log_w + (new.logdensity - state.logdensity)   # log f_t - log f_{t-1}
@@ -354,12 +602,110 @@ class AIS:
                 step_size = da_final(da) if t == self.n_adapt else da.step_size
             elif self.track_step_size:
                 step_size *= 1.02 if acceptance[t - 1] > self.target_acceptance else 0.98
+            if keep is not None:
+                keep(dict(shapes, t=t, state=state, log_w=log_w, acceptance=acceptance,
+                          da=da, step_size=step_size, rng=rng.bit_generator.state))
         log_w = xp.reshape(log_w, chain_shape)
         log_marginal, stderr = _log_mean_and_stderr(log_w, self.axis)
         pos = state.position
         samples = {n: xp.reshape(pos[:, offsets[i]:offsets[i + 1]], chain_shape + events[n])
                    for i, n in enumerate(self.latent)}
         return AISResult(log_marginal, stderr, log_w, samples, acceptance, step_size)
+
+
+def _blocks_with_checkpoint(ckpt, block_ids, run_block):
+    """``[run_block(b, resume, keep) for b in block_ids]`` saved to ``ckpt``: finished
+    blocks are kept in the file, the block in progress every ``ckpt.every`` temperatures
+    and on Ctrl-C. ``ckpt`` None runs them plainly."""
+    if ckpt is None:
+        return [run_block(b, None, None) for b in block_ids]
+    saved = ckpt.load() or {"done": {}, "current": None}
+    done, current = dict(saved["done"]), saved["current"]
+    last = {}
+
+    def save(snap):
+        cur = None if snap is None else dict(snap, acceptance=snap["acceptance"][:snap["t"]]
+                                             .copy())
+        ckpt.save(phase="blocks", done=done, current=cur)
+
+    for b in block_ids:
+        if b in done:
+            continue
+        resume = None
+        if current is not None and current.get("block") == b:
+            resume = dict(current, path=ckpt.path)
+
+        def keep(snap, b=b):
+            snap["block"] = b
+            last["snap"] = snap
+            if ckpt.due(snap["t"]):
+                save(snap)
+        last.clear()
+        try:
+            res = run_block(b, resume, keep)
+        except KeyboardInterrupt:
+            if last:
+                save(last["snap"])
+            t = last["snap"]["t"] if last else (resume or {}).get("t", 0)
+            raise KeyboardInterrupt(f"zs.evaluation.AIS interrupted after {t} of "
+                                    f"{ckpt.n_steps} temperatures (block {b}); checkpoint "
+                                    f"saved to {ckpt.path!r}: the same call resumes") from None
+        done[b] = _to_host(res)
+        current = None
+        save(None)
+    return [done[b] for b in block_ids]
+
+
+def _to_host(res):
+    """An AISResult with NumPy arrays (for files and for the wire)."""
+    asnp = backend.asnumpy
+    return AISResult(asnp(res.log_marginal), asnp(res.stderr), asnp(res.log_weights),
+                     {k: asnp(v) for k, v in res.samples.items()}, res.acceptance,
+                     res.step_size, res.blocks)
+
+
+def _ais_shard(shared, task):
+    """The AIS results (NumPy) of a shard's blocks, in order (checkpointed when asked)."""
+    from .row_blocks import BlocksCheckpoint
+    lite, rows_fn = shared
+    ids, blocks, seeds, path, every, fp = task
+    by_id = {b: (bounds, seed) for b, bounds, seed in zip(ids, blocks, seeds)}
+
+    def run_block(b, resume, keep):
+        (a, z), seed = by_id[b]
+        try:
+            model, proposal, observed = _build_block(rows_fn, a, z, seed, lite.model,
+                                                     lite.observed)
+            block = copy.copy(lite)
+            block.model, block.proposal, block.observed = model, proposal, dict(observed)
+            if not isinstance(proposal, MetaBayesianNet):
+                raise TypeError(f"rows: the AIS proposal must be a zs.MetaBayesianNet "
+                                f"(sampled once, re-evaluated at every HMC position), got "
+                                f"{type(proposal).__name__}")
+            res = block._anneal(np.random.default_rng(_child(seed, 1)), resume, keep)
+            row_axis = 1 if block.axis % len(res.log_weights.shape) == 0 else 0
+            _check_rows(res.log_weights.shape, row_axis, a, z, "the chain shape")
+        except Exception as err:
+            _note_rows(err, a, z)
+            raise
+        return _to_host(res)
+    ckpt = None if path is None else BlocksCheckpoint(path, every, fp, lite.n_temperatures)
+    return _blocks_with_checkpoint(ckpt, ids, run_block)
+
+
+def _merge_blocks(parts, blocks, axis):
+    """One AISResult from the blocks' results, rows in order."""
+    first = parts[0]
+    nd = len(first.log_weights.shape)
+    row_axis = 1 if axis % nd == 0 else 0
+    cat = np.concatenate
+    return AISResult(cat([p.log_marginal for p in parts], axis=0),
+                     cat([p.stderr for p in parts], axis=0),
+                     cat([p.log_weights for p in parts], axis=row_axis),
+                     {k: cat([p.samples[k] for p in parts], axis=row_axis)
+                      for k in first.samples},
+                     np.stack([p.acceptance for p in parts]),
+                     np.array([p.step_size for p in parts]), [tuple(b) for b in blocks])
 
 
 class _AtTemperature:
