@@ -361,18 +361,27 @@ def _interleave(runners, rounds):
 def _hmc_rates(c=256, n_iter=200, rounds=5):
     """Fixed-step HMC chain-iterations per second at ``c`` chains, ``rounds`` interleaved
     rounds of ``n_iter`` iterations for zsarray (tape, traced, compiled) and NumPyro."""
+    from autodiff.lower import fuse
     runners = {}
-    for model in ("tape", "traced", "compiled"):
-        f, g, comp = MODELS[model]
+    # "compiled-1t": the compiled program with its large fused rows kept on one thread
+    # (lowered with fuse.PART_MIN out of reach), against "compiled" (rows in parts)
+    for model in ("tape", "traced", "compiled", "compiled-1t"):
+        f, g, comp = MODELS[model.replace("-1t", "")]
         k = samplers.HMC(f, step_size=EPS_HMC, n_leapfrogs=N_LEAPFROG, grad_fn=g,
                          compile=comp)
         box = [k.init(_init(c)), np.random.default_rng(0)]
 
-        def run(k=k, box=box):
+        def run(k=k, box=box, n=n_iter):
             st, rng = box
-            for _ in range(n_iter):
+            for _ in range(n):
                 st, _ = k.step(st, rng)
             box[0] = st
+        part_min = fuse.PART_MIN
+        fuse.PART_MIN = 2 ** 62 if model.endswith("-1t") else part_min
+        try:
+            run(n=3)                       # records, verifies and lowers the program
+        finally:
+            fuse.PART_MIN = part_min
         run()
         runners[f"zsarray-{model}"] = run
     try:
