@@ -358,14 +358,15 @@ def _interleave(runners, rounds):
     return out
 
 
-def _hmc_rates(c=256, n_iter=200, rounds=5):
+def _hmc_rates(c=256, n_iter=200, rounds=5,
+               models=("tape", "traced", "compiled", "compiled-1t")):
     """Fixed-step HMC chain-iterations per second at ``c`` chains, ``rounds`` interleaved
     rounds of ``n_iter`` iterations for zsarray (tape, traced, compiled) and NumPyro."""
     from autodiff.lower import fuse
     runners = {}
     # "compiled-1t": the compiled program with its large fused rows kept on one thread
     # (lowered with fuse.PART_MIN out of reach), against "compiled" (rows in parts)
-    for model in ("tape", "traced", "compiled", "compiled-1t"):
+    for model in models:
         f, g, comp = MODELS[model.replace("-1t", "")]
         k = samplers.HMC(f, step_size=EPS_HMC, n_leapfrogs=N_LEAPFROG, grad_fn=g,
                          compile=comp)
