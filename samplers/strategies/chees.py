@@ -19,8 +19,7 @@ lengths in Hamiltonian Monte Carlo", AISTATS. With ``kernel="hmc"`` (every chain
 - the trajectory length ``T`` climbs the ChEES criterion (the change in the estimator
   of the expected square, ``E[(|q' - mean|^2 - |q - mean|^2)^2] / 4``): from one step,
   it doubles while the criterion's gradient in ``log T`` is more than two standard
-  errors above 0 (over the chains; held while the mean acceptance is below half the
-  target), then follows Adam on the stochastic gradient from
+  errors above 0 (over the chains), then follows Adam on the stochastic gradient from
   all chains' proposals, weighted by their acceptance, steps clipped to ``+-0.35``;
 - the inverse mass is estimated from the chains pooled over two windows (10-40 % and
   40-70 % of warmup): their variance (or covariance, ``dense_mass``) as in the paper,
@@ -300,7 +299,6 @@ class ChEESAdaptation(Adaptation):
             da = da_update(da, harmonic)
         eps = da.step_size
         eps_mean = float(np.mean(eps))
-        mean_accept = float(np.mean(a_ok))
         # trajectory length: Adam (no momentum) ascent on the ChEES criterion in log T
         n_steps = np.asarray(_to_host(info.n_grad_evals)) / kernel.integrator.n_stages
         time = xp.asarray(n_steps * np.asarray(_to_host(params.step_size)),
@@ -311,12 +309,8 @@ class ChEESAdaptation(Adaptation):
         if climbing and self.climb:
             # double T while the criterion clearly rises (its gradient two standard
             # errors above 0 over the chains; Adam's small steps would need hundreds of
-            # iterations to cross orders of magnitude), then Adam from there; hold it
-            # while the acceptance is low (dual averaging's first, wild steps: the
-            # gradient then rests on a few chains)
-            if not mean_accept >= 0.5 * self.target_accept:
-                pass        # the step size is still being found: hold T
-            elif math.isfinite(grad) and grad > 2.0 * se and log_t < math.log(
+            # iterations to cross orders of magnitude), then Adam from there
+            if math.isfinite(grad) and grad > 2.0 * se and log_t < math.log(
                     kernel.max_leapfrogs * eps_mean):
                 log_t += math.log(2.0)
             else:
@@ -329,11 +323,7 @@ class ChEESAdaptation(Adaptation):
             step = self.learning_rate * (m / (1.0 - b1 ** n_adam)) / (
                 math.sqrt(v / (1.0 - b2 ** n_adam)) + 1e-12)
             log_t += max(-LOG_UPDATE_CLIP, min(LOG_UPDATE_CLIP, step))
-        # at least one step; not while climbing, where dual averaging's first steps
-        # (up to 10x the heuristic's) would raise T with them and the doubling go on
-        # from there (a transition takes at least one step anyway)
-        lo = -math.inf if climbing and self.climb else math.log(eps_mean)
-        log_t = min(max(log_t, lo), math.log(kernel.max_leapfrogs * eps_mean))
+        log_t = min(max(log_t, math.log(eps_mean)), math.log(kernel.max_leapfrogs * eps_mean))
         if climbing and self.climb:
             log_t_avg = log_t
         else:
