@@ -4,20 +4,30 @@ Hoffman, Radul & Sountsov (2021), "An adaptive-MCMC scheme for setting trajector
 lengths in Hamiltonian Monte Carlo", AISTATS. With ``kernel="hmc"`` (every chain takes
 ``ceil(u T / eps)`` leapfrog steps, ``u ~ U(0, 1]`` drawn per transition):
 
-- the step size follows dual averaging towards a *harmonic-mean* acceptance of 0.651
-  over the chains (one chain that rejects everything pulls the step size down, where
-  the arithmetic mean would let it hide);
+- until the first mass change, every chain has its own step size (Stan's heuristic
+  per chain, then dual averaging on its own acceptance): from uniform(-2, 2) inits in
+  a badly scaled posterior (kilpisjarvi: x ~ 4000, sigma from e^-2 to e^2) the chains'
+  local curvatures differ by orders of magnitude, and one shared step size, set by the
+  stiffest chain, leaves the others where they started and the mass windows see no
+  posterior at all. At the change, chains that needed steps below 1/``stuck_ratio`` of
+  the median *and* sit below the median log density (a mixture's spike, a local mode)
+  restart from other chains (:func:`restart_slow`);
+- then one step size, by dual averaging towards a *harmonic-mean* acceptance of 0.651
+  over the chains (chains that reject everything pull the step size down, where the
+  arithmetic mean would let them hide), each chain's acceptance floored at
+  ``acceptance_floor`` so that a single chain cannot veto every step size;
 - the trajectory length ``T`` climbs the ChEES criterion (the change in the estimator
-  of the expected square, ``E[(|q' - mean|^2 - |q - mean|^2)^2] / 4``) by a stochastic
-  gradient in ``log T`` from all chains' proposals, weighted by their acceptance, with
-  Adam's steps clipped to ``+-0.35`` in ``log T``;
+  of the expected square, ``E[(|q' - mean|^2 - |q - mean|^2)^2] / 4``): from one step,
+  it doubles while the criterion's gradient in ``log T`` is more than two standard
+  errors above 0 (over the chains), then follows Adam on the stochastic gradient from
+  all chains' proposals, weighted by their acceptance, steps clipped to ``+-0.35``;
 - the inverse mass is estimated from the chains pooled over two windows (10-40 % and
   40-70 % of warmup): their variance (or covariance, ``dense_mass``) as in the paper,
   or with ``mass_estimate="fisher"`` from draws *and* gradients (``sqrt(Var q /
   Var grad)``, or the matrix geometric mean of the draws' covariance and the inverse of
   the gradients', :mod:`samplers.strategies.fisher`), starting from ``1 / |grad|``;
   at each change the step-size heuristic runs again (restarting stuck chains, as
-  Stan's warmup), dual averaging restarts and ``T`` starts again from a few steps (the
+  Stan's warmup), dual averaging restarts and ``T`` climbs again from one step (the
   criterion is periodic in ``T`` along each direction, and from far beyond its first
   maximum the jitter-averaged gradient is flat);
 - after warmup: dual averaging's averaged step size and the running average of
@@ -28,17 +38,19 @@ mass is the identity) keeps it consistent with the mass. Made for many chains
 (hundreds); with 4 chains the gradient is noisy but the scheme still runs.
 """
 import math
+import warnings
 from typing import NamedTuple
 
 import numpy as np
 
 from ..adaptation import dual_averaging, welford_covariance
-from ..base import _to_host, array_module
-from ..warmup import HEURISTIC_TARGET, checked_search
+from ..base import _to_host, array_module, format_chains
+from ..warmup import (HEURISTIC_TARGET, StuckChainWarning, checked_search, find_step_size,
+                      restart_stuck)
 from . import Adaptation, kernel_extras, with_step_size
 from .fisher import fisher_inverse_mass, geometric_mean, gradient_inverse_mass
 
-__all__ = ["ChEESAdaptation", "ChEESState", "chees_gradient"]
+__all__ = ["ChEESAdaptation", "ChEESState", "chees_gradient", "restart_slow"]
 
 #: Largest change of ``log T`` in one iteration.
 LOG_UPDATE_CLIP = 0.35
@@ -65,6 +77,8 @@ class ChEESState(NamedTuple):
         The current mass window's estimates for the draws and the gradients.
     bounds : tuple of int
         Iterations where the mass windows start and end (empty: no mass adaptation).
+    climbing : bool
+        ``T`` is doubling (before Adam takes over).
     """
     params: object
     iteration: int
@@ -76,10 +90,11 @@ class ChEESState(NamedTuple):
     previous: object
     welford: object
     bounds: tuple
+    climbing: bool = True
 
 
 def chees_gradient(initial, proposal, proposal_momentum, acceptance, divergent,
-                   inverse_mass, time):
+                   inverse_mass, time, standard_error=False):
     """Stochastic gradient of the ChEES criterion with respect to ``log T``.
 
     Parameters
@@ -95,19 +110,22 @@ def chees_gradient(initial, proposal, proposal_momentum, acceptance, divergent,
         Inverse mass of the transition (diagonal or dense).
     time : float or array, shape [C]
         Integration time of each trajectory (``n_steps * step_size``).
+    standard_error : bool
+        Also return the standard error of the estimate over the chains.
 
     Returns
     -------
-    float
+    float, or (float, float) with ``standard_error``
         ``sum_c a_c t_c (|q'_c|^2 - |q_c|^2) (q'_c . v'_c) / sum_c a_c`` in whitened,
         centred coordinates (``x -> L^{-1} x`` and ``v' = M^{-1} p' -> L^T p'`` with
-        ``M^{-1} = L L^T``); 0 when no chain counts.
+        ``M^{-1} = L L^T``); 0 when no chain counts. Its standard error is
+        ``sqrt(sum_c a_c^2 (g_c - mean)^2) / sum_c a_c`` (0 when no chain counts).
     """
     xp = array_module(proposal)
     ok = ~divergent & xp.isfinite(proposal).all(axis=1) & xp.isfinite(acceptance)
     w = xp.where(ok, acceptance, 0.0)
     if float(w.sum()) <= 0.0:
-        return 0.0
+        return (0.0, 0.0) if standard_error else 0.0
     qp = xp.where(ok[:, None], proposal, 0.0)
     pp = xp.where(ok[:, None], proposal_momentum, 0.0)
     mean_p = (w[:, None] * qp).sum(axis=0) / w.sum()
@@ -122,7 +140,13 @@ def chees_gradient(initial, proposal, proposal_momentum, acceptance, divergent,
         x0 = xp.linalg.solve(chol, (initial - initial.mean(axis=0)).T).T
         v1 = pp @ chol
     g = time * ((x1 * x1).sum(axis=1) - (x0 * x0).sum(axis=1)) * (x1 * v1).sum(axis=1)
-    return float((w * xp.where(ok, g, 0.0)).sum() / w.sum())
+    g = xp.where(ok, g, 0.0)
+    mean = float((w * g).sum() / w.sum())
+    if not standard_error:
+        return mean
+    # of the weighted mean, as a ratio estimator: sum w^2 (g - mean)^2 / (sum w)^2
+    se = float(xp.sqrt((w * w * (g - mean) ** 2).sum()) / w.sum())
+    return mean, se
 
 
 class ChEESAdaptation(Adaptation):
@@ -152,6 +176,17 @@ class ChEESAdaptation(Adaptation):
         Adam's moment decay rates (0.9, 0.999).
     heuristic_target : float
         Target of the step-size heuristic at the start and at mass changes (0.8).
+    per_chain_start : bool
+        A step size per chain until the first mass change (default True; with mass
+        adaptation and more than one chain).
+    climb : bool
+        Double ``T`` while the criterion clearly rises, before Adam (default True).
+    stuck_ratio : float
+        At the end of the per-chain phase, chains whose step size is below the median
+        over this (and whose log density is below the median) restart from others (10).
+    acceptance_floor : float
+        Floor of each chain's acceptance in the harmonic mean (0.01; 0 is the paper's
+        plain harmonic mean).
     """
 
     default_kernel = "hmc"
@@ -159,7 +194,17 @@ class ChEESAdaptation(Adaptation):
 
     def __init__(self, target_accept=None, learning_rate=0.025, adapt_mass=True,
                  dense_mass=False, mass_estimate="variance", initial_steps=1,
-                 decay_rate=0.5, betas=(0.9, 0.999), heuristic_target=HEURISTIC_TARGET):
+                 decay_rate=0.5, betas=(0.9, 0.999), heuristic_target=HEURISTIC_TARGET,
+                 per_chain_start=True, climb=True, stuck_ratio=10.0, acceptance_floor=0.01):
+        if not 0.0 <= acceptance_floor < 1.0:
+            raise ValueError(f"acceptance_floor: expected a float in [0, 1), got "
+                             f"{acceptance_floor!r}")
+        self.acceptance_floor = float(acceptance_floor)
+        if not stuck_ratio > 1:
+            raise ValueError(f"stuck_ratio: expected a float > 1, got {stuck_ratio!r}")
+        self.stuck_ratio = float(stuck_ratio)
+        self.per_chain_start = bool(per_chain_start)
+        self.climb = bool(climb)
         if mass_estimate not in ("variance", "fisher"):
             raise ValueError(f"mass_estimate: expected 'variance' or 'fisher', got "
                              f"{mass_estimate!r}")
@@ -206,35 +251,71 @@ class ChEESAdaptation(Adaptation):
                                    inverse_mass=gradient_inverse_mass(state.logdensity_grad),
                                    **kernel_extras(params, kernel))
         eps0 = float(array_module(params.step_size).mean(params.step_size))
-        state, eps = checked_search(kernel, state, rng, eps0, self.heuristic_target,
-                                    "the start", params)
+        bounds = self._windows(n_warmup)
+        if bounds and self.per_chain_start and state.position.shape[0] > 1:
+            # until the first mass change: a step size per chain (chains far apart in a
+            # badly scaled posterior see curvatures orders of magnitude apart)
+            eps = self._per_chain_search(kernel, state, rng, eps0, params)
+            state, eps = eps
+        else:
+            state, eps = checked_search(kernel, state, rng, eps0, self.heuristic_target,
+                                        "the start", params)
         da = dual_averaging(target=self.target_accept)[0](eps)
-        log_t = math.log(self.initial_steps * eps)
+        log_t = math.log(self.initial_steps * float(np.mean(eps)))
         params = _with(params, eps, math.exp(log_t))
         return ChEESState(params, 0, da, log_t, log_t, 0, (0.0, 0.0, 0), state.position,
-                          None, self._windows(n_warmup)), state
+                          None, bounds), state
+
+    def _per_chain_search(self, kernel, state, rng, eps0, params):
+        """Stan's heuristic per chain; stuck chains restart from others and search
+        again. Returns ``(state, step sizes [C] host array)``."""
+        c = state.position.shape[0]
+        eps = find_step_size(kernel, state, rng, np.full(c, eps0), self.heuristic_target,
+                             params)
+        new = restart_stuck(state, eps, "the start")
+        if new is not state:
+            state = new
+            eps = find_step_size(kernel, state, rng, np.full(c, eps0),
+                                 self.heuristic_target, params)
+        ok = np.isfinite(eps) & (eps > 0)
+        return state, np.where(ok, eps, np.median(eps[ok]))
 
     def update(self, kernel, astate, state, info, rng):
         (params, t, da, log_t, log_t_avg, count, (m, v, n_adam), previous, wf,
-         bounds) = astate
+         bounds, climbing) = astate
         xp = array_module(state.position)
         _, da_update, _ = dual_averaging(target=self.target_accept)
-        # step size: dual averaging on the harmonic mean of the acceptance
         a = np.nan_to_num(np.asarray(_to_host(info.acceptance_rate), dtype=np.float64))
         div = np.asarray(_to_host(info.is_divergent))
         a_ok = np.where(div, 0.0, np.clip(a, 0.0, 1.0))
-        with np.errstate(divide="ignore", over="ignore"):
-            harmonic = 0.0 if (a_ok <= 0).any() else 1.0 / np.mean(1.0 / a_ok)
-        da = da_update(da, harmonic)
+        if isinstance(da.mu, np.ndarray):
+            # per-chain phase: each chain's own acceptance
+            da = da_update(da, a_ok)
+        else:
+            # step size: dual averaging on the harmonic mean of the acceptance, each
+            # chain's floored (one chain in a spike cannot veto every step size alone)
+            with np.errstate(divide="ignore"):
+                harmonic = 1.0 / np.mean(1.0 / np.maximum(a_ok, self.acceptance_floor))
+            da = da_update(da, harmonic)
         eps = da.step_size
+        eps_mean = float(np.mean(eps))
         # trajectory length: Adam (no momentum) ascent on the ChEES criterion in log T
         n_steps = np.asarray(_to_host(info.n_grad_evals)) / kernel.integrator.n_stages
         time = xp.asarray(n_steps * np.asarray(_to_host(params.step_size)),
                           dtype=state.position.dtype)
-        grad = chees_gradient(previous, info.proposal, info.proposal_momentum,
-                              info.acceptance_rate, info.is_divergent, params.inverse_mass,
-                              time)
-        if math.isfinite(grad):
+        grad, se = chees_gradient(previous, info.proposal, info.proposal_momentum,
+                                  info.acceptance_rate, info.is_divergent,
+                                  params.inverse_mass, time, standard_error=True)
+        if climbing and self.climb:
+            # double T while the criterion clearly rises (its gradient two standard
+            # errors above 0 over the chains; Adam's small steps would need hundreds of
+            # iterations to cross orders of magnitude), then Adam from there
+            if math.isfinite(grad) and grad > 2.0 * se and log_t < math.log(
+                    kernel.max_leapfrogs * eps_mean):
+                log_t += math.log(2.0)
+            else:
+                climbing = False
+        elif math.isfinite(grad):
             b1, b2 = self.betas
             n_adam += 1
             m = b1 * m + (1.0 - b1) * grad
@@ -242,10 +323,13 @@ class ChEESAdaptation(Adaptation):
             step = self.learning_rate * (m / (1.0 - b1 ** n_adam)) / (
                 math.sqrt(v / (1.0 - b2 ** n_adam)) + 1e-12)
             log_t += max(-LOG_UPDATE_CLIP, min(LOG_UPDATE_CLIP, step))
-        log_t = min(max(log_t, math.log(eps)), math.log(kernel.max_leapfrogs * eps))
-        count += 1
-        w = count ** -self.decay_rate
-        log_t_avg = (1.0 - w) * log_t_avg + w * log_t
+        log_t = min(max(log_t, math.log(eps_mean)), math.log(kernel.max_leapfrogs * eps_mean))
+        if climbing and self.climb:
+            log_t_avg = log_t
+        else:
+            count += 1
+            w = count ** -self.decay_rate
+            log_t_avg = (1.0 - w) * log_t_avg + w * log_t
         # mass: from the chains' draws and gradients over the windows
         i = t + 1
         if bounds and bounds[0] <= t < bounds[-1]:
@@ -257,20 +341,28 @@ class ChEESAdaptation(Adaptation):
             if bool(good.any()):
                 wf = (wf_update(wf[0], q[good]), wf_update(wf[1], g[good]))
             if i in bounds[1:]:
+                if isinstance(da.mu, np.ndarray):
+                    # the end of the per-chain phase: chains that needed far smaller
+                    # steps than the others, lower down, sit in a region of their own
+                    # (a spike of a mixture); with one step size for all they would
+                    # hold it down (harmonic mean), so they restart from others
+                    state = restart_slow(state, np.exp(da.log_step_size_avg),
+                                         self.stuck_ratio, f"warmup iteration {i}")
+                    q = state.position
                 params = kernel.params(q, inverse_mass=self._mass(wf, q),
                                        trajectory_length=math.exp(log_t))
                 wf = None
-                state, eps = checked_search(kernel, state, rng, eps, self.heuristic_target,
+                state, eps = checked_search(kernel, state, rng, eps_mean, self.heuristic_target,
                                             f"warmup iteration {i}", params)
                 da = dual_averaging(target=self.target_accept)[0](eps)
                 # a new metric is a new problem: climb again from a short trajectory to
                 # the criterion's first maximum (ChEES is periodic in T along each
                 # direction; from too far out, its jitter-averaged gradient is flat)
                 log_t = log_t_avg = math.log(self.initial_steps * eps)
-                count, (m, v, n_adam) = 0, (0.0, 0.0, 0)
+                count, (m, v, n_adam), climbing = 0, (0.0, 0.0, 0), True
         params = _with(params, eps, math.exp(log_t))
         return ChEESState(params, i, da, log_t, log_t_avg, count, (m, v, n_adam),
-                          state.position, wf, bounds), state
+                          state.position, wf, bounds, climbing), state
 
     def final(self, kernel, astate, state):
         da = astate.da
@@ -280,5 +372,45 @@ class ChEESAdaptation(Adaptation):
         return _with(astate.params, eps, min(max(t, eps), kernel.max_leapfrogs * eps))
 
 
+def restart_slow(state, eps, ratio, when):
+    """``state`` with the chains stuck in a region of their own moved to other chains'
+    states, round robin; warns (:class:`~samplers.warmup.StuckChainWarning`) naming
+    them. Stuck: a step size ``eps [C]`` below the median over ``ratio`` (or not finite)
+    *and* a log density below the chains' median (a spike of a mixture, a local mode;
+    not the chains ahead of the others in a badly scaled posterior, nor a funnel's
+    neck, where the density is high). The same object when none is stuck, or when more
+    than half are."""
+    eps = np.asarray(_to_host(eps), dtype=np.float64)
+    ok = np.isfinite(eps) & (eps > 0)
+    if not ok.any():
+        return state
+    lp = np.asarray(_to_host(state.logdensity), dtype=np.float64)
+    low = ~(lp >= np.median(lp[np.isfinite(lp)])) if np.isfinite(lp).any() else True
+    slow = (~ok | (eps < np.median(eps[ok]) / ratio)) & low
+    if not slow.any() or 2 * slow.sum() > len(eps):
+        return state
+    stuck, good = np.nonzero(slow)[0], np.nonzero(~slow)[0]
+    src = good[np.arange(len(stuck)) % len(good)]
+    xp = array_module(state.position)
+    dst_d, src_d = xp.asarray(stuck), xp.asarray(src)
+    fields = []
+    for f in state:
+        f = f.copy()
+        f[dst_d] = f[src_d]
+        fields.append(f)
+    warnings.warn(f"{len(stuck)} of {len(eps)} chains needed step sizes below 1/{ratio:g} of "
+                  f"the median, with log densities below the median, at {when} ({format_chains(stuck, eps[stuck])}); they "
+                  f"restart from the positions of chains "
+                  f"{', '.join(str(int(s)) for s in src[:8])}{' ...' if len(src) > 8 else ''}",
+                  StuckChainWarning, stacklevel=5)
+    return type(state)(*fields)
+
+
 def _with(params, eps, length):
-    return with_step_size(params, eps)._replace(trajectory_length=float(length))
+    """``params`` with step size ``eps`` (a float, or one per chain) and ``T``."""
+    if np.ndim(eps):
+        s = params.step_size
+        params = params._replace(step_size=array_module(s).asarray(eps, dtype=s.dtype))
+    else:
+        params = with_step_size(params, eps)
+    return params._replace(trajectory_length=float(length))

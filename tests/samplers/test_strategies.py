@@ -13,6 +13,7 @@ from samplers.ghmc import GHMC
 from samplers.strategies.chees import chees_gradient
 from samplers.strategies.fisher import fisher_inverse_mass
 from samplers.strategies.meads import max_eigenvalue
+from samplers.diagnostics import mcse
 
 from .helpers import check_moments, normal
 
@@ -231,3 +232,95 @@ def test_no_adaptation_keeps_the_given_parameters():
     np.testing.assert_array_equal(res.step_size, 0.3)
     np.testing.assert_array_equal(res.inverse_mass, [1.0, 2.0])
     np.testing.assert_array_equal(res.warmup_stats["step_size"], 0.3)
+
+
+def _regression_target(n=20, seed=4):
+    """``y ~ Normal(a + b x, sigma)``, x in [3950, 4010] (kilpisjarvi's geometry:
+    corr(a, b) ~ -0.9999, sd(a) / sd(b) ~ 4000), flat priors on a, b and sigma; u = (a,
+    b, log sigma). The posterior of (a, b) is a Student-t centred on least squares with
+    covariance E[sigma^2] (X^T X)^-1, and sigma^2 ~ InvGamma((n - 3) / 2, RSS / 2)."""
+    rng = np.random.default_rng(seed)
+    x = np.linspace(3950.0, 4010.0, n)
+    y = -60.0 + 0.0175 * x + rng.standard_normal(n)
+    design = np.stack([np.ones(n), x], 1)
+    xtx = design.T @ design
+    beta = np.linalg.solve(xtx, design.T @ y)
+    rss = float(((y - design @ beta) ** 2).sum())
+
+    def parts(u):
+        r = y - u[:, :1] - u[:, 1:2] * x                       # [C, n]
+        return r, np.exp(-2.0 * u[:, 2])
+
+    def ld(u):
+        r, w = parts(u)
+        return -(n - 1) * u[:, 2] - 0.5 * w * (r * r).sum(1)
+
+    def grad(u):
+        r, w = parts(u)
+        return np.stack([w * r.sum(1), w * (r * x).sum(1),
+                         -(n - 1) + w * (r * r).sum(1)], 1)
+    e_s2 = rss / (n - 5)
+    return ld, grad, beta, e_s2 * np.linalg.inv(xtx), e_s2
+
+
+def test_chees_badly_scaled_correlated_regression_from_uniform_inits():
+    # kilpisjarvi's failure: from uniform(-2, 2) inits the chains' local curvatures differ
+    # by orders of magnitude (residuals of thousands, sigma from e^-2 to e^2), a shared
+    # step size is set by the stiffest chain and the others barely move, the mass
+    # windows see chains far from the typical set and T stays at a few steps. Per-chain
+    # step sizes until the first mass change and doubling T while the criterion rises
+    # get there (the old scheme ended with |z| > 100 on a).
+    ld, grad, mean, cov, e_s2 = _regression_target()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", samplers.DivergenceWarning)
+        res = samplers.sample(ld, n_chains=128, dim=3, kernel="hmc",
+                              adaptation=samplers.ChEESAdaptation(dense_mass=True),
+                              grad_fn=grad, n_warmup=400, n_samples=100, rng=1,
+                              progress=False)
+    draws = np.asarray(res.draws)
+    check_moments(draws[..., :2], mean, np.diag(cov))
+    s2 = np.exp(2 * draws[..., 2:])
+    zs = abs(s2.mean() - e_s2) / mcse(s2)[0]
+    assert zs < 4, zs
+    # the tuned mass has the posterior's correlation
+    inv = res.inverse_mass
+    assert inv[0, 1] / np.sqrt(inv[0, 0] * inv[1, 1]) < -0.9
+
+
+def test_restart_slow_moves_only_slow_chains_low_down():
+    from samplers.hmc import HMCState
+    from samplers.strategies.chees import restart_slow
+    from samplers.warmup import StuckChainWarning
+    q = np.arange(12.0).reshape(6, 2)
+    lp = np.array([-1.0, -2.0, -3.0, -500.0, 0.5, -4.0])
+    st = HMCState(q, lp, -q)
+    eps = np.array([0.1, 0.12, 0.09, 1e-4, 1e-4, 0.11])
+    # chain 3: 1000x slower and far below -> restarted from chain 0; chain 4 is as
+    # slow but above the median log density (a funnel's neck): kept
+    with pytest.warns(StuckChainWarning, match="1 of 6 chains.*chain 3"):
+        new = restart_slow(st, eps, 10.0, "warmup iteration 5")
+    np.testing.assert_array_equal(new.position[3], q[0])
+    assert new.logdensity[3] == lp[0]
+    np.testing.assert_array_equal(np.delete(new.position, 3, 0), np.delete(q, 3, 0))
+    # nothing slow: the same object, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert restart_slow(st, np.full(6, 0.1), 10.0, "x") is st
+
+
+def test_chees_gradient_standard_error():
+    rng = np.random.default_rng(0)
+    q0, q1, p1 = (rng.standard_normal((40, 3)) for _ in range(3))
+    acc = rng.uniform(0.2, 1.0, 40)
+    inv = np.array([1.0, 2.0, 0.5])
+    m, se = chees_gradient(q0, q1, p1, acc, np.zeros(40, bool), inv, 0.7,
+                           standard_error=True)
+    assert m == chees_gradient(q0, q1, p1, acc, np.zeros(40, bool), inv, 0.7)
+    # per-chain terms in whitened coordinates, the ratio estimator's standard error
+    root = np.sqrt(inv)
+    x1 = (q1 - (acc[:, None] * q1).sum(0) / acc.sum()) / root
+    x0 = (q0 - q0.mean(0)) / root
+    g = 0.7 * ((x1 ** 2).sum(1) - (x0 ** 2).sum(1)) * (x1 * p1 * root).sum(1)
+    assert m == pytest.approx((acc * g).sum() / acc.sum(), rel=1e-12)
+    assert se == pytest.approx(np.sqrt((acc ** 2 * (g - m) ** 2).sum()) / acc.sum(),
+                               rel=1e-12)
