@@ -370,7 +370,7 @@ def _hmc_rates(c=256, n_iter=200, rounds=5,
         f, g, comp = MODELS[model.replace("-1t", "")]
         k = samplers.HMC(f, step_size=EPS_HMC, n_leapfrogs=N_LEAPFROG, grad_fn=g,
                          compile=comp)
-        box = [k.init(_init(c)), np.random.default_rng(0)]
+        box = [None, np.random.default_rng(0)]
 
         def run(k=k, box=box, n=n_iter):
             st, rng = box
@@ -379,8 +379,9 @@ def _hmc_rates(c=256, n_iter=200, rounds=5,
             box[0] = st
         part_min = fuse.PART_MIN
         fuse.PART_MIN = 2 ** 62 if model.endswith("-1t") else part_min
-        try:
-            run(n=3)                       # records, verifies and lowers the program
+        try:                               # records, verifies and lowers the program
+            box[0] = k.init(_init(c))
+            run(n=3)
         finally:
             fuse.PART_MIN = part_min
         run()
