@@ -415,14 +415,24 @@ def _hmc_rates(c=256, n_iter=200, rounds=5,
     return _interleave({name: timed(run) for name, run in runners.items()}, rounds)
 
 
-def main():
+def main(argv=None):
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of HMC")
+    ap.add_argument("--hmc-only", action="store_true",
+                    help="fixed-step HMC, compiled variants and NumPyro only")
+    args = ap.parse_args(argv)
+    models = ("compiled", "compiled-1t") if args.hmc_only else \
+        ("tape", "traced", "compiled", "compiled-1t")
     for c, n_iter in ((256, 200), (4096, 30)):
-        rates = _hmc_rates(c, n_iter)
+        rates = _hmc_rates(c, n_iter, rounds=args.rounds, models=models)
         print(f"BLR, fixed-step HMC ({N_LEAPFROG} leapfrogs), {c} chains, chain-iterations/s "
-              f"(5 interleaved rounds of {n_iter} iterations):")
+              f"({args.rounds} interleaved rounds of {n_iter} iterations):")
         for name, r in rates.items():
-            print(f"  {name:<16s} median {np.median(r):8,.0f}  best {max(r):8,.0f}   "
+            print(f"  {name:<20s} median {np.median(r):8,.0f}  best {max(r):8,.0f}   "
                   + " ".join(f"{x:,.0f}" for x in r))
+    if args.hmc_only:
+        return
     rates = _nuts_ess_rates()
     print("BLR (breast cancer, D = 31), single-chain NUTS, warm, 1000 draws per run:")
     print(f"  {'':<16s} {'ms/draw':>8s} {'min ESS':>8s} {'ESS/s':>7s}  (median of runs; ESS/s per run)")
