@@ -166,6 +166,17 @@ class Result:
         return az.from_dict(posterior={var_name: _host(self.draws)}, sample_stats=sample_stats)
 
 
+def _seed_print(rng, gen):
+    """What a checkpoint records of the run's randomness: the int seed, or for a
+    generator given by the caller a hash of its state where the checkpoint is made (a
+    function of its starting state: two generators seeded alike agree, others differ)."""
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return int(rng)
+    import hashlib
+    state = repr(sorted(gen.bit_generator.state.items()))
+    return "generator " + hashlib.sha256(state.encode()).hexdigest()[:16]
+
+
 def _check_built(kernel, logdensity, grad_fn, options):
     """A kernel object passed to sample() holds its target and its options."""
     if not (hasattr(kernel, "init") and hasattr(kernel, "step")):
@@ -593,7 +604,7 @@ def sample(logdensity, init_position=None, n_samples=1000, n_warmup=1000, kernel
             "n_chains": c, "dim": d, "n_warmup": int(n_warmup), "n_samples": int(n_samples),
             "thin": int(thin), "kernel": cls.__qualname__,
             "adaptation": type(strategy).__qualname__, "dtype": str(q0.dtype),
-            "seed": int(rng) if isinstance(rng, (int, np.integer)) else None})
+            "seed": _seed_print(rng, gen)})
     saved = None if ckpt is None else ckpt.load()
     if store is not None:
         draws_dtype = np.dtype(q0.dtype if store_dtype is None else store_dtype)

@@ -114,6 +114,36 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
         _run(path, n_samples=100)
     with pytest.raises(ValueError, match="kernel: checkpoint has 'NUTS', this call has 'HMC'"):
         _run(path, kernel="hmc")
+    with pytest.raises(ValueError, match="seed: checkpoint has 7, this call has 8"):
+        _run(path, rng=8)
+
+
+def test_a_generator_seed_is_part_of_the_checkpoint(tmp_path):
+    """A generator given as rng is recorded by its state: the same seed resumes, another
+    one is an error (it was recorded as None, so a stale file was taken silently)."""
+    path = tmp_path / "g.ckpt"
+    with pytest.raises(Stop):
+        _run(path, 600, rng=np.random.default_rng(3))
+    with pytest.raises(ValueError, match="seed: checkpoint has 'generator "):
+        _run(path, rng=np.random.default_rng(4))
+    res = _run(path, rng=np.random.default_rng(3))
+    ref = _run(tmp_path / "ref.ckpt", rng=np.random.default_rng(3))
+    np.testing.assert_array_equal(res.draws, ref.draws)
+
+
+def test_a_stale_shard_checkpoint_from_another_seed_is_an_error(tmp_path):
+    """Shards get generators from SeedSequence children: a shard's file written under
+    another seed must not be taken for this run's."""
+    import concurrent.futures as cf
+    path = tmp_path / "s.ckpt"
+    ld, grad = _density()
+    args = dict(n_chains=4, dim=3, n_warmup=30, n_samples=20, progress=False,
+                checkpoint=path, n_shards=2, grad_fn=grad)
+    with cf.ThreadPoolExecutor(2) as ex:
+        samplers.sample(ld, rng=1, executor=ex, **args)
+        assert (tmp_path / "s.ckpt.shard0").exists()
+        with pytest.raises(ValueError, match="seed: checkpoint has 'generator "):
+            samplers.sample(ld, rng=2, executor=ex, **args)
     path.write_bytes(pickle.dumps({"format": 1})[:7])
     with pytest.raises(ValueError, match="cannot be read"):
         _run(path)
