@@ -171,7 +171,18 @@ def restart_stuck(state, eps, when):
         raise RuntimeError(f"warmup: no chain found a usable step size at {when}; is the "
                            f"density proper?")
     stuck = np.nonzero(~healthy)[0]
-    good = np.nonzero(healthy)[0]
+    new, src = move_chains(state, stuck, np.nonzero(healthy)[0])
+    warnings.warn(f"{len(stuck)} of {len(eps)} chains were stuck at {when} (step size "
+                  f"below 1/{STUCK_RATIO:g} of the median, or none found): "
+                  f"{format_chains(stuck, eps[stuck])}; they restart from the positions of "
+                  f"chains {', '.join(str(int(s)) for s in src[:8])}"
+                  f"{' ...' if len(src) > 8 else ''}", StuckChainWarning, stacklevel=4)
+    return new
+
+
+def move_chains(state, stuck, good):
+    """``(state with chains stuck[i] set to chain src[i]'s every field, src)``, the
+    sources taken from ``good`` round robin (host index arrays)."""
     src = good[np.arange(len(stuck)) % len(good)]
     xp = array_module(state.position)
     dst_d, src_d = xp.asarray(stuck), xp.asarray(src)
@@ -180,9 +191,4 @@ def restart_stuck(state, eps, when):
         f = f.copy()
         f[dst_d] = f[src_d]
         fields.append(f)
-    warnings.warn(f"{len(stuck)} of {len(eps)} chains were stuck at {when} (step size "
-                  f"below 1/{STUCK_RATIO:g} of the median, or none found): "
-                  f"{format_chains(stuck, eps[stuck])}; they restart from the positions of "
-                  f"chains {', '.join(str(int(s)) for s in src[:8])}"
-                  f"{' ...' if len(src) > 8 else ''}", StuckChainWarning, stacklevel=4)
-    return type(state)(*fields)
+    return type(state)(*fields), src

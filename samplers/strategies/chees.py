@@ -46,7 +46,7 @@ import numpy as np
 from ..adaptation import dual_averaging, welford_covariance
 from ..base import _to_host, array_module, format_chains
 from ..warmup import (HEURISTIC_TARGET, StuckChainWarning, checked_search, find_step_size,
-                      restart_stuck)
+                      move_chains, restart_stuck)
 from . import Adaptation, kernel_extras, with_step_size
 from .fisher import fisher_inverse_mass, geometric_mean, gradient_inverse_mass
 
@@ -389,21 +389,14 @@ def restart_slow(state, eps, ratio, when):
     slow = (~ok | (eps < np.median(eps[ok]) / ratio)) & low
     if not slow.any() or 2 * slow.sum() > len(eps):
         return state
-    stuck, good = np.nonzero(slow)[0], np.nonzero(~slow)[0]
-    src = good[np.arange(len(stuck)) % len(good)]
-    xp = array_module(state.position)
-    dst_d, src_d = xp.asarray(stuck), xp.asarray(src)
-    fields = []
-    for f in state:
-        f = f.copy()
-        f[dst_d] = f[src_d]
-        fields.append(f)
+    stuck = np.nonzero(slow)[0]
+    new, src = move_chains(state, stuck, np.nonzero(~slow)[0])
     warnings.warn(f"{len(stuck)} of {len(eps)} chains needed step sizes below 1/{ratio:g} of "
                   f"the median, with log densities below the median, at {when} ({format_chains(stuck, eps[stuck])}); they "
                   f"restart from the positions of chains "
                   f"{', '.join(str(int(s)) for s in src[:8])}{' ...' if len(src) > 8 else ''}",
                   StuckChainWarning, stacklevel=5)
-    return type(state)(*fields)
+    return new
 
 
 def _with(params, eps, length):
