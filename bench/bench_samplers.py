@@ -364,8 +364,9 @@ def _hmc_rates(c=256, n_iter=200, rounds=5,
     rounds of ``n_iter`` iterations for zsarray (tape, traced, compiled) and NumPyro."""
     from autodiff.lower import fuse
     runners = {}
-    # "compiled-1t": the compiled program with its large fused rows kept on one thread
-    # (lowered with fuse.PART_MIN out of reach), against "compiled" (rows in parts)
+    # "compiled-1t": the compiled program with its large fused rows and matrix products
+    # kept whole (lowered with fuse.PART_MIN and MATMUL_PART_MIN out of reach), against
+    # "compiled" (rows in parts)
     for model in models:
         f, g, comp = MODELS[model.replace("-1t", "")]
         k = samplers.HMC(f, step_size=EPS_HMC, n_leapfrogs=N_LEAPFROG, grad_fn=g,
@@ -377,13 +378,14 @@ def _hmc_rates(c=256, n_iter=200, rounds=5,
             for _ in range(n):
                 st, _ = k.step(st, rng)
             box[0] = st
-        part_min = fuse.PART_MIN
-        fuse.PART_MIN = 2 ** 62 if model.endswith("-1t") else part_min
+        part_min = fuse.PART_MIN, fuse.MATMUL_PART_MIN
+        if model.endswith("-1t"):
+            fuse.PART_MIN = fuse.MATMUL_PART_MIN = 2 ** 62
         try:                               # records, verifies and lowers the program
             box[0] = k.init(_init(c))
             run(n=3)
         finally:
-            fuse.PART_MIN = part_min
+            fuse.PART_MIN, fuse.MATMUL_PART_MIN = part_min
         run()
         runners[f"zsarray-{model}"] = run
     try:

@@ -22,7 +22,7 @@ import weakref
 
 import numpy as np
 
-from . import fuse, vm
+from . import blas, fuse, vm
 from .vm import OP, W
 
 __all__ = ["View", "Buffer", "Lowering", "Executable", "NotLowerable", "lower"]
@@ -363,6 +363,12 @@ class Executable:
         self._single = (len(steps) == 1 and steps[0][0] == "vm" and not sources) or not steps
         self._run_range = (steps[0][1], steps[0][2]) if self._single and steps else (0, 0)
         self._ins = [(v.off, v.size, v.contiguous()) for v in in_views]
+        # BLAS products big enough for OpenBLAS to thread: the whole run with a
+        # one-thread BLAS (the machine cuts the large ones into parts itself; see
+        # :mod:`.blas`), so that no BLAS thread spins on a core the parts need
+        self.one_blas_thread = blas.controllable() and n_threads() > 1 and any(
+            r[vm.F_OP] == OP.MATMUL and r[vm.F_X3]
+            and r[vm.F_X0] * r[vm.F_X1] * r[vm.F_X2] >= blas.THREADED_MIN for r in self.code)
 
     @property
     def n_rows(self):
@@ -468,6 +474,16 @@ class Executable:
                 w[off:off + n] = x.reshape(n)
             else:
                 _write(w, v, x)
+        if self.one_blas_thread:
+            with blas.one_thread():
+                self._run(w)
+        else:
+            self._run(w)
+        return tuple(const if a is None else (a.copy() if dt is None or a.dtype == dt
+                                              else a.astype(dt))
+                     for a, const, dt in outs)
+
+    def _run(self, w):
         if self._single:
             if self.steps:
                 status = vm.run(self.code, w, self.tab, self._run_range[0], self._run_range[1])
@@ -475,9 +491,6 @@ class Executable:
                     raise _Check(status - 1)
         else:
             self._steps(w)
-        return tuple(const if a is None else (a.copy() if dt is None or a.dtype == dt
-                                              else a.astype(dt))
-                     for a, const, dt in outs)
 
     def _steps(self, w):
         for e, views in self.sources:
@@ -492,6 +505,8 @@ class Executable:
                     raise _Check(status - 1)
             elif step[0] == "par":
                 _run_parts(self.code, w, self.tab, step)
+            elif step[0] == "mm":
+                _run_matmul_parts(self.code, w, step)
             else:
                 _python_step(w, step, objs)
 
@@ -528,6 +543,19 @@ def _run_parts(code, w, tab, step):
     vm.fused_part(w, tab, code, row, ax, bounds[0][0], bounds[0][1], scratches[0])
     for f in futures:
         f.result()
+
+
+def _run_matmul_parts(code, w, step):
+    """A ``("mm", row, bounds)`` step (see :func:`.fuse.parallel_steps`): blocks of the
+    product's output rows, the first in this thread, the others in the pool's threads,
+    each with a one-thread BLAS (:mod:`.blas`)."""
+    _, row, bounds = step
+    pool = _thread_pool()
+    with blas.one_thread():
+        futures = [pool.submit(vm.matmul_part, w, code, row, lo, hi) for lo, hi in bounds[1:]]
+        vm.matmul_part(w, code, row, bounds[0][0], bounds[0][1])
+        for f in futures:
+            f.result()
 
 
 def _refs(loc):

@@ -22,10 +22,11 @@ order as row after row.
 """
 import numpy as np
 
-from . import vm
+from . import blas, vm
 from .vm import OP, W
 
-__all__ = ["fuse", "parallel_steps", "ENABLED", "TILE", "MIN_SIZE", "PART_MIN"]
+__all__ = ["fuse", "parallel_steps", "ENABLED", "TILE", "MIN_SIZE", "PART_MIN",
+           "MATMUL_PART_MIN"]
 
 #: Switch for comparisons (tests and benchmarks run both ways).
 ENABLED = True
@@ -40,6 +41,9 @@ MAX_MEMBERS = 32
 #: A FUSED row runs in parts on several threads when each part gets at least this many
 #: elements of its loop nest (a part costs a thread hand-off, some 20-50 us).
 PART_MIN = 1 << 17
+#: A matrix product runs in parts (blocks of its output's rows) when each part gets at
+#: least this many multiply-adds.
+MATMUL_PART_MIN = 1 << 18
 
 _MEMBER_OPS = (OP.UNARY, OP.BINARY, OP.SELECT, OP.REDUCE)
 # operand fields: (offset field, first stride field, slot field)
@@ -317,9 +321,11 @@ def parallel_steps(L, steps, n_threads):
     """``steps`` (the executable's ``("vm", start, end)`` and Python steps) with every
     large FUSED row of ``fuse`` taken out of its machine run into a
     ``("par", row, axis, bounds, scratches)`` step: its loop nest cut into parts along
-    one loop, each part run by one of ``n_threads`` threads with its own scratch slots.
-    Each element is computed by the same arithmetic as in the whole row, so the results
-    are the same bit for bit."""
+    one loop, each part run by one of ``n_threads`` threads with its own scratch slots;
+    and every large matrix product (:func:`_matmul_parts`) into a
+    ``("mm", row, bounds)`` step: its output's rows cut into parts. Each element is
+    computed by the same arithmetic as in the whole row, so the results are the same
+    bit for bit."""
     plans = {}
     for row, shape, members in getattr(L, "fused", ()):
         size = int(np.prod(shape))
@@ -332,23 +338,55 @@ def parallel_steps(L, steps, n_threads):
         n, unit = shape[ax], (TILE if ax == 3 else 1)
         cuts = [((n // unit) * k // n_parts) * unit for k in range(n_parts)] + [n]
         plans[row] = (ax, tuple(zip(cuts[:-1], cuts[1:])))
-    if not plans:
+    matmuls = _matmul_parts(L, steps, n_threads)
+    if not plans and not matmuls:
         return steps
-    base = int(L.rows[next(iter(plans))][vm.F_X2])
-    scratches = (base,) + tuple(L.alloc_.alloc(L.fused_scratch, fresh=True)[0]
-                                for _ in range(max(len(b) for _, b in plans.values()) - 1))
+    if plans:
+        base = int(L.rows[next(iter(plans))][vm.F_X2])
+        scratches = (base,) + tuple(
+            L.alloc_.alloc(L.fused_scratch, fresh=True)[0]
+            for _ in range(max(len(b) for _, b in plans.values()) - 1))
     out = []
     for step in steps:
         if step[0] != "vm":
             out.append(step)
             continue
         a = step[1]
-        for row in sorted(r for r in plans if step[1] <= r < step[2]):
+        for row in sorted(r for r in list(plans) + list(matmuls) if step[1] <= r < step[2]):
             if row > a:
                 out.append(("vm", a, row))
-            ax, bounds = plans[row]
-            out.append(("par", row, ax, bounds, scratches[:len(bounds)]))
+            if row in matmuls:
+                out.append(("mm", row, matmuls[row]))
+            else:
+                ax, bounds = plans[row]
+                out.append(("par", row, ax, bounds, scratches[:len(bounds)]))
             a = row + 1
         if step[2] > a:
             out.append(("vm", a, step[2]))
     return out
+
+
+def _matmul_parts(L, steps, n_threads):
+    """``{row: bounds}`` for the top-level matrix products worth cutting into parts: one
+    BLAS product (no batch) with a C-contiguous output, at least ``MATMUL_PART_MIN``
+    multiply-adds and 16 rows of output per part. Each part (a block of the output's
+    rows) calls a one-thread BLAS (:mod:`.blas`); none is cut when the BLAS's thread
+    count cannot be set (two multi-threaded products at once would fight over the
+    cores)."""
+    if n_threads < 2 or not blas.controllable():
+        return {}
+    rows, found = L.rows, {}
+    for start, end in _segments(rows, [(s[1], s[2]) for s in steps if s[0] == "vm"]):
+        for i in range(start, end):
+            r = rows[i]
+            if int(r[vm.F_OP]) != OP.MATMUL or not r[vm.F_X3] or r[vm.F_N0] * r[vm.F_N1] != 1:
+                continue
+            m, k, n = int(r[vm.F_X0]), int(r[vm.F_X1]), int(r[vm.F_X2])
+            if not (r[vm.F_SO3] == 1 and r[vm.F_SO2] == n):
+                continue
+            n_parts = min(n_threads, (m * k * n) // MATMUL_PART_MIN, m // 16)
+            if n_parts < 2:
+                continue
+            cuts = [m * j // n_parts for j in range(n_parts)] + [m]
+            found[i] = tuple(zip(cuts[:-1], cuts[1:]))
+    return found

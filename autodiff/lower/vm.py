@@ -33,7 +33,7 @@ import numpy as np
 
 from ..logistic import _exp_any, _exp_nonpos, _log1p_any, _log1p_unit, _log_any
 
-__all__ = ["run", "fused_part", "W", "OP", "UN", "BIN", "RED", "BLAS_MIN"]
+__all__ = ["run", "fused_part", "matmul_part", "W", "OP", "UN", "BIN", "RED", "BLAS_MIN"]
 
 # ----------------------------------------------------------------------------- layout
 W = 34
@@ -880,6 +880,26 @@ def _matmul(w, code, pc, o, a, b):
                     for kk in range(k):
                         s += w[aa + i * sam + kk * sak] * w[bb + kk * sbk + j * sbn]
                     w[oo + i * som + j * son] = s
+
+
+@_jit
+def matmul_part(w, code, pc, lo, hi):
+    """Output rows ``lo <= i < hi`` of the top-level MATMUL row ``pc``: one BLAS product
+    with a C-contiguous output (see :func:`autodiff.lower.fuse.parallel_steps`). A
+    column-major left operand's block is copied first (a ``k x (hi - lo)`` copy against
+    ``k x (hi - lo) x n`` multiply-adds). Parts may run in threads at once (the machine
+    releases the GIL)."""
+    m, k, n = code[pc, F_X0], code[pc, F_X1], code[pc, F_X2]
+    a, b, o = code[pc, F_A], code[pc, F_B], code[pc, F_O]
+    if code[pc, F_SA3] == 1:
+        _gemm(w, a + lo * k, b, o + lo * n, hi - lo, k, n, True, code[pc, F_SB3] == 1)
+        return
+    A = np.ascontiguousarray(w[a:a + m * k].reshape(k, m)[:, lo:hi].T)
+    out = w[o + lo * n:o + hi * n].reshape(hi - lo, n)
+    if code[pc, F_SB3] == 1:
+        np.dot(A, w[b:b + k * n].reshape(k, n), out)
+    else:
+        np.dot(A, w[b:b + k * n].reshape(n, k).T, out)
 
 
 @_jit

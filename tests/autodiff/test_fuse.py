@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import autodiff as ad
-from autodiff.lower import fuse, vm
+from autodiff.lower import blas, fuse, vm
 
 from .test_autodiff_ops import CASES
 from .test_compile import _close, _flat_case, _tape
@@ -220,11 +220,13 @@ def test_parts_shared_by_threads(monkeypatch):
     from autodiff.lower import cpu
     monkeypatch.setattr(cpu, "n_threads", lambda: 3)
     monkeypatch.setattr(fuse, "PART_MIN", 64)
+    monkeypatch.setattr(fuse, "MATMUL_PART_MIN", 1)
     f, x = _blr(96)
     comp = ad.compile(f, warn=False)
     for k in range(3):
         comp.value_and_grad(x + 1e-3 * k)
     assert _par_steps(comp)
+    assert any(s[0] == "mm" for s in _steps(comp)) or not blas.controllable()
     xs = [x * (1 + 0.05 * k) for k in range(8)]
     want = [comp.value_and_grad(xi) for xi in xs]
 
@@ -269,3 +271,119 @@ def test_parts_after_fork(monkeypatch):
     np.testing.assert_array_equal(a.recv(), want[1])
     p.join(30)
     assert p.exitcode == 0
+
+
+# ----------------------------------------------------------------------------- products
+# A large matrix product runs in parts (blocks of its output's rows), each on its own
+# thread with a one-thread BLAS. Equal to the tape within rounding (BLAS blocking, as
+# with OpenBLAS's own threads); which products may be cut is checked on the step list.
+def _mm_steps(comp):
+    return [s for s in _steps(comp) if s[0] == "mm"]
+
+
+@pytest.fixture
+def products_in_parts(monkeypatch):
+    from autodiff.lower import cpu
+    if not blas.controllable():
+        pytest.skip("the BLAS's thread count cannot be set here: products stay whole")
+    monkeypatch.setattr(fuse, "MATMUL_PART_MIN", 1)
+    monkeypatch.setattr(cpu, "n_threads", lambda: 3)
+
+
+def _mlp(x):
+    """Products with C-contiguous left operands (the layers, the input's gradient) and
+    one with a transposed left operand (a Gram matrix, cut too: its block is copied)."""
+    rng = np.random.default_rng(7)
+    w1, w2 = rng.normal(size=(40, 30)) / 6, rng.normal(size=(30, 5)) / 6
+    c = rng.normal(size=(40, 40))
+    h = ad.tanh(x @ w1)
+    return ad.sum(ad.square(h @ w2)) + ad.sum((ad.transpose(x) @ x) * c)
+
+
+@pytest.mark.parametrize("case", ["blr", "mlp"])
+def test_products_in_parts_match_the_tape(case, products_in_parts):
+    f, x = {"blr": lambda: _blr(101, N=53, D=7),
+            "mlp": lambda: (_mlp, np.random.default_rng(8).normal(size=(67, 40)))}[case]()
+    f = (lambda g: lambda w: ad.sum(g(w)))(f)
+    comp = ad.compile(f, warn=False)
+    for k in range(3):
+        xi = x * (1 + 0.1 * k)
+        v, g = comp.value_and_grad(xi)
+        tv, tg = _tape(f, xi)
+        _close(v, tv, 1e-12)
+        _close(g, tg, 1e-12)
+    mm, left_t = _mm_steps(comp), []
+    assert mm, "no product was cut"
+    ex = next(iter(comp._programs.values())).exe[1]
+    for _, row, bounds in mm:
+        r = ex.code[row]
+        m, k, n = int(r[vm.F_X0]), int(r[vm.F_X1]), int(r[vm.F_X2])
+        assert r[vm.F_N0] * r[vm.F_N1] == 1
+        assert (r[vm.F_SO2], r[vm.F_SO3]) == (n, 1)
+        left_t.append(r[vm.F_SA3] != 1)
+        assert bounds[0][0] == 0 and bounds[-1][1] == m and len(bounds) == min(3, m // 16)
+        assert all(a[1] == b[0] and b[1] - b[0] >= 16 for a, b in zip(bounds, bounds[1:]))
+    if case == "mlp":
+        assert any(left_t) and not all(left_t)
+
+
+def test_products_not_cut(products_in_parts):
+    """A batch of products, a product inside a loop and a product with too few rows
+    stay whole."""
+    rng = np.random.default_rng(9)
+    a, s = rng.normal(size=(40, 64)), rng.normal(size=(4, 50, 6))
+
+    def f(x):                                        # x [40, 6]
+        t = ad.transpose(x) @ a                      # [6, 64]: 6 rows
+        b = ad.sum(ad.matmul(s, x[:6]), axis=(0, 1))  # a batch of 4 products
+        few = x[:20] @ t                             # 20 rows: under 2 x 16
+        cut = x @ t                                  # 40 rows, C-contiguous: cut
+        carry, _ = ad.scan(lambda c, xi: (ad.tanh(c @ t[:, :6]), None), x[:36] * 0.1,
+                           None, length=3)
+        return ad.sum(t) + ad.sum(b) + ad.sum(few) + ad.sum(cut) + ad.sum(carry)
+    x = rng.normal(size=(40, 6))
+    comp = ad.compile(f, warn=False)
+    for k in range(3):
+        v, g = comp.value_and_grad(x + 1e-3 * k)
+    tv, tg = _tape(f, x + 2e-3)
+    _close(v, tv, 1e-12)
+    _close(g, tg, 1e-12)
+    ex = next(iter(comp._programs.values())).exe[1]
+    assert _mm_steps(comp), "the one product that may be cut was not"
+    for _, row, _ in _mm_steps(comp):
+        r = ex.code[row]
+        assert r[vm.F_N0] * r[vm.F_N1] == 1 and r[vm.F_X0] >= 32
+    loops = [(i, int(r[vm.F_X1])) for i, r in enumerate(ex.code) if r[vm.F_OP] == vm.OP.LOOP]
+    assert loops, "the scan was unrolled: the loop case is not exercised"
+    for _, row, _ in _mm_steps(comp):
+        assert not any(a < row <= b for a, b in loops)
+
+
+def test_one_thread_blas_restores_the_count():
+    """Nested and concurrent blocks share one setting; the count found first comes
+    back when the last block ends."""
+    import concurrent.futures as cf
+    import threading
+    if not blas.controllable():
+        pytest.skip("the BLAS's thread count cannot be set here")
+    set_, get = blas._fns()
+    before = get()
+    try:
+        set_(2)
+        with blas.one_thread():
+            assert get() == 1
+            with blas.one_thread():
+                assert get() == 1
+            assert get() == 1
+        assert get() == 2
+        barrier = threading.Barrier(4)
+
+        def work(_):
+            with blas.one_thread():
+                barrier.wait(timeout=30)
+                return get()
+        with cf.ThreadPoolExecutor(4) as ex:
+            assert list(ex.map(work, range(4))) == [1] * 4
+        assert get() == 2
+    finally:
+        set_(before)

@@ -363,3 +363,44 @@ def test_a_stopped_machine_hands_the_transition_back():
         rng = np.random.default_rng(0)
         for _ in range(200):                       # the chains drift out of |q| < 1
             st, _ = k.step(st, rng)
+
+
+def test_compiled_transition_runs_with_a_one_thread_blas(monkeypatch):
+    """A log density with a matrix product that OpenBLAS would thread runs its whole
+    compiled transitions with the machine's BLAS on one thread (autodiff.lower.blas);
+    one without such a product does not touch the setting."""
+    import contextlib
+
+    import autodiff as ad
+    from autodiff.lower import blas, cpu
+    from samplers import nuts_machine
+    if not blas.controllable():
+        pytest.skip("the BLAS's thread count cannot be set here")
+    monkeypatch.setattr(cpu, "n_threads", lambda: 2)
+    entered = []
+
+    @contextlib.contextmanager
+    def recording():
+        entered.append(1)
+        yield
+    monkeypatch.setattr(blas, "one_thread", recording)
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 700)) / 30          # 4 chains x 400 x 700 >= THREADED_MIN
+
+    def big(q):
+        return -0.5 * ad.sum(ad.square(q @ X), axis=1)
+
+    def small(q):
+        return -0.5 * ad.sum(ad.square(q), axis=1)
+    for f, dim, want in ((big, 400, True), (small, 3, False)):
+        entered.clear()
+        k = NUTS(f, 0.05)
+        x = rng.standard_normal((4, dim)) * 0.01
+        st, r = k.init(x), np.random.default_rng(2)
+        for i in range(4):                         # record, verify: then compiled
+            k.logdensity(x + 0.01 * i)
+        assert nuts_machine.machine_of(k.logdensity, x) is not None
+        entered.clear()
+        for _ in range(3):
+            st, _ = k.step(st, r)
+        assert bool(entered) == want, (f.__name__, len(entered))
