@@ -546,14 +546,15 @@ def _run_parts(code, w, tab, step):
 
 
 def _run_matmul_parts(code, w, step):
-    """A ``("mm", row, bounds)`` step (see :func:`.fuse.parallel_steps`): blocks of the
-    product's output rows, the first in this thread, the others in the pool's threads,
-    each with a one-thread BLAS (:mod:`.blas`)."""
-    _, row, bounds = step
+    """A ``("mm", row, axis, bounds)`` step (see :func:`.fuse.parallel_steps`): blocks of
+    the product's output rows or columns, the first in this thread, the others in the
+    pool's threads, each with a one-thread BLAS (:mod:`.blas`)."""
+    _, row, axis, bounds = step
     pool = _thread_pool()
     with blas.one_thread():
-        futures = [pool.submit(vm.matmul_part, w, code, row, lo, hi) for lo, hi in bounds[1:]]
-        vm.matmul_part(w, code, row, bounds[0][0], bounds[0][1])
+        futures = [pool.submit(vm.matmul_part, w, code, row, axis, lo, hi)
+                   for lo, hi in bounds[1:]]
+        vm.matmul_part(w, code, row, axis, bounds[0][0], bounds[0][1])
         for f in futures:
             f.result()
 

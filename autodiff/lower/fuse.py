@@ -323,7 +323,7 @@ def parallel_steps(L, steps, n_threads):
     ``("par", row, axis, bounds, scratches)`` step: its loop nest cut into parts along
     one loop, each part run by one of ``n_threads`` threads with its own scratch slots;
     and every large matrix product (:func:`_matmul_parts`) into a
-    ``("mm", row, bounds)`` step: its output's rows cut into parts. Each element is
+    ``("mm", row, axis, bounds)`` step: its output's rows or columns cut into parts. Each element is
     computed by the same arithmetic as in the whole row, so the results are the same
     bit for bit."""
     plans = {}
@@ -356,7 +356,7 @@ def parallel_steps(L, steps, n_threads):
             if row > a:
                 out.append(("vm", a, row))
             if row in matmuls:
-                out.append(("mm", row, matmuls[row]))
+                out.append(("mm", row) + matmuls[row])
             else:
                 ax, bounds = plans[row]
                 out.append(("par", row, ax, bounds, scratches[:len(bounds)]))
@@ -367,12 +367,12 @@ def parallel_steps(L, steps, n_threads):
 
 
 def _matmul_parts(L, steps, n_threads):
-    """``{row: bounds}`` for the top-level matrix products worth cutting into parts: one
-    BLAS product (no batch) with a C-contiguous output, at least ``MATMUL_PART_MIN``
-    multiply-adds and 16 rows of output per part. Each part (a block of the output's
-    rows) calls a one-thread BLAS (:mod:`.blas`); none is cut when the BLAS's thread
-    count cannot be set (two multi-threaded products at once would fight over the
-    cores)."""
+    """``{row: (axis, bounds)}`` for the top-level matrix products worth cutting into
+    parts: one BLAS product (no batch) with a C-contiguous output, at least
+    ``MATMUL_PART_MIN`` multiply-adds and 16 rows (``axis`` 0) or, with fewer rows, 16
+    columns (``axis`` 1) of output per part. Each part calls a one-thread BLAS
+    (:mod:`.blas`); none is cut when the BLAS's thread count cannot be set (two
+    multi-threaded products at once would fight over the cores)."""
     if n_threads < 2 or not blas.controllable():
         return {}
     rows, found = L.rows, {}
@@ -384,9 +384,11 @@ def _matmul_parts(L, steps, n_threads):
             m, k, n = int(r[vm.F_X0]), int(r[vm.F_X1]), int(r[vm.F_X2])
             if not (r[vm.F_SO3] == 1 and r[vm.F_SO2] == n):
                 continue
-            n_parts = min(n_threads, (m * k * n) // MATMUL_PART_MIN, m // 16)
+            axis = 0 if m >= 2 * 16 else 1
+            n_parts = min(n_threads, (m * k * n) // MATMUL_PART_MIN, (m, n)[axis] // 16)
             if n_parts < 2:
                 continue
-            cuts = [m * j // n_parts for j in range(n_parts)] + [m]
-            found[i] = tuple(zip(cuts[:-1], cuts[1:]))
+            size = (m, n)[axis]
+            cuts = [size * j // n_parts for j in range(n_parts)] + [size]
+            found[i] = (axis, tuple(zip(cuts[:-1], cuts[1:])))
     return found

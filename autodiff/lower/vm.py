@@ -883,23 +883,37 @@ def _matmul(w, code, pc, o, a, b):
 
 
 @_jit
-def matmul_part(w, code, pc, lo, hi):
-    """Output rows ``lo <= i < hi`` of the top-level MATMUL row ``pc``: one BLAS product
-    with a C-contiguous output (see :func:`autodiff.lower.fuse.parallel_steps`). A
-    column-major left operand's block is copied first (a ``k x (hi - lo)`` copy against
-    ``k x (hi - lo) x n`` multiply-adds). Parts may run in threads at once (the machine
-    releases the GIL)."""
+def matmul_part(w, code, pc, axis, lo, hi):
+    """Output rows (``axis`` 0) or columns (1) ``lo <= i < hi`` of the top-level MATMUL
+    row ``pc``: one BLAS product with a C-contiguous output (see
+    :func:`autodiff.lower.fuse.parallel_steps`). An operand's block that is not
+    contiguous is copied first, and a block of columns is computed apart and copied
+    into place (copies of ``k`` or ``m`` values per ``k x m`` multiply-adds per
+    column). Parts may run in threads at once (the machine releases the GIL)."""
     m, k, n = code[pc, F_X0], code[pc, F_X1], code[pc, F_X2]
     a, b, o = code[pc, F_A], code[pc, F_B], code[pc, F_O]
-    if code[pc, F_SA3] == 1:
-        _gemm(w, a + lo * k, b, o + lo * n, hi - lo, k, n, True, code[pc, F_SB3] == 1)
+    a_c, b_c = code[pc, F_SA3] == 1, code[pc, F_SB3] == 1
+    if axis == 0:
+        if a_c:
+            _gemm(w, a + lo * k, b, o + lo * n, hi - lo, k, n, True, b_c)
+            return
+        A = np.ascontiguousarray(w[a:a + m * k].reshape(k, m)[:, lo:hi].T)
+        out = w[o + lo * n:o + hi * n].reshape(hi - lo, n)
+        if b_c:
+            np.dot(A, w[b:b + k * n].reshape(k, n), out)
+        else:
+            np.dot(A, w[b:b + k * n].reshape(n, k).T, out)
         return
-    A = np.ascontiguousarray(w[a:a + m * k].reshape(k, m)[:, lo:hi].T)
-    out = w[o + lo * n:o + hi * n].reshape(hi - lo, n)
-    if code[pc, F_SB3] == 1:
-        np.dot(A, w[b:b + k * n].reshape(k, n), out)
+    if b_c:
+        B = np.ascontiguousarray(w[b:b + k * n].reshape(k, n)[:, lo:hi])
     else:
-        np.dot(A, w[b:b + k * n].reshape(n, k).T, out)
+        B = np.ascontiguousarray(w[b:b + k * n].reshape(n, k)[lo:hi].T)
+    part = np.empty((m, hi - lo), w.dtype)
+    if a_c:
+        np.dot(w[a:a + m * k].reshape(m, k), B, part)
+    else:
+        np.dot(w[a:a + m * k].reshape(k, m).T, B, part)
+    w[o:o + m * n].reshape(m, n)[:, lo:hi] = part
 
 
 @_jit

@@ -315,28 +315,31 @@ def test_products_in_parts_match_the_tape(case, products_in_parts):
     mm, left_t = _mm_steps(comp), []
     assert mm, "no product was cut"
     ex = next(iter(comp._programs.values())).exe[1]
-    for _, row, bounds in mm:
+    for _, row, axis, bounds in mm:
         r = ex.code[row]
         m, k, n = int(r[vm.F_X0]), int(r[vm.F_X1]), int(r[vm.F_X2])
         assert r[vm.F_N0] * r[vm.F_N1] == 1
         assert (r[vm.F_SO2], r[vm.F_SO3]) == (n, 1)
+        assert axis == (0 if m >= 32 else 1)
+        size = (m, n)[axis]
         left_t.append(r[vm.F_SA3] != 1)
-        assert bounds[0][0] == 0 and bounds[-1][1] == m and len(bounds) == min(3, m // 16)
+        assert bounds[0][0] == 0 and bounds[-1][1] == size
+        assert len(bounds) == min(3, size // 16)
         assert all(a[1] == b[0] and b[1] - b[0] >= 16 for a, b in zip(bounds, bounds[1:]))
     if case == "mlp":
         assert any(left_t) and not all(left_t)
 
 
 def test_products_not_cut(products_in_parts):
-    """A batch of products, a product inside a loop and a product with too few rows
-    stay whole."""
+    """A batch of products, a product inside a loop and a product too small every way
+    stay whole; few rows and many columns are cut by columns."""
     rng = np.random.default_rng(9)
     a, s = rng.normal(size=(40, 64)), rng.normal(size=(4, 50, 6))
 
     def f(x):                                        # x [40, 6]
-        t = ad.transpose(x) @ a                      # [6, 64]: 6 rows
+        t = ad.transpose(x) @ a                      # [6, 64]: 6 rows, cut by columns
         b = ad.sum(ad.matmul(s, x[:6]), axis=(0, 1))  # a batch of 4 products
-        few = x[:20] @ t                             # 20 rows: under 2 x 16
+        few = x[:20, :3] @ t[:3, :20]                # [20, 20]: too small either way
         cut = x @ t                                  # 40 rows, C-contiguous: cut
         carry, _ = ad.scan(lambda c, xi: (ad.tanh(c @ t[:, :6]), None), x[:36] * 0.1,
                            None, length=3)
@@ -349,14 +352,40 @@ def test_products_not_cut(products_in_parts):
     _close(v, tv, 1e-12)
     _close(g, tg, 1e-12)
     ex = next(iter(comp._programs.values())).exe[1]
-    assert _mm_steps(comp), "the one product that may be cut was not"
-    for _, row, _ in _mm_steps(comp):
+    mm = _mm_steps(comp)
+    assert {s[2] for s in mm} == {0, 1}, mm
+    for _, row, axis, _ in mm:
         r = ex.code[row]
-        assert r[vm.F_N0] * r[vm.F_N1] == 1 and r[vm.F_X0] >= 32
+        assert r[vm.F_N0] * r[vm.F_N1] == 1 and (r[vm.F_X0], r[vm.F_X2])[axis] >= 32
     loops = [(i, int(r[vm.F_X1])) for i, r in enumerate(ex.code) if r[vm.F_OP] == vm.OP.LOOP]
     assert loops, "the scan was unrolled: the loop case is not exercised"
-    for _, row, _ in _mm_steps(comp):
+    for _, row, _, _ in mm:
         assert not any(a < row <= b for a, b in loops)
+
+
+@pytest.mark.parametrize("a_t", [False, True])
+@pytest.mark.parametrize("b_t", [False, True])
+def test_product_parts_by_rows_and_columns(a_t, b_t, products_in_parts):
+    """Every operand layout, cut by rows (many rows) and by columns (few rows)."""
+    rng = np.random.default_rng(11)
+    for m in (40, 20):
+        a0, b0 = rng.normal(size=(m, 7)), rng.normal(size=(7, 50))
+        a = np.ascontiguousarray(a0.T) if a_t else a0
+        b = np.ascontiguousarray(b0.T) if b_t else b0
+
+        def f(x, a=a, b=b):
+            left = ad.transpose(a * x[0]) if a_t else a * x[0]
+            right = ad.transpose(b * x[1]) if b_t else b * x[1]
+            return ad.sum(ad.sin(left @ right))
+        x = np.array([0.7, 1.3])
+        comp = ad.compile(f, warn=False)
+        for k in range(3):
+            v, g = comp.value_and_grad(x + 0.01 * k)
+            tv, tg = _tape(f, x + 0.01 * k)
+            _close(v, tv, 1e-12)
+            _close(g, tg, 1e-12)
+        axes = {s[2] for s in _mm_steps(comp)}
+        assert (0 if m >= 32 else 1) in axes, (m, axes)
 
 
 def test_one_thread_blas_restores_the_count():
