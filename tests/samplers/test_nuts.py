@@ -372,11 +372,13 @@ def test_compiled_transition_runs_with_a_one_thread_blas(monkeypatch):
     import contextlib
 
     import autodiff as ad
-    from autodiff.lower import blas, cpu
+    from autodiff.lower import blas, cpu, fuse
     from samplers import nuts_machine
     if not blas.controllable():
         pytest.skip("the BLAS's thread count cannot be set here")
     monkeypatch.setattr(cpu, "n_threads", lambda: 2)
+    # (a product cut into parts would make the program more than one machine run)
+    monkeypatch.setattr(fuse, "MATMUL_PART_MIN", 2 ** 62)
     entered = []
 
     @contextlib.contextmanager
