@@ -416,3 +416,24 @@ def test_one_thread_blas_restores_the_count():
         assert get() == 2
     finally:
         set_(before)
+
+
+def test_products_whole_when_the_blas_cannot_be_set(monkeypatch):
+    """Another BLAS (or none found): products stay whole and the count is left alone."""
+    from autodiff.lower import cpu
+    monkeypatch.setitem(blas._state, "fns", ())
+    monkeypatch.setattr(fuse, "MATMUL_PART_MIN", 1)
+    monkeypatch.setattr(cpu, "n_threads", lambda: 3)
+    assert not blas.controllable()
+    with blas.one_thread():                          # a no-op
+        pass
+    f, x = _blr(300, N=400, D=9)
+    f = (lambda g: lambda w: ad.sum(g(w)))(f)
+    comp = ad.compile(f, warn=False)
+    for k in range(3):
+        v, g = comp.value_and_grad(x * (1 + 0.1 * k))
+    tv, tg = _tape(f, x * 1.2)
+    _close(v, tv, 1e-12)
+    _close(g, tg, 1e-12)
+    assert not _mm_steps(comp)
+    assert not next(iter(comp._programs.values())).exe[1].one_blas_thread
