@@ -228,6 +228,10 @@ _BLOCK_BYTES = 3 << 19
 # strides), so the next conv reads it without a copy. col2im becomes a gather: each
 # input pixel sums the C-channel chunks of the (position, tap) pairs that read it.
 _ROWS_MIN_CHANNELS = 8
+# The column path (fewer input channels) writes its output channels-last too when it has
+# at least this many output channels (the next conv then takes the rows path without a
+# copy; with fewer, the GEMM [N Ho Wo, C kh kw] @ [C kh kw, O] is slow in OpenBLAS).
+_COLS_CL_MIN_OUT = 32
 
 
 @numba.njit(cache=True, nogil=True)
@@ -298,10 +302,43 @@ def _in_dtype(a, dtype):
     return a if a.dtype == dtype else a.astype(dtype)
 
 
-def _channels_last(a):
+def _channels_last(a, keep=False):
     """``a`` [N, C, H, W] as a C-contiguous [N, H, W, C] array: a view when ``a`` is
-    channels-last in memory already (this path's outputs), else one transposing copy."""
-    return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+    channels-last in memory already (this path's outputs), else one transposing copy,
+    which with ``keep`` is also kept for :func:`_take_channels_last` (a cotangent that
+    conv2d's input gradient converted, for its weight gradient next)."""
+    t = a.transpose(0, 2, 3, 1)
+    if t.flags.c_contiguous:
+        return t
+    t = np.ascontiguousarray(t)
+    if keep:
+        _last_g.src, _last_g.cl = a, t
+    return t
+
+
+def _take_channels_last(a):
+    """:func:`_channels_last` of ``a``, the kept copy if it was made from this very array
+    (taken once: the slot is emptied)."""
+    t = _last_g.cl if _last_g.src is a else None
+    _last_g.src = _last_g.cl = None
+    return _channels_last(a) if t is None else t
+
+
+class _Input:
+    """The channels-last input ``[N, H, W, C]`` of a conv2d forward pass on the rows path,
+    kept (in the slot of the columns) for its weight gradient in place of the input."""
+    __slots__ = ("a",)
+
+    def __init__(self, a):
+        self.a = a
+
+
+class _LastG(threading.local):
+    src = None
+    cl = None
+
+
+_last_g = _LastG()
 
 
 def _im2col(x, k, s, p, d, out_hw):
@@ -586,9 +623,13 @@ def _take_cols_of(x, key):
     return cols
 
 
-def _row_blocks(n, image_bytes):
+def _row_blocks(n, image_bytes, weight_bytes=0):
     """``[(b0, b1)]``: blocks of the ``n`` images of about _BLOCK_BYTES of rows each
-    (``image_bytes`` per image), as many as needed, of sizes differing by at most 1."""
+    (``image_bytes`` per image), as many as needed, of sizes differing by at most 1; one
+    block when the weight matrix (``weight_bytes``) takes more than half of that itself
+    (each block's GEMM would read it from beyond the L2 cache again, with few rows)."""
+    if 2 * weight_bytes > _BLOCK_BYTES:
+        return [(0, n)]
     nb = max(1, min(n, _BLOCK_BYTES // max(1, image_bytes)))
     blocks = -(-n // nb)
     return [(k * n // blocks, (k + 1) * n // blocks) for k in range(blocks)]
@@ -597,8 +638,9 @@ def _row_blocks(n, image_bytes):
 def _rows_fwd(x, w, bias, stride, padding, dilation, out_hw):
     """conv2d on channels-last rows (:func:`_rows_path`): per block of images, its rows
     (in the L2 cache) and one GEMM into the block's part of the output ``[N Ho Wo, O]``;
-    the output is returned as an [N, O, Ho, Wo] view of that channels-last memory. The
-    rows are not kept: the weight gradient recomputes them block by block."""
+    the output is returned as an [N, O, Ho, Wo] view of that channels-last memory,
+    with the channels-last input ``[N, H, W, C]``. The rows are not kept: the weight
+    gradient recomputes them block by block (from that input)."""
     xh = _channels_last(x)
     n, h, wd, c = xh.shape
     o, _, kh, kw = w.shape
@@ -606,13 +648,13 @@ def _rows_fwd(x, w, bias, stride, padding, dilation, out_hw):
     k, hw = kh * kw * c, ho * wo
     wr = w.transpose(2, 3, 1, 0).reshape(k, o)                   # [(kh, kw, C), O]
     y = np.empty((n * hw, o), dtype=np.result_type(x.dtype, w.dtype))
-    blocks = _row_blocks(n, hw * k * x.dtype.itemsize)
+    blocks = _row_blocks(n, hw * k * x.dtype.itemsize, k * o * w.dtype.itemsize)
     buf = np.empty((max(b1 - b0 for b0, b1 in blocks), ho, wo, kh, kw, c), dtype=x.dtype)
     for b0, b1 in blocks:
         rows = buf[:b1 - b0]
         _im2row_kernel(xh[b0:b1], rows, *stride, *padding, *dilation)
         np.matmul(rows.reshape(-1, k), wr, out=y[b0 * hw:b1 * hw])
-    return _add_channels(y, bias).reshape(n, ho, wo, o).transpose(0, 3, 1, 2)
+    return _add_channels(y, bias).reshape(n, ho, wo, o).transpose(0, 3, 1, 2), xh
 
 
 def _rows_dw(x, gy, w_shape, stride, padding, dilation):
@@ -623,8 +665,8 @@ def _rows_dw(x, gy, w_shape, stride, padding, dilation):
     o, _, kh, kw = w_shape
     ho, wo = gy.shape[2:]
     k, hw = kh * kw * c, ho * wo
-    gh = _channels_last(gy).reshape(n * hw, o)                  # [N Ho Wo, O]
-    blocks = _row_blocks(n, hw * k * x.dtype.itemsize)
+    gh = _take_channels_last(gy).reshape(n * hw, o)             # [N Ho Wo, O]
+    blocks = _row_blocks(n, hw * k * x.dtype.itemsize, k * o * gy.dtype.itemsize)
     buf = np.empty((max(b1 - b0 for b0, b1 in blocks), ho, wo, kh, kw, c), dtype=x.dtype)
     dwr = None                                                   # [(kh, kw, C), O]
     for b0, b1 in blocks:
@@ -679,11 +721,14 @@ def _conv_fwd(x, w, stride, padding, dilation, groups, bias=None):
                                *dilation)
         return y if bias is None else _with_bias(y, bias)
     if _rows_path(groups, cg, o, x, w):
-        _last.y = _last.cols = _last.x = _last.key = None
-        return _rows_fwd(x, w, bias, stride, padding, dilation, out_hw)
+        y, xh = _rows_fwd(x, w, bias, stride, padding, dilation, out_hw)
+        _last.y, _last.cols = y, _Input(xh)
+        _last.x, _last.key = x, (w.shape, stride, padding, dilation, groups)
+        return y
     cols = _im2col(x, k, stride, padding, dilation, out_hw)
     cols = cols.reshape(groups, cg * kh * kw, n * out_hw[0] * out_hw[1])
-    if groups == 1 and type(cols) is np.ndarray and type(w) is np.ndarray:
+    if (groups == 1 and o >= _COLS_CL_MIN_OUT and type(cols) is np.ndarray
+            and type(w) is np.ndarray):
         # channels-last output [N Ho Wo, O], as the rows path's (few input channels)
         y = _add_channels(cols[0].T @ w.reshape(o, cg * kh * kw).T, bias)
         y = y.reshape(n, out_hw[0], out_hw[1], o).transpose(0, 3, 1, 2)
@@ -716,11 +761,11 @@ def _conv_dx(gy, w, x_shape, stride, padding, dilation, groups, bias=None):
     if _rows_path(groups, cg, o, gy, w):
         # blocks of images: each block's rows are gathered into its pixels right after
         # the GEMM wrote them, while they are still in the L2 cache
-        gh = _channels_last(gy)                                     # [N, Ho, Wo, O]
+        gh = _channels_last(gy, keep=True)                          # [N, Ho, Wo, O]
         wt = w.transpose(0, 2, 3, 1).reshape(o, kh * kw * cg)       # [O, (kh, kw, C)]
         dtype = np.result_type(gy.dtype, w.dtype)
         out = np.empty((n,) + tuple(x_shape[2:]) + (cg,), dtype=dtype)
-        for b0, b1 in _row_blocks(n, cg * kh * kw * ho * wo * out.itemsize):
+        for b0, b1 in _row_blocks(n, cg * kh * kw * ho * wo * out.itemsize, wt.nbytes):
             rows = (gh[b0:b1].reshape(-1, o) @ wt).reshape(b1 - b0, ho, wo, kh, kw, cg)
             _row2im_kernel(rows, out[b0:b1], *stride, *padding, *dilation)
         return _add_channels(out, bias).transpose(0, 3, 1, 2)
@@ -764,6 +809,8 @@ def _conv_dw(x, gy, w_shape, stride, padding, dilation, groups, cols=None):
             _direct_dw_kernel(np.ascontiguousarray(x, dtype), np.ascontiguousarray(gy, dtype),
                               out, *stride, *padding, *dilation)
         return out
+    if type(cols) is _Input:
+        return _rows_dw(cols.a.transpose(0, 3, 1, 2), gy, w_shape, stride, padding, dilation)
     if cols is None and _rows_path(groups, cg, o, x, gy):
         return _rows_dw(x, gy, w_shape, stride, padding, dilation)
     if cols is None:
