@@ -6,7 +6,19 @@ Layouts follow PyTorch: images ``x`` are ``[N, C, H, W]``; ``conv2d`` weights ar
 ``dilation`` are an int or a pair ``(h, w)``. The output size of a convolution or a
 pool along one axis is ``(size + 2 p - d (k - 1) - 1) // s + 1``.
 
-Implementation (CPU and GPU alike, written on the array module ``xp`` of the input):
+Implementation. On the CPU, convolutions with ``groups == 1``, at least 8 input and more
+than 4 output channels run on *channels-last rows*: the input read as [N, H, W, C] and,
+per block of images (in the L2 cache), its rows ``[N, Ho, Wo, kh, kw, C]`` (each
+output position's patch; every (position, tap) one contiguous copy of a pixel's C
+channels) times the weights ``[(kh, kw, C), O]``, one GEMM per block writing its part of
+a channels-last output ``[N Ho Wo, O]``, which is returned as an [N, O, Ho, Wo] view of
+that memory (the same values; NumPy's elementwise ops keep the layout, so the next conv
+reads it without a copy, and an NCHW input costs one transposing copy). The weight
+gradient recomputes each block's rows from the kept channels-last input and sums one
+GEMM per block; the input gradient (and ``conv_transpose2d``'s forward pass) is one GEMM
+per block followed by a gather of the rows into each pixel. The rows never leave the
+L2 cache, where a column matrix four times the input's size went through memory.
+Otherwise (and on the GPU, written on the array module ``xp`` of the input):
 *im2col + one GEMM*. The columns of the input (every kernel offset at every output
 position) form a matrix ``[groups, C/groups * kh * kw, N * Ho * Wo]`` that one (batched
 over groups) matrix product with the weights turns into the output; the weight gradient
@@ -17,13 +29,15 @@ image)'s polyphase planes, so that every row of columns is a contiguous copy (se
 ``_im2col_kernel``), and the input gradient runs over blocks of images whose columns
 stay in the L2 cache between their GEMM and their col2im; on the GPU im2col copies one
 strided view of the padded input and col2im is ``kh * kw`` strided adds. A bias is
-added inside the op, in the pass that lays the output out. Convolutions with at most 4
-output channels (a decoder's last layer) skip the columns on the CPU: three Numba loops
-compute the output and both gradients directly, since there the column matrix is much
-larger than the work done on it (at stride 1 on one zero-padded image plane at a time,
-each kernel tap one contiguous multiply-add over the flattened plane).
-``conv_transpose2d``'s weight gradient reuses the columns that its input gradient (a
-``conv2d`` of the same cotangent) built. With NumPy the products run in the BLAS NumPy
+added inside the op, in the pass that lays the output out (on the CPU with groups 1
+and at least 32 outputs the GEMM writes the output channels-last, as the rows path).
+Convolutions with at most 4 output channels (a decoder's last layer) skip the columns on
+the CPU: three Numba loops compute the output and both gradients directly, since there
+the column matrix is much larger than the work done on it (at stride 1 on one
+zero-padded image plane at a time, each kernel tap one contiguous multiply-add over the
+flattened plane). ``conv_transpose2d``'s weight gradient reuses the columns (on the rows
+path the channels-last copy) that its input gradient (a ``conv2d`` of the same
+cotangent) built. With NumPy the products run in the BLAS NumPy
 links; with CuPy in cuBLAS. ``conv_transpose2d`` is the adjoint of ``conv2d`` (its
 forward pass is ``conv2d``'s input gradient), so the three kernels serve both ops. Pools
 and padding use per-offset strided slices.
@@ -750,9 +764,7 @@ def _conv_dx(gy, w, x_shape, stride, padding, dilation, groups, bias=None):
         dtype = np.result_type(gy.dtype, w.dtype)
         gy, w = np.ascontiguousarray(gy, dtype), np.ascontiguousarray(w, dtype)
         if stride == (1, 1):
-            # written channels-last, the layout the convs before it read without a copy
-            nn_, cc_, hh_, ww_ = x_shape
-            out = np.empty((nn_, hh_, ww_, cc_), dtype=dtype).transpose(0, 3, 1, 2)
+            out = np.empty(x_shape, dtype=dtype)
             _plane_dx_kernel(gy, w, out, *padding, *dilation)
         else:
             out = np.zeros(x_shape, dtype=dtype)
