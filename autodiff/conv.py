@@ -273,32 +273,40 @@ def _im2row_kernel(x, out, sh, sw, ph, pw, dh, dw):     # pragma: no cover - com
 
 
 @numba.njit(cache=True, nogil=True)
+def _tap_lists(size, k, s, p, d, size_out):     # pragma: no cover - compiled
+    """Along one axis, for each input index ``r < size``: ``lst[r, :cnt[r]]``, the pairs
+    ``(tap, output index)`` with ``output * s + tap * d - p == r``, taps ascending."""
+    lst = np.empty((size, k, 2), dtype=np.int64)
+    cnt = np.zeros(size, dtype=np.int64)
+    for i in range(k):
+        for a in range(size_out):
+            r = a * s + i * d - p
+            if 0 <= r < size:
+                lst[r, cnt[r], 0] = i
+                lst[r, cnt[r], 1] = a
+                cnt[r] += 1
+    return lst, cnt
+
+
+@numba.njit(cache=True, nogil=True)
 def _row2im_kernel(rows, out, sh, sw, ph, pw, dh, dw):     # pragma: no cover - compiled
     """The adjoint of :func:`_im2row_kernel`: ``out`` [N, H, W, C] gets, at each pixel,
-    the sum of the rows' chunks that read it (taps in row-major order)."""
+    the sum of the rows' chunks that read it (taps in row-major order; the pairs that
+    read each row and column listed once, no division in the loops)."""
     n, h, wd, c = out.shape
     _, ho, wo, kh, kw, _ = rows.shape
+    li, ni = _tap_lists(h, kh, sh, ph, dh, ho)
+    lj, nj = _tap_lists(wd, kw, sw, pw, dw, wo)
     for b in range(n):
         for r in range(h):
             for col in range(wd):
                 dst = out[b, r, col]
                 for ch in range(c):
                     dst[ch] = 0
-                for i in range(kh):
-                    t = r + ph - i * dh
-                    if t < 0 or t % sh:
-                        continue
-                    a = t // sh
-                    if a >= ho:
-                        continue
-                    for j in range(kw):
-                        u = col + pw - j * dw
-                        if u < 0 or u % sw:
-                            continue
-                        q = u // sw
-                        if q >= wo:
-                            continue
-                        src = rows[b, a, q, i, j]
+                for e in range(ni[r]):
+                    i, a = li[r, e, 0], li[r, e, 1]
+                    for f in range(nj[col]):
+                        src = rows[b, a, lj[col, f, 1], i, lj[col, f, 0]]
                         for ch in range(c):
                             dst[ch] += src[ch]
 
