@@ -836,8 +836,9 @@ def _conv_dw(x, gy, w_shape, stride, padding, dilation, groups, cols=None):
     if cols is None:
         cols = _im2col(x, (kh, kw), stride, padding, dilation, (ho, wo))
     cols = cols.reshape(groups, cg * kh * kw, n * ho * wo)
-    if groups == 1 and type(cols) is np.ndarray and type(gy) is np.ndarray:
-        # with the cotangent channels-last (a view when it is so in memory)
+    if (groups == 1 and type(cols) is np.ndarray and type(gy) is np.ndarray
+            and gy.transpose(0, 2, 3, 1).flags.c_contiguous):
+        # the cotangent channels-last in memory: read as [N Ho Wo, O] without a copy
         dwt = cols[0] @ _channels_last(gy).reshape(n * ho * wo, o)   # [C kh kw, O]
         return np.ascontiguousarray(dwt.T).reshape(w_shape)
     g2 = gy.transpose(1, 0, 2, 3).reshape(groups, o // groups, n * ho * wo)
