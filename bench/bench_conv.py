@@ -10,7 +10,9 @@ Two stacks, batch 64, float32, the same weights in both libraries:
 
 One step is the loss ``mean(out ** 2)``, its backward pass to every parameter. Reported:
 the median and the best of the warm steps per library and their ratios (zsarray / torch;
-< 1 means zsarray is faster), and the first (cold) step of each. BLAS and torch threads are
+< 1 means zsarray is faster), the first (cold) step of each and, with one thread, the
+median CPU time of the calling thread per step (steadier than the wall time on a shared
+machine: it leaves out the time spent waiting for a core). BLAS and torch threads are
 limited to ``--threads`` (threadpoolctl, ``torch.set_num_threads``).
 
     python bench/bench_conv.py --threads 1 --rounds 15
@@ -83,9 +85,21 @@ def step_torch(net, x):
 
 
 def timed(fn, *args):
-    t = time.perf_counter()
+    """``(wall seconds, CPU seconds of this thread, fn(*args))``."""
+    t, c = time.perf_counter(), time.thread_time()
     v = fn(*args)
-    return time.perf_counter() - t, v
+    return time.perf_counter() - t, time.thread_time() - c, v
+
+
+def cpu_line(cpu_zs, cpu_t, threads):
+    """The medians of the per-step CPU times of the calling thread: with one thread
+    (BLAS and torch both run in it) all the work of each step, without the time spent
+    waiting for a core on a shared machine; not reported with more threads."""
+    if threads != 1:
+        return ""
+    cz, ct = np.median(cpu_zs), np.median(cpu_t)
+    return (f"  | thread CPU time: zsarray {cz * 1e3:7.2f} ms, torch {ct * 1e3:7.2f} ms, "
+            f"ratio {cz / ct:5.2f}")
 
 
 def run(name, make, shape, rounds, threads):
@@ -98,22 +112,27 @@ def run(name, make, shape, rounds, threads):
     x = rng.standard_normal(shape).astype(np.float32)
     tx = torch.from_numpy(x.copy())
     with threadpool_limits(threads):
-        cold_zs, v_zs = timed(step_zs, net, x)
-        cold_t, v_t = timed(step_torch, tnet, tx)
+        cold_zs, _, v_zs = timed(step_zs, net, x)
+        cold_t, _, v_t = timed(step_torch, tnet, tx)
         assert abs(v_zs - v_t) <= 1e-4 * abs(v_t) + 1e-6, (v_zs, v_t)
         g_zs = net.layers[0].weight.grad
         g_t = tnet[0].weight.grad.numpy()
         assert np.allclose(g_zs, g_t, rtol=1e-3, atol=1e-4 * np.abs(g_t).max())
-        zs_t, torch_t = [], []
+        zs_t, torch_t, zs_c, torch_c = [], [], [], []
         for _ in range(rounds):
-            zs_t.append(timed(step_zs, net, x)[0])
-            torch_t.append(timed(step_torch, tnet, tx)[0])
+            dz, cz, _ = timed(step_zs, net, x)
+            dt, ct, _ = timed(step_torch, tnet, tx)
+            zs_t.append(dz)
+            torch_t.append(dt)
+            zs_c.append(cz)
+            torch_c.append(ct)
     mz, mt = np.median(zs_t), np.median(torch_t)
     bz, bt = min(zs_t), min(torch_t)
     print(f"{name:6s} threads={threads} batch={shape[0]}: zsarray {mz * 1e3:7.2f} ms, "
           f"torch {mt * 1e3:7.2f} ms, ratio {mz / mt:5.2f}  | best: zsarray {bz * 1e3:7.2f} "
           f"ms, torch {bt * 1e3:7.2f} ms, ratio {bz / bt:5.2f}  | cold: zsarray "
-          f"{cold_zs * 1e3:7.1f} ms, torch {cold_t * 1e3:7.1f} ms")
+          f"{cold_zs * 1e3:7.1f} ms, torch {cold_t * 1e3:7.1f} ms"
+          + cpu_line(zs_c, torch_c, threads))
     return mz, mt
 
 

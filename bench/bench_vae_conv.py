@@ -16,8 +16,10 @@ has the same weights, and each round feeds both the same ``eps``; the two losses
 first step's gradients are checked equal before timing (the two sets of weights then
 take the same Adam steps, up to float rounding). Inputs: binary pixels drawn with
 probability 0.13 (MNIST's mean; the timing does not depend on the values). Reported:
-the median and the best of the warm steps per library, their ratios (zsarray / torch)
-and the first (cold) step of each.
+the median and the best of the warm steps per library, their ratios (zsarray / torch),
+the first (cold) step of each and, with one thread, the median CPU time of the calling
+thread per step (steadier than the wall time on a shared machine: it leaves out the time
+spent waiting for a core).
 
     python bench/bench_vae_conv.py --threads 1 --rounds 15
 """
@@ -105,9 +107,21 @@ def step_torch(twin, opt, x, eps):
 
 
 def timed(fn, *args):
-    t = time.perf_counter()
+    """``(wall seconds, CPU seconds of this thread, fn(*args))``."""
+    t, c = time.perf_counter(), time.thread_time()
     v = fn(*args)
-    return time.perf_counter() - t, v
+    return time.perf_counter() - t, time.thread_time() - c, v
+
+
+def cpu_line(cpu_zs, cpu_t, threads):
+    """The medians of the per-step CPU times of the calling thread: with one thread
+    (BLAS and torch both run in it) all the work of each step, without the time spent
+    waiting for a core on a shared machine; not reported with more threads."""
+    if threads != 1:
+        return ""
+    cz, ct = np.median(cpu_zs), np.median(cpu_t)
+    return (f"  | thread CPU time: zsarray {cz * 1e3:7.2f} ms, torch {ct * 1e3:7.2f} ms, "
+            f"ratio {cz / ct:5.2f}")
 
 
 def run(rounds, threads, batch, side=28, channels=32, z_dim=40):
@@ -126,18 +140,20 @@ def run(rounds, threads, batch, side=28, channels=32, z_dim=40):
     with threadpool_limits(threads):
         # the first (cold) step of each, checked: the losses and the gradients of the
         # first encoder and the first decoder conv agree (Adam leaves the gradients)
-        cold_zs, v_zs = timed(step_zs, vae, opt, x, eps[0])
-        cold_t, v_t = timed(step_torch, twin, topt, tx, teps[0])
+        cold_zs, _, v_zs = timed(step_zs, vae, opt, x, eps[0])
+        cold_t, _, v_t = timed(step_torch, twin, topt, tx, teps[0])
         assert abs(v_zs - v_t) <= 1e-4 * abs(v_t), (v_zs, v_t)
         for mod, w, _ in (pairs[0], pairs[3]):
             g_t = mod.weight.grad.numpy()
             assert np.allclose(w.grad, g_t, rtol=1e-3, atol=1e-4 * np.abs(g_t).max())
-        zs_t, torch_t, gap = [], [], 0.0
+        zs_t, torch_t, zs_c, torch_c, gap = [], [], [], [], 0.0
         for r in range(1, rounds + 1):
-            dz, lz = timed(step_zs, vae, opt, x, eps[r])
-            dt, lt = timed(step_torch, twin, topt, tx, teps[r])
+            dz, cz, lz = timed(step_zs, vae, opt, x, eps[r])
+            dt, ct, lt = timed(step_torch, twin, topt, tx, teps[r])
             zs_t.append(dz)
             torch_t.append(dt)
+            zs_c.append(cz)
+            torch_c.append(ct)
             gap = max(gap, abs(lz - lt) / abs(lt))
     mz, mt = np.median(zs_t), np.median(torch_t)
     bz, bt = min(zs_t), min(torch_t)
@@ -146,7 +162,7 @@ def run(rounds, threads, batch, side=28, channels=32, z_dim=40):
           f"{mz / mt:5.2f}  | best: zsarray {bz * 1e3:7.2f} ms, torch {bt * 1e3:7.2f} ms, "
           f"ratio {bz / bt:5.2f}  | cold: zsarray {cold_zs * 1e3:7.1f} ms, torch "
           f"{cold_t * 1e3:7.1f} ms | loss first {v_zs:.4f} vs {v_t:.4f}, largest relative "
-          f"gap over the timed steps {gap:.1e}")
+          f"gap over the timed steps {gap:.1e}" + cpu_line(zs_c, torch_c, threads))
     return mz, mt
 
 

@@ -562,7 +562,7 @@ def test_conv_bias_in_the_output_pass_and_blocks_of_images(block_bytes, dtype, b
         wt = ad.tensor(w.astype(dtype), requires_grad=True)
         bt = ad.tensor(b.astype(bias_dtype), requires_grad=True)
         y = op(xt, wt, bt, **kw)
-        assert y.dtype == out_dtype and y.data.flags.c_contiguous
+        assert y.dtype == out_dtype and _contiguous(y.data)
         np.testing.assert_allclose(y.data, want, rtol=tol, atol=tol * np.abs(want).max())
         ad.sum(y * gy.astype(out_dtype)).backward()
         np.testing.assert_allclose(bt.grad, gy.sum(axis=(0, 2, 3)), rtol=tol, atol=tol * 10)
@@ -573,3 +573,150 @@ def test_conv_bias_in_the_output_pass_and_blocks_of_images(block_bytes, dtype, b
             np.testing.assert_allclose(got, exp, rtol=tol, atol=tol * np.abs(exp).max())
         if dtype == bias_dtype == np.float64 and block_bytes is None:
             ad.check_grads(lambda x, w, b: op(x, w, b, **kw), x, w, b)
+
+
+def _contiguous(a):
+    """C-contiguous NCHW, or C-contiguous in channels-last memory (the CPU GEMM paths)."""
+    return a.flags.c_contiguous or a.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+@st.composite
+def rows_config(draw):
+    """Convolutions on the channels-last rows path (groups 1, >= 8 input channels, more
+    than 4 output channels): odd sizes, strides, padding and dilation per axis."""
+    c = draw(st.integers(8, 10))
+    o = draw(st.integers(5, 7))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    p = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    h = draw(st.integers(max(1, d[0] * (kh - 1) + 1 - 2 * p[0]), 9))
+    w = draw(st.integers(max(1, d[1] * (kw - 1) + 1 - 2 * p[1]), 9))
+    n = draw(st.integers(1, 5))
+    return dict(x=(n, c, h, w), w=(o, c, kh, kw), bias=draw(st.booleans()),
+                stride=s, padding=p, dilation=d, groups=1)
+
+
+def _rows_kernels_spy(monkeypatch):
+    """Count the calls of the rows kernels (to check that a case takes that path)."""
+    from autodiff import conv as C
+    calls = []
+    for name in ("_im2row_kernel", "_row2im_kernel"):
+        kernel = getattr(C, name)
+        monkeypatch.setattr(C, name, lambda *a, _k=kernel, _n=name: calls.append(_n) or _k(*a))
+    return calls
+
+
+@settings(max_examples=30, deadline=None)
+@given(rows_config(), st.sampled_from([None, 1, 700]))
+def test_rows_path_matches_the_loop_references(cfg, block_bytes):
+    """conv2d with >= 8 input channels runs on channels-last rows: the output and the
+    gradients of x and w match the loop references (float64 to 1e-12, float32 to float32
+    accuracy), with the default blocks of images, one image per block and blocks of
+    unequal sizes (700 bytes: the first block can be the smaller one)."""
+    from autodiff import conv as C
+    saved = C._BLOCK_BYTES
+    kernels = {name: getattr(C, name) for name in ("_im2row_kernel", "_row2im_kernel")}
+    calls = []
+    try:
+        if block_bytes is not None:
+            C._BLOCK_BYTES = block_bytes
+        for name, kernel in kernels.items():
+            setattr(C, name, lambda *a, _k=kernel, _n=name: calls.append(_n) or _k(*a))
+        x, w, b = _arrays(cfg, np.float64, seed=7)
+        kw = _kw(cfg)
+        want = ref.conv2d(x, w, b, **kw)
+        gy = np.random.default_rng(8).standard_normal(want.shape)
+        want_gx, want_gw = _conv2d_grads_ref(x, w, gy, kw["stride"], kw["padding"],
+                                             kw["dilation"])
+        for dtype, tol in ((np.float64, 1e-12), (np.float32, 2e-5)):
+            xt = ad.tensor(x.astype(dtype), requires_grad=True)
+            wt = ad.tensor(w.astype(dtype), requires_grad=True)
+            y = ad.conv2d(xt, wt, None if b is None else b.astype(dtype), **kw)
+            assert y.dtype == dtype and y.shape == want.shape and _contiguous(y.data)
+            ad.sum(y * gy.astype(dtype)).backward()
+            assert xt.grad.dtype == wt.grad.dtype == dtype
+            for got, exp in ((y.data, want), (xt.grad, want_gx), (wt.grad, want_gw)):
+                np.testing.assert_allclose(got, exp, rtol=tol, atol=tol * np.abs(exp).max())
+    finally:
+        C._BLOCK_BYTES = saved
+        for name, kernel in kernels.items():
+            setattr(C, name, kernel)
+    assert set(calls) == {"_im2row_kernel", "_row2im_kernel"}
+
+
+@pytest.mark.parametrize("block_bytes", [None, 1, 3000])
+def test_rows_path_conv_transpose_and_finite_differences(block_bytes, monkeypatch):
+    """conv_transpose2d whose adjoint conv has >= 8 input channels (its output channels)
+    and > 4 outputs (its input channels) runs on the rows path: values against the loop
+    reference, gradients of every input by finite differences (float64)."""
+    from autodiff import conv as C
+    if block_bytes is not None:
+        monkeypatch.setattr(C, "_BLOCK_BYTES", block_bytes)
+    calls = _rows_kernels_spy(monkeypatch)
+    rng = np.random.default_rng(9)
+    x, w, b = (rng.standard_normal((3, 6, 4, 5)), rng.standard_normal((6, 8, 4, 3)),
+               rng.standard_normal(8))
+    kw = dict(stride=(2, 1), padding=(1, 0), output_padding=(1, 0), dilation=(1, 2))
+    y = ad.conv_transpose2d(x, w, b, **kw)
+    np.testing.assert_allclose(y.data, ref.conv_transpose2d(x, w, b, **kw), rtol=1e-12,
+                               atol=1e-12)
+    assert _contiguous(y.data)
+    ad.check_grads(lambda x, w, b: ad.conv_transpose2d(x, w, b, **kw), x, w, b)
+    xc, wc = rng.standard_normal((2, 9, 7, 6)), rng.standard_normal((5, 9, 3, 2))
+    ad.check_grads(lambda x, w: ad.conv2d(x, w, stride=2, padding=1), xc, wc)
+    assert set(calls) == {"_im2row_kernel", "_row2im_kernel"}
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc", "sliced"])
+def test_rows_path_reads_any_input_layout(layout):
+    """The same values in NCHW memory, in channels-last memory (what the rows path
+    returns) or as a strided slice give the same output and gradients; a chain of convs
+    keeps the channels-last layout; mixed dtypes widen as a product would."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((3, 8, 9, 7))
+    w1, w2 = rng.standard_normal((8, 8, 3, 3)), rng.standard_normal((6, 8, 2, 2))
+    if layout == "nhwc":
+        xin = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    elif layout == "sliced":
+        xin = np.repeat(x, 2, axis=3)[:, :, :, ::2]
+    else:
+        xin = x.copy()
+    np.testing.assert_array_equal(xin, x)
+    xt = ad.tensor(xin, requires_grad=True)
+    h = ad.conv2d(xt, w1, padding=1)
+    assert h.data.transpose(0, 2, 3, 1).flags.c_contiguous      # channels-last memory
+    y = ad.conv2d(ad.relu(h), w2, stride=2)
+    want = ref.conv2d(np.maximum(ref.conv2d(x, w1, padding=1), 0), w2, stride=2)
+    np.testing.assert_allclose(y.data, want, rtol=1e-12, atol=1e-12)
+    ad.sum(y * y).backward()
+    ref_grad = ad.grad(lambda x: ad.sum(ad.conv2d(ad.relu(ad.conv2d(x, w1, padding=1)),
+                                                  w2, stride=2) ** 2))(x.copy())
+    np.testing.assert_allclose(xt.grad, ref_grad, rtol=1e-12, atol=1e-12)
+    y32 = ad.conv2d(x.astype(np.float32), w1, padding=1)
+    assert y32.dtype == np.float64
+    np.testing.assert_allclose(y32.data, ref.conv2d(x.astype(np.float32).astype(np.float64),
+                                                    w1, padding=1), rtol=1e-12, atol=1e-12)
+
+
+def test_rows_path_blocks_of_unequal_sizes(monkeypatch):
+    """5 images in blocks of at most 2 are split 1, 2, 2 (the first block the smaller):
+    the scratch rows hold the largest block, and the forward pass, the input gradient
+    and the weight gradient match the loop references."""
+    from autodiff import conv as C
+    monkeypatch.setattr(C, "_BLOCK_BYTES", 1200)
+    assert C._row_blocks(5, 576) == [(0, 1), (1, 3), (3, 5)]
+    assert C._row_blocks(4, 576) == [(0, 2), (2, 4)]
+    assert C._row_blocks(3, 5000) == [(0, 1), (1, 2), (2, 3)]
+    calls = _rows_kernels_spy(monkeypatch)
+    rng = np.random.default_rng(11)
+    x, w = rng.standard_normal((5, 8, 3, 3)), rng.standard_normal((5, 8, 1, 1))  # 576 B
+    xt, wt = ad.tensor(x, requires_grad=True), ad.tensor(w, requires_grad=True)
+    y = ad.conv2d(xt, wt)
+    np.testing.assert_allclose(y.data, ref.conv2d(x, w), rtol=1e-12, atol=1e-12)
+    gy = rng.standard_normal(y.shape)
+    ad.sum(y * gy).backward()
+    gx, gw = _conv2d_grads_ref(x, w, gy, (1, 1), (0, 0), (1, 1))
+    np.testing.assert_allclose(xt.grad, gx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(wt.grad, gw, rtol=1e-12, atol=1e-12)
+    assert calls.count("_im2row_kernel") == 6 and calls.count("_row2im_kernel") == 3
