@@ -33,8 +33,9 @@ sblrc), and one chain in a stiff region sets it for its whole fold. Hence (defau
   size, Stan's heuristic per chain then dual averaging on its own acceptance
   (``start_target_accept``), the fold estimates giving the mass and damping; at its end
   chains that needed far smaller steps lower down (:func:`~samplers.strategies.chees.
-  restart_slow`) or whose log density is far below the others' (:func:`restart_low`)
-  restart from other chains;
+  restart_slow`) or whose log density is far below the others' (:func:`restart_low`,
+  also twice later: stragglers far below get the bulk's step size and would reject
+  nearly everything) restart from other chains;
 - the overdispersion correction of the step size: by Stein's identity
   ``E[grad_i (q_i - mean_i)] = -1`` at stationarity for any target, while chains
   spread ``r`` times wider than the posterior give ``-Cov(grad_i, q_i) = rho_i ~ r^2``
@@ -115,8 +116,15 @@ class MEADSAdaptation(Adaptation):
         At the end of the per-chain start, chains whose averaged step size is below the
         median over this, with a log density below the median, restart from others (10).
     lp_gap : float
-        At the end of the per-chain start, chains more than ``lp_gap * sqrt(D)`` below
-        the upper quartile of the log densities restart from others (10).
+        At the end of the per-chain start, and ``low_checks`` times after it every half
+        its length, chains more than ``lp_gap * sqrt(D)`` below the upper quartile of the
+        log densities restart from others (10; :func:`restart_low`).
+    low_fraction : float
+        ... unless that is ``low_fraction`` of the chains or more (0.75: the chains
+        above the upper quartile are enough to restart from).
+    low_checks : int
+        Checks for chains far below after the end of the per-chain start (2: at 1.5 and
+        2 times its length, 45 % and 60 % of warmup by default).
     overdispersion : bool
         Deflate the gradients' second moment by the chains' overdispersion (Stein's
         identity, see the module docstring) before taking the step size (default True).
@@ -127,7 +135,8 @@ class MEADSAdaptation(Adaptation):
 
     def __init__(self, n_folds=4, step_size_multiplier=0.5, damping_slowdown=1.0,
                  per_chain_start=True, start_fraction=0.3, start_target_accept=0.8,
-                 stuck_ratio=10.0, lp_gap=10.0, overdispersion=True):
+                 stuck_ratio=10.0, lp_gap=10.0, overdispersion=True, low_fraction=0.75,
+                 low_checks=2):
         if isinstance(n_folds, bool) or int(n_folds) != n_folds or n_folds < 2:
             raise ValueError(f"n_folds: expected an integer >= 2, got {n_folds!r}")
         if not 0.0 <= start_fraction < 1.0:
@@ -140,6 +149,10 @@ class MEADSAdaptation(Adaptation):
             raise ValueError(f"stuck_ratio: expected a float > 1, got {stuck_ratio!r}")
         if not lp_gap > 0:
             raise ValueError(f"lp_gap: expected a positive float, got {lp_gap!r}")
+        if not 0.0 < low_fraction < 1.0:
+            raise ValueError(f"low_fraction: expected a float in (0, 1), got {low_fraction!r}")
+        if isinstance(low_checks, bool) or int(low_checks) != low_checks or low_checks < 0:
+            raise ValueError(f"low_checks: expected an integer >= 0, got {low_checks!r}")
         self.n_folds = int(n_folds)
         self.step_size_multiplier = float(step_size_multiplier)
         self.damping_slowdown = float(damping_slowdown)
@@ -149,6 +162,8 @@ class MEADSAdaptation(Adaptation):
         self.stuck_ratio = float(stuck_ratio)
         self.lp_gap = float(lp_gap)
         self.overdispersion = bool(overdispersion)
+        self.low_fraction = float(low_fraction)
+        self.low_checks = int(low_checks)
 
     def _fold_params(self, q, g, t, eps=None):
         """``(eps, inv_mass [D], damping)`` from one fold's positions and gradients
@@ -250,7 +265,8 @@ class MEADSAdaptation(Adaptation):
                 # than the others, lower down, restart from others; then MEADS proper
                 state = restart_slow(state, np.exp(da.log_step_size_avg), self.stuck_ratio,
                                      f"warmup iteration {t + 1}")
-                state = restart_low(state, self.lp_gap, f"warmup iteration {t + 1}")
+                state = restart_low(state, self.lp_gap, f"warmup iteration {t + 1}",
+                                    self.low_fraction)
                 q, g = state.position, state.logdensity_grad
                 da = None
                 for f in range(k):
@@ -260,6 +276,11 @@ class MEADSAdaptation(Adaptation):
                                        self._fold_params(q[xp.asarray(s_h)],
                                                          g[xp.asarray(s_h)], t + 1))
             else:
+                if start_end and (t + 1) in [start_end + j * start_end // 2
+                                             for j in range(1, self.low_checks + 1)]:
+                    state = restart_low(state, self.lp_gap, f"warmup iteration {t + 1}",
+                                        self.low_fraction)
+                    q, g = state.position, state.logdensity_grad
                 values = self._fold_params(q[src], g[src], t + 1)
                 params = self._set(params, dst, values)
         if (t + 1) % k == 0:
@@ -270,11 +291,11 @@ class MEADSAdaptation(Adaptation):
         return astate.params
 
 
-def restart_low(state, gap, when):
+def restart_low(state, gap, when, most=0.25):
     """``state`` with the chains whose log density is more than ``gap * sqrt(D)`` below
     the chains' upper quartile moved to other chains' states (round robin), warning
     (:class:`~samplers.warmup.StuckChainWarning`); the same object when none is, or when
-    a quarter or more are. In the typical set the log density of ``C`` chains spans
+    a fraction ``most`` of the chains or more are. In the typical set the log density of ``C`` chains spans
     about ``4 sqrt(D)`` (``-chi^2_D / 2``), so a chain that far below sits in a local mode
     or has not arrived."""
     lp = np.asarray(_to_host(state.logdensity), dtype=np.float64)
@@ -283,7 +304,7 @@ def restart_low(state, gap, when):
         return state
     d = state.position.shape[1]
     low = ~(lp >= np.percentile(lp[fin], 75) - gap * np.sqrt(d))
-    if not low.any() or 4 * low.sum() >= len(lp):
+    if not low.any() or low.sum() >= most * len(lp):
         return state
     stuck = np.nonzero(low)[0]
     new, src = move_chains(state, stuck, np.nonzero(~low)[0])

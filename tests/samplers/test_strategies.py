@@ -136,12 +136,14 @@ def test_restart_low_moves_chains_far_below_the_others():
     np.testing.assert_array_equal(moved, [3, 7])
     assert (np.abs(new.position) < 5).all()
     np.testing.assert_array_equal(new.logdensity, ld(new.position))
-    # none far below, or a quarter or more (not stragglers): the same state
+    # none far below, or a quarter or more (with most=0.25): the same state
     st = k.init(np.delete(q, [3, 7], 0))
     assert restart_low(st, 10.0, "test") is st
     q[:10] += 40.0
     st = k.init(q)
-    assert restart_low(st, 10.0, "test") is st
+    assert restart_low(st, 10.0, "test", most=0.25) is st
+    with pytest.warns(samplers.StuckChainWarning, match="10 of 40 chains"):
+        assert restart_low(st, 10.0, "test", most=0.75) is not st
 
 
 def test_fisher_nuts_gaussian_mass_is_the_variance():
