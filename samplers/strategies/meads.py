@@ -295,9 +295,9 @@ def restart_low(state, gap, when, most=0.25):
     """``state`` with the chains whose log density is more than ``gap * sqrt(D)`` below
     the chains' upper quartile moved to other chains' states (round robin), warning
     (:class:`~samplers.warmup.StuckChainWarning`); the same object when none is, or when
-    a fraction ``most`` of the chains or more are. In the typical set the log density of ``C`` chains spans
-    about ``4 sqrt(D)`` (``-chi^2_D / 2``), so a chain that far below sits in a local mode
-    or has not arrived."""
+    a fraction ``most`` of the chains or more are. In the typical set the log density
+    of ``C`` chains spans about ``4 sqrt(D)`` (``-chi^2_D / 2``), so a chain that far
+    below sits in a local mode or has not arrived."""
     lp = np.asarray(_to_host(state.logdensity), dtype=np.float64)
     fin = np.isfinite(lp)
     if not fin.any():

@@ -130,7 +130,8 @@ def test_restart_low_moves_chains_far_below_the_others():
     q = np.random.default_rng(0).standard_normal((40, 2))
     q[[3, 7]] = [[40.0, 0.0], [0.0, -25.0]]             # log density -800 and -312
     st = k.init(q)
-    with pytest.warns(samplers.StuckChainWarning, match="2 of 40 chains had log densities.*chain 3: -800"):
+    with pytest.warns(samplers.StuckChainWarning,
+                      match="2 of 40 chains had log densities.*chain 3: -800"):
         new = restart_low(st, 10.0, "test")
     moved = np.nonzero((new.position != st.position).any(1))[0]
     np.testing.assert_array_equal(moved, [3, 7])
