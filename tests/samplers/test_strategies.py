@@ -12,7 +12,7 @@ import samplers
 from samplers.ghmc import GHMC
 from samplers.strategies.chees import chees_gradient
 from samplers.strategies.fisher import fisher_inverse_mass
-from samplers.strategies.meads import max_eigenvalue
+from samplers.strategies.meads import MEADSAdaptation, max_eigenvalue, restart_low
 from samplers.diagnostics import mcse
 
 from .helpers import check_moments, normal
@@ -71,6 +71,80 @@ def test_meads_ghmc_gaussian():
     # each fold's inverse mass is its source fold's variance: the truth within sampling error
     np.testing.assert_allclose(np.median(p.inverse_mass, 0) / SCALES ** 2, 1.0, rtol=0.5)
     assert (p.step_size > 0.1).all() and (p.step_size <= 1.0).all()
+
+
+#: A Gaussian posterior whose mode is far outside uniform(-2, 2) (30 / 0.02 = 1500
+#: posterior sds away in the first coordinate), scales 0.02 to 2, one correlation.
+FAR_MEAN = np.array([30.0, -12.0, 4.0, 0.5])
+FAR_SD = np.array([0.02, 0.3, 2.0, 0.1])
+
+
+def _far_gaussian():
+    cov = np.diag(FAR_SD ** 2)
+    cov[0, 1] = cov[1, 0] = 0.6 * FAR_SD[0] * FAR_SD[1]
+    prec = np.linalg.inv(cov)
+    return (lambda q: -0.5 * np.einsum("ci,ij,cj->c", q - FAR_MEAN, prec, q - FAR_MEAN),
+            lambda q: -(q - FAR_MEAN) @ prec)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_meads_reaches_a_far_mode_from_uniform_inits(seed):
+    # the paper's scheme alone (per_chain_start=False, overdispersion=False) ends
+    # hundreds of MCSE off here: its step size collapses while the chains are spread
+    ld, g = _far_gaussian()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", samplers.StuckChainWarning)
+        warnings.simplefilter("error", samplers.DivergenceWarning)
+        res = samplers.sample(ld, n_chains=64, dim=4, adaptation="meads", grad_fn=g,
+                              n_warmup=400, n_samples=200, rng=seed, progress=False)
+    check_moments(res.draws, FAR_MEAN, FAR_SD ** 2)
+
+
+def test_meads_overdispersion_correction():
+    """In the typical set the corrected step size is the paper's (within the noise of
+    the Stein ratio); with chains 30 times wider than the posterior the paper's is ~30
+    times too small and the corrected one is not."""
+    sd = np.array([0.5, 1.0, 2.0])
+    rng = np.random.default_rng(3)
+    paper = MEADSAdaptation(overdispersion=False)
+    ours = MEADSAdaptation()
+    q = rng.standard_normal((256, 3)) * sd
+    e0, m0, d0 = paper._fold_params(q, -q / sd ** 2, 100)
+    e1, m1, d1 = ours._fold_params(q, -q / sd ** 2, 100)
+    assert e1 == pytest.approx(e0, rel=0.15)
+    np.testing.assert_allclose(m1, m0)
+    # stationary: lambda_max of the whitened Fisher matrix is 1, eps = 0.5
+    assert e0 == pytest.approx(0.5, rel=0.15)
+    q = 30 * q
+    e0, m0, _ = paper._fold_params(q, -q / sd ** 2, 100)
+    e1, m1, _ = ours._fold_params(q, -q / sd ** 2, 100)
+    np.testing.assert_allclose(m1, m0)                  # the mass is the chains' variance
+    # whitened by the spread, the posterior's sd is 1/30: a stable step ~ 0.5 / 30
+    assert e0 == pytest.approx(0.5 / 900, rel=0.2)
+    assert e1 == pytest.approx(0.5 / 30, rel=0.2)
+
+
+def test_restart_low_moves_chains_far_below_the_others():
+    ld, g = normal(np.ones(2))
+    k = GHMC(ld, 0.5, grad_fn=g)
+    q = np.random.default_rng(0).standard_normal((40, 2))
+    q[[3, 7]] = [[40.0, 0.0], [0.0, -25.0]]             # log density -800 and -312
+    st = k.init(q)
+    with pytest.warns(samplers.StuckChainWarning,
+                      match="2 of 40 chains had log densities.*chain 3: -800"):
+        new = restart_low(st, 10.0, "test")
+    moved = np.nonzero((new.position != st.position).any(1))[0]
+    np.testing.assert_array_equal(moved, [3, 7])
+    assert (np.abs(new.position) < 5).all()
+    np.testing.assert_array_equal(new.logdensity, ld(new.position))
+    # none far below, or a quarter or more (with most=0.25): the same state
+    st = k.init(np.delete(q, [3, 7], 0))
+    assert restart_low(st, 10.0, "test") is st
+    q[:10] += 40.0
+    st = k.init(q)
+    assert restart_low(st, 10.0, "test", most=0.25) is st
+    with pytest.warns(samplers.StuckChainWarning, match="10 of 40 chains"):
+        assert restart_low(st, 10.0, "test", most=0.75) is not st
 
 
 def test_fisher_nuts_gaussian_mass_is_the_variance():
