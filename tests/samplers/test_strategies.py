@@ -292,7 +292,7 @@ def test_strategy_errors_are_clear():
     with pytest.raises(ValueError, match="target_accept: adaptation 'none' does not take it"):
         samplers.sample(ld, adaptation="none", target_accept=0.9, **kw)
     with pytest.raises(TypeError, match="give them to the strategy object"):
-        samplers.sample(ld, adaptation=samplers.strategies.stan.StanAdaptation(),
+        samplers.sample(ld, adaptation=samplers.StanAdaptation(),
                         target_accept=0.9, **kw)
     with pytest.raises(TypeError, match="adaptation: expected a name, a strategy class"):
         samplers.sample(ld, adaptation=3, **kw)
