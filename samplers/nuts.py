@@ -424,11 +424,10 @@ class NUTS(GradientKernel):
             return None
         saved = rng.bit_generator.state
         p0 = draw_momentum(rng, q0, msqrt)
-        with nuts_machine.blas_context(self.logdensity):
-            status, s_q, s_lp, s_g, s_h, sum_metro, n_leap, divergent, depth = \
-                nuts_machine.transition(rng, machine, q0, lp0, g0, p0, eps0, inv2, inv_kd,
-                                        dense, self.max_tree_depth,
-                                        self.divergence_threshold, kick, k0, a0)
+        status, s_q, s_lp, s_g, s_h, sum_metro, n_leap, divergent, depth = \
+            nuts_machine.transition(rng, machine, q0, lp0, g0, p0, eps0, inv2, inv_kd, dense,
+                                    self.max_tree_depth, self.divergence_threshold, kick,
+                                    k0, a0)
         if status:
             rng.bit_generator.state = saved
             return None

@@ -16,8 +16,6 @@ A machine run that stops (a failed check, an index out of range) makes :func:`tr
 return early; the caller restores the generator and redoes the transition in Python,
 where the compiled function hands the call to the tape (which raises the proper error).
 """
-import contextlib
-
 import autodiff._jitcache  # noqa: F401,I001  (Numba's cache keyed by the whole package)
 import numba
 import numpy as np
@@ -26,7 +24,7 @@ from autodiff.lower.vm import run as _vm_run
 from .kernels.cpu import _kick_drift_dense_serial, _kick_drift_diag_serial
 from .nuts import _nb_begin, _nb_leaf, _nb_merge, _tree_buffers
 
-__all__ = ["transition", "machine_of", "blas_context"]
+__all__ = ["transition", "machine_of"]
 
 _jit = numba.njit(cache=True, nogil=True)
 
@@ -40,16 +38,6 @@ def machine_of(logdensity, q):
     if fast is None or fast[2] != 0 or fast[0] != q.shape or fast[1] != q.dtype:
         return None
     return fast[4].machine()
-
-
-def blas_context(logdensity):
-    """A context for the transitions of :func:`machine_of`'s machine: the machine's
-    BLAS on one thread when the program has matrix products that OpenBLAS would thread
-    (see :mod:`autodiff.lower.blas`), else nothing."""
-    from autodiff.lower import blas
-    exe = logdensity.logdensity._fast[4]
-    return blas.one_thread() if getattr(exe, "one_blas_thread", False) \
-        else contextlib.nullcontext()
 
 
 @_jit

@@ -9,9 +9,9 @@ taking a core from the rows that follow.
 
 OpenBLAS's thread count is one setting for the whole process (its "local" variant is
 process-wide too in the pthreads builds SciPy ships), so :func:`one_thread` sets it to
-1 while any part runs and puts the previous value back when the last one ends: a
-SciPy routine that another thread of the user's calls in that window runs on one
-thread. Where the count cannot be set (another BLAS, or none found), matrix products
+1 while a program with parts runs and puts the previous value back when the last one
+ends: a SciPy routine that another thread of the user's calls in that window runs on
+one thread. Where the count cannot be set (another BLAS, or none found), matrix products
 are not cut into parts.
 """
 import ctypes
@@ -20,10 +20,7 @@ import os
 import threading
 from contextlib import contextmanager
 
-__all__ = ["controllable", "one_thread", "THREADED_MIN"]
-
-#: OpenBLAS runs a product of at least this many multiply-adds on several threads.
-THREADED_MIN = 1 << 18
+__all__ = ["controllable", "one_thread"]
 
 _lock = threading.Lock()
 _state = {"fns": None, "users": 0, "saved": None}

@@ -363,12 +363,9 @@ class Executable:
         self._single = (len(steps) == 1 and steps[0][0] == "vm" and not sources) or not steps
         self._run_range = (steps[0][1], steps[0][2]) if self._single and steps else (0, 0)
         self._ins = [(v.off, v.size, v.contiguous()) for v in in_views]
-        # BLAS products big enough for OpenBLAS to thread: the whole run with a
-        # one-thread BLAS (the machine cuts the large ones into parts itself; see
-        # :mod:`.blas`), so that no BLAS thread spins on a core the parts need
-        self.one_blas_thread = blas.controllable() and n_threads() > 1 and any(
-            r[vm.F_OP] == OP.MATMUL and r[vm.F_X3]
-            and r[vm.F_X0] * r[vm.F_X1] * r[vm.F_X2] >= blas.THREADED_MIN for r in self.code)
+        # products in parts: the whole run with a one-thread BLAS (see :mod:`.blas`), so
+        # that no BLAS thread of a product left whole spins on a core the parts need
+        self.one_blas_thread = any(s[0] == "mm" for s in steps)
 
     @property
     def n_rows(self):

@@ -26,7 +26,7 @@ from . import blas, vm
 from .vm import OP, W
 
 __all__ = ["fuse", "parallel_steps", "ENABLED", "TILE", "MIN_SIZE", "PART_MIN",
-           "MATMUL_PART_MIN"]
+           "MATMUL_PART_MIN", "MATMUL_SKINNY"]
 
 #: Switch for comparisons (tests and benchmarks run both ways).
 ENABLED = True
@@ -39,11 +39,16 @@ MIN_SIZE = 4096
 MIN_INNER = 64
 MAX_MEMBERS = 32
 #: A FUSED row runs in parts on several threads when each part gets at least this many
-#: elements of its loop nest (a part costs a thread hand-off, some 20-50 us).
+#: elements of its loop nest (a part costs a thread hand-off, about 0.1 ms).
 PART_MIN = 1 << 17
-#: A matrix product runs in parts (blocks of its output's rows) when each part gets at
-#: least this many multiply-adds.
-MATMUL_PART_MIN = 1 << 18
+#: A matrix product runs in parts (blocks of its output's rows or columns) when each
+#: part gets at least this many multiply-adds (a part's hand-off costs ~0.1 ms on a
+#: small machine, a BLAS thread does ~4 M multiply-adds in that time).
+MATMUL_PART_MIN = 1 << 22
+#: ... and only when its inner (k) or outer (n) extent is at most this: OpenBLAS threads
+#: such skinny products poorly (a 4096 x 31 x 569 product runs faster in our parts),
+#: while it threads wide ones (a VAE layer's 128 x 784 x 500) better than our parts do.
+MATMUL_SKINNY = 64
 
 _MEMBER_OPS = (OP.UNARY, OP.BINARY, OP.SELECT, OP.REDUCE)
 # operand fields: (offset field, first stride field, slot field)
@@ -368,9 +373,10 @@ def parallel_steps(L, steps, n_threads):
 
 def _matmul_parts(L, steps, n_threads):
     """``{row: (axis, bounds)}`` for the top-level matrix products worth cutting into
-    parts: one BLAS product (no batch) with a C-contiguous output, at least
-    ``MATMUL_PART_MIN`` multiply-adds and 16 rows (``axis`` 0) or, with fewer rows, 16
-    columns (``axis`` 1) of output per part. Each part calls a one-thread BLAS
+    parts: one BLAS product (no batch) with a C-contiguous output, an inner or outer
+    extent of at most ``MATMUL_SKINNY``, at least ``MATMUL_PART_MIN`` multiply-adds and
+    16 rows (``axis`` 0) or, with fewer rows, 16 columns (``axis`` 1) of output per
+    part. Each part calls a one-thread BLAS
     (:mod:`.blas`); none is cut when the BLAS's thread count cannot be set (two
     multi-threaded products at once would fight over the cores)."""
     if n_threads < 2 or not blas.controllable():
@@ -382,7 +388,7 @@ def _matmul_parts(L, steps, n_threads):
             if int(r[vm.F_OP]) != OP.MATMUL or not r[vm.F_X3] or r[vm.F_N0] * r[vm.F_N1] != 1:
                 continue
             m, k, n = int(r[vm.F_X0]), int(r[vm.F_X1]), int(r[vm.F_X2])
-            if not (r[vm.F_SO3] == 1 and r[vm.F_SO2] == n):
+            if not (r[vm.F_SO3] == 1 and r[vm.F_SO2] == n) or min(k, n) > MATMUL_SKINNY:
                 continue
             axis = 0 if m >= 2 * 16 else 1
             n_parts = min(n_threads, (m * k * n) // MATMUL_PART_MIN, (m, n)[axis] // 16)

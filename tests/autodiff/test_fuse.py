@@ -331,19 +331,24 @@ def test_products_in_parts_match_the_tape(case, products_in_parts):
 
 
 def test_products_not_cut(products_in_parts):
-    """A batch of products, a product inside a loop and a product too small every way
-    stay whole; few rows and many columns are cut by columns."""
+    """A batch of products, a product inside a loop, a product too small every way and
+    a wide one (OpenBLAS threads it better) stay whole; few rows and many columns are
+    cut by columns."""
     rng = np.random.default_rng(9)
     a, s = rng.normal(size=(40, 64)), rng.normal(size=(4, 50, 6))
+    q, q2 = rng.normal(size=(64, 70)) / 8, rng.normal(size=(70, 70)) / 8
 
     def f(x):                                        # x [40, 6]
         t = ad.transpose(x) @ a                      # [6, 64]: 6 rows, cut by columns
         b = ad.sum(ad.matmul(s, x[:6]), axis=(0, 1))  # a batch of 4 products
         few = x[:20, :3] @ t[:3, :20]                # [20, 20]: too small either way
         cut = x @ t                                  # 40 rows, C-contiguous: cut
+        wide = ad.tanh(cut) @ q                      # [40, 64] @ [64, 70]: k = 64 cut,
+        wide = wide @ q2                             # [40, 70] @ [70, 70]: not skinny
         carry, _ = ad.scan(lambda c, xi: (ad.tanh(c @ t[:, :6]), None), x[:36] * 0.1,
                            None, length=3)
-        return ad.sum(t) + ad.sum(b) + ad.sum(few) + ad.sum(cut) + ad.sum(carry)
+        return (ad.sum(t) + ad.sum(b) + ad.sum(few) + ad.sum(cut) + ad.sum(carry)
+                + ad.sum(wide))
     x = rng.normal(size=(40, 6))
     comp = ad.compile(f, warn=False)
     for k in range(3):
@@ -357,6 +362,9 @@ def test_products_not_cut(products_in_parts):
     for _, row, axis, _ in mm:
         r = ex.code[row]
         assert r[vm.F_N0] * r[vm.F_N1] == 1 and (r[vm.F_X0], r[vm.F_X2])[axis] >= 32
+        assert min(r[vm.F_X1], r[vm.F_X2]) <= fuse.MATMUL_SKINNY
+    assert any(r[vm.F_OP] == vm.OP.MATMUL and min(r[vm.F_X1], r[vm.F_X2]) > 64
+               for r in ex.code), "no wide product to leave whole"
     loops = [(i, int(r[vm.F_X1])) for i, r in enumerate(ex.code) if r[vm.F_OP] == vm.OP.LOOP]
     assert loops, "the scan was unrolled: the loop case is not exercised"
     for _, row, _, _ in mm:
