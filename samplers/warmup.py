@@ -16,7 +16,7 @@ from .adaptation import find_reasonable_step_size
 from .base import _to_host, array_module, format_chains
 
 __all__ = ["window_adaptation", "find_step_size", "checked_search", "restart_stuck",
-           "HEURISTIC_TARGET", "STUCK_RATIO", "StuckChainWarning"]
+           "restart_chains", "HEURISTIC_TARGET", "STUCK_RATIO", "StuckChainWarning"]
 
 #: Stan's ``init_stepsize`` target: double or halve the step until the
 #: one-step acceptance ``exp(-delta H)`` crosses 0.8.
@@ -171,12 +171,20 @@ def restart_stuck(state, eps, when):
         raise RuntimeError(f"warmup: no chain found a usable step size at {when}; is the "
                            f"density proper?")
     stuck = np.nonzero(~healthy)[0]
-    new, src = move_chains(state, stuck, np.nonzero(healthy)[0])
-    warnings.warn(f"{len(stuck)} of {len(eps)} chains were stuck at {when} (step size "
-                  f"below 1/{STUCK_RATIO:g} of the median, or none found): "
-                  f"{format_chains(stuck, eps[stuck])}; they restart from the positions of "
-                  f"chains {', '.join(str(int(s)) for s in src[:8])}"
-                  f"{' ...' if len(src) > 8 else ''}", StuckChainWarning, stacklevel=4)
+    return restart_chains(state, stuck, np.nonzero(healthy)[0],
+                          f"{len(stuck)} of {len(eps)} chains were stuck at {when} (step size "
+                          f"below 1/{STUCK_RATIO:g} of the median, or none found): "
+                          f"{format_chains(stuck, eps[stuck])}", stacklevel=5)
+
+
+def restart_chains(state, stuck, good, what, stacklevel):
+    """:func:`move_chains`, with a :class:`StuckChainWarning` that says ``what`` and
+    where the chains restart from (``stacklevel`` as in ``warnings.warn``, counted from
+    the caller of this function's caller)."""
+    new, src = move_chains(state, stuck, good)
+    warnings.warn(f"{what}; they restart from the positions of chains "
+                  f"{', '.join(str(int(s)) for s in src[:8])}{' ...' if len(src) > 8 else ''}",
+                  StuckChainWarning, stacklevel=stacklevel)
     return new
 
 

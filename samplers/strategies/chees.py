@@ -38,15 +38,14 @@ mass is the identity) keeps it consistent with the mass. Made for many chains
 (hundreds); with 4 chains the gradient is noisy but the scheme still runs.
 """
 import math
-import warnings
 from typing import NamedTuple
 
 import numpy as np
 
 from ..adaptation import dual_averaging, welford_covariance
 from ..base import _to_host, array_module, format_chains
-from ..warmup import (HEURISTIC_TARGET, StuckChainWarning, checked_search, find_step_size,
-                      move_chains, restart_stuck)
+from ..warmup import (HEURISTIC_TARGET, checked_search, find_step_size, restart_chains,
+                      restart_stuck)
 from . import Adaptation, kernel_extras, with_step_size
 from .fisher import fisher_inverse_mass, geometric_mean, gradient_inverse_mass
 
@@ -390,13 +389,10 @@ def restart_slow(state, eps, ratio, when):
     if not slow.any() or 2 * slow.sum() > len(eps):
         return state
     stuck = np.nonzero(slow)[0]
-    new, src = move_chains(state, stuck, np.nonzero(~slow)[0])
-    warnings.warn(f"{len(stuck)} of {len(eps)} chains needed step sizes below 1/{ratio:g} of "
-                  f"the median, with log densities below the median, at {when} ({format_chains(stuck, eps[stuck])}); they "
-                  f"restart from the positions of chains "
-                  f"{', '.join(str(int(s)) for s in src[:8])}{' ...' if len(src) > 8 else ''}",
-                  StuckChainWarning, stacklevel=5)
-    return new
+    return restart_chains(state, stuck, np.nonzero(~slow)[0],
+                          f"{len(stuck)} of {len(eps)} chains needed step sizes below "
+                          f"1/{ratio:g} of the median, with log densities below the median, "
+                          f"at {when} ({format_chains(stuck, eps[stuck])})", stacklevel=6)
 
 
 def _with(params, eps, length):

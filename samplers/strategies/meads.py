@@ -45,14 +45,13 @@ sblrc), and one chain in a stiff region sets it for its whole fold. Hence (defau
   typical set, the curvature far from it;
 - chains whose position, log density or gradient is not finite restart from others.
 """
-import warnings
 from typing import NamedTuple
 
 import numpy as np
 
 from ..adaptation import dual_averaging
 from ..base import _to_host, array_module, format_chains, nonfinite_chains
-from ..warmup import StuckChainWarning, find_step_size, move_chains, restart_stuck
+from ..warmup import find_step_size, move_chains, restart_chains, restart_stuck
 from . import Adaptation
 from .chees import restart_slow
 
@@ -307,10 +306,7 @@ def restart_low(state, gap, when, most=0.25):
     if not low.any() or low.sum() >= most * len(lp):
         return state
     stuck = np.nonzero(low)[0]
-    new, src = move_chains(state, stuck, np.nonzero(~low)[0])
-    warnings.warn(f"{len(stuck)} of {len(lp)} chains had log densities more than "
-                  f"{gap:g} sqrt(D) below the upper quartile at {when} "
-                  f"({format_chains(stuck, lp[stuck])}); they restart from the positions of "
-                  f"chains {', '.join(str(int(s)) for s in src[:8])}"
-                  f"{' ...' if len(src) > 8 else ''}", StuckChainWarning, stacklevel=5)
-    return new
+    return restart_chains(state, stuck, np.nonzero(~low)[0],
+                          f"{len(stuck)} of {len(lp)} chains had log densities more than "
+                          f"{gap:g} sqrt(D) below the upper quartile at {when} "
+                          f"({format_chains(stuck, lp[stuck])})", stacklevel=6)
