@@ -1,5 +1,6 @@
-"""Conv nets forward + backward: zsarray (autodiff tape, im2col + BLAS) against PyTorch
-eager on the CPU, in the same process, rounds interleaved.
+"""Conv nets forward + backward: zsarray (autodiff tape; conv2d as im2col or
+channels-last rows + BLAS, see autodiff/conv.py) against PyTorch eager on the CPU, in
+the same process, rounds interleaved.
 
 Two stacks, batch 64, float32, the same weights in both libraries:
 

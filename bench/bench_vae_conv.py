@@ -1,5 +1,6 @@
-"""One conv VAE training step: zsarray (autodiff tape, im2col + BLAS) against PyTorch
-eager on the CPU, in the same process, rounds interleaved.
+"""One conv VAE training step: zsarray (autodiff tape; conv2d as im2col or channels-last
+rows + BLAS, see autodiff/conv.py) against PyTorch eager on the CPU, in the same
+process, rounds interleaved.
 
 The networks are ``examples/vae_conv.py``'s ``ConvVAE`` (its MNIST setting: 28 x 28
 images, C = 32 channels, z_dim = 40), batch 64, float32:
