@@ -25,12 +25,12 @@ spent waiting for a core).
     python bench/bench_vae_conv.py --threads 1 --rounds 15
 """
 import argparse
-import time
 
 import numpy as np
 
 import autodiff as ad
 import zsarray as zs
+from bench.bench_conv import cpu_line, timed
 from examples.vae_conv import ConvVAE
 
 
@@ -105,24 +105,6 @@ def step_torch(twin, opt, x, eps):
     loss.backward()
     opt.step()
     return loss.item()
-
-
-def timed(fn, *args):
-    """``(wall seconds, CPU seconds of this thread, fn(*args))``."""
-    t, c = time.perf_counter(), time.thread_time()
-    v = fn(*args)
-    return time.perf_counter() - t, time.thread_time() - c, v
-
-
-def cpu_line(cpu_zs, cpu_t, threads):
-    """The medians of the per-step CPU times of the calling thread: with one thread
-    (BLAS and torch both run in it) all the work of each step, without the time spent
-    waiting for a core on a shared machine; not reported with more threads."""
-    if threads != 1:
-        return ""
-    cz, ct = np.median(cpu_zs), np.median(cpu_t)
-    return (f"  | thread CPU time: zsarray {cz * 1e3:7.2f} ms, torch {ct * 1e3:7.2f} ms, "
-            f"ratio {cz / ct:5.2f}")
 
 
 def run(rounds, threads, batch, side=28, channels=32, z_dim=40):

@@ -179,8 +179,23 @@ def restart_stuck(state, eps, when):
 
 def restart_chains(state, stuck, good, what, stacklevel):
     """:func:`move_chains`, with a :class:`StuckChainWarning` that says ``what`` and
-    where the chains restart from (``stacklevel`` as in ``warnings.warn``, counted from
-    the caller of this function's caller)."""
+    where the chains restart from.
+
+    Parameters
+    ----------
+    state : NamedTuple of arrays, each [C, ...]
+        The chains' states (every field is copied from source to stuck chain).
+    stuck, good : host int arrays [S], [G]
+        Chains to move, and chains to take positions from (round robin).
+    what : str
+        The warning's first part (how many chains, why, where in warmup).
+    stacklevel : int
+        As in ``warnings.warn``, counted from this function.
+
+    Returns
+    -------
+    The new state (the same type as ``state``).
+    """
     new, src = move_chains(state, stuck, good)
     warnings.warn(f"{what}; they restart from the positions of chains "
                   f"{', '.join(str(int(s)) for s in src[:8])}{' ...' if len(src) > 8 else ''}",

@@ -545,15 +545,15 @@ def _run_parts(code, w, tab, step):
 def _run_matmul_parts(code, w, step):
     """A ``("mm", row, axis, bounds)`` step (see :func:`.fuse.parallel_steps`): blocks of
     the product's output rows or columns, the first in this thread, the others in the
-    pool's threads, each with a one-thread BLAS (:mod:`.blas`)."""
+    pool's threads. The BLAS is on one thread already: a program with such steps runs
+    inside :func:`.blas.one_thread` (``Executable.one_blas_thread``)."""
     _, row, axis, bounds = step
     pool = _thread_pool()
-    with blas.one_thread():
-        futures = [pool.submit(vm.matmul_part, w, code, row, axis, lo, hi)
-                   for lo, hi in bounds[1:]]
-        vm.matmul_part(w, code, row, axis, bounds[0][0], bounds[0][1])
-        for f in futures:
-            f.result()
+    futures = [pool.submit(vm.matmul_part, w, code, row, axis, lo, hi)
+               for lo, hi in bounds[1:]]
+    vm.matmul_part(w, code, row, axis, bounds[0][0], bounds[0][1])
+    for f in futures:
+        f.result()
 
 
 def _refs(loc):
