@@ -416,7 +416,26 @@ def _unary_fast(f, w, oo, aa, n):
     """``w[oo + i] = f(w[aa + i])`` for the vectorizable functions; False for the
     others."""
     o, a, m = np.uint64(oo), np.uint64(aa), np.uint64(n)
-    if f == 2:
+    # the cheap ones in the workspace's own precision (as ``_un``), one loop each: a
+    # loop that calls ``_un`` tests the function code per element and stays scalar
+    if f == 0:
+        for i in range(m):
+            w[o + i] = w[a + i]
+    elif f == 1:
+        for i in range(m):
+            w[o + i] = -w[a + i]
+    elif f == 6:
+        for i in range(m):
+            x = w[a + i]
+            w[o + i] = math.sqrt(x) if x >= 0.0 else np.nan
+    elif f == 7:
+        for i in range(m):
+            x = w[a + i]
+            w[o + i] = x * x
+    elif f == 8:
+        for i in range(m):
+            w[o + i] = abs(w[a + i])
+    elif f == 2:
         for i in range(m):
             w[o + i] = _exp_any(np.float64(w[a + i]))
     elif f == 3:
@@ -524,6 +543,10 @@ def _loop2(g, w, o, a, b, m, sa, sb):
         y0 = np.float64(w[b])
         for i in range(m):
             w[o + i] = g(np.float64(w[a + i]), y0)
+    elif sa == 0 and sb == 0:             # one value, repeated (a broadcast cotangent)
+        v = g(np.float64(w[a]), np.float64(w[b]))
+        for i in range(m):
+            w[o + i] = v
     else:
         return False
     return True

@@ -115,6 +115,43 @@ def test_values_that_die_in_a_group_are_not_written(monkeypatch):
     assert max(slots) >= 3
 
 
+EDGES = [0.0, -0.0, 1.0, -1.0, 2.5, -3.75, 1e-30, -1e-30, 1e30, np.inf, -np.inf, np.nan]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name, f, ref", [
+    ("negative", ad.negative, np.negative), ("square", ad.square, np.square),
+    ("sqrt", ad.sqrt, np.sqrt), ("abs", ad.abs, np.abs)])
+def test_cheap_unary_vector_loops_equal_numpy(name, f, ref, dtype):
+    """The one-loop-per-function paths of the cheap unary functions (contiguous runs of
+    >= 16 elements, in the workspace's precision): bit for bit NumPy's values, edge
+    values included (sqrt of a negative number is NaN)."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.standard_normal(1000), EDGES]).astype(dtype)
+    comp = ad.compile(lambda u: f(u) * 1.0, warn=False)
+    with np.errstate(all="ignore"):
+        want = ref(x) * dtype(1.0)
+        for _ in range(3):
+            got = comp(x)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, want)
+
+
+def test_a_repeated_value_binary_run_fills_its_output(monkeypatch):
+    """``sum((y - u)^2)``'s gradient starts from one cotangent value spread over every
+    element (a binary row whose two operands both repeat one value): fused, the gradient
+    is ``2 (u - y)`` exactly, in every tile."""
+    monkeypatch.setattr(fuse, "TILE", 64)
+    rng = np.random.default_rng(4)
+    y, x = rng.standard_normal(5000), rng.standard_normal(5000)
+    comp = ad.compile(lambda u: ad.sum(ad.square(y - u)), warn=False)
+    for k in range(3):
+        v, g = comp.value_and_grad(x + k)
+        np.testing.assert_array_equal(g, -2.0 * (y - (x + k)))
+    ex = next(iter(comp._programs.values())).exe[1]
+    assert (ex.code[:, vm.F_OP] == vm.OP.FUSED).any()
+
+
 # ----------------------------------------------------------------------------- parts
 # A large FUSED row runs in parts on several threads (fuse.parallel_steps). Forced here
 # onto every fused row (three parts, whatever the machine), the results must be the
