@@ -361,6 +361,43 @@ def test_chees_badly_scaled_correlated_regression_from_uniform_inits():
     assert inv[0, 1] / np.sqrt(inv[0, 0] * inv[1, 1]) < -0.9
 
 
+@pytest.mark.parametrize("start_steps", [8, 3, None])
+def test_chees_takes_a_fixed_number_of_steps_in_transit(start_steps):
+    """Until the first mass change (10-40 % of warmup: step sizes per chain, chains on
+    their way from the inits) every transition takes at most ``start_steps`` steps and
+    T follows the step size; ``start_steps=None`` adapts T from the start (the chains
+    in transit make the criterion climb)."""
+    ld, g = normal(SCALES)
+    seen = []
+    ad = samplers.ChEESAdaptation(start_steps=start_steps)
+    update = ad.update
+
+    def spy(kernel, astate, state, info, rng):
+        new, state = update(kernel, astate, state, info, rng)
+        seen.append((astate.iteration, int(np.max(info.n_grad_evals)),
+                     astate.params.trajectory_length,
+                     float(np.mean(astate.params.step_size))))
+        return new, state
+    ad.update = spy
+    samplers.sample(ld, n_chains=64, dim=len(SCALES), kernel="hmc", adaptation=ad,
+                    grad_fn=g, n_warmup=200, n_samples=10, rng=3, progress=False)
+    first = [s for s in seen if s[0] < 80]           # the per-chain phase: 0.4 * 200
+    later = [s for s in seen if s[0] >= 80]
+    if start_steps is None:
+        assert max(s[1] for s in first) > 8
+    else:
+        assert max(s[1] for s in first) <= start_steps
+        np.testing.assert_allclose([t / e for _, _, t, e in first], start_steps)
+        assert len({s[1] for s in first}) > 1          # jittered
+    assert max(s[1] for s in later) > 8                # adapted after the mass change
+
+
+def test_chees_start_steps_must_be_a_positive_integer():
+    for bad in (0, 2.5, True, -1):
+        with pytest.raises(ValueError, match="start_steps: expected a positive integer"):
+            samplers.ChEESAdaptation(start_steps=bad)
+
+
 def test_restart_slow_moves_only_slow_chains_low_down():
     from samplers.hmc import HMCState
     from samplers.strategies.chees import restart_slow
