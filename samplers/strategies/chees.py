@@ -24,8 +24,10 @@ lengths in Hamiltonian Monte Carlo", AISTATS. With ``kernel="hmc"`` (every chain
 - the trajectory length ``T`` climbs the ChEES criterion (the change in the estimator
   of the expected square, ``E[(|q' - mean|^2 - |q - mean|^2)^2] / 4``): from one step,
   it doubles while the criterion's gradient in ``log T`` is more than two standard
-  errors above 0 (over the chains), then follows Adam on the stochastic gradient from
-  all chains' proposals, weighted by their acceptance, steps clipped to ``+-0.35``;
+  errors above 0 (over the chains), then, from the last ``T`` where it rose (a doubling
+  can land far past the first maximum, where the gradient is flat), follows Adam on the
+  stochastic gradient from all chains' proposals, weighted by their acceptance, steps
+  clipped to ``+-0.35``;
 - the inverse mass is estimated from the chains pooled over two windows (10-40 % and
   40-70 % of warmup): their variance (or covariance, ``dense_mass``) as in the paper,
   or with ``mass_estimate="fisher"`` from draws *and* gradients (``sqrt(Var q /
@@ -370,12 +372,15 @@ class ChEESAdaptation(Adaptation):
         if climbing and self.climb:
             # double T while the criterion clearly rises (its gradient two standard
             # errors above 0 over the chains; Adam's small steps would need hundreds of
-            # iterations to cross orders of magnitude), then Adam from there
+            # iterations to cross orders of magnitude), then Adam from the last T where
+            # it rose: the jitter-averaged criterion is periodic-like in T, a doubling
+            # can land far past its first maximum, and out there its gradient is flat
+            # (arK: stopped at T = 9 where the maximum is near 3, and stayed there)
             if math.isfinite(grad) and grad > 2.0 * se and log_t < math.log(
                     kernel.max_leapfrogs * eps_mean):
                 log_t += math.log(2.0)
             else:
-                climbing = False
+                climbing, log_t = False, log_t - math.log(2.0)
         elif math.isfinite(grad):
             b1, b2 = self.betas
             n_adam += 1

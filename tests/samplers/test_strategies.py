@@ -392,6 +392,36 @@ def test_chees_takes_a_fixed_number_of_steps_in_transit(start_steps):
     assert max(s[1] for s in later) > 8                # adapted after the mass change
 
 
+def test_chees_climb_ends_at_the_last_length_where_the_criterion_rose():
+    """T doubles while the criterion clearly rises; at the first T where it does not,
+    Adam starts from the T before (half of it: the maximum lies between them)."""
+    scales = np.tile(SCALES, 12)
+    ld, g = normal(scales)
+    seen = []
+    ad = samplers.ChEESAdaptation()
+    update = ad.update
+
+    def spy(kernel, astate, state, info, rng):
+        new, state = update(kernel, astate, state, info, rng)
+        if np.ndim(astate.da.mu) == 0 and new.iteration not in astate.bounds:
+            # one step size, and not a mass change (T restarts there)
+            seen.append((astate.climbing, new.climbing, astate.log_length,
+                         new.log_length, float(np.mean(new.params.step_size))))
+        return new, state
+    ad.update = spy
+    samplers.sample(ld, n_chains=128, dim=len(scales), kernel="hmc", adaptation=ad,
+                    grad_fn=g, n_warmup=300, n_samples=10, rng=5, progress=False)
+    # T is never below one step of the (new) step size
+    doubled = [(a, b, e) for was, now, a, b, e in seen if was and now]
+    for a, b, e in doubled:
+        np.testing.assert_allclose(b, max(a + np.log(2.0), np.log(e)))
+    stops = [(a, b, e) for was, now, a, b, e in seen if was and not now]
+    assert len(stops) == 2                     # after each of the two mass changes
+    for a, b, e in stops:
+        np.testing.assert_allclose(b, max(a - np.log(2.0), np.log(e)))
+    assert any(a - np.log(2.0) > np.log(e) for a, b, e in stops)
+
+
 def test_chees_start_steps_must_be_a_positive_integer():
     for bad in (0, 2.5, True, -1):
         with pytest.raises(ValueError, match="start_steps: expected a positive integer"):
