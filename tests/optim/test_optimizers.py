@@ -237,6 +237,24 @@ def test_step_rejects_grad_of_wrong_shape():
         optim.Adam([w]).step()
 
 
+def test_failed_step_changes_nothing():
+    """A step that raises on a later parameter updates no parameter and advances no
+    state: every parameter is checked before any kernel runs."""
+    a = ad.tensor(np.ones(3), requires_grad=True)
+    b = ad.tensor(np.ones(2), requires_grad=True)
+    opt = optim.Adam([a, b], lr=0.1)
+    a.grad, b.grad = np.ones(3), np.ones(5)
+    with pytest.raises(ValueError, match=r"gradient has shape \(5,\)"):
+        opt.step()
+    np.testing.assert_array_equal(a.data, 1.0)
+    assert opt.state == {}
+    b.grad = np.ones(2)
+    opt.step()                               # the first step once the gradient is right
+    assert opt.state[id(a)]["step"] == 1 and opt.state[id(b)]["step"] == 1
+    np.testing.assert_allclose(a.data, 0.9)
+    np.testing.assert_allclose(b.data, 0.9)
+
+
 def test_base_optimizer_is_abstract():
     class Bare(optim.Optimizer):
         pass
@@ -244,7 +262,7 @@ def test_base_optimizer_is_abstract():
         Bare([_p()], {})
     opt = optim.SGD([_p()], lr=0.1)
     with pytest.raises(NotImplementedError):
-        optim.Optimizer._update(opt, None, None, None, None)
+        optim.Optimizer._kernel(opt, None, None, None, None)
 
 
 def _loaded(make_state):

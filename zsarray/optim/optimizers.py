@@ -10,10 +10,11 @@ Each optimizer holds ``param_groups`` (a list of dicts: ``"params"`` plus the
 hyperparameters, which a schedule may change between steps, PyTorch-style) and a
 per-parameter ``state``. :meth:`Optimizer.step` updates ``Tensor.data`` **in
 place** (the Tensor objects and their arrays stay the same, so a model keeps
-seeing its parameters) with one fused Numba kernel call per parameter:
-:mod:`.kernels_cpu` for NumPy arrays, :mod:`.kernels_cuda` for CuPy arrays.
-Parameters whose ``grad`` is ``None`` are skipped and their step count does not
-advance, as in PyTorch.
+seeing its parameters) with one fused kernel per parameter: :mod:`.kernels_cpu`
+(Numba) for NumPy arrays, :mod:`.kernels_cuda` for CuPy arrays. Parameters whose
+``grad`` is ``None`` are skipped and their step count does not advance, as in PyTorch.
+A step checks every parameter before it updates any: one that raises (a gradient
+of the wrong shape) changes no parameter and no state.
 
 The update formulas are PyTorch's (``torch.optim`` single-tensor code), including
 its L2 ``weight_decay`` (added to the gradient) and its state names, so
@@ -88,9 +89,11 @@ class Optimizer:
 
     Notes
     -----
-    Subclasses implement ``_validate(group)`` and ``_update(p, g, state, group)``,
+    Subclasses implement ``_validate(group)`` and ``_kernel(p, g, state, group)``,
     where ``p`` is the parameter array, ``g`` its (contiguous, same-dtype) gradient
-    and ``state`` the parameter's state dict, and list the names of that state:
+    and ``state`` the parameter's state dict: it advances the state's bookkeeping and
+    returns ``(kernel, args)``, the fused update that :meth:`step` runs once every
+    parameter has passed its checks. Subclasses also list the names of that state:
     ``_state_arrays`` (arrays shaped like the parameter), ``_state_required`` (those a
     non-empty state must hold; ``"step"`` is the one integer entry).
     """
@@ -157,7 +160,7 @@ class Optimizer:
     def _validate(self, group):
         raise NotImplementedError
 
-    def _update(self, p, g, state, group):
+    def _kernel(self, p, g, state, group):
         raise NotImplementedError
 
     def zero_grad(self, set_to_none=True):
@@ -184,6 +187,7 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
+        jobs = []
         for group in self.param_groups:
             # a schedule or the user may have changed the group since the last step:
             # a negative or NaN lr would otherwise ascend or poison every parameter
@@ -196,16 +200,21 @@ class Optimizer:
                 if g.shape != data.shape:
                     raise ValueError(f"{type(self).__name__}.step: a gradient has shape "
                                      f"{g.shape} but its parameter has shape {data.shape}")
-                xp = backend.get_array_module(data)
-                if not data.flags.c_contiguous:   # e.g. a transposed view assigned by a user
-                    p.data = data = xp.ascontiguousarray(data)
-                if g.dtype != data.dtype or not g.flags.c_contiguous:
-                    g = xp.ascontiguousarray(g, dtype=data.dtype)
-                state = self.state.setdefault(id(p), {})
-                for k, v in state.items():     # after Module.to(): follow the parameter
-                    if hasattr(v, "shape") and type(v) is not type(data):
-                        state[k] = backend.to_device(v, "gpu" if backend.is_cupy(data) else "cpu")
-                self._update(data, g, state, group)
+                jobs.append((p, g, group))
+        # every check passed: no state advances for a step that raises
+        for p, g, group in jobs:
+            data = p.data
+            xp = backend.get_array_module(data)
+            if not data.flags.c_contiguous:   # e.g. a transposed view assigned by a user
+                p.data = data = xp.ascontiguousarray(data)
+            if g.dtype != data.dtype or not g.flags.c_contiguous:
+                g = xp.ascontiguousarray(g, dtype=data.dtype)
+            state = self.state.setdefault(id(p), {})
+            for k, v in state.items():     # after Module.to(): follow the parameter
+                if hasattr(v, "shape") and type(v) is not type(data):
+                    state[k] = backend.to_device(v, "gpu" if backend.is_cupy(data) else "cpu")
+            kernel, args = self._kernel(data, g, state, group)
+            kernel(*args)
         return loss
 
     # ---------------------------------------------------------------- state dicts
@@ -379,7 +388,7 @@ class SGD(Optimizer):
             raise ValueError(f"SGD: nesterov=True needs momentum > 0 and dampening == 0, got "
                              f"momentum={group['momentum']!r}, dampening={group['dampening']!r}")
 
-    def _update(self, p, g, state, group):
+    def _kernel(self, p, g, state, group):
         t = p.dtype.type
         mom = group["momentum"]
         buf = state.get("momentum_buffer")
@@ -388,9 +397,9 @@ class SGD(Optimizer):
             buf = state["momentum_buffer"] = backend.get_array_module(p).empty_like(p)
         elif mom == 0:
             buf = _empty(backend.get_array_module(p), p.dtype)
-        _kernels_for(p).sgd(_flat(p), _flat(g), _flat(buf), t(group["lr"]), t(mom),
-                            t(1 - group["dampening"]), t(group["weight_decay"]),
-                            bool(group["nesterov"]), first)
+        return _kernels_for(p).sgd, (_flat(p), _flat(g), _flat(buf), t(group["lr"]), t(mom),
+                                     t(1 - group["dampening"]), t(group["weight_decay"]),
+                                     bool(group["nesterov"]), first)
 
 
 class Adam(Optimizer):
@@ -425,7 +434,7 @@ class Adam(Optimizer):
     def _validate(self, group):
         _validate_adam_like(type(self).__name__, group)
 
-    def _update(self, p, g, state, group):
+    def _kernel(self, p, g, state, group):
         xp = backend.get_array_module(p)
         if not state:
             state.update(step=0, exp_avg=xp.zeros_like(p), exp_avg_sq=xp.zeros_like(p))
@@ -440,11 +449,11 @@ class Adam(Optimizer):
             state["max_exp_avg_sq"] = xp.zeros_like(p)
         vmax = state["max_exp_avg_sq"] if amsgrad else _empty(xp, p.dtype)
         t = p.dtype.type
-        _kernels_for(p).adam(_flat(p), _flat(g), _flat(state["exp_avg"]),
-                             _flat(state["exp_avg_sq"]), _flat(vmax), t(group["lr"] / bc1),
-                             t(1 - beta1), t(1) - t(1 - beta1), t(beta2), t(1 - beta2),
-                             t(group["eps"]),
-                             t(bc2 ** 0.5), t(group["weight_decay"]), amsgrad)
+        return _kernels_for(p).adam, (_flat(p), _flat(g), _flat(state["exp_avg"]),
+                                      _flat(state["exp_avg_sq"]), _flat(vmax),
+                                      t(group["lr"] / bc1), t(1 - beta1), t(1) - t(1 - beta1),
+                                      t(beta2), t(1 - beta2), t(group["eps"]), t(bc2 ** 0.5),
+                                      t(group["weight_decay"]), amsgrad)
 
 
 class Adamax(Optimizer):
@@ -473,17 +482,18 @@ class Adamax(Optimizer):
     def _validate(self, group):
         _validate_adam_like("Adamax", group)
 
-    def _update(self, p, g, state, group):
+    def _kernel(self, p, g, state, group):
         xp = backend.get_array_module(p)
         if not state:
             state.update(step=0, exp_avg=xp.zeros_like(p), exp_inf=xp.zeros_like(p))
         state["step"] = step = state["step"] + 1
         beta1, beta2 = group["betas"]
         t = p.dtype.type
-        _kernels_for(p).adamax(_flat(p), _flat(g), _flat(state["exp_avg"]),
-                               _flat(state["exp_inf"]), t(group["lr"] / (1 - beta1 ** step)),
-                               t(1 - beta1), t(1) - t(1 - beta1), t(beta2), t(group["eps"]),
-                               t(group["weight_decay"]))
+        return _kernels_for(p).adamax, (_flat(p), _flat(g), _flat(state["exp_avg"]),
+                                        _flat(state["exp_inf"]),
+                                        t(group["lr"] / (1 - beta1 ** step)), t(1 - beta1),
+                                        t(1) - t(1 - beta1), t(beta2), t(group["eps"]),
+                                        t(group["weight_decay"]))
 
 
 def _validate_adam_like(name, group):
@@ -529,7 +539,7 @@ class RMSprop(Optimizer):
             _check_range("RMSprop", k, group[k], 0.0)
         _check_range("RMSprop", "alpha", group["alpha"], 0.0, 1.0, hi_open=False)
 
-    def _update(self, p, g, state, group):
+    def _kernel(self, p, g, state, group):
         xp = backend.get_array_module(p)
         if not state:
             state.update(step=0, square_avg=xp.zeros_like(p))
@@ -543,10 +553,11 @@ class RMSprop(Optimizer):
         buf = state["momentum_buffer"] if group["momentum"] > 0 else empty
         t = p.dtype.type
         alpha = group["alpha"]
-        _kernels_for(p).rmsprop(_flat(p), _flat(g), _flat(state["square_avg"]), _flat(gavg),
-                                _flat(buf), t(group["lr"]), t(alpha), t(1 - alpha),
-                                t(group["eps"]), t(group["weight_decay"]), t(group["momentum"]),
-                                bool(group["centered"]))
+        return _kernels_for(p).rmsprop, (_flat(p), _flat(g), _flat(state["square_avg"]),
+                                         _flat(gavg), _flat(buf), t(group["lr"]), t(alpha),
+                                         t(1 - alpha), t(group["eps"]),
+                                         t(group["weight_decay"]), t(group["momentum"]),
+                                         bool(group["centered"]))
 
 
 # -------------------------------------------------------------------- gradient clipping
