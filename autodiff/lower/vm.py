@@ -644,6 +644,9 @@ def _binary(w, code, pc, o, a, b):
                 bb = b + i0 * sb0 + i1 * sb1 + i2 * sb2
                 if so3 == 1 and _binary_fast(f, w, oo, aa, bb, n3, sa3, sb3):
                     pass
+                elif so3 == 1 and n3 >= _VEC_MIN and _binary_vec(f, w, oo, aa, bb, n3, sa3,
+                                                                 sb3):
+                    pass                # a long run: one vector loop (not inlined here)
                 elif so3 == 1 and sa3 == 1 and sb3 == 1:
                     uo, ua, ub = np.uint64(oo), np.uint64(aa), np.uint64(bb)
                     for i3 in range(np.uint64(n3)):
@@ -700,6 +703,10 @@ def _reduce(w, code, pc, o, a):
                         for i3 in range(n3):
                             acc = _combine(kind, acc, w[aa + i3 * sa3])
                     w[oo] = acc
+                elif kind == 0 and so3 == 1 and sa3 == 1:    # rows into one row: a
+                    uo, ua = np.uint64(oo), np.uint64(aa)  # vector loop (not a switch
+                    for i3 in range(np.uint64(n3)):         # per element)
+                        w[uo + i3] += w[ua + i3]
                 else:
                     for i3 in range(n3):
                         p = oo + i3 * so3
@@ -774,6 +781,10 @@ def _reduce_run(w, kind, oo, so, aa, sa, n):
             for i in range(n):
                 acc = _combine(kind, acc, w[aa + i * sa])
         w[oo] = acc
+    elif kind == 0 and so == 1 and sa == 1:
+        uo, ua = np.uint64(oo), np.uint64(aa)
+        for i in range(np.uint64(n)):
+            w[uo + i] += w[ua + i]
     else:
         for i in range(n):
             p = oo + i * so
