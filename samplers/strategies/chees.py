@@ -17,10 +17,10 @@ lengths in Hamiltonian Monte Carlo", AISTATS. With ``kernel="hmc"`` (every chain
   rise with ``T`` (a longer trajectory carries them further), and there it climbed
   to ~150 steps per transition on arK (1024 chains: 80 % of the run's gradients in
   the first 40 % of warmup, for a mass estimate);
-- then one step size, by dual averaging towards a *harmonic-mean* acceptance of 0.651
-  over the chains (chains that reject everything pull the step size down, where the
-  arithmetic mean would let them hide), each chain's acceptance floored at
-  ``acceptance_floor`` so that a single chain cannot veto every step size;
+- then one step size, by dual averaging (``gamma`` 0.15) towards a *harmonic-mean*
+  acceptance of 0.651 over the chains (chains that reject everything pull the step
+  size down, where the arithmetic mean would let them hide), each chain's acceptance
+  floored at ``acceptance_floor`` so that a single chain cannot veto every step size;
 - the trajectory length ``T`` climbs the ChEES criterion (the change in the estimator
   of the expected square, ``E[(|q' - mean|^2 - |q - mean|^2)^2] / 4``): from one step,
   it doubles while the criterion's gradient in ``log T`` is more than two standard
@@ -189,8 +189,18 @@ class ChEESAdaptation(Adaptation):
         In that per-chain phase every transition takes a jittered ``start_steps`` steps
         of the chains' mean step size, and ``T`` is not adapted (8; None: adapted from
         the start, as after the mass changes).
+    gamma : float
+        Dual averaging's ``gamma`` for the shared step size (0.15; the per-chain phase
+        keeps Stan's 0.05). Its statistic is the harmonic mean over the chains, and
+        with one step size for all the acceptance swings from nearly all to nearly
+        none: at 0.05 the step size kept oscillating over a factor of 10 through
+        whole mass windows (arK, 1024 chains), and the trajectories' cost with it.
     climb : bool
         Double ``T`` while the criterion clearly rises, before Adam (default True).
+        After a mass change dual averaging's first step size is ten times the
+        heuristic's, most proposals are rejected, and the climb usually ends there:
+        Adam then starts from one step. (Climbing only on transitions that accepted
+        most proposals overshot on arK: T up to 37, 1.5-4x the gradients.)
     stuck_ratio : float
         At the end of the per-chain phase, chains whose step size is below the median
         over this (and whose log density is below the median) restart from others (10).
@@ -206,12 +216,15 @@ class ChEESAdaptation(Adaptation):
                  dense_mass=False, mass_estimate="variance", initial_steps=1,
                  decay_rate=0.5, betas=(0.9, 0.999), heuristic_target=HEURISTIC_TARGET,
                  per_chain_start=True, climb=True, stuck_ratio=10.0, acceptance_floor=0.01,
-                 start_steps=8):
+                 start_steps=8, gamma=0.15):
         if start_steps is not None and (isinstance(start_steps, bool)
                                         or int(start_steps) != start_steps or start_steps < 1):
             raise ValueError(f"start_steps: expected a positive integer or None, got "
                              f"{start_steps!r}")
         self.start_steps = None if start_steps is None else int(start_steps)
+        if not gamma > 0:
+            raise ValueError(f"gamma: expected a positive float, got {gamma!r}")
+        self.gamma = float(gamma)
         if not 0.0 <= acceptance_floor < 1.0:
             raise ValueError(f"acceptance_floor: expected a float in [0, 1), got "
                              f"{acceptance_floor!r}")
@@ -301,11 +314,12 @@ class ChEESAdaptation(Adaptation):
         (params, t, da, log_t, log_t_avg, count, (m, v, n_adam), previous, wf,
          bounds, climbing) = astate
         xp = array_module(state.position)
-        _, da_update, _ = dual_averaging(target=self.target_accept)
         a = np.nan_to_num(np.asarray(_to_host(info.acceptance_rate), dtype=np.float64))
         div = np.asarray(_to_host(info.is_divergent))
         a_ok = np.where(div, 0.0, np.clip(a, 0.0, 1.0))
         per_chain = isinstance(da.mu, np.ndarray)
+        _, da_update, _ = dual_averaging(target=self.target_accept,
+                                         gamma=0.05 if per_chain else self.gamma)
         if per_chain:
             # per-chain phase: each chain's own acceptance
             da = da_update(da, a_ok)
