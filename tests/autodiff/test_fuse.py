@@ -152,6 +152,29 @@ def test_a_repeated_value_binary_run_fills_its_output(monkeypatch):
     assert (ex.code[:, vm.F_OP] == vm.OP.FUSED).any()
 
 
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_row_sums_and_long_binary_rows_equal_numpy(fused, dtype, monkeypatch):
+    """A sum over the batch axis (rows added into one row: a bias gradient) and long
+    binary rows, fused or as rows of their own: NumPy's values and the tape's gradients
+    within rounding (fused rows contract ``u * y - y`` into one multiply-add)."""
+    monkeypatch.setattr(fuse, "ENABLED", fused)
+    rng = np.random.default_rng(6)
+    y = rng.standard_normal((128, 500)).astype(dtype)
+    x = rng.standard_normal((128, 500)).astype(dtype)
+    f = lambda u: ad.sum(ad.maximum(u * y - y, u), axis=0)     # noqa: E731
+    comp = ad.compile(f, warn=False)
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    for k in range(3):
+        xi = (x + dtype(k)).astype(dtype)
+        _close(comp(xi), np.sum(np.maximum(xi * y - y, xi), axis=0), tol)
+        v, g = comp.value_and_grad(xi)
+        tv, tg = ad.value_and_grad(lambda u: ad.sum(f(u)))(xi)
+        _close(g, tg, tol)
+    ex = next(iter(comp._programs.values())).exe[1]
+    assert (ex.code[:, vm.F_OP] == vm.OP.FUSED).any() == fused
+
+
 # ----------------------------------------------------------------------------- parts
 # A large FUSED row runs in parts on several threads (fuse.parallel_steps). Forced here
 # onto every fused row (three parts, whatever the machine), the results must be the
