@@ -644,9 +644,6 @@ def _binary(w, code, pc, o, a, b):
                 bb = b + i0 * sb0 + i1 * sb1 + i2 * sb2
                 if so3 == 1 and _binary_fast(f, w, oo, aa, bb, n3, sa3, sb3):
                     pass
-                elif so3 == 1 and n3 >= _VEC_MIN and _binary_vec(f, w, oo, aa, bb, n3, sa3,
-                                                                 sb3):
-                    pass                # a long run: one vector loop (not inlined here)
                 elif so3 == 1 and sa3 == 1 and sb3 == 1:
                     uo, ua, ub = np.uint64(oo), np.uint64(aa), np.uint64(bb)
                     for i3 in range(np.uint64(n3)):
