@@ -64,12 +64,27 @@ def test_a_killed_run_resumes_bit_for_bit(tmp_path, kernel, where):
     np.testing.assert_array_equal(again.draws, ref.draws)
 
 
-def test_chees_resumes_bit_for_bit(tmp_path):
-    kw = dict(kernel="hmc", adaptation="chees", n_chains=64, n_warmup=100, n_samples=30)
-    ref = _run(None, **kw)
+@pytest.mark.parametrize("kernel, adaptation", [("hmc", "chees"), ("ghmc", "meads")])
+@pytest.mark.parametrize("where", [0.2, 0.6])
+def test_many_chain_strategies_resume_bit_for_bit(tmp_path, kernel, adaptation, where):
+    """ChEES and MEADS killed in their per-chain start (step sizes per chain, dual
+    averaging per chain) or later, resumed from the checkpoint: the same draws."""
+    kw = dict(kernel=kernel, adaptation=adaptation, n_chains=64, n_warmup=100,
+              n_samples=30, checkpoint_every=10)
+    calls = [0]
+    ref = _run(None, calls=calls, **kw)
+    path = tmp_path / "c.ckpt"
     with pytest.raises(Stop):
-        _run(tmp_path / "c.ckpt", 200, **kw)
-    np.testing.assert_array_equal(_run(tmp_path / "c.ckpt", **kw).draws, ref.draws)
+        _run(path, int(where * calls[0]), **kw)
+    assert path.exists()                       # the resume starts from a checkpoint
+    with open(path, "rb") as f:
+        saved = pickle.load(f)
+    assert saved["phase"] == "warmup"
+    da = saved["astate"].da          # early: one dual averaging per chain in the state
+    assert np.ndim(da.mu) == 1 if where < 0.3 else (da is None or np.ndim(da.mu) == 0)
+    res = _run(path, **kw)
+    np.testing.assert_array_equal(res.draws, ref.draws)
+    np.testing.assert_array_equal(res.step_size, ref.step_size)
 
 
 def test_an_interrupt_returns_the_draws_so_far_and_resumes(tmp_path):
