@@ -318,8 +318,9 @@ class ChEESAdaptation(Adaptation):
         div = np.asarray(_to_host(info.is_divergent))
         a_ok = np.where(div, 0.0, np.clip(a, 0.0, 1.0))
         per_chain = isinstance(da.mu, np.ndarray)
+        # the per-chain phase keeps dual averaging's own (Stan's) gamma
         _, da_update, _ = dual_averaging(target=self.target_accept,
-                                         gamma=0.05 if per_chain else self.gamma)
+                                         **({} if per_chain else {"gamma": self.gamma}))
         if per_chain:
             # per-chain phase: each chain's own acceptance
             da = da_update(da, a_ok)
