@@ -1,9 +1,13 @@
-"""The ``fisher`` warmup against nutpie itself, on three posteriors written in PyMC.
+"""The ``fisher`` warmup against nutpie itself, on the suite's diagonal-metric posteriors.
 
 Run (nutpie and PyMC may live in another environment; give its interpreter)::
 
     PYTHONPATH=. python bench/bench_nutpie.py --nutpie-python /path/to/venv/bin/python \
         [--rounds 2]
+
+The posteriors: every one of :data:`samplers.suite.POSTERIORS` whose Stan metric is
+diagonal, i.e. all but those marked ``dense_mass`` (kilpisjarvi, diamonds), each written
+in PyMC with the suite's priors, likelihood and unconstrained parameterisation.
 
 Per posterior (:mod:`bench.nutpie_models` holds the PyMC twins), 4 chains x (1000 +
 1000), NUTS: zsarray ``sample(adaptation="stan" | "fisher" | FisherAdaptation(low_rank=True))``
@@ -25,7 +29,18 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-POSTERIORS = ("eight_schools-eight_schools_noncentered", "kidiq-kidscore_momiq", "arK-arK")
+#: The posteriors of samplers.suite.POSTERIORS (same order) without notes["dense_mass"].
+POSTERIORS = (
+    "kidiq-kidscore_momiq",
+    "gp_pois_regr-gp_regr",
+    "low_dim_gauss_mix-low_dim_gauss_mix",
+    "arK-arK",
+    "sblrc-blr",
+    "eight_schools-eight_schools_noncentered",
+    "nes2000-nes",
+    "mesquite-logmesquite_logvas",
+    "garch-garch11",
+)
 
 
 def run_nutpie(python, name, seed, low_rank):
