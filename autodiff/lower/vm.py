@@ -715,12 +715,16 @@ def _reduce(w, code, pc, o, a):
 # above keep their own copies: written through these helpers they measured 1.4x slower
 # on programs of many short rows (the HMM: 131 -> 185 us), the fused rows' long runs
 # need the arithmetic fast paths that slow the short rows down.
+# They are compiled functions of their own, called once per tile, not inlined: inlined
+# into both `_fused` and `fused_part`, their eight copies of the scalar function
+# switches took 90 s of LLVM time each on an empty cache (the machine's first compile
+# 130 s -> 60 s), and a call per tile of up to 512 elements costs nothing measurable.
 
 #: Shorter contiguous runs take the scalar loops (vector loops' set-up costs more there).
 _VEC_MIN = 16
 
 
-@_inline
+@_jit
 def _unary_run(w, f, oo, so, aa, sa, n):
     """``w[oo + i so] = f(w[aa + i sa])`` for ``i < n``."""
     if so == 1 and sa == 1:
@@ -737,7 +741,7 @@ def _unary_run(w, f, oo, so, aa, sa, n):
             w[oo + i * so] = _un(f, w[aa + i * sa])
 
 
-@_inline
+@_jit
 def _binary_run(w, f, oo, so, aa, sa, bb, sb, n):
     """``w[oo + i so] = f(w[aa + i sa], w[bb + i sb])`` for ``i < n``."""
     if so == 1 and n >= _VEC_MIN and _binary_vec(f, w, oo, aa, bb, n, sa, sb):
@@ -759,14 +763,14 @@ def _binary_run(w, f, oo, so, aa, sa, bb, sb, n):
             w[oo + i * so] = _bin(f, w[aa + i * sa], w[bb + i * sb])
 
 
-@_inline
+@_jit
 def _select_run(w, oo, so, aa, sa, bb, sb, cc, sc, n):
     """``w[oo + i so] = w[bb + i sb] if w[aa + i sa] else w[cc + i sc]``."""
     for i in range(n):
         w[oo + i * so] = w[bb + i * sb] if w[aa + i * sa] != 0.0 else w[cc + i * sc]
 
 
-@_inline
+@_jit
 def _reduce_run(w, kind, oo, so, aa, sa, n):
     """Combine ``w[aa + i sa]`` into ``w[oo + i so]`` (``so`` 0: into one register)."""
     if so == 0:
