@@ -11,6 +11,7 @@ the compiled machine, the reparameterization noise drawn before it).
 
     python -m pytest bench/bench_vae.py --benchmark-enable --benchmark-columns=min,median
     python bench/bench_vae.py            # side-by-side table
+    python bench/bench_vae.py --only compiled,jax    # two contenders interleaved
 
 On a small machine with anything else running, give every library one thread
 (``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 XLA_FLAGS=
@@ -216,26 +217,41 @@ def _rounds(steps, n=20, rounds=6):
     return times
 
 
-def main():
+_OURS = {"zsarray": {}, "zsarray traced": {"traced": True},
+         "zsarray compiled": {"compiled": True}}
+_OTHERS = {"PyTorch eager": make_torch_step, "JAX jit": make_jax_step}
+_SHORT = {"zsarray": "zsarray", "traced": "zsarray traced", "compiled": "zsarray compiled",
+          "torch": "PyTorch eager", "jax": "JAX jit"}
+
+
+def main(argv=None):
+    import argparse
+    p = argparse.ArgumentParser(description="VAE training step: zsarray vs PyTorch vs JAX")
+    p.add_argument("--only", default=",".join(_SHORT),
+                   help="contenders to interleave, of " + ", ".join(_SHORT) + " (all by "
+                   "default); e.g. 'compiled,jax': the tape and the traced step run "
+                   "NumPy's OpenBLAS, whose spinning threads slow the compiled step "
+                   "(SciPy's OpenBLAS, a second thread pool) in the rounds after theirs")
+    a = p.parse_args(argv)
+    names = [_SHORT[k.strip()] for k in a.only.split(",")]
     for cfg, title, n in ((KINGMA, "784-500-500-40 ReLU, batch 128", 20),
                           (IWAE, "784-200-200-50 tanh, batch 20", 100)):
-        steps = {"zsarray": make_zsarray_step(cfg),
-                 "zsarray traced": make_zsarray_step(cfg, traced=True),
-                 "zsarray compiled": make_zsarray_step(cfg, compiled=True)}
-        for name, make in (("PyTorch eager", make_torch_step), ("JAX jit", make_jax_step)):
+        steps = {k: make_zsarray_step(cfg, **kw) for k, kw in _OURS.items() if k in names}
+        for name, make in _OTHERS.items():
+            if name not in names:
+                continue
             try:
                 steps[name] = make(cfg)
             except pytest.skip.Exception as e:
                 print(f"{name} skipped: {e}")
         times = _rounds(steps, n=n)
+        ours = {k: (min(times[k]), float(np.median(times[k]))) for k in _OURS if k in times}
         print(f"VAE step {title}, float32, SGVB + Adam (ms per step; best and median of 6 "
-              f"interleaved rounds of {n} steps; ratios: zsarray / traced / compiled over "
-              f"the other)")
-        ours = {k: (min(times[k]), float(np.median(times[k])))
-                for k in ("zsarray", "zsarray traced", "zsarray compiled")}
+              f"interleaved rounds of {n} steps; ratios: "
+              + " / ".join(k.replace("zsarray ", "") for k in ours) + " over the other)")
         for name, t in times.items():
             best, med = min(t), float(np.median(t))
-            ratio = "" if name.startswith("zsarray") else (
+            ratio = "" if name in _OURS else (
                 "   " + " / ".join(f"{ours[k][0] / best:.2f}" for k in ours) + " best, "
                 + " / ".join(f"{ours[k][1] / med:.2f}" for k in ours) + " median")
             print(f"  {name:<17s} best {best:6.2f}  median {med:6.2f}{ratio}")

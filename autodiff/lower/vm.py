@@ -407,6 +407,29 @@ def _logaddexp_v(a, b):
     return r
 
 
+# tanh on |x| < 0.625: x + x z P(z) / Q(z), z = x^2 (the rational of Cephes's tanh,
+# within 1 ulp there); beyond, (1 - e) / (1 + e) with e = exp(-2|x|) <= 0.29 (no
+# cancellation)
+_TP0, _TP1, _TP2 = -9.64399179425052238628e-1, -9.92877231001918586564e1, \
+    -1.61468768441708447952e3
+_TQ0, _TQ1, _TQ2 = 1.12811678491632931402e2, 2.23548839060100448583e3, \
+    4.84406305325125486048e3
+
+
+@_inline
+def _tanh_v(x):
+    a = abs(x)
+    z = x * x
+    r = x + x * z * (((_TP0 * z + _TP1) * z + _TP2) / (((z + _TQ0) * z + _TQ1) * z + _TQ2))
+    e = _exp_nonpos(-2.0 * a)
+    t = (1.0 - e) / (1.0 + e)
+    if a >= 0.625:
+        r = t if x > 0.0 else -t
+    if x == 0.0 or x != x:
+        r = x                                  # keeps -0.0; NaN propagates
+    return r
+
+
 # The contiguous loops below index the workspace with unsigned integers: an int64 index
 # may be negative, and the wrap-around Numba then emits keeps LLVM from vectorizing; slices
 # would vectorize too but cost two reference counts per row (rows are often a few
@@ -453,6 +476,9 @@ def _unary_fast(f, w, oo, aa, n):
     elif f == 37:
         for i in range(m):
             w[o + i] = _softplus_v(np.float64(w[a + i]))
+    elif f == 12:
+        for i in range(m):
+            w[o + i] = _tanh_v(np.float64(w[a + i]))
     else:
         return False
     return True
@@ -1209,9 +1235,17 @@ def _all_nonzero(w, code, pc, a):
     for i0 in range(n0):
         for i1 in range(n1):
             for i2 in range(n2):
-                for i3 in range(n3):
-                    if w[a + i0 * sa0 + i1 * sa1 + i2 * sa2 + i3 * sa3] == 0.0:
+                aa = a + i0 * sa0 + i1 * sa1 + i2 * sa2
+                if sa3 == 1:                      # a vector loop: count, no early exit
+                    zeros, ua = 0, np.uint64(aa)
+                    for i3 in range(np.uint64(n3)):
+                        zeros += w[ua + i3] == 0.0
+                    if zeros:
                         return False
+                else:
+                    for i3 in range(n3):
+                        if w[aa + i3 * sa3] == 0.0:
+                            return False
     return True
 
 

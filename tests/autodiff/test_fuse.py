@@ -175,6 +175,88 @@ def test_row_sums_and_long_binary_rows_equal_numpy(fused, dtype, monkeypatch):
     assert (ex.code[:, vm.F_OP] == vm.OP.FUSED).any() == fused
 
 
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_tanh_vector_loop_within_two_ulp(fused, dtype, monkeypatch):
+    """tanh's vector loop (a rational below |x| = 0.625, exp's polynomial above; no libm)
+    against NumPy's tanh: within 2 ulp over both pieces and their seam, -0.0 kept,
+    +-inf to +-1, NaN kept; the gradient ``1 - tanh^2`` from it."""
+    monkeypatch.setattr(fuse, "ENABLED", fused)
+    rng = np.random.default_rng(7)
+    x = np.concatenate([rng.normal(0, 2, 3000), np.linspace(-0.7, 0.7, 1001),
+                        np.nextafter(0.625, [0.0, 1.0]), [0.625, -0.625, 19.0, 400.0,
+                                                            -400.0, 5e-324], EDGES])
+    x = x.astype(dtype)
+    comp = ad.compile(lambda u: ad.tanh(u) * 1.0, warn=False)
+    want = np.tanh(x)
+    for _ in range(3):
+        got = comp(x)
+    assert got.dtype == dtype
+    fin = np.isfinite(want)
+    ulp = np.abs(got[fin] - want[fin]) / np.spacing(np.maximum(np.abs(want[fin]),
+                                                               np.finfo(dtype).tiny))
+    assert ulp.max() <= 2.0
+    assert np.isnan(got[np.isnan(x)]).all()
+    np.testing.assert_array_equal(got[np.isinf(x)], np.sign(x[np.isinf(x)]))
+    np.testing.assert_array_equal(np.signbit(got[x == 0]), np.signbit(x[x == 0]))
+    g = ad.compile(lambda u: ad.sum(ad.tanh(u)), warn=False)
+    xs = x[np.isfinite(x)]
+    _, grad = g.value_and_grad(xs)
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    np.testing.assert_allclose(grad, 1 - np.tanh(xs) ** 2, rtol=tol, atol=tol)
+    ex = next(iter(comp._programs.values())).exe[0]
+    assert (ex.code[:, vm.F_OP] == vm.OP.FUSED).any() == fused
+
+
+def _checked_square_sum(u):
+    ad.tracer.check(u.data != 0.0, lambda ok, v: ValueError("u has a zero"), u.data)
+    return ad.sum(u * u, axis=-1)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_a_check_row_finds_one_zero_in_a_long_run(layout):
+    """A value check recorded in the program (``autodiff.tracer.check``) runs at every
+    call: one zero among 15,000 elements, at the first, a middle or the last place of a
+    contiguous run (the vector loop) or of a strided view, raises; no zero passes."""
+    comp = ad.compile(_checked_square_sum, warn=False)
+    x = np.linspace(1.0, 2.0, 3 * 5000).reshape(3, 5000)
+    if layout == "strided":
+        comp = ad.compile(lambda u: _checked_square_sum(u.T), warn=False)
+        x = np.ascontiguousarray(x.T)
+    want = np.sum(x * x, axis=-1) if layout == "contiguous" else np.sum(x * x, axis=0)
+    for _ in range(2):
+        _close(comp(x), want, 1e-12)
+    assert comp.compiled
+    for where in [(0, 0), (1, 2500), (2, 4999)]:
+        y = x.copy()
+        y[where if layout == "contiguous" else where[::-1]] = 0.0
+        with pytest.raises(ValueError, match="u has a zero"):
+            comp(y)
+        with pytest.raises(ValueError, match="u has a zero"):
+            comp.value_and_grad(y)
+    _close(comp(x), want, 1e-12)
+
+
+def test_rows_of_a_few_hundred_elements_are_fused(monkeypatch):
+    """A gradient at 4 chains over a few hundred data points (rows of [4, 100]): fused,
+    and the same values bit for bit as unfused."""
+    rng = np.random.default_rng(8)
+    y = rng.standard_normal(100)
+    f = lambda u: ad.sum(ad.square(y - u[:, :1] * ad.tanh(y)), axis=1)   # noqa: E731
+    x = rng.standard_normal((4, 3))
+    assert 4 * 100 >= fuse.MIN_SIZE
+    outs = {}
+    for on in (True, False):
+        monkeypatch.setattr(fuse, "ENABLED", on)
+        comp = ad.compile(f, warn=False)
+        outs[on] = [comp.value_and_grad(x + k) for k in range(2)]
+        ex = next(iter(comp._programs.values())).exe[1]
+        assert (ex.code[:, vm.F_OP] == vm.OP.FUSED).any() == on
+    for (v1, g1), (v2, g2) in zip(outs[True], outs[False]):
+        np.testing.assert_array_equal(v1, v2)
+        np.testing.assert_array_equal(g1, g2)
+
+
 # ----------------------------------------------------------------------------- parts
 # A large FUSED row runs in parts on several threads (fuse.parallel_steps). Forced here
 # onto every fused row (three parts, whatever the machine), the results must be the
