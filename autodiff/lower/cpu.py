@@ -123,6 +123,8 @@ class Lowering:
         self._scalars = {}
         self._arrays = {}
         self.loop_depth = 0         # > 0 while lowering the body of a machine loop
+        self.grad_scans = frozenset()   # bodies of scans whose gradient this program takes
+        self.scan_carries = {}      # id(body) -> (operands, carry history) saved by scan_run
         self.dying = frozenset()    # ids of buffers whose last value dies in this equation
 
     def reusable(self, v):
@@ -651,6 +653,8 @@ def lower(prog, warn=True, keep_all=False, gpu=False):
         view = L.new(v.shape, pinned=True)
         loc[id(v)] = view
         in_views.append(view)
+    from . import loops
+    L.grad_scans = loops.grad_scans(prog)
     sources, steps, warned, hosts = [], [], [], []
     lower_eqns(L, prog.eqns, loc, keep, steps=steps, warned=warned, sources=sources,
                hosts=hosts)
@@ -687,6 +691,8 @@ def _lower_gpu(prog, L, dtypes):
         in_views.append(view)
     keep = {id(o) for o in prog.outputs if type(o) is Var}
     steps, warned, sources = [], [], []
+    from . import loops
+    L.grad_scans = loops.grad_scans(prog)
     lower_eqns(L, prog.eqns, loc, keep, steps=steps, warned=warned, sources=sources)
     if warned or sources:      # (host steps are in ``warned`` here: hosts=None)
         raise NotLowerable("on the GPU, " + (f"'{warned[0]}' has no lowering" if warned

@@ -3,9 +3,11 @@
 The loop's forward pass (:func:`autodiff.control.scan_run`) keeps its carries in fixed
 buffers, reads ``xs[t]`` through views that move by one slice per iteration (the
 ``lstride`` of a :class:`View`) and writes ``ys[t]`` the same way. Its backward pass
-(:func:`autodiff.control.scan_grad`) first sweeps forward saving every carry, then runs
-the body's backward program in reverse order, accumulating the cotangents of the
-captured values and writing those of ``xs[t]``.
+(:func:`autodiff.control.scan_grad`) needs the carry before every step: when the same
+program runs the forward loop on the same operands (a value and its gradient), that
+loop saves them as it goes; otherwise the backward pass first sweeps forward saving
+them. It then runs the body's backward program in reverse order, accumulating the
+cotangents of the captured values and writing those of ``xs[t]``.
 
 The machine has one level of loop: a scan inside a scan body is unrolled into the
 outer body (correct, only larger).
@@ -13,7 +15,6 @@ outer body (correct, only larger).
 import numpy as np
 
 from .cpu import NotLowerable, View, broadcast, lower_eqns
-from .rules import RULES, _view
 from .vm import OP, BIN
 
 __all__ = []
@@ -132,8 +133,21 @@ def _order(body):
     return list(body.order())
 
 
+def grad_scans(prog):
+    """Ids of the bodies of the scans whose backward pass ``prog`` runs at its top level
+    (their forward loop in the same program saves its carries for it)."""
+    from .. import control
+    key = control.scan_grad.__wrapped__
+    return frozenset(id(e.kwargs["body"]) for e in prog.eqns if e.key is key)
+
+
+def _operands_key(ops):
+    return tuple((id(v.buf), v.off, v.shape, v.strides, v.lstride) for v in ops)
+
+
 def _scan_run(L, e, args, kwargs):
     from ..control import Body  # noqa: F401  (documentation of the kwargs)
+    from .rules import _view
     from .simplify import simplify
     body = kwargs["body"]
     if body.random:
@@ -154,14 +168,20 @@ def _scan_run(L, e, args, kwargs):
     fixed = list(zip(ins[:nc], carry_bufs)) + \
         list(zip(ins[nc + nx:], list(caps) + list(raw)))
     sliced_in = list(zip(ins[nc:nc + nx], xs))
+    saves = ()
+    if id(body) in L.grad_scans and L.loop_depth == 0:
+        hist = [L.new((body.n,) + c.shape) for c in carry_bufs]
+        saves = list(zip(carry_bufs, hist))
+        L.scan_carries[id(body)] = (_operands_key(ops), hist)
     run_loop(L, fwd, body.n, _order(body), fixed, sliced_in,
              [(nc + k, y) for k, y in enumerate(ys)],
-             [(k, c) for k, c in enumerate(carry_bufs)], [])
+             [(k, c) for k, c in enumerate(carry_bufs)], [], saves=saves)
     return out
 
 
 def _scan_grad(L, e, args, kwargs):
     from ..program import Program, _prune
+    from .rules import _view
     from ..tracer import Var
     from .simplify import simplify
     body = kwargs["body"]
@@ -178,19 +198,23 @@ def _scan_grad(L, e, args, kwargs):
     g_caps, g_raw = gviews[:ncap], gviews[ncap:ncap + len(raw)]
     g_carry, g_xs = gviews[ncap + len(raw):ncap + len(raw) + nc], gviews[ncap + len(raw) + nc:]
     order = _order(body)
-    # forward sweep: save the carry before every step
-    fwd = body.fwd
-    carry_only = simplify(Program(_prune(fwd.eqns, [o for o in fwd.outputs[:nc]
-                                                   if type(o) is Var]),
-                                  fwd.inputs, [], fwd.outputs[:nc]))
-    ins = carry_only.inputs
-    cbufs = [L.new(c.shape) for c in init]
-    for c, i in zip(cbufs, init):
-        L.copy(broadcast(i, c.shape), c)
-    hist = [L.new((body.n,) + c.shape) for c in init]
-    fixed = list(zip(ins[:nc], cbufs)) + list(zip(ins[nc + nx:], list(caps) + list(raw)))
-    run_loop(L, carry_only, body.n, order, fixed, list(zip(ins[nc:nc + nx], xs)), [],
-             [(k, c) for k, c in enumerate(cbufs)], [], saves=list(zip(cbufs, hist)))
+    saved = L.scan_carries.get(id(body))
+    if saved is not None and saved[0] == _operands_key(ops):
+        hist = saved[1]              # the forward loop of this program saved them
+    else:
+        # forward sweep: save the carry before every step
+        fwd = body.fwd
+        carry_only = simplify(Program(_prune(fwd.eqns, [o for o in fwd.outputs[:nc]
+                                                       if type(o) is Var]),
+                                      fwd.inputs, [], fwd.outputs[:nc]))
+        ins = carry_only.inputs
+        cbufs = [L.new(c.shape) for c in init]
+        for c, i in zip(cbufs, init):
+            L.copy(broadcast(i, c.shape), c)
+        hist = [L.new((body.n,) + c.shape) for c in init]
+        fixed = list(zip(ins[:nc], cbufs)) + list(zip(ins[nc + nx:], list(caps) + list(raw)))
+        run_loop(L, carry_only, body.n, order, fixed, list(zip(ins[nc:nc + nx], xs)), [],
+                 [(k, c) for k, c in enumerate(cbufs)], [], saves=list(zip(cbufs, hist)))
     # backward sweep
     gin = _unpack_views(g, body.out_avals())
     g_out_carry, g_ys = gin[:nc], gin[nc:]
@@ -215,5 +239,6 @@ def _scan_grad(L, e, args, kwargs):
 
 def register():
     from .. import control
+    from .rules import RULES
     RULES[control.scan_run.__wrapped__] = _scan_run
     RULES[control.scan_grad.__wrapped__] = _scan_grad

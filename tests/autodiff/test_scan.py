@@ -68,8 +68,41 @@ def test_compiled_scan_is_one_loop():
     assert names.count("scan_run") == 1 and names.count("scan_grad") == 1
     from autodiff.lower import vm
     ops = entry.exe[1].code[:, vm.F_OP]
-    assert (ops == vm.OP.LOOP).sum() == 3          # forward, saved sweep, reverse sweep
+    assert (ops == vm.OP.LOOP).sum() == 2          # forward (saving carries), reverse
     assert entry.exe[1].n_rows < 200               # independent of the 30 steps
+    assert (entry.exe[0].code[:, vm.F_OP] == vm.OP.LOOP).sum() == 1   # the value alone
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_forward_loop_saving_carries_equals_a_separate_sweep(reverse, monkeypatch):
+    """The backward pass reads the carries the forward loop saved; lowered with a sweep
+    of its own instead (three loops), the values and gradients are the same bit for bit
+    (the same rows compute the carries)."""
+    from autodiff.lower import loops, vm
+
+    def f(x):
+        def body(c, y):
+            c = ad.tanh(c * 0.9 + y * x[:, :1]) + ad.sin(x[:, 1:2] * c)
+            return c, ad.square(c)
+        c, ys = ad.scan(body, x[:, 1:], np.linspace(-1.0, 1.0, 25)[:, None, None],
+                        reverse=reverse)
+        return ad.sum(c, axis=1) + ad.sum(ad.sum(ys, axis=0), axis=1)
+
+    x = RNG.normal(size=(4, 3))
+    outs, n_loops = [], []
+    for saving in (True, False):
+        if not saving:
+            monkeypatch.setattr(loops, "grad_scans", lambda prog: frozenset())
+        comp = ad.compile(f)
+        outs.append([comp.value_and_grad(x + k) for k in range(2)])
+        ex = next(iter(comp._programs.values())).exe[1]
+        n_loops.append(int((ex.code[:, vm.F_OP] == vm.OP.LOOP).sum()))
+    assert n_loops == [2, 3]
+    for (v1, g1), (v2, g2) in zip(*outs):
+        np.testing.assert_array_equal(v1, v2)
+        np.testing.assert_array_equal(g1, g2)
+    tv, tg = _vg(f, x)
+    np.testing.assert_allclose(outs[0][0][1], tg, rtol=1e-11, atol=1e-12)
 
 
 def test_scan_pytrees_reverse_and_length():
