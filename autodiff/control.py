@@ -10,7 +10,8 @@ as two programs (its forward pass, and its backward pass given the carry and the
 cotangents of its outputs, which recomputes the forward), and the loop becomes one
 operation whose lowering is a loop of the machine: a 1,000-step time series compiles
 as fast as a 1-step one. The loop's backward pass runs the body's backward in reverse
-over the carries saved by a forward sweep. Values the body closes over (parameters
+over the carries saved by the forward loop (by a forward sweep of its own when the
+program does not run the forward loop on the same operands). Values the body closes over (parameters
 computed before the loop) are inputs of the body and get their gradient summed over
 the steps.
 """
