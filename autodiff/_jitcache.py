@@ -12,10 +12,14 @@ first cached function is looked up): any change recompiles all of them once.
 :func:`install` puts these locators in front of Numba's; it runs when ``autodiff`` is
 imported, before any cached function is defined.
 """
+import contextlib
 import hashlib
 import os
+import sys
+import threading
+import time
 
-__all__ = ["install", "package_stamp"]
+__all__ = ["install", "package_stamp", "first_compile_notice"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _ROOTS = tuple(os.path.join(os.path.dirname(_HERE), p) for p in ("autodiff", "samplers",
@@ -74,3 +78,42 @@ def install():
         cls._zsarray = True
         ours.append(cls)
     impl._locator_classes = ours + list(impl._locator_classes)
+
+
+_noticed = set()
+_notice_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def first_compile_notice(what, after=3.0, stream=None):
+    """Around a first call that may compile Numba code (on an empty cache: after
+    installing or updating the package): when it runs longer than ``after`` seconds and
+    ``stream`` (stderr) is a terminal, say on it what is compiling and, at the end, how
+    long it took. Once per process and ``what``; silent when the cache had it."""
+    stream = sys.stderr if stream is None else stream
+    with _notice_lock:
+        if what in _noticed:
+            stream = None
+        _noticed.add(what)
+    if stream is None or not getattr(stream, "isatty", lambda: False)():
+        yield
+        return
+    t0 = time.perf_counter()
+    said = []
+
+    def say():
+        said.append(True)
+        stream.write(f"zsarray: compiling {what} with Numba (once per installation, "
+                     f"cached on disk afterwards)...\n")
+        stream.flush()
+
+    timer = threading.Timer(after, say)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        if said:
+            stream.write(f"zsarray: compiled {what} in {time.perf_counter() - t0:.1f} s\n")
+            stream.flush()

@@ -483,6 +483,15 @@ class Executable:
                      for a, const, dt in outs)
 
     def _run(self, w):
+        if self.dtype not in _warm:         # the machine's first run for this dtype in
+            from .._jitcache import first_compile_notice   # this process: it may compile
+            with first_compile_notice(f"the {self.dtype.name} program machine"):
+                self._run_rows(w)
+            _warm.add(self.dtype)
+            return
+        self._run_rows(w)
+
+    def _run_rows(self, w):
         if self._single:
             if self.steps:
                 status = vm.run(self.code, w, self.tab, self._run_range[0], self._run_range[1])
@@ -508,6 +517,9 @@ class Executable:
                 _run_matmul_parts(self.code, w, step)
             else:
                 _python_step(w, step, objs)
+
+
+_warm = set()                     # workspace dtypes whose machine has run in this process
 
 
 def n_threads():

@@ -1,5 +1,8 @@
 """Numba's cache keyed by the whole package (autodiff._jitcache): a cached function
 that calls jitted code of another module must not survive a change to that module."""
+import io
+import time
+
 from autodiff import _jitcache
 
 
@@ -47,3 +50,30 @@ def test_install_is_idempotent():
     _jitcache.install()
     assert impl._locator_classes == before
     assert sum(getattr(c, "_zsarray", False) for c in before) >= 2
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_first_compile_notice_speaks_once_on_a_terminal_when_slow():
+    """A first call slower than ``after`` is announced on a terminal, with its duration,
+    once per process and name; a fast one and one on a non-terminal stay silent."""
+    from autodiff._jitcache import first_compile_notice
+    term = _Terminal()
+    with first_compile_notice("the test machine (slow)", after=0.05, stream=term):
+        time.sleep(0.3)
+    text = term.getvalue()
+    assert text.startswith("zsarray: compiling the test machine (slow) with Numba")
+    assert "zsarray: compiled the test machine (slow) in" in text
+    with first_compile_notice("the test machine (slow)", after=0.05, stream=term):
+        time.sleep(0.2)
+    assert term.getvalue() == text                       # once per name
+    quiet = _Terminal()
+    with first_compile_notice("the test machine (fast)", after=1.0, stream=quiet):
+        pass
+    pipe = io.StringIO()                                 # not a terminal
+    with first_compile_notice("the test machine (piped)", after=0.01, stream=pipe):
+        time.sleep(0.1)
+    assert quiet.getvalue() == "" and pipe.getvalue() == ""
