@@ -208,7 +208,10 @@ def test_damaged_checkpoints_name_the_path_and_say_damaged(tmp_path):
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_sigint_in_a_subprocess_returns_the_completed_draws(tmp_path):
     code = textwrap.dedent(f"""
-        import sys, time, warnings
+        import signal, sys, time, warnings
+        # Ctrl-C as in a terminal: a job a shell starts in the background (`cmd &`)
+        # ignores SIGINT, and so would this child
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.path.insert(0, {os.getcwd()!r})
         import numpy as np, samplers
         def ld(q): return -0.5 * (q * q).sum(1)
