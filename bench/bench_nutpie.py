@@ -29,18 +29,11 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-#: The posteriors of samplers.suite.POSTERIORS (same order) without notes["dense_mass"].
-POSTERIORS = (
-    "kidiq-kidscore_momiq",
-    "gp_pois_regr-gp_regr",
-    "low_dim_gauss_mix-low_dim_gauss_mix",
-    "arK-arK",
-    "sblrc-blr",
-    "eight_schools-eight_schools_noncentered",
-    "nes2000-nes",
-    "mesquite-logmesquite_logvas",
-    "garch-garch11",
-)
+def diagonal_posteriors():
+    """The posteriors of ``samplers.suite.POSTERIORS`` (same order) whose Stan metric is
+    diagonal: all but those marked ``notes["dense_mass"]``."""
+    from samplers import suite
+    return tuple(n for n in suite.POSTERIORS if not suite.MODELS[n].notes.get("dense_mass"))
 
 
 def run_nutpie(python, name, seed, low_rank):
@@ -66,7 +59,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--nutpie-python", default=sys.executable)
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--posteriors", default=",".join(POSTERIORS))
+    p.add_argument("--posteriors", default=",".join(diagonal_posteriors()))
     a = p.parse_args(argv)
     print(f"{'posterior':40s} {'contender':26s} {'ESS/1k grad':>11s} {'ESS/s':>9s} "
           f"{'min ESS':>8s} {'compile s':>9s}")
