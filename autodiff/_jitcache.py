@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 
-__all__ = ["install", "package_stamp", "first_compile_notice"]
+__all__ = ["install", "package_stamp", "first_compile_notice", "first_call"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _ROOTS = tuple(os.path.join(os.path.dirname(_HERE), p) for p in ("autodiff", "samplers",
@@ -117,3 +117,12 @@ def first_compile_notice(what, after=3.0, stream=None):
         if said:
             stream.write(f"zsarray: compiled {what} in {time.perf_counter() - t0:.1f} s\n")
             stream.flush()
+
+
+def first_call(what, fn, *args):
+    """``fn(*args)``, inside :func:`first_compile_notice` the first time ``what`` is
+    called in this process (a set lookup afterwards: for hot paths)."""
+    if what in _noticed:
+        return fn(*args)
+    with first_compile_notice(what):
+        return fn(*args)

@@ -29,6 +29,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+
 def diagonal_posteriors():
     """The posteriors of ``samplers.suite.POSTERIORS`` (same order) whose Stan metric is
     diagonal: all but those marked ``notes["dense_mass"]``."""

@@ -233,6 +233,9 @@ def main(argv=None):
                    "NumPy's OpenBLAS, whose spinning threads slow the compiled step "
                    "(SciPy's OpenBLAS, a second thread pool) in the rounds after theirs")
     a = p.parse_args(argv)
+    unknown = [k for k in a.only.split(",") if k.strip() not in _SHORT]
+    if unknown:
+        p.error(f"--only: expected names among {', '.join(_SHORT)}, got {', '.join(unknown)}")
     names = [_SHORT[k.strip()] for k in a.only.split(",")]
     for cfg, title, n in ((KINGMA, "784-500-500-40 ReLU, batch 128", 20),
                           (IWAE, "784-200-200-50 tanh, batch 20", 100)):

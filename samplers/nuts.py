@@ -59,7 +59,7 @@ import autodiff._jitcache  # noqa: F401,I001  (Numba's cache keyed by the whole 
 import numba
 import numpy as np
 
-from autodiff._jitcache import first_compile_notice
+from autodiff._jitcache import first_call
 from .base import NUTSInfo, HMCState, array_module, draw_momentum, velocity
 from .hmc import DIVERGENCE_THRESHOLD, GradientKernel
 from .integrators import integrate
@@ -67,8 +67,6 @@ from .kernels import cpu as cpu_kernels
 from .kernels.cpu import _kick_row
 
 __all__ = ["NUTS"]
-
-_transition_ran = []          # non-empty once the compiled transition ran in this process
 
 
 def _dot(a, b):
@@ -429,13 +427,9 @@ class NUTS(GradientKernel):
         p0 = draw_momentum(rng, q0, msqrt)
         args = (rng, machine, q0, lp0, g0, p0, eps0, inv2, inv_kd, dense,
                 self.max_tree_depth, self.divergence_threshold, kick, k0, a0)
-        if _transition_ran:
-            out = nuts_machine.transition(*args)
-        else:                    # the first call in this process may compile it
-            with first_compile_notice("the NUTS transition"):
-                out = nuts_machine.transition(*args)
-            _transition_ran.append(True)
-        status, s_q, s_lp, s_g, s_h, sum_metro, n_leap, divergent, depth = out
+        # the first call in this process may compile it
+        status, s_q, s_lp, s_g, s_h, sum_metro, n_leap, divergent, depth = \
+            first_call("the NUTS transition", nuts_machine.transition, *args)
         if status:
             rng.bit_generator.state = saved
             return None

@@ -22,6 +22,7 @@ import weakref
 
 import numpy as np
 
+from .._jitcache import first_call
 from . import blas, fuse, vm
 from .vm import OP, W
 
@@ -368,6 +369,7 @@ class Executable:
         # products in parts: the whole run with a one-thread BLAS (see :mod:`.blas`), so
         # that no BLAS thread of a product left whole spins on a core the parts need
         self.one_blas_thread = any(s[0] == "mm" for s in steps)
+        self._machine_name = f"the {self.dtype.name} program machine"
 
     @property
     def n_rows(self):
@@ -483,13 +485,8 @@ class Executable:
                      for a, const, dt in outs)
 
     def _run(self, w):
-        if self.dtype not in _warm:         # the machine's first run for this dtype in
-            from .._jitcache import first_compile_notice   # this process: it may compile
-            with first_compile_notice(f"the {self.dtype.name} program machine"):
-                self._run_rows(w)
-            _warm.add(self.dtype)
-            return
-        self._run_rows(w)
+        # the machine's first run for this dtype in this process may compile it
+        first_call(self._machine_name, self._run_rows, w)
 
     def _run_rows(self, w):
         if self._single:
@@ -517,9 +514,6 @@ class Executable:
                 _run_matmul_parts(self.code, w, step)
             else:
                 _python_step(w, step, objs)
-
-
-_warm = set()                     # workspace dtypes whose machine has run in this process
 
 
 def n_threads():

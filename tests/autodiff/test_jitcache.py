@@ -77,3 +77,16 @@ def test_first_compile_notice_speaks_once_on_a_terminal_when_slow():
     with first_compile_notice("the test machine (piped)", after=0.01, stream=pipe):
         time.sleep(0.1)
     assert quiet.getvalue() == "" and pipe.getvalue() == ""
+
+
+def test_first_call_returns_the_value_and_notices_only_the_first_time(monkeypatch):
+    """``first_call`` runs the function every time and returns its value; only the first
+    call of a name goes through the notice."""
+    from autodiff import _jitcache as jc
+    seen = []
+    real = jc.first_compile_notice
+    monkeypatch.setattr(jc, "first_compile_notice",
+                        lambda what: (seen.append(what), real(what, stream=io.StringIO()))[1])
+    assert [jc.first_call("the test machine (first_call)", lambda x: 2 * x, k)
+            for k in range(3)] == [0, 2, 4]
+    assert seen == ["the test machine (first_call)"]
