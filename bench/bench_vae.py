@@ -229,9 +229,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description="VAE training step: zsarray vs PyTorch vs JAX")
     p.add_argument("--only", default=",".join(_SHORT),
                    help="contenders to interleave, of " + ", ".join(_SHORT) + " (all by "
-                   "default); e.g. 'compiled,jax': the tape and the traced step run "
-                   "NumPy's OpenBLAS, whose spinning threads slow the compiled step "
-                   "(SciPy's OpenBLAS, a second thread pool) in the rounds after theirs")
+                   "default); e.g. 'compiled,jax' to time two without the others' "
+                   "thread pools spinning between their rounds")
     a = p.parse_args(argv)
     unknown = [k for k in a.only.split(",") if k.strip() not in _SHORT]
     if unknown:

@@ -31,7 +31,7 @@ _jit = numba.njit(cache=True, nogil=True)
 
 def machine_of(logdensity, q):
     """The compiled machine computing ``logdensity`` at positions shaped like ``q``, as
-    ``(code, w, tab, start, end, in_off, lp_off, g_off)``, or None when it is not one
+    ``(code, w, tab, gemm, start, end, in_off, lp_off, g_off)``, or None when it is not one
     machine run (not compiled yet or not verified, Python steps, another device...)."""
     f = getattr(logdensity, "logdensity", None)
     fast = getattr(f, "_fast", None)
@@ -41,13 +41,13 @@ def machine_of(logdensity, q):
 
 
 @_jit
-def _gradient(code, w, tab, start, end, in_off, lp_off, g_off, q, lp, g):
+def _gradient(code, w, tab, gemm, start, end, in_off, lp_off, g_off, q, lp, g):
     """Log density and gradient at ``q`` by one machine run; returns its status."""
     c, d = q.shape
     for i in range(c):
         for j in range(d):
             w[in_off + i * d + j] = q[i, j]
-    status = _vm_run(code, w, tab, start, end)
+    status = _vm_run(code, w, tab, gemm, start, end)
     for i in range(c):
         lp[i] = w[lp_off + i]
         for j in range(d):
@@ -69,7 +69,7 @@ def transition(rng, machine, q0, lp0, g0, p0, eps0, inv, inv_kd, dense, max_dept
         0, or the machine's status (nothing else is meaningful then).
     s_q, s_lp, s_g, s_h, sum_metro, n_leap, divergent, depth
     """
-    code, w, tab, start, end, in_off, lp_off, g_off = machine
+    code, w, tab, gemm, start, end, in_off, lp_off, g_off = machine
     c, d = q0.shape
     kmax = max_depth + 1
     ps0 = np.empty_like(q0)
@@ -105,7 +105,7 @@ def transition(rng, machine, q0, lp0, g0, p0, eps0, inv, inv_kd, dense, max_dept
                 _kick_drift_dense_serial(q, p, g, inv_kd, eps, k0, a0)
             else:
                 _kick_drift_diag_serial(q, p, g, inv_kd[0], eps, k0, a0)
-            status = _gradient(code, w, tab, start, end, in_off, lp_off, g_off, q, lp, g)
+            status = _gradient(code, w, tab, gemm, start, end, in_off, lp_off, g_off, q, lp, g)
             if status:
                 return status, s_q, s_lp, s_g, s_h, sum_metro, n_leap, divergent, depth
             u = rng.random(c) if n else ones

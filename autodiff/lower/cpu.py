@@ -369,6 +369,7 @@ class Executable:
         # products in parts: the whole run with a one-thread BLAS (see :mod:`.blas`), so
         # that no BLAS thread of a product left whole spins on a core the parts need
         self.one_blas_thread = any(s[0] == "mm" for s in steps)
+        self.gemm = blas.gemm(self.dtype)          # this process's BLAS (see :mod:`.blas`)
         self._machine_name = f"the {self.dtype.name} program machine"
 
     @property
@@ -376,7 +377,7 @@ class Executable:
         return len(self.code)
 
     def machine(self):
-        """``(code, w, tab, start, end, in_off, out0_off, out1_off)`` for programs that are
+        """``(code, w, tab, gemm, start, end, in_off, out0_off, out1_off)`` for programs that are
         one machine run from a contiguous input to two contiguous outputs of the
         workspace's dtype (a log density and its gradient), for compiled callers (see
         :mod:`samplers.nuts_machine`); None otherwise. ``w`` is this thread's
@@ -391,7 +392,8 @@ class Executable:
             offs.append(v.off)
         if getattr(self._local, "w", None) is None:
             self._workspace()
-        return (self.code, self._local.w, self.tab, self._run_range[0], self._run_range[1],
+        return (self.code, self._local.w, self.tab, self.gemm, self._run_range[0],
+                self._run_range[1],
                 self._ins[0][0], offs[0], offs[1])
 
     def resident(self, k):
@@ -491,7 +493,7 @@ class Executable:
     def _run_rows(self, w):
         if self._single:
             if self.steps:
-                status = vm.run(self.code, w, self.tab, self._run_range[0], self._run_range[1])
+                status = vm.run(self.code, w, self.tab, self.gemm, *self._run_range)
                 if status:
                     raise _Check(status - 1)
         else:
@@ -505,13 +507,13 @@ class Executable:
         objs = {}
         for step in self.steps:
             if step[0] == "vm":
-                status = vm.run(self.code, w, self.tab, step[1], step[2])
+                status = vm.run(self.code, w, self.tab, self.gemm, step[1], step[2])
                 if status:
                     raise _Check(status - 1)
             elif step[0] == "par":
                 _run_parts(self.code, w, self.tab, step)
             elif step[0] == "mm":
-                _run_matmul_parts(self.code, w, step)
+                _run_matmul_parts(self.code, w, self.gemm, step)
             else:
                 _python_step(w, step, objs)
 
@@ -550,16 +552,16 @@ def _run_parts(code, w, tab, step):
         f.result()
 
 
-def _run_matmul_parts(code, w, step):
+def _run_matmul_parts(code, w, gemm, step):
     """A ``("mm", row, axis, bounds)`` step (see :func:`.fuse.parallel_steps`): blocks of
     the product's output rows or columns, the first in this thread, the others in the
     pool's threads. The BLAS is on one thread already: a program with such steps runs
     inside :func:`.blas.one_thread` (``Executable.one_blas_thread``)."""
     _, row, axis, bounds = step
     pool = _thread_pool()
-    futures = [pool.submit(vm.matmul_part, w, code, row, axis, lo, hi)
+    futures = [pool.submit(vm.matmul_part, w, gemm, code, row, axis, lo, hi)
                for lo, hi in bounds[1:]]
-    vm.matmul_part(w, code, row, axis, bounds[0][0], bounds[0][1])
+    vm.matmul_part(w, gemm, code, row, axis, bounds[0][0], bounds[0][1])
     for f in futures:
         f.result()
 

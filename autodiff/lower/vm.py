@@ -11,8 +11,9 @@ Why an interpreter rather than generated code: Numba's compile time grows faster
 linearly with the size of a function (about 6 s for 100 small loop nests and 130 s for
 500, measured on the CI machine class), and log densities with time loops or many
 small terms have thousands of operations. Dispatching a row costs 20-30 ns; the loops
-inside a row are ordinary compiled loops (unit-stride inner loops vectorize, matrix
-products go to BLAS through ``np.dot`` on workspace views).
+inside a row are ordinary compiled loops (unit-stride inner loops vectorize, large
+matrix products go to BLAS: NumPy's, called directly, where it can be, see
+:mod:`.blas`).
 
 A row (``W`` fields, indices named below) describes an operation on up to four
 strided views of the workspace, each an offset and up to four strides (in elements)
@@ -32,6 +33,7 @@ import numba
 import numpy as np
 
 from ..logistic import _exp_any, _exp_nonpos, _log1p_any, _log1p_unit, _log_any
+from .blas import NO_TRANS, TRANS, cblas_gemm
 
 __all__ = ["run", "fused_part", "matmul_part", "W", "OP", "UN", "BIN", "RED", "BLAS_MIN"]
 
@@ -90,7 +92,7 @@ class RED:
     SUM, MAX, MIN, PROD, ANY, ALL = range(6)
 
 
-#: Matrix products with at least this many multiply-adds use BLAS (``np.dot``).
+#: Matrix products with at least this many multiply-adds use BLAS (see :mod:`.blas`).
 BLAS_MIN = 4096
 
 # FMA contraction on (the polynomial loops below vectorize only with it); nothing that
@@ -903,8 +905,14 @@ def _scan_axis(w, code, pc, o, a):
 
 
 @_jit
-def _gemm(w, a, b, o, m, k, n, a_c, b_c):
-    """BLAS on workspace views; a_c / b_c: C- (True) or F-contiguous operands."""
+def _gemm(w, gemm, a, b, o, m, k, n, a_c, b_c):
+    """A product of workspace blocks; a_c / b_c: C- (True) or F-contiguous operands.
+    ``gemm[0]``: the CBLAS function to call (see :mod:`.blas`), or 0 for ``np.dot``."""
+    if gemm[0] != 0:
+        cblas_gemm(gemm[0], w, NO_TRANS if a_c else TRANS, NO_TRANS if b_c else TRANS,
+                   m, n, k, a, max(1, k if a_c else m), b, max(1, n if b_c else k),
+                   o, max(1, n))
+        return
     out = w[o:o + m * n].reshape(m, n)
     if a_c:
         A = w[a:a + m * k].reshape(m, k)
@@ -921,7 +929,7 @@ def _gemm(w, a, b, o, m, k, n, a_c, b_c):
 
 
 @_jit
-def _matmul(w, code, pc, o, a, b):
+def _matmul(w, gemm, code, pc, o, a, b):
     m, k, n, blas = code[pc, F_X0], code[pc, F_X1], code[pc, F_X2], code[pc, F_X3]
     n0, n1 = code[pc, F_N0], code[pc, F_N1]
     so0, so1, som, son = code[pc, F_SO0], code[pc, F_SO1], code[pc, F_SO2], code[pc, F_SO3]
@@ -933,7 +941,7 @@ def _matmul(w, code, pc, o, a, b):
             aa = a + i0 * sa0 + i1 * sa1
             bb = b + i0 * sb0 + i1 * sb1
             if blas:
-                _gemm(w, aa, bb, oo, m, k, n, sak == 1, sbn == 1)
+                _gemm(w, gemm, aa, bb, oo, m, k, n, sak == 1, sbn == 1)
                 continue
             for i in range(m):
                 for j in range(n):
@@ -944,19 +952,30 @@ def _matmul(w, code, pc, o, a, b):
 
 
 @_jit
-def matmul_part(w, code, pc, axis, lo, hi):
+def matmul_part(w, gemm, code, pc, axis, lo, hi):
     """Output rows (``axis`` 0) or columns (1) ``lo <= i < hi`` of the top-level MATMUL
     row ``pc``: one BLAS product with a C-contiguous output (see
-    :func:`autodiff.lower.fuse.parallel_steps`). An operand's block that is not
-    contiguous is copied first, and a block of columns is computed apart and copied
-    into place (copies of ``k`` or ``m`` values per ``k x m`` multiply-adds per
+    :func:`autodiff.lower.fuse.parallel_steps`). With a CBLAS to call (``gemm[0]``, see
+    :mod:`.blas`) the blocks are strided views; with ``np.dot`` an operand's block that
+    is not contiguous is copied first, and a block of columns is computed apart and
+    copied into place (copies of ``k`` or ``m`` values per ``k x m`` multiply-adds per
     column). Parts may run in threads at once (the machine releases the GIL)."""
     m, k, n = code[pc, F_X0], code[pc, F_X1], code[pc, F_X2]
     a, b, o = code[pc, F_A], code[pc, F_B], code[pc, F_O]
     a_c, b_c = code[pc, F_SA3] == 1, code[pc, F_SB3] == 1
+    ta, tb = NO_TRANS if a_c else TRANS, NO_TRANS if b_c else TRANS
+    lda, ldb = max(1, k if a_c else m), max(1, n if b_c else k)
+    if gemm[0] != 0:
+        if axis == 0:     # rows lo:hi of op(A): row lo of A, or column lo of its transpose
+            cblas_gemm(gemm[0], w, ta, tb, hi - lo, n, k, a + lo * (k if a_c else 1), lda,
+                       b, ldb, o + lo * n, max(1, n))
+        else:             # columns lo:hi of op(B)
+            cblas_gemm(gemm[0], w, ta, tb, m, hi - lo, k, a, lda,
+                       b + lo * (1 if b_c else k), ldb, o + lo, max(1, n))
+        return
     if axis == 0:
         if a_c:
-            _gemm(w, a + lo * k, b, o + lo * n, hi - lo, k, n, True, b_c)
+            _gemm(w, gemm, a + lo * k, b, o + lo * n, hi - lo, k, n, True, b_c)
             return
         A = np.ascontiguousarray(w[a:a + m * k].reshape(k, m)[:, lo:hi].T)
         out = w[o + lo * n:o + hi * n].reshape(hi - lo, n)
@@ -1251,8 +1270,10 @@ def _all_nonzero(w, code, pc, a):
 
 # ----------------------------------------------------------------------------- machine
 @_jit
-def run(code, w, tab, start, end):
-    """Execute rows ``start .. end - 1`` of ``code`` on workspace ``w``.
+def run(code, w, tab, gemm, start, end):
+    """Execute rows ``start .. end - 1`` of ``code`` on workspace ``w``; matrix products
+    call the CBLAS function at ``gemm[0]`` (``int64[1]``, see :func:`.blas.gemm`), or
+    ``np.dot`` when it is 0.
 
     Returns 0, or ``1 + row`` of the first CHECK that failed or DYNGATHER that was
     given an index out of range (the caller re-evaluates to raise the proper error).
@@ -1294,7 +1315,7 @@ def run(code, w, tab, start, end):
         elif op == 4:
             _reduce(w, code, pc, o, a)
         elif op == 5:
-            _matmul(w, code, pc, o, a, b)
+            _matmul(w, gemm, code, pc, o, a, b)
         elif op == 6:
             _gather(w, tab, code, pc, o, a)
         elif op == 7:

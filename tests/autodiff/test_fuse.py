@@ -423,8 +423,21 @@ def _mm_steps(comp):
     return [s for s in _steps(comp) if s[0] == "mm"]
 
 
+@pytest.fixture(params=["cblas", "np.dot"])
+def machine_blas(request, monkeypatch):
+    """The machine's products by NumPy's CBLAS called directly (where NumPy's wheel has
+    one) and by Numba's ``np.dot`` (the fallback): programs compiled inside the test."""
+    if request.param == "cblas":
+        if not blas.gemm(np.float64)[0]:
+            pytest.skip("NumPy's BLAS has no scipy_cblas_?gemm64_ here: products use np.dot")
+    else:
+        blas.gemm(np.float64)                        # looked up first, then hidden
+        monkeypatch.setitem(blas._state, "gemm", {})
+    return request.param
+
+
 @pytest.fixture
-def products_in_parts(monkeypatch):
+def products_in_parts(monkeypatch, machine_blas):
     from autodiff.lower import cpu
     if not blas.controllable():
         pytest.skip("the BLAS's thread count cannot be set here: products stay whole")
@@ -538,6 +551,72 @@ def test_product_parts_by_rows_and_columns(a_t, b_t, products_in_parts):
         assert (0 if m >= 32 else 1) in axes, (m, axes)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_blas_products_every_layout_match_the_tape(dtype, machine_blas):
+    """Products large enough for BLAS with either operand transposed, in a batch and
+    inside a loop, forward and backward (whose products transpose their operands), by
+    either BLAS (see :mod:`autodiff.lower.blas`)."""
+    rng = np.random.default_rng(12)
+    a, b = rng.normal(size=(3, 24, 33)), rng.normal(size=(3, 33, 29))
+    a, b = a.astype(dtype), b.astype(dtype)
+
+    def f(x):
+        s = 0
+        for at in (False, True):
+            for bt in (False, True):
+                left = ad.transpose(a[0].T * x[0]) if at else a[0] * x[0]
+                right = ad.transpose(b[0].T * x[1]) if bt else b[0] * x[1]
+                s = s + ad.sum(ad.sin(left @ right))
+        s = s + ad.sum(ad.cos(ad.matmul(a * x[0], b * x[1])))          # a batch
+        carry, _ = ad.scan(lambda c, _: (ad.tanh(c @ b[1] @ b[2].T * x[1]), None),
+                           a[2] * x[0], None, length=3)
+        return s + ad.sum(carry)
+    x = np.array([0.7, 1.3], dtype)
+    comp = ad.compile(f, warn=False)
+    ex = None
+    for k in range(2):
+        v, g = comp.value_and_grad(x + dtype(0.01 * k))
+        tv, tg = _tape(f, x + dtype(0.01 * k))
+        rtol = 1e-12 if dtype == np.float64 else 2e-5
+        _close(v, tv, rtol)
+        _close(g, tg, rtol)
+    ex = next(iter(comp._programs.values())).exe[1]
+    assert ex.dtype == dtype
+    assert (ex.gemm[0] != 0) == (machine_blas == "cblas")
+    blas_rows = [r for r in ex.code if r[vm.F_OP] == vm.OP.MATMUL and r[vm.F_X3]]
+    assert len(blas_rows) >= 8, "the products did not reach BLAS"
+    assert {(r[vm.F_SA3] == 1, r[vm.F_SB3] == 1) for r in blas_rows} == \
+        {(True, True), (True, False), (False, True), (False, False)}
+    assert any(r[vm.F_N0] * r[vm.F_N1] > 1 for r in blas_rows), "no batch of products"
+
+
+def test_the_machine_calls_numpys_blas_and_pins_its_threads():
+    """Where NumPy's wheel brings its OpenBLAS, the machine's products call it and
+    :func:`blas.one_thread` sets that library's thread count (the pool the products
+    use), not SciPy's."""
+    if not blas.gemm(np.float64)[0]:
+        pytest.skip("NumPy's BLAS has no scipy_cblas_?gemm64_ here: products use np.dot")
+    import ctypes
+    lib = blas._numpy_blas()
+    assert blas.gemm(np.float32)[0] == ctypes.cast(lib.scipy_cblas_sgemm64_,
+                                                   ctypes.c_void_p).value
+    assert blas.gemm(np.float64)[0] == ctypes.cast(lib.scipy_cblas_dgemm64_,
+                                                   ctypes.c_void_p).value
+    assert blas.gemm(np.int64)[0] == 0
+    get = lib.scipy_openblas_get_num_threads64_
+    get.restype = ctypes.c_int
+    set_ = lib.scipy_openblas_set_num_threads64_
+    set_.argtypes = [ctypes.c_int]
+    before = get()
+    try:
+        set_(2)
+        with blas.one_thread():
+            assert get() == 1
+        assert get() == 2
+    finally:
+        set_(before)
+
+
 def test_one_thread_blas_restores_the_count():
     """Nested and concurrent blocks share one setting; the count found first comes
     back when the last block ends."""
@@ -545,7 +624,7 @@ def test_one_thread_blas_restores_the_count():
     import threading
     if not blas.controllable():
         pytest.skip("the BLAS's thread count cannot be set here")
-    set_, get = blas._fns()
+    set_, get = blas._found()["fns"]
     before = get()
     try:
         set_(2)
