@@ -13,6 +13,10 @@ the compiled machine, the reparameterization noise drawn before it).
     python bench/bench_vae.py            # side-by-side table
     python bench/bench_vae.py --only compiled,jax    # two contenders interleaved
 
+Each round starts after ``--pause`` seconds idle (0.5 by default): without it a round
+started while the previous contender's BLAS or XLA threads were still spinning, and
+whoever came right after the compiled step measured up to 1.3x slower.
+
 On a small machine with anything else running, give every library one thread
 (``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 XLA_FLAGS=
 "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"``): with their
@@ -202,12 +206,16 @@ def test_vae_step_jax(benchmark):
     benchmark(make_jax_step(KINGMA))
 
 
-def _rounds(steps, n=20, rounds=6):
+def _rounds(steps, n=20, rounds=6, pause=0.5):
     """Per-step ms of each step function, ``rounds`` interleaved rounds of ``n`` steps
-    (interleaving spreads a busy machine's slow spells over all contenders)."""
+    (interleaving spreads a busy machine's slow spells over all contenders), each round
+    after ``pause`` seconds idle: the BLAS and XLA thread pools of the contender before
+    keep spinning for a while after its last step, and would slow the next one's first
+    steps (OpenBLAS's wait is about 0.1 s)."""
     times = {name: [] for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
+            time.sleep(pause)
             for _ in range(3):
                 step()
             t = time.perf_counter()
@@ -231,6 +239,9 @@ def main(argv=None):
                    help="contenders to interleave, of " + ", ".join(_SHORT) + " (all by "
                    "default); e.g. 'compiled,jax' to time two without the others' "
                    "thread pools spinning between their rounds")
+    p.add_argument("--pause", type=float, default=0.5,
+                   help="seconds idle before each round (default 0.5), so that no "
+                   "contender's timing includes the previous one's spinning threads")
     a = p.parse_args(argv)
     unknown = [k for k in a.only.split(",") if k.strip() not in _SHORT]
     if unknown:
@@ -246,10 +257,10 @@ def main(argv=None):
                 steps[name] = make(cfg)
             except pytest.skip.Exception as e:
                 print(f"{name} skipped: {e}")
-        times = _rounds(steps, n=n)
+        times = _rounds(steps, n=n, pause=a.pause)
         ours = {k: (min(times[k]), float(np.median(times[k]))) for k in _OURS if k in times}
         print(f"VAE step {title}, float32, SGVB + Adam (ms per step; best and median of 6 "
-              f"interleaved rounds of {n} steps; ratios: "
+              f"interleaved rounds of {n} steps, {a.pause:g} s idle before each; ratios: "
               + " / ".join(k.replace("zsarray ", "") for k in ours) + " over the other)")
         for name, t in times.items():
             best, med = min(t), float(np.median(t))

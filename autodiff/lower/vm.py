@@ -481,6 +481,17 @@ def _unary_fast(f, w, oo, aa, n):
     elif f == 12:
         for i in range(m):
             w[o + i] = _tanh_v(np.float64(w[a + i]))
+    elif f == 18:
+        for i in range(m):
+            x = w[a + i]
+            w[o + i] = 1.0 if x - x == 0.0 else 0.0
+    elif f == 19:
+        for i in range(m):
+            x = w[a + i]
+            w[o + i] = 1.0 if x != x else 0.0
+    elif f == 21:
+        for i in range(m):
+            w[o + i] = 1.0 if w[a + i] == 0.0 else 0.0
     else:
         return False
     return True

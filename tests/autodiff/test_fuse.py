@@ -121,14 +121,16 @@ EDGES = [0.0, -0.0, 1.0, -1.0, 2.5, -3.75, 1e-30, -1e-30, 1e30, np.inf, -np.inf,
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name, f, ref", [
     ("negative", ad.negative, np.negative), ("square", ad.square, np.square),
-    ("sqrt", ad.sqrt, np.sqrt), ("abs", ad.abs, np.abs)])
+    ("sqrt", ad.sqrt, np.sqrt), ("abs", ad.abs, np.abs),
+    ("isnan", ad.isnan, np.isnan), ("isfinite", ad.isfinite, np.isfinite),
+    ("logical_not", ad.logical_not, np.logical_not)])
 def test_cheap_unary_vector_loops_equal_numpy(name, f, ref, dtype):
     """The one-loop-per-function paths of the cheap unary functions (contiguous runs of
     >= 16 elements, in the workspace's precision): bit for bit NumPy's values, edge
-    values included (sqrt of a negative number is NaN)."""
+    values included (sqrt of a negative number is NaN; the predicates as 0 / 1)."""
     rng = np.random.default_rng(3)
     x = np.concatenate([rng.standard_normal(1000), EDGES]).astype(dtype)
-    comp = ad.compile(lambda u: f(u) * 1.0, warn=False)
+    comp = ad.compile(lambda u: f(u) * dtype(1.0), warn=False)
     with np.errstate(all="ignore"):
         want = ref(x) * dtype(1.0)
         for _ in range(3):
