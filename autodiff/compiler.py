@@ -135,12 +135,26 @@ class CompiledStep(_Lowered, TracedStep):
     in the machine's workspace (same values, shape and dtype), so the next step reads it
     without a copy; an optimizer updating ``.data`` in place writes there directly. A
     parameter whose ``.data`` was rebound since is copied in as before.
+
+    The gradients are handed to ``.grad`` the same way, as writable views of the places
+    the machine computed them in (no copy of the gradients; see
+    :meth:`autodiff.lower.Executable.hand_out`). They never change afterwards: a step
+    taken while an array still sees an earlier step's gradients (a ``.grad`` kept, or
+    ``zero_grad(set_to_none=False)``) runs in a fresh workspace; the usual loop
+    (``zero_grad()``, ``backward``, ``step``) drops them first and copies nothing.
     """
+
+    def _handed_out(self, g):
+        return any(e.exe is not None and getattr(e.exe[1], "handed", None)
+                   and e.exe[1].handed_out(g) for e in self._programs.values())
 
     def __repr__(self):
         return f"compile({self._name()!r}, params=[{len(self.params)} Tensors])"
 
     def _replay(self, entry, x, want_grad):
+        if want_grad and entry.exe is not None and getattr(entry.exe[1], "handed", 0) is None:
+            exe = entry.exe[1]
+            exe.hand_out(range(1, len(exe.out_views)))      # the gradients
         out = super()._replay(entry, x, want_grad)
         if want_grad and entry.exe is not None and entry.broken is None:
             exe = entry.exe[1]

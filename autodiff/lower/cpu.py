@@ -371,6 +371,47 @@ class Executable:
         self.one_blas_thread = any(s[0] == "mm" for s in steps)
         self.gemm = blas.gemm(self.dtype)          # this process's BLAS (see :mod:`.blas`)
         self._machine_name = f"the {self.dtype.name} program machine"
+        self._fixed = [(off, vals.size) for off, vals in L.consts] + \
+            [(off, n) for off, n, _ in self._ins]    # places no run writes
+        self.handed = None       # indices of outputs handed out as views (hand_out)
+
+    def hand_out(self, outputs):
+        """Return outputs ``outputs`` (indices) as writable views of the workspace, not
+        copies, from the next call on: those that are contiguous places of the
+        workspace's dtype that every run writes (not a constant's or an input's place)
+        and that no other output shares. A call made while an array still sees such a
+        view from an earlier call (someone kept a ``.grad``) first gets a fresh
+        workspace, so what was handed out never changes; a caller that drops them
+        (``zero_grad`` setting ``.grad`` to None) costs no copy at all."""
+        places = [(v.off, v.size) if type(v) is View and v.contiguous() else None
+                  for v, _ in self.out_views]
+
+        def overlap(p, q):
+            return p[0] < q[0] + q[1] and q[0] < p[0] + p[1]
+        safe = []
+        for k in outputs:
+            v, dt = self.out_views[k]
+            p = places[k]
+            if (p is None or p[1] == 0 or (dt is not None and np.dtype(dt) != self.dtype)
+                    or any(overlap(p, q) for q in self._fixed)
+                    or any(j != k and q is not None and overlap(p, q)
+                           for j, q in enumerate(places))):
+                continue
+            safe.append(k)
+        self.handed = tuple(safe)
+        return self.handed
+
+    def handed_out(self, a):
+        """Whether ``a`` is an output that this thread's last call handed out as a view
+        (see :meth:`hand_out`)."""
+        return bool(self.handed) and getattr(a, "base", None) is getattr(self._local, "w",
+                                                                           None)
+
+    def _held(self, loc):
+        """Whether an array other than the live resident inputs' views sees this
+        thread's workspace (an output handed out by an earlier call, kept)."""
+        alive = sum(1 for r in loc.resident if r is not None and r() is not None)
+        return _refs(loc) - loc.base_refs - alive > 0
 
     @property
     def n_rows(self):
@@ -467,6 +508,8 @@ class Executable:
         in_place = ()
         if getattr(loc, "w", None) is None:
             self._workspace()
+        elif self.handed and self._held(loc):
+            self._workspace()                       # never change what was handed out
         elif any(loc.resident):
             in_place = self._settle(args)
         w, outs = loc.w, loc.outs
@@ -482,9 +525,20 @@ class Executable:
                 self._run(w)
         else:
             self._run(w)
-        return tuple(const if a is None else (a.copy() if dt is None or a.dtype == dt
-                                              else a.astype(dt))
-                     for a, const, dt in outs)
+        if not self.handed:
+            return tuple(const if a is None else (a.copy() if dt is None or a.dtype == dt
+                                                  else a.astype(dt))
+                         for a, const, dt in outs)
+        res = []
+        for k, (a, const, dt) in enumerate(outs):
+            if k in self.handed:                   # a fresh view: see hand_out()
+                v = self.out_views[k][0]
+                res.append(w[v.off:v.off + v.size].reshape(v.shape))
+            elif a is None:
+                res.append(const)
+            else:
+                res.append(a.copy() if dt is None or a.dtype == dt else a.astype(dt))
+        return tuple(res)
 
     def _run(self, w):
         # the machine's first run for this dtype in this process may compile it

@@ -251,3 +251,69 @@ def test_compiled_step_keeps_parameters_in_its_workspace_without_changing_meanin
     W.data = W.data * np.float32(0.5)
     grads(step, X)
     assert W.data is exe.resident(1) and b.data is exe.resident(2)
+
+
+def test_compiled_step_hands_gradients_out_without_a_copy_and_never_changes_them():
+    """A compiled backward's gradients are views of the machine's workspace. Kept across
+    steps (a list of them, ``zero_grad(set_to_none=False)``), modified in place
+    (clipping), or dropped: each step's gradients equal the traced step's, and what a
+    step handed out never changes afterwards."""
+    import zsarray as zs
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((64, 5)).astype(np.float32)
+    W = ad.tensor(rng.standard_normal((5, 3)).astype(np.float32), requires_grad=True)
+    b = ad.tensor(np.zeros(3, np.float32), requires_grad=True)
+    c = ad.tensor(np.ones(3, np.float32), requires_grad=True)     # gradient: a constant
+    K = np.array([2.0, -1.0, 0.5], np.float32)
+
+    def cost(x):
+        return ad.sum(ad.tanh(x @ W + b) ** 2) + ad.sum(c * K)
+
+    step = ad.compile(cost, params=[W, b, c], warn=False)
+    ref = ad.trace(cost, params=[W, b, c], warn=False)
+    opt = zs.optim.SGD([W, b, c], lr=0.01)
+
+    def want(x):
+        for p in (W, b, c):
+            p.grad = None
+        ref.backward(x)
+        return [p.grad.copy() for p in (W, b, c)]
+
+    kept = []
+    for i in range(9):
+        x = X * np.float32(1 + 0.1 * i)
+        expect = want(x)
+        if i % 3 == 2:                 # accumulate onto zeroed gradients kept in place
+            opt.zero_grad(set_to_none=False)
+        else:
+            opt.zero_grad()
+        step.backward(x)
+        got = [p.grad for p in (W, b, c)]
+        for g, e in zip(got, expect):
+            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
+        if i % 3 == 0:
+            kept.append([(g, g.copy()) for g in got])          # kept by the caller
+        if i % 3 == 1:
+            zs.optim.clip_grad_norm_([W, b, c], 1e-3)          # in place
+            kept.append([(g, g.copy()) for g in got])
+        for k in kept:
+            for g, snapshot in k:
+                np.testing.assert_array_equal(g, snapshot)
+        opt.step()
+    exe = next(iter(step._programs.values())).exe[1]
+    assert exe.handed == (1, 2, 3), exe.handed
+    opt.zero_grad()
+    step.backward(X)
+    assert all(exe.handed_out(p.grad) for p in (W, b, c))
+    # two gradients in one place of the workspace: copies, each its own array
+    d = ad.tensor(np.ones(3, np.float32), requires_grad=True)
+    step2 = ad.compile(lambda x: ad.sum((c + d) * x), params=[c, d], warn=False)
+    x = np.arange(3, dtype=np.float32)
+    for _ in range(3):
+        c.grad = d.grad = None
+        step2.backward(x)
+    exe2 = next(iter(step2._programs.values())).exe[1]
+    assert exe2.handed == ()
+    c.grad *= 5.0
+    np.testing.assert_array_equal(d.grad, x)
+    np.testing.assert_array_equal(c.grad, 5.0 * x)
