@@ -10,7 +10,7 @@ does not handle (the equation then runs as a Python step).
 import numpy as np
 import scipy.special as sps
 
-from . import vm
+from . import fuse, vm
 from .cpu import View, broadcast, reshape, transpose, NotLowerable
 from .vm import OP, UN, BIN, RED
 from .. import tracer as T
@@ -192,7 +192,8 @@ def reduce_view(L, x, axes, kind, out_shape):
     if x.size == 0:
         return out
     ov = broadcast(reshape(L, out, kept), x.shape)
-    L.nest(OP.REDUCE, ov, [x], (kind, 0, 0, 0))
+    # X1: a contiguous sum's chunks are a FUSED row's tiles (vm._sum_run)
+    L.nest(OP.REDUCE, ov, [x], (kind, fuse.TILE, 0, 0))
     return out
 
 

@@ -49,7 +49,8 @@ class OP:
     UNARY = 1          # o = f(a), f = X0
     BINARY = 2         # o = f(a, b), f = X0
     SELECT = 3         # o = b if a else c
-    REDUCE = 4         # o (op)= a over the loop nest (o has stride 0 on reduced dims); X0 kind
+    REDUCE = 4         # o (op)= a over the loop nest (o has stride 0 on reduced dims); X0 kind,
+    #                    X1 the chunk of a contiguous sum (a FUSED row's tile; 0: whole)
     MATMUL = 5         # batched [n0, n1] x [M, K] @ [K, N]; X0..X2 = M, K, N; X3 = use BLAS
     GATHER = 6         # o[i] = a[tab[X0 + i]], i < n0 (o contiguous)
     SCATTER_ADD = 7    # o[tab[X0 + i]] += a[i], i < n0 (a contiguous)
@@ -719,6 +720,40 @@ def _select(w, code, pc, o, a, b, c):
                         else w[cc + i3 * sc3]
 
 
+@_inline
+def _sum_run(w, a, n):
+    """``w[a] + ... + w[a + n - 1]`` (``n >= 1``) in the workspace's precision: eight
+    running sums over the elements' residues mod 8 (independent chains: one vector
+    register, where a single sum waits on each add's latency; and a smaller rounding
+    error than one long chain), added pairwise, then the remainder in order. A
+    contiguous sum's terms are summed the same way in top-level rows (in chunks of a
+    FUSED row's tile, ``X1``) and in fused rows (tile by tile), so fusing changes no
+    bit."""
+    ua, m = np.uint64(a), np.uint64(n)
+    if m < 16:
+        s = w[ua]
+        for i in range(np.uint64(1), m):
+            s += w[ua + i]
+        return s
+    s0, s1, s2, s3 = w[ua], w[ua + 1], w[ua + 2], w[ua + 3]
+    s4, s5, s6, s7 = w[ua + 4], w[ua + 5], w[ua + 6], w[ua + 7]
+    m8 = m - m % np.uint64(8)
+    for i in range(np.uint64(8), m8, np.uint64(8)):
+        j = ua + i
+        s0 += w[j]
+        s1 += w[j + 1]
+        s2 += w[j + 2]
+        s3 += w[j + 3]
+        s4 += w[j + 4]
+        s5 += w[j + 5]
+        s6 += w[j + 6]
+        s7 += w[j + 7]
+    s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    for i in range(m8, m):
+        s += w[ua + i]
+    return s
+
+
 @_jit
 def _reduce(w, code, pc, o, a):
     kind = code[pc, F_X0]
@@ -732,9 +767,10 @@ def _reduce(w, code, pc, o, a):
                 aa = a + i0 * sa0 + i1 * sa1 + i2 * sa2
                 if so3 == 0:                       # reduced innermost: a register
                     acc = w[oo]
-                    if kind == 0 and sa3 == 1:
-                        for i3 in range(n3):
-                            acc += w[aa + i3]
+                    if kind == 0 and sa3 == 1:         # chunks as a FUSED row's tiles
+                        chunk = code[pc, F_X1] if code[pc, F_X1] > 0 else n3
+                        for c3 in range(0, n3, chunk):
+                            acc += _sum_run(w, aa + c3, min(chunk, n3 - c3))
                     else:
                         for i3 in range(n3):
                             acc = _combine(kind, acc, w[aa + i3 * sa3])
@@ -815,8 +851,7 @@ def _reduce_run(w, kind, oo, so, aa, sa, n):
     if so == 0:
         acc = w[oo]
         if kind == 0 and sa == 1:
-            for i in range(n):
-                acc += w[aa + i]
+            acc += _sum_run(w, aa, n)
         else:
             for i in range(n):
                 acc = _combine(kind, acc, w[aa + i * sa])
