@@ -192,7 +192,7 @@ def reduce_view(L, x, axes, kind, out_shape):
     if x.size == 0:
         return out
     ov = broadcast(reshape(L, out, kept), x.shape)
-    # X1: a contiguous sum's chunks are a FUSED row's tiles (vm._sum_run)
+    # X1: a contiguous sum's chunks are a FUSED row's tiles (vm._add_run)
     L.nest(OP.REDUCE, ov, [x], (kind, fuse.TILE, 0, 0))
     return out
 

@@ -721,20 +721,25 @@ def _select(w, code, pc, o, a, b, c):
 
 
 @_inline
-def _sum_run(w, a, n):
-    """``w[a] + ... + w[a + n - 1]`` (``n >= 1``) in the workspace's precision: eight
-    running sums over the elements' residues mod 8 (independent chains: one vector
-    register, where a single sum waits on each add's latency; and a smaller rounding
-    error than one long chain), added pairwise, then the remainder in order. A
-    contiguous sum's terms are summed the same way in top-level rows (in chunks of a
-    FUSED row's tile, ``X1``) and in fused rows (tile by tile), so fusing changes no
-    bit."""
+def _add_run(acc, w, a, n):
+    """``acc + w[a] + ... + w[a + n - 1]`` in the workspace's precision: a short run
+    (``n < 16``) one add after another, a long one as :func:`_sum_long`. A contiguous
+    sum's terms are added the same way in top-level rows (in chunks of a FUSED row's
+    tile, ``X1``) and in fused rows (tile by tile), so fusing changes no bit."""
+    if n < 16:
+        for i in range(n):
+            acc += w[a + i]
+        return acc
+    return acc + _sum_long(w, a, n)
+
+
+@_jit
+def _sum_long(w, a, n):
+    """``w[a] + ... + w[a + n - 1]`` (``n >= 8``): eight running sums over the
+    elements' residues mod 8 (independent chains: one vector register, where a single
+    sum waits on each add's latency; and a smaller rounding error than one long chain),
+    added pairwise, then the remainder in order."""
     ua, m = np.uint64(a), np.uint64(n)
-    if m < 16:
-        s = w[ua]
-        for i in range(np.uint64(1), m):
-            s += w[ua + i]
-        return s
     s0, s1, s2, s3 = w[ua], w[ua + 1], w[ua + 2], w[ua + 3]
     s4, s5, s6, s7 = w[ua + 4], w[ua + 5], w[ua + 6], w[ua + 7]
     m8 = m - m % np.uint64(8)
@@ -755,11 +760,33 @@ def _sum_run(w, a, n):
 
 
 @_jit
+def _long_sums(w, code, pc, o, a):
+    """A REDUCE row summing contiguous runs of 16 elements or more into registers: in
+    chunks of a FUSED row's tile (``X1``), each as :func:`_add_run`."""
+    n0, n1, n2, n3 = _four(code, pc, F_N0)
+    so0, so1, so2, _ = _four(code, pc, F_SO0)
+    sa0, sa1, sa2, _ = _four(code, pc, F_SA0)
+    chunk = code[pc, F_X1] if code[pc, F_X1] > 0 else n3
+    for i0 in range(n0):
+        for i1 in range(n1):
+            for i2 in range(n2):
+                oo = o + i0 * so0 + i1 * so1 + i2 * so2
+                aa = a + i0 * sa0 + i1 * sa1 + i2 * sa2
+                acc = w[oo]
+                for c3 in range(0, n3, chunk):
+                    acc = _add_run(acc, w, aa + c3, min(chunk, n3 - c3))
+                w[oo] = acc
+
+
+@_jit
 def _reduce(w, code, pc, o, a):
     kind = code[pc, F_X0]
     n0, n1, n2, n3 = _four(code, pc, F_N0)
     so0, so1, so2, so3 = _four(code, pc, F_SO0)
     sa0, sa1, sa2, sa3 = _four(code, pc, F_SA0)
+    if kind == 0 and so3 == 0 and sa3 == 1 and n3 >= 16:
+        _long_sums(w, code, pc, o, a)           # (short ones below: one add after another)
+        return
     for i0 in range(n0):
         for i1 in range(n1):
             for i2 in range(n2):
@@ -767,10 +794,9 @@ def _reduce(w, code, pc, o, a):
                 aa = a + i0 * sa0 + i1 * sa1 + i2 * sa2
                 if so3 == 0:                       # reduced innermost: a register
                     acc = w[oo]
-                    if kind == 0 and sa3 == 1:         # chunks as a FUSED row's tiles
-                        chunk = code[pc, F_X1] if code[pc, F_X1] > 0 else n3
-                        for c3 in range(0, n3, chunk):
-                            acc += _sum_run(w, aa + c3, min(chunk, n3 - c3))
+                    if kind == 0 and sa3 == 1:
+                        for i3 in range(n3):
+                            acc += w[aa + i3]
                     else:
                         for i3 in range(n3):
                             acc = _combine(kind, acc, w[aa + i3 * sa3])
@@ -851,7 +877,7 @@ def _reduce_run(w, kind, oo, so, aa, sa, n):
     if so == 0:
         acc = w[oo]
         if kind == 0 and sa == 1:
-            acc += _sum_run(w, aa, n)
+            acc = _add_run(acc, w, aa, n)
         else:
             for i in range(n):
                 acc = _combine(kind, acc, w[aa + i * sa])
