@@ -587,21 +587,26 @@ _FREED = ("backward(): part of this graph was already freed by an earlier backwa
 _GRAD_LOCK = threading.Lock()
 
 
-def _deliver(leaf, g, wanted, seed=None, delivered=None):
+def _deliver(leaf, g, wanted, seed=None, delivered=None, owned=False):
+    """Add ``g`` into ``leaf.grad`` (``wanted`` None) or into ``wanted``. ``owned``: ``g``
+    is the caller's to give away as it is (a compiled step's gradient view), never
+    copied for being a view."""
     if wanted is None:
         with _GRAD_LOCK:       # .grad is shared: concurrent passes add, never overwrite
-            _deliver_grad(leaf, g, seed, delivered)
+            _deliver_grad(leaf, g, seed, delivered, owned)
     elif id(leaf) in wanted:
         w = wanted[id(leaf)]
         wanted[id(leaf)] = g if w is None else w + g
 
 
-def _deliver_grad(leaf, g, seed, delivered):
+def _deliver_grad(leaf, g, seed, delivered, owned=False):
     if leaf.grad is not None:
         leaf.grad = leaf.grad + g
         return
     if isinstance(g, np.generic):
         g = np.array(g)
+    elif owned:
+        pass
     elif g is seed or _maybe_shared(g) or (delivered is not None and id(g) in delivered):
         # .grad may be modified in place (clipping): never hand out the caller's seed,
         # one array to two leaves, a view of another array, or a read-only array

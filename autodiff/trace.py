@@ -331,13 +331,8 @@ class TracedStep(Traced):
         value, grads = self._evaluate(xs, want_grad=True)
         delivered = set()        # one array never becomes the .grad of two parameters
         for p, g in zip(self.params, grads):
-            if g is None:
-                continue
-            if self._handed_out(g):      # the compiled machine's own view: no copy
-                with core._GRAD_LOCK:
-                    p.grad = g if p.grad is None else p.grad + g
-            else:
-                core._deliver(p, g, None, _NO_SEED, delivered)
+            if g is not None:            # a compiled machine's own view: no copy
+                core._deliver(p, g, None, _NO_SEED, delivered, owned=self._handed_out(g))
         return value
 
     def _handed_out(self, g):

@@ -58,6 +58,15 @@ def _loaded(numpy_s):
             and ("numpy" in p) == numpy_s]
 
 
+def _opened(paths):
+    """The libraries at ``paths`` that load, as ``ctypes.CDLL``."""
+    for path in paths:
+        try:
+            yield ctypes.CDLL(path)
+        except OSError:
+            continue
+
+
 def _numpy_blas():
     """NumPy's OpenBLAS as a ``ctypes.CDLL`` when it has the ILP64 ``scipy_cblas_*gemm64_``
     symbols, else None."""
@@ -65,11 +74,7 @@ def _numpy_blas():
     paths = [p for where in ((os.pardir, "numpy.libs"), (".dylibs",))   # wheels: Linux
              for p in glob.glob(os.path.join(here, *where, "*openblas*"))]  # Windows; macOS
     paths += _loaded(True)
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
+    for lib in _opened(paths):
         if all(hasattr(lib, f"scipy_cblas_{t}gemm64_") for t in "sd"):
             return lib
     return None
@@ -85,11 +90,7 @@ def _scipy_blas():
     paths = glob.glob(os.path.join(os.path.dirname(scipy.__file__), os.pardir,
                                    "scipy.libs", "*openblas*"))
     paths += _loaded(False)           # other installs (conda, system): what is loaded
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
+    for lib in _opened(paths):
         for prefix in ("scipy_openblas", "openblas"):
             fns = _count_fns(lib, prefix, "")
             if fns:

@@ -525,20 +525,11 @@ class Executable:
                 self._run(w)
         else:
             self._run(w)
-        if not self.handed:
-            return tuple(const if a is None else (a.copy() if dt is None or a.dtype == dt
-                                                  else a.astype(dt))
-                         for a, const, dt in outs)
-        res = []
-        for k, (a, const, dt) in enumerate(outs):
-            if k in self.handed:                   # a fresh view: see hand_out()
-                v = self.out_views[k][0]
-                res.append(w[v.off:v.off + v.size].reshape(v.shape))
-            elif a is None:
-                res.append(const)
-            else:
-                res.append(a.copy() if dt is None or a.dtype == dt else a.astype(dt))
-        return tuple(res)
+        handed = self.handed or ()                 # fresh views of these: see hand_out()
+        return tuple(w[v.off:v.off + v.size].reshape(v.shape) if k in handed else
+                     const if a is None else (a.copy() if dt is None or a.dtype == dt
+                                              else a.astype(dt))
+                     for k, ((a, const, dt), (v, _)) in enumerate(zip(outs, self.out_views)))
 
     def _run(self, w):
         # the machine's first run for this dtype in this process may compile it
